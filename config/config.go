@@ -1,0 +1,141 @@
+// Package config defines Guardian's configuration schema, decodes it strictly,
+// applies defaults, validates it with field paths and line numbers, and
+// coordinates reloads from the file watcher, SIGHUP and the HTTP API.
+package config
+
+import (
+	"time"
+
+	commoncfg "github.com/prometheus/common/config"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Global    Global     `yaml:"global"`
+	Sources   []Source   `yaml:"sources"`
+	Services  []Service  `yaml:"services"`
+	Notifiers []Notifier `yaml:"notifiers"`
+}
+
+// Global holds daemon-wide settings.
+type Global struct {
+	// EvaluationInterval is how often each service's triggers are evaluated (default 5s).
+	EvaluationInterval Duration `yaml:"evaluation_interval"`
+	// ListenAddress is the HTTP listen address (default 127.0.0.1:9095).
+	ListenAddress string `yaml:"listen_address"`
+	// StateDir holds durable state (default ./data).
+	StateDir string `yaml:"state_dir"`
+	// QueryTimeout bounds each query (default 10s).
+	QueryTimeout Duration `yaml:"query_timeout"`
+	// Auth configures bearer tokens for the write API.
+	Auth Auth `yaml:"auth"`
+}
+
+// Auth configures API authentication.
+type Auth struct {
+	// TokensFile holds one "name:token" pair per line ('#' starts a comment).
+	// Without it the write API (deployments, approvals) refuses every request.
+	TokensFile string `yaml:"tokens_file"`
+}
+
+// Source is a named metric source shared by services.
+type Source struct {
+	Name       string            `yaml:"name"`
+	Prometheus *PrometheusSource `yaml:"prometheus"`
+}
+
+// PrometheusSource is a Prometheus-compatible HTTP API (Prometheus, Thanos,
+// Mimir, VictoriaMetrics) with prometheus/common's HTTP client settings inline.
+type PrometheusSource struct {
+	URL     string   `yaml:"url"`
+	Timeout Duration `yaml:"timeout"`
+	// HTTPClientConfig carries basic auth, authorization, OAuth2, TLS, proxy
+	// and custom headers such as X-Scope-OrgID.
+	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
+}
+
+// Scrape configures the embedded source: Guardian scrapes the service's
+// /metrics itself and evaluates PromQL in process.
+type Scrape struct {
+	URL      string   `yaml:"url"`
+	Interval Duration `yaml:"interval"` // default 5s
+	Timeout  Duration `yaml:"timeout"`  // default: interval, at most 10s
+}
+
+// Service is one guarded service.
+type Service struct {
+	Name string `yaml:"name"`
+	// Source names an entry of sources; empty means the embedded source, which needs Scrape.
+	Source      string    `yaml:"source"`
+	Scrape      *Scrape   `yaml:"scrape"`
+	Deploy      Deploy    `yaml:"deploy"`
+	WatchWindow Duration  `yaml:"watch_window"` // default 30m
+	Triggers    []Trigger `yaml:"triggers"`
+	Notify      []string  `yaml:"notify"`
+}
+
+// Deploy configures how fresh deploys are learnt.
+type Deploy struct {
+	// VersionQuery returns one series per running version, labelled with
+	// VersionLabel, whose value is its traffic. Optional: deploys can also be
+	// announced through POST /api/v1/deployments.
+	VersionQuery string `yaml:"version_query"`
+	// VersionLabel is the label naming the version (default "version").
+	VersionLabel string `yaml:"version_label"`
+	// MinTraffic is the value above which a version counts as serving (default 0: any positive value).
+	MinTraffic float64 `yaml:"min_traffic"`
+}
+
+// Trigger is one condition judged for the freshly deployed version.
+type Trigger struct {
+	Name string `yaml:"name"`
+	// Query is a PromQL template yielding one value; it may use {{.Service}},
+	// {{.Version}}, {{.Baseline}} and {{.Window}}.
+	Query string `yaml:"query"`
+	// Window is the value of {{.Window}} (default 1m).
+	Window        Duration       `yaml:"window"`
+	Above         *float64       `yaml:"above"`
+	Below         *float64       `yaml:"below"`
+	AboveBaseline *BaselineLimit `yaml:"above_baseline"`
+	For           Duration       `yaml:"for"`
+	// MinRequests is the least traffic (VolumeQuery's value) for a verdict.
+	MinRequests float64 `yaml:"min_requests"`
+	// VolumeQuery yields the sample size; required with MinRequests.
+	VolumeQuery  string       `yaml:"volume_query"`
+	OnNoData     NoDataPolicy `yaml:"on_no_data"`     // ignore (default) or fire
+	OnQueryError NoDataPolicy `yaml:"on_query_error"` // ignore (default) or fire
+	Severity     string       `yaml:"severity"`       // default SEV-1
+}
+
+// NoDataPolicy says what an empty result (or a failed query) means.
+type NoDataPolicy string
+
+// No-data policies.
+const (
+	PolicyIgnore NoDataPolicy = "ignore"
+	PolicyFire   NoDataPolicy = "fire"
+)
+
+// BaselineLimit is a limit relative to the baseline version: a ratio ("2x")
+// or a delta ("+0.02").
+type BaselineLimit struct {
+	Ratio float64 // > 0 when a ratio
+	Delta float64 // used when Ratio == 0
+	Text  string  // as written
+}
+
+// Notifier is a named receiver of incident events.
+type Notifier struct {
+	Name    string   `yaml:"name"`
+	Webhook *Webhook `yaml:"webhook"`
+}
+
+// Webhook is a generic signed JSON webhook receiver.
+type Webhook struct {
+	URL        string           `yaml:"url"`
+	SecretFile string           `yaml:"secret_file"`
+	Secret     commoncfg.Secret `yaml:"-"`
+}
+
+// Duration is a time.Duration written as Prometheus writes durations ("30s", "1h30m", "2d").
+type Duration time.Duration

@@ -1,0 +1,127 @@
+package query
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+func TestRenderEscapesLabelValues(t *testing.T) {
+	tmpl, err := New("q", `sum(rate(http_requests_total{service="{{.Service}}",version="{{.Version}}",code=~"5.."}[{{.Window}}]))`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, version string
+	}{
+		{"plain", "v2.4.1"},
+		{"quote injection", `v2"} or vector(1) or foo{a="`},
+		{"backslash", `v2\`},
+		{"newline", "v2\n"},
+		{"single quote", "it's"},
+		{"control", "v2\x00\x7f"},
+		{"unicode", "v2-ünï"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, err := tmpl.Render(Vars{Service: "checkout", Version: tc.version, Window: 90 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := Parse(q)
+			if err != nil {
+				t.Fatalf("rendered query does not parse: %v\n%s", err, q)
+			}
+			// The version must come back, unchanged, as one matcher's value.
+			var got []string
+			parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+				if vs, ok := n.(*parser.VectorSelector); ok {
+					for _, m := range vs.LabelMatchers {
+						if m.Name == "version" {
+							got = append(got, m.Value)
+						}
+					}
+				}
+				return nil
+			})
+			if len(got) != 1 || got[0] != tc.version {
+				t.Fatalf("version matchers %q, want [%q]\n%s", got, tc.version, q)
+			}
+			if !strings.Contains(q, "[1m30s]") {
+				t.Fatalf("window not rendered as PromQL duration: %s", q)
+			}
+		})
+	}
+}
+
+func TestInjectionStaysInsideMatcher(t *testing.T) {
+	tmpl, err := New("q", `up{version="{{.Version}}"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := tmpl.Render(Vars{Version: `x"} or vector(1) #`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Parse(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.Type(), "vector"; string(got) != want {
+		t.Fatalf("type %s, want %s", got, want)
+	}
+	if _, ok := e.(*parser.VectorSelector); !ok {
+		t.Fatalf("injection changed the query into %T: %s", e, e)
+	}
+}
+
+func TestNewRejectsUnknownField(t *testing.T) {
+	tmpl, err := New("q", `up{v="{{.Verison}}"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tmpl.Check(); err == nil {
+		t.Fatal("want error for unknown field .Verison")
+	}
+}
+
+func TestCheckRejectsBadPromQL(t *testing.T) {
+	tmpl, err := New("q", `sum(rate(x[{{.Window}}])`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tmpl.Check(); err == nil || !strings.Contains(err.Error(), "invalid PromQL") {
+		t.Fatalf("got %v, want invalid PromQL", err)
+	}
+}
+
+func TestCheckRejectsSingleQuotedValues(t *testing.T) {
+	tmpl, err := New("q", `up{version='{{.Version}}'}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tmpl.Check(); err == nil || !strings.Contains(err.Error(), "double quotes") {
+		t.Fatalf("got %v, want a double-quotes error", err)
+	}
+}
+
+func TestMaxRange(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want time.Duration
+	}{
+		{`up`, 0},
+		{`rate(x[1m])`, time.Minute},
+		{`rate(x[1m]) / rate(y[5m] offset 1m)`, 6 * time.Minute},
+		{`max_over_time(rate(x[1m])[10m:30s])`, 10 * time.Minute},
+	} {
+		got, err := MaxRange(tc.q)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.q, err)
+		}
+		if got != tc.want {
+			t.Errorf("MaxRange(%s) = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+}
