@@ -1,0 +1,192 @@
+package trigger
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/query"
+)
+
+// DefaultWindow is the value of {{.Window}} when a trigger sets none.
+const DefaultWindow = time.Minute
+
+// ErrInvalidDefinition is wrapped by every error New and Definition.Validate
+// return, so callers can tell a bad definition from other failures.
+var ErrInvalidDefinition = errors.New("invalid trigger definition")
+
+// Definition is one trigger as the engine sees it: parsed templates and
+// typed limits. Build it with FromConfig, or by hand in tests.
+type Definition struct {
+	// Name identifies the trigger within its service.
+	Name string
+	// Query yields the judged value for the new version; the same template
+	// rendered with Version set to the baseline yields the baseline value.
+	Query *query.Template
+	// VolumeQuery yields the sample size (traffic) of the new version; nil
+	// when no minimum-traffic guard is configured.
+	VolumeQuery *query.Template
+	// Window is the value of {{.Window}}.
+	Window time.Duration
+	// Above is breached when the value is strictly greater.
+	Above *float64
+	// Below is breached when the value is strictly smaller.
+	Below *float64
+	// AboveBaseline is breached when the value is strictly greater than
+	// baseline*Ratio (Ratio > 0) or baseline+Delta (otherwise).
+	AboveBaseline *config.BaselineLimit
+	// For is how long the conditions must stay breached before the trigger
+	// fires; 0 fires at the first violation.
+	For time.Duration
+	// MinRequests is the least VolumeQuery value for a verdict; 0 disables the guard.
+	MinRequests float64
+	// OnNoData says whether an empty result or a NaN value counts as a
+	// violation ("fire") or not ("ignore", also when empty).
+	OnNoData config.NoDataPolicy
+	// OnQueryError says whether a failed query counts as a violation
+	// ("fire") or not ("ignore", also when empty).
+	OnQueryError config.NoDataPolicy
+	// Severity is the incident severity a firing trigger asks for.
+	Severity string
+}
+
+// FromConfig builds a Definition from its configuration: it parses and
+// checks the query templates, applies the default window and validates the
+// result.
+func FromConfig(c config.Trigger) (Definition, error) {
+	d := Definition{
+		Name:          c.Name,
+		Window:        time.Duration(c.Window),
+		Above:         c.Above,
+		Below:         c.Below,
+		AboveBaseline: c.AboveBaseline,
+		For:           time.Duration(c.For),
+		MinRequests:   c.MinRequests,
+		OnNoData:      c.OnNoData,
+		OnQueryError:  c.OnQueryError,
+		Severity:      c.Severity,
+	}
+	if d.Window == 0 {
+		d.Window = DefaultWindow
+	}
+	var err error
+	if d.Query, err = parseTemplate(c.Name+"/query", c.Query); err != nil {
+		return Definition{}, fmt.Errorf("trigger %q: query: %w", c.Name, err)
+	}
+	if c.VolumeQuery != "" {
+		if d.VolumeQuery, err = parseTemplate(c.Name+"/volume_query", c.VolumeQuery); err != nil {
+			return Definition{}, fmt.Errorf("trigger %q: volume_query: %w", c.Name, err)
+		}
+	}
+	if err := d.Validate(); err != nil {
+		return Definition{}, err
+	}
+	return d, nil
+}
+
+func parseTemplate(name, text string) (*query.Template, error) {
+	t, err := query.New(name, text)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Check(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Validate reports the first problem that would make the definition
+// meaningless: a missing query, no condition at all (an empty AND would
+// always be violated), a minimum-traffic guard without a volume query,
+// negative durations, NaN limits or an unknown policy.
+func (d Definition) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("trigger %q: %s: %w", d.Name, fmt.Sprintf(format, a...), ErrInvalidDefinition)
+	}
+	switch {
+	case d.Name == "":
+		return fmt.Errorf("trigger without a name: %w", ErrInvalidDefinition)
+	case d.Query == nil:
+		return bad("no query")
+	case d.Above == nil && d.Below == nil && d.AboveBaseline == nil:
+		return bad("no condition: set above, below or above_baseline")
+	case d.Above != nil && math.IsNaN(*d.Above):
+		return bad("above is NaN")
+	case d.Below != nil && math.IsNaN(*d.Below):
+		return bad("below is NaN")
+	case d.AboveBaseline != nil && (math.IsNaN(d.AboveBaseline.Ratio) || math.IsNaN(d.AboveBaseline.Delta)):
+		return bad("above_baseline is NaN")
+	case d.AboveBaseline != nil && d.AboveBaseline.Ratio < 0:
+		return bad("above_baseline ratio %g is negative", d.AboveBaseline.Ratio)
+	case d.Window < 0:
+		return bad("negative window %s", d.Window)
+	case d.For < 0:
+		return bad("negative for %s", d.For)
+	case d.MinRequests < 0 || math.IsNaN(d.MinRequests):
+		return bad("min_requests %g must be a non-negative number", d.MinRequests)
+	case d.MinRequests > 0 && d.VolumeQuery == nil:
+		return bad("min_requests needs a volume_query")
+	}
+	for _, p := range []struct {
+		field  string
+		policy config.NoDataPolicy
+	}{{"on_no_data", d.OnNoData}, {"on_query_error", d.OnQueryError}} {
+		switch p.policy {
+		case "", config.PolicyIgnore, config.PolicyFire:
+		default:
+			return bad("%s: unknown policy %q (want ignore or fire)", p.field, p.policy)
+		}
+	}
+	return nil
+}
+
+// Equal reports whether d and o judge the same way: same name, query and
+// volume query texts, window, limits, for, min_requests and policies (an
+// empty policy equals "ignore"). Severity and the limits' original text are
+// not compared: they do not change a verdict, so editing them keeps a
+// trigger's pending state across a reload.
+func (d Definition) Equal(o Definition) bool {
+	return d.Name == o.Name &&
+		templateText(d.Query) == templateText(o.Query) &&
+		(d.VolumeQuery == nil) == (o.VolumeQuery == nil) &&
+		templateText(d.VolumeQuery) == templateText(o.VolumeQuery) &&
+		d.Window == o.Window &&
+		floatPtrEqual(d.Above, o.Above) &&
+		floatPtrEqual(d.Below, o.Below) &&
+		baselineEqual(d.AboveBaseline, o.AboveBaseline) &&
+		d.For == o.For &&
+		d.MinRequests == o.MinRequests &&
+		policy(d.OnNoData) == policy(o.OnNoData) &&
+		policy(d.OnQueryError) == policy(o.OnQueryError)
+}
+
+func templateText(t *query.Template) string {
+	if t == nil {
+		return ""
+	}
+	return t.Text()
+}
+
+func floatPtrEqual(a, b *float64) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func baselineEqual(a, b *config.BaselineLimit) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Ratio == b.Ratio && (a.Ratio > 0 || a.Delta == b.Delta)
+}
+
+// policy normalises an empty policy to ignore.
+func policy(p config.NoDataPolicy) config.NoDataPolicy {
+	if p == "" {
+		return config.PolicyIgnore
+	}
+	return p
+}
