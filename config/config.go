@@ -15,6 +15,9 @@ type Config struct {
 	Sources   []Source   `yaml:"sources"`
 	Services  []Service  `yaml:"services"`
 	Notifiers []Notifier `yaml:"notifiers"`
+
+	// checksum identifies the file and the secrets read while loading it.
+	checksum string
 }
 
 // Global holds daemon-wide settings.
@@ -23,7 +26,10 @@ type Global struct {
 	EvaluationInterval Duration `yaml:"evaluation_interval"`
 	// ListenAddress is the HTTP listen address (default 127.0.0.1:9095).
 	ListenAddress string `yaml:"listen_address"`
-	// StateDir holds durable state (default ./data).
+	// StateDir holds durable state (default ./data). Unlike the *_file
+	// fields, a relative state_dir is relative to the working directory, as
+	// Prometheus's storage path is: a config file is often on a read-only
+	// mount (a Kubernetes ConfigMap).
 	StateDir string `yaml:"state_dir"`
 	// QueryTimeout bounds each query (default 10s).
 	QueryTimeout Duration `yaml:"query_timeout"`
@@ -35,22 +41,30 @@ type Global struct {
 type Auth struct {
 	// TokensFile holds one "name:token" pair per line ('#' starts a comment).
 	// Without it the write API (deployments, approvals) refuses every request.
-	TokensFile string `yaml:"tokens_file"`
+	// A relative path is resolved against the config file's directory; the
+	// file must be readable at load time, and is read again by its user.
+	TokensFile string `yaml:"tokens_file,omitempty"`
 }
 
-// Source is a named metric source shared by services.
+// Source is a named metric source shared by services. Exactly one source
+// type (today only prometheus) must be set.
 type Source struct {
 	Name       string            `yaml:"name"`
-	Prometheus *PrometheusSource `yaml:"prometheus"`
+	Prometheus *PrometheusSource `yaml:"prometheus,omitempty"`
 }
 
 // PrometheusSource is a Prometheus-compatible HTTP API (Prometheus, Thanos,
 // Mimir, VictoriaMetrics) with prometheus/common's HTTP client settings inline.
 type PrometheusSource struct {
-	URL     string   `yaml:"url"`
+	// URL is the server's base URL, such as http://127.0.0.1:9090.
+	URL string `yaml:"url"`
+	// Timeout bounds each query (default 10s).
 	Timeout Duration `yaml:"timeout"`
 	// HTTPClientConfig carries basic auth, authorization, OAuth2, TLS, proxy
-	// and custom headers such as X-Scope-OrgID.
+	// and custom headers such as X-Scope-OrgID. It defaults to
+	// commoncfg.DefaultHTTPClientConfig (follow_redirects and enable_http2 on),
+	// is validated at load time and its relative *_file paths are resolved
+	// against the config file's directory.
 	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
 }
 
@@ -62,16 +76,18 @@ type Scrape struct {
 	Timeout  Duration `yaml:"timeout"`  // default: interval, at most 10s
 }
 
-// Service is one guarded service.
+// Service is one guarded service. It needs at least one trigger.
 type Service struct {
+	// Name identifies the service: letters, digits, '.', '_' and '-'.
 	Name string `yaml:"name"`
 	// Source names an entry of sources; empty means the embedded source, which needs Scrape.
-	Source      string    `yaml:"source"`
-	Scrape      *Scrape   `yaml:"scrape"`
+	Source      string    `yaml:"source,omitempty"`
+	Scrape      *Scrape   `yaml:"scrape,omitempty"`
 	Deploy      Deploy    `yaml:"deploy"`
 	WatchWindow Duration  `yaml:"watch_window"` // default 30m
 	Triggers    []Trigger `yaml:"triggers"`
-	Notify      []string  `yaml:"notify"`
+	// Notify names entries of notifiers.
+	Notify []string `yaml:"notify,omitempty"`
 }
 
 // Deploy configures how fresh deploys are learnt.
@@ -79,7 +95,7 @@ type Deploy struct {
 	// VersionQuery returns one series per running version, labelled with
 	// VersionLabel, whose value is its traffic. Optional: deploys can also be
 	// announced through POST /api/v1/deployments.
-	VersionQuery string `yaml:"version_query"`
+	VersionQuery string `yaml:"version_query,omitempty"`
 	// VersionLabel is the label naming the version (default "version").
 	VersionLabel string `yaml:"version_label"`
 	// MinTraffic is the value above which a version counts as serving (default 0: any positive value).
@@ -93,15 +109,20 @@ type Trigger struct {
 	// {{.Version}}, {{.Baseline}} and {{.Window}}.
 	Query string `yaml:"query"`
 	// Window is the value of {{.Window}} (default 1m).
-	Window        Duration       `yaml:"window"`
-	Above         *float64       `yaml:"above"`
-	Below         *float64       `yaml:"below"`
-	AboveBaseline *BaselineLimit `yaml:"above_baseline"`
-	For           Duration       `yaml:"for"`
+	Window Duration `yaml:"window"`
+	// Above, Below and AboveBaseline are the conditions; at least one is
+	// required and any one met fires. AboveBaseline compares the new
+	// version's value with the baseline version's.
+	Above         *float64       `yaml:"above,omitempty"`
+	Below         *float64       `yaml:"below,omitempty"`
+	AboveBaseline *BaselineLimit `yaml:"above_baseline,omitempty"`
+	// For is how long a condition must hold before the trigger fires
+	// (default 0: at once).
+	For Duration `yaml:"for"`
 	// MinRequests is the least traffic (VolumeQuery's value) for a verdict.
-	MinRequests float64 `yaml:"min_requests"`
+	MinRequests float64 `yaml:"min_requests,omitempty"`
 	// VolumeQuery yields the sample size; required with MinRequests.
-	VolumeQuery  string       `yaml:"volume_query"`
+	VolumeQuery  string       `yaml:"volume_query,omitempty"`
 	OnNoData     NoDataPolicy `yaml:"on_no_data"`     // ignore (default) or fire
 	OnQueryError NoDataPolicy `yaml:"on_query_error"` // ignore (default) or fire
 	Severity     string       `yaml:"severity"`       // default SEV-1
@@ -127,14 +148,20 @@ type BaselineLimit struct {
 // Notifier is a named receiver of incident events.
 type Notifier struct {
 	Name    string   `yaml:"name"`
-	Webhook *Webhook `yaml:"webhook"`
+	Webhook *Webhook `yaml:"webhook,omitempty"`
 }
 
 // Webhook is a generic signed JSON webhook receiver.
 type Webhook struct {
-	URL        string           `yaml:"url"`
-	SecretFile string           `yaml:"secret_file"`
-	Secret     commoncfg.Secret `yaml:"-"`
+	// URL receives the JSON events.
+	URL string `yaml:"url"`
+	// SecretFile holds the HMAC key signing each body (optional). A relative
+	// path is resolved against the config file's directory; after loading it
+	// is the resolved path.
+	SecretFile string `yaml:"secret_file,omitempty"`
+	// Secret is SecretFile's content with surrounding white space removed,
+	// read at load time. It never appears in marshalled output.
+	Secret commoncfg.Secret `yaml:"-"`
 }
 
 // Duration is a time.Duration written as Prometheus writes durations ("30s", "1h30m", "2d").

@@ -1,0 +1,372 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	commoncfg "github.com/prometheus/common/config"
+
+	"github.com/rollback-guardian/guardian/query"
+)
+
+var (
+	nameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	labelRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// validator checks a decoded configuration, resolves relative file paths
+// and reads secret files. Errors at, or under, a path that failed to decode
+// are left out: the decoding error already says what is wrong there.
+type validator struct {
+	lines  map[string]int
+	failed []string
+	dir    string
+	sum    hash.Hash // of the file and the secrets read
+	errs   Errors
+}
+
+// line returns the line of path or of its closest ancestor in the file.
+func (v *validator) line(path string) int {
+	for p := path; ; p = parent(p) {
+		if l, ok := v.lines[p]; ok {
+			return l
+		}
+		if p == "" {
+			return 0
+		}
+	}
+}
+
+// parent strips the last ".field" or "[i]" from a path.
+func parent(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// under reports whether path is p or inside it.
+func under(path, p string) bool {
+	return path == p || p == "" ||
+		strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[")
+}
+
+// broken reports whether path, or something inside it, failed to decode.
+func (v *validator) broken(path string) bool {
+	for _, f := range v.failed {
+		if under(f, path) {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	for _, f := range v.failed {
+		if under(path, f) {
+			return
+		}
+	}
+	v.errs = append(v.errs, &FieldError{Path: path, Line: v.line(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+// has reports whether path is written in the file.
+func (v *validator) has(path string) bool {
+	_, ok := v.lines[path]
+	return ok
+}
+
+func (v *validator) config(c *Config) {
+	v.global(&c.Global)
+
+	sources := map[string]string{}
+	for i := range c.Sources {
+		v.source(fmt.Sprintf("sources[%d]", i), &c.Sources[i], sources)
+	}
+	notifiers := map[string]string{}
+	for i := range c.Notifiers {
+		v.notifier(fmt.Sprintf("notifiers[%d]", i), &c.Notifiers[i], notifiers)
+	}
+	services := map[string]string{}
+	for i := range c.Services {
+		v.service(fmt.Sprintf("services[%d]", i), &c.Services[i], services, sources, notifiers)
+	}
+}
+
+func (v *validator) global(g *Global) {
+	v.positive("global.evaluation_interval", g.EvaluationInterval)
+	v.positive("global.query_timeout", g.QueryTimeout)
+	if _, _, err := net.SplitHostPort(g.ListenAddress); err != nil {
+		v.errorf("global.listen_address", "invalid address %q: want host:port", g.ListenAddress)
+	}
+	if g.StateDir == "" {
+		v.errorf("global.state_dir", "required")
+	}
+	if g.Auth.TokensFile != "" {
+		p := commoncfg.JoinDir(v.dir, g.Auth.TokensFile)
+		if err := readable(p); err != nil {
+			v.errorf("global.auth.tokens_file", "cannot read %q: %s", g.Auth.TokensFile, reason(err))
+		}
+		g.Auth.TokensFile = p
+	}
+}
+
+// name checks a required, unique name; seen maps names to their paths.
+func (v *validator) name(path, kind, name string, seen map[string]string) {
+	switch {
+	case name == "":
+		v.errorf(path, "required")
+	case !nameRE.MatchString(name):
+		v.errorf(path, "invalid name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
+	default:
+		if first, dup := seen[name]; dup {
+			v.errorf(path, "duplicate %s name %q, first defined at line %d", kind, name, v.line(first))
+			return
+		}
+		seen[name] = path
+	}
+}
+
+func (v *validator) positive(path string, d Duration) {
+	if d <= 0 {
+		v.errorf(path, "must be positive, got %s", d)
+	}
+}
+
+func (v *validator) httpURL(path, s string) {
+	if s == "" {
+		v.errorf(path, "required")
+		return
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errorf(path, "invalid URL %q: want an absolute http or https URL", s)
+	}
+}
+
+// template checks a PromQL template: template syntax, fields, PromQL
+// syntax and label values outside double quotes.
+func (v *validator) template(path, text string) {
+	t, err := query.New("query", text)
+	if err == nil {
+		err = t.Check()
+	}
+	if err != nil {
+		v.errorf(path, "%v", err)
+	}
+}
+
+func (v *validator) source(p string, s *Source, seen map[string]string) {
+	v.name(p+".name", "source", s.Name, seen)
+	if s.Prometheus == nil {
+		if !v.broken(p + ".prometheus") {
+			v.errorf(p, "no source type: want prometheus")
+		}
+		return
+	}
+	v.prometheus(p+".prometheus", s.Prometheus)
+}
+
+func (v *validator) prometheus(p string, ps *PrometheusSource) {
+	v.httpURL(p+".url", ps.URL)
+	v.positive(p+".timeout", ps.Timeout)
+
+	hc := &ps.HTTPClientConfig
+	// Files the client reads per request must exist now, or every query
+	// would fail later.
+	files := map[string]string{"bearer_token_file": hc.BearerTokenFile}
+	if hc.BasicAuth != nil {
+		files["basic_auth.username_file"] = hc.BasicAuth.UsernameFile
+		files["basic_auth.password_file"] = hc.BasicAuth.PasswordFile
+	}
+	if hc.Authorization != nil {
+		files["authorization.credentials_file"] = hc.Authorization.CredentialsFile
+	}
+	if hc.OAuth2 != nil {
+		files["oauth2.client_secret_file"] = hc.OAuth2.ClientSecretFile
+	}
+	files["tls_config.ca_file"] = hc.TLSConfig.CAFile
+	files["tls_config.cert_file"] = hc.TLSConfig.CertFile
+	files["tls_config.key_file"] = hc.TLSConfig.KeyFile
+	for _, field := range sortedKeys(files) {
+		if f := files[field]; f != "" {
+			if err := readable(commoncfg.JoinDir(v.dir, f)); err != nil {
+				v.errorf(p+"."+field, "cannot read %q: %s", f, reason(err))
+			}
+		}
+	}
+	// With ",inline" neither HTTPClientConfig's UnmarshalYAML nor its
+	// TLSConfig's runs, so validate here.
+	if err := hc.Validate(); err != nil {
+		v.errorf(p, "%v", err)
+	}
+	if err := hc.TLSConfig.Validate(); err != nil {
+		v.errorf(p+".tls_config", "%v", err)
+	}
+	if hc.OAuth2 != nil {
+		if err := hc.OAuth2.TLSConfig.Validate(); err != nil {
+			v.errorf(p+".oauth2.tls_config", "%v", err)
+		}
+	}
+	hc.SetDirectory(v.dir)
+}
+
+func (v *validator) notifier(p string, n *Notifier, seen map[string]string) {
+	v.name(p+".name", "notifier", n.Name, seen)
+	receivers := 0
+	if n.Webhook != nil {
+		receivers++
+		v.webhook(p+".webhook", n.Webhook)
+	}
+	switch {
+	case receivers == 0 && !v.broken(p+".webhook"):
+		v.errorf(p, "no receiver: want webhook")
+	case receivers > 1:
+		v.errorf(p, "want exactly one receiver, got %d", receivers)
+	}
+}
+
+func (v *validator) webhook(p string, w *Webhook) {
+	v.httpURL(p+".url", w.URL)
+	if w.SecretFile == "" {
+		return
+	}
+	path := commoncfg.JoinDir(v.dir, w.SecretFile)
+	data, err := os.ReadFile(path)
+	switch {
+	case err != nil:
+		v.errorf(p+".secret_file", "cannot read %q: %s", w.SecretFile, reason(err))
+	case strings.TrimSpace(string(data)) == "":
+		v.errorf(p+".secret_file", "%q is empty", w.SecretFile)
+	default:
+		w.Secret = commoncfg.Secret(strings.TrimSpace(string(data)))
+		fmt.Fprintf(v.sum, "\x00%s\x00", path)
+		v.sum.Write(data)
+	}
+	w.SecretFile = path
+}
+
+func (v *validator) service(p string, s *Service, seen, sources, notifiers map[string]string) {
+	v.name(p+".name", "service", s.Name, seen)
+
+	switch {
+	case s.Source != "":
+		if _, ok := sources[s.Source]; !ok {
+			v.errorf(p+".source", "undefined source %q", s.Source)
+		}
+		if s.Scrape != nil {
+			v.errorf(p+".scrape", "cannot be used with source %q: scrape configures the embedded source", s.Source)
+		}
+	case s.Scrape == nil:
+		if !v.broken(p+".scrape") && !v.broken(p+".source") {
+			v.errorf(p, "no metric source: set source to a name from sources, or scrape.url")
+		}
+	}
+	if s.Scrape != nil {
+		v.scrape(p+".scrape", s.Scrape)
+	}
+
+	if s.Deploy.VersionQuery != "" {
+		v.template(p+".deploy.version_query", s.Deploy.VersionQuery)
+	}
+	if !labelRE.MatchString(s.Deploy.VersionLabel) {
+		v.errorf(p+".deploy.version_label", "invalid label name %q", s.Deploy.VersionLabel)
+	}
+	if s.Deploy.MinTraffic < 0 {
+		v.errorf(p+".deploy.min_traffic", "must not be negative, got %g", s.Deploy.MinTraffic)
+	}
+	v.positive(p+".watch_window", s.WatchWindow)
+
+	if len(s.Triggers) == 0 && !v.broken(p+".triggers") {
+		v.errorf(p+".triggers", "at least one trigger is required")
+	}
+	triggers := map[string]string{}
+	for i := range s.Triggers {
+		v.trigger(fmt.Sprintf("%s.triggers[%d]", p, i), &s.Triggers[i], triggers)
+	}
+	for i, n := range s.Notify {
+		if _, ok := notifiers[n]; !ok {
+			v.errorf(fmt.Sprintf("%s.notify[%d]", p, i), "undefined notifier %q", n)
+		}
+	}
+}
+
+func (v *validator) scrape(p string, s *Scrape) {
+	v.httpURL(p+".url", s.URL)
+	v.positive(p+".interval", s.Interval)
+	if !v.has(p + ".timeout") {
+		s.Timeout = min(s.Interval, DefaultMaxScrapeTimeout)
+		return
+	}
+	v.positive(p+".timeout", s.Timeout)
+	if s.Timeout > s.Interval && !v.broken(p+".interval") {
+		v.errorf(p+".timeout", "%s must not exceed the interval %s", s.Timeout, s.Interval)
+	}
+}
+
+func (v *validator) trigger(p string, t *Trigger, seen map[string]string) {
+	v.name(p+".name", "trigger", t.Name, seen)
+	if t.Query == "" {
+		v.errorf(p+".query", "required")
+	} else {
+		v.template(p+".query", t.Query)
+	}
+	v.positive(p+".window", t.Window)
+	if t.Above == nil && t.Below == nil && t.AboveBaseline == nil &&
+		!v.broken(p+".above") && !v.broken(p+".below") && !v.broken(p+".above_baseline") {
+		v.errorf(p, "no condition: set above, below or above_baseline")
+	}
+	switch {
+	case t.MinRequests < 0:
+		v.errorf(p+".min_requests", "must not be negative, got %g", t.MinRequests)
+	case t.MinRequests > 0 && t.VolumeQuery == "":
+		v.errorf(p+".min_requests", "needs volume_query")
+	}
+	if t.VolumeQuery != "" {
+		v.template(p+".volume_query", t.VolumeQuery)
+	}
+	if t.Severity == "" {
+		v.errorf(p+".severity", "must not be empty")
+	}
+}
+
+// readable checks that path is a readable file.
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return errors.New("is a directory")
+	}
+	return nil
+}
+
+// reason returns the cause of a file error without the path, which the
+// message already names as written.
+func reason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}
