@@ -34,6 +34,8 @@ type Options struct {
 	// Tokens returns the current bearer tokens (they change on reload).
 	Tokens   func() *Tokens
 	Deployer Deployer
+	// Status returns what GET /api/v1/status serves as JSON.
+	Status func() any
 }
 
 // Server is Guardian's HTTP server.
@@ -57,6 +59,13 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("POST /-/reload", s.reload)
 	s.mux.HandleFunc("PUT /-/reload", s.reload)
 	s.mux.HandleFunc("POST /api/v1/deployments", s.deployments)
+	s.mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		if opts.Status == nil {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "not ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, opts.Status())
+	})
 	return s
 }
 

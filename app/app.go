@@ -1,0 +1,324 @@
+// Package app is Guardian's composition root: it builds the daemon from its
+// configuration, swaps it atomically on reload, and owns the run group.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/rollout"
+	"github.com/rollback-guardian/guardian/web"
+)
+
+// Options configure an App.
+type Options struct {
+	ConfigFile string
+	Logger     *zap.Logger
+	// Registry receives every guardian_* metric and is served on /metrics.
+	Registry *prometheus.Registry
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Listener, when set, replaces listening on global.listen_address.
+	Listener net.Listener
+	// OnVerdict, when set, sees every trigger verdict.
+	OnVerdict VerdictFunc
+	// NoWatch disables reloading on changes of the config file; SIGHUP and
+	// POST /-/reload still reload.
+	NoWatch bool
+}
+
+// App is the Guardian daemon.
+type App struct {
+	opts     Options
+	log      *zap.Logger
+	now      func() time.Time
+	m        *metrics
+	srcM     *sourceMetrics
+	reloader *config.Reloader
+
+	mu      sync.Mutex // serialises Apply with starting and stopping loops
+	state   atomic.Pointer[state]
+	running context.Context // nil until Run starts the loops
+	loops   map[*service]*loop
+	ready   atomic.Bool
+}
+
+// state is everything built from one configuration.
+type state struct {
+	cfg      *config.Config
+	tokens   *web.Tokens
+	services map[string]*service
+	order    []string
+}
+
+type loop struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New loads the configuration and builds the daemon; it does not start anything.
+func New(opts Options) (*App, error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	a := &App{
+		opts:  opts,
+		log:   opts.Logger,
+		now:   opts.Now,
+		m:     newMetrics(opts.Registry),
+		srcM:  newSourceMetrics(opts.Registry),
+		loops: map[*service]*loop{},
+	}
+	a.reloader = config.NewReloader(opts.ConfigFile, a.Apply, opts.Logger.Named("config"), opts.Registry)
+	// LoadInitial applies the configuration through a.Apply.
+	if _, err := a.reloader.LoadInitial(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Config returns the configuration in force.
+func (a *App) Config() *config.Config { return a.state.Load().cfg }
+
+// Reload asks for a configuration reload (SIGHUP and /-/reload use it).
+func (a *App) Reload() <-chan error { return a.reloader.Request() }
+
+// Ready reports whether the daemon is serving and evaluating.
+func (a *App) Ready() bool { return a.ready.Load() }
+
+// Apply builds the daemon for cfg, then swaps it in. Everything that can fail
+// happens before the live state is touched, so a failed Apply leaves the old
+// configuration running. Triggers whose definition did not change keep their
+// pending state, services keep their open watch, and the embedded source keeps
+// its data while its scrape settings do not change.
+func (a *App) Apply(cfg *config.Config) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.state.Load()
+	next, err := a.build(cfg, old)
+	if err != nil {
+		return err
+	}
+
+	// Stop the old loops before their state moves over.
+	if old != nil {
+		for _, s := range old.services {
+			a.stopLoop(s)
+		}
+		for name, s := range next.services {
+			if o, ok := old.services[name]; ok {
+				s.takeOver(o, equalDeploy(o.cfg.Deploy, s.cfg.Deploy))
+			}
+		}
+	}
+	a.state.Store(next)
+
+	if old != nil {
+		for name, o := range old.services {
+			n, kept := next.services[name]
+			if o.embedded != nil && (!kept || n.embedded != o.embedded) {
+				o.embedded.stop()
+			}
+			if !kept {
+				a.m.forget(name, "")
+				continue
+			}
+			for _, tr := range o.triggers {
+				if !n.hasTrigger(tr.Definition().Name) {
+					a.m.forget(name, tr.Definition().Name)
+				}
+			}
+		}
+		if old.cfg.Global.ListenAddress != cfg.Global.ListenAddress {
+			a.log.Warn("listen_address changed: restart Guardian to apply it",
+				zap.String("old", old.cfg.Global.ListenAddress), zap.String("new", cfg.Global.ListenAddress))
+		}
+	}
+	if a.running != nil {
+		for _, name := range next.order {
+			a.startLoop(next.services[name])
+		}
+	}
+	a.log.Info("configuration applied", zap.Int("services", len(next.services)))
+	return nil
+}
+
+func (a *App) build(cfg *config.Config, old *state) (*state, error) {
+	tokens, err := web.NewTokens(cfg.Global.Auth.TokensFile)
+	if err != nil {
+		return nil, err
+	}
+	named, err := a.buildSources(cfg)
+	if err != nil {
+		return nil, err
+	}
+	next := &state{cfg: cfg, tokens: tokens, services: map[string]*service{}}
+	var created []*embeddedRunner
+	fail := func(err error) (*state, error) {
+		for _, e := range created {
+			e.stop()
+		}
+		return nil, err
+	}
+	for _, sc := range cfg.Services {
+		var prev *service
+		if old != nil {
+			prev = old.services[sc.Name]
+		}
+		s, fresh, err := a.buildService(cfg, sc, named, prev)
+		if err != nil {
+			return fail(fmt.Errorf("service %s: %w", sc.Name, err))
+		}
+		if fresh != nil {
+			created = append(created, fresh)
+		}
+		next.services[sc.Name] = s
+		next.order = append(next.order, sc.Name)
+	}
+	return next, nil
+}
+
+// Announce records a deploy announced through the API.
+func (a *App) Announce(ctx context.Context, service, version, baseline string) (rollout.Event, error) {
+	st := a.state.Load()
+	s, ok := st.services[service]
+	if !ok {
+		return rollout.Event{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
+	}
+	return s.announce(ctx, version, baseline, a.now())
+}
+
+func (a *App) startLoop(s *service) {
+	ctx, cancel := context.WithCancel(a.running)
+	l := &loop{cancel: cancel, done: make(chan struct{})}
+	a.loops[s] = l
+	if s.embedded != nil {
+		s.embedded.start(a.running)
+	}
+	go func() {
+		defer close(l.done)
+		s.run(ctx, a.now)
+	}()
+}
+
+func (a *App) stopLoop(s *service) {
+	if l, ok := a.loops[s]; ok {
+		l.cancel()
+		<-l.done
+		delete(a.loops, s)
+	}
+}
+
+// Run serves HTTP, watches the configuration and evaluates every service
+// until ctx ends or one of them fails.
+func (a *App) Run(ctx context.Context) error {
+	st := a.state.Load()
+	l := a.opts.Listener
+	if l == nil {
+		var err error
+		l, err = net.Listen("tcp", st.cfg.Global.ListenAddress)
+		if err != nil {
+			return fmt.Errorf("listening on %s: %w", st.cfg.Global.ListenAddress, err)
+		}
+	}
+	srv := web.New(web.Options{
+		Gatherer: a.opts.Registry,
+		Logger:   a.log.Named("web"),
+		Ready:    a.Ready,
+		Reload:   a.Reload,
+		Tokens:   func() *web.Tokens { return a.state.Load().tokens },
+		Deployer: a,
+		Status:   func() any { return a.Status() },
+	})
+	a.log.Info("Guardian started", zap.String("listen", l.Addr().String()), zap.String("config", a.opts.ConfigFile))
+
+	var g run.Group
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return srv.Serve(ctx, l) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.reloader.Run(ctx) }, func(error) { cancel() })
+	}
+	if !a.opts.NoWatch {
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.reloader.Watch(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			a.startAll(ctx)
+			<-ctx.Done()
+			a.stopAll()
+			return nil
+		}, func(error) { cancel() })
+	}
+	err := g.Run()
+	a.log.Info("Guardian stopped")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (a *App) startAll(ctx context.Context) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.running = ctx
+	st := a.state.Load()
+	for _, name := range st.order {
+		a.startLoop(st.services[name])
+	}
+	a.ready.Store(true)
+}
+
+func (a *App) stopAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ready.Store(false)
+	st := a.state.Load()
+	for _, s := range st.services {
+		a.stopLoop(s)
+		if s.embedded != nil {
+			s.embedded.stop()
+		}
+	}
+	a.running = nil
+}
+
+// stateDir returns an absolute state directory, creating it.
+func stateDir(cfg *config.Config) (string, error) {
+	d, err := filepath.Abs(cfg.Global.StateDir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(d, 0o750); err != nil {
+		return "", fmt.Errorf("creating state_dir: %w", err)
+	}
+	return d, nil
+}

@@ -1,0 +1,249 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/rollout"
+	"github.com/rollback-guardian/guardian/source"
+	"github.com/rollback-guardian/guardian/trigger"
+)
+
+// watch is an open watch window after a deploy.
+type watch struct {
+	deploy rollout.Event
+	until  time.Time
+	fired  bool
+}
+
+// service is one guarded service: its deploy detector, triggers and the
+// watch window of its latest deploy. mu serialises evaluation ticks with
+// deploy announcements.
+type service struct {
+	name     string
+	cfg      config.Service
+	interval time.Duration
+	querier  source.Querier // counting wrapper around the service's source
+	embedded *embeddedRunner // nil when the service uses a named source
+	log      *zap.Logger
+	m        *metrics
+	onVerdict VerdictFunc
+
+	mu       sync.Mutex
+	detector *rollout.Detector
+	triggers []*trigger.Trigger
+	watch    *watch
+	// lastOutcome per trigger, to log a run of no-data or errors once.
+	lastOutcome map[string]trigger.Outcome
+	lastVQErr   string
+}
+
+// VerdictFunc observes every verdict of every trigger (the incident manager
+// and tests hook in here).
+type VerdictFunc func(ctx context.Context, d rollout.Event, v trigger.Verdict)
+
+// run evaluates the service every interval until ctx ends.
+func (s *service) run(ctx context.Context, now func() time.Time) {
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		s.tick(ctx, now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// tick runs deploy detection, then, while a watch window is open, every trigger.
+func (s *service) tick(ctx context.Context, ts time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := time.Now()
+	defer func() { s.m.evalDuration.WithLabelValues(s.name).Observe(time.Since(start).Seconds()) }()
+
+	if s.detector.HasQuery() {
+		ev, err := s.detector.Observe(ctx, ts, s.querier)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.m.versionQueryErr.WithLabelValues(s.name).Inc()
+			if msg := err.Error(); msg != s.lastVQErr {
+				s.log.Warn("deploy detection failed", zap.Error(err))
+				s.lastVQErr = msg
+			}
+		case err == nil:
+			if s.lastVQErr != "" {
+				s.log.Info("deploy detection recovered")
+				s.lastVQErr = ""
+			}
+		}
+		if ev != nil {
+			s.startWatch(ctx, *ev)
+		}
+	}
+	if s.watch == nil {
+		return
+	}
+	if !ts.Before(s.watch.until) {
+		s.endWatch("watch window ended")
+		return
+	}
+	for _, tr := range s.triggers {
+		v := tr.Eval(ctx, ts, s.deployFor(), s.querier.Query)
+		if ctx.Err() != nil {
+			return // shutting down or reloading: this verdict is not evidence
+		}
+		s.record(ctx, v)
+	}
+}
+
+func (s *service) deployFor() trigger.Deploy {
+	d := s.watch.deploy
+	return trigger.Deploy{Service: s.name, Version: d.Version, Baseline: d.Baseline, At: d.At}
+}
+
+// startWatch arms the triggers for a fresh deploy. Callers hold s.mu.
+func (s *service) startWatch(ctx context.Context, ev rollout.Event) {
+	if s.watch != nil {
+		s.log.Info("new deploy replaces the open watch", zap.String("previous", s.watch.deploy.Version))
+	}
+	s.watch = &watch{deploy: ev, until: ev.At.Add(time.Duration(s.cfg.WatchWindow))}
+	s.m.deploys.WithLabelValues(s.name, ev.Origin.String()).Inc()
+	s.m.watching.WithLabelValues(s.name).Set(1)
+	s.log.Info("deploy seen: watching",
+		zap.String("version", ev.Version), zap.String("baseline", ev.Baseline),
+		zap.String("via", ev.Origin.String()), zap.Time("until", s.watch.until))
+	d := s.deployFor()
+	for _, tr := range s.triggers {
+		tr.Reset()
+		s.m.triggerState.WithLabelValues(s.name, tr.Definition().Name).Set(0)
+		// The baseline's value before the deploy, taken now while the
+		// source still has it (the embedded source keeps a short history).
+		if d.Baseline == "" {
+			continue
+		}
+		v, ok, err := tr.Snapshot(ctx, d, s.querier.Query)
+		switch {
+		case err != nil:
+			s.log.Warn("baseline snapshot failed; will retry at evaluation", zap.String("trigger", tr.Definition().Name), zap.Error(err))
+		case ok:
+			s.log.Debug("baseline snapshot", zap.String("trigger", tr.Definition().Name), zap.String("baseline", d.Baseline), zap.Float64("value", v))
+		}
+	}
+}
+
+// endWatch closes the watch window. Callers hold s.mu.
+func (s *service) endWatch(why string) {
+	s.log.Info(why, zap.String("version", s.watch.deploy.Version), zap.Bool("fired", s.watch.fired))
+	s.watch = nil
+	s.m.watching.WithLabelValues(s.name).Set(0)
+	for _, tr := range s.triggers {
+		tr.Reset()
+		s.m.triggerState.WithLabelValues(s.name, tr.Definition().Name).Set(0)
+	}
+}
+
+// record counts, logs and publishes a verdict.
+func (s *service) record(ctx context.Context, v trigger.Verdict) {
+	s.m.evaluations.WithLabelValues(s.name, v.Trigger, v.Outcome.String()).Inc()
+	s.m.triggerState.WithLabelValues(s.name, v.Trigger).Set(float64(v.State))
+	if len(v.Evidence.Warnings) > 0 {
+		s.m.warnings.WithLabelValues(s.name).Inc()
+	}
+	fields := []zap.Field{
+		zap.String("trigger", v.Trigger), zap.String("version", s.watch.deploy.Version),
+		zap.String("outcome", v.Outcome.String()), zap.String("state", v.State.String()),
+		zap.String("evidence", v.Summary()),
+	}
+	prev, seen := s.lastOutcome[v.Trigger]
+	s.lastOutcome[v.Trigger] = v.Outcome
+	switch {
+	case v.Changed && v.State == trigger.Firing:
+		s.watch.fired = true
+		s.m.triggersFired.WithLabelValues(s.name, v.Trigger).Inc()
+		s.log.Error("trigger firing", append(fields, zap.String("baseline", s.watch.deploy.Baseline))...)
+	case v.Changed:
+		s.log.Info("trigger state changed", append(fields, zap.String("from", v.Previous.String()))...)
+	case isTrouble(v.Outcome) && (!seen || prev != v.Outcome):
+		s.log.Warn("trigger cannot judge", append(fields, zap.Error(v.Err))...)
+	default:
+		s.log.Debug("trigger evaluated", fields...)
+	}
+	if s.onVerdict != nil {
+		s.onVerdict(ctx, s.watch.deploy, v)
+	}
+}
+
+func isTrouble(o trigger.Outcome) bool {
+	return o == trigger.NoData || o == trigger.NaN || o == trigger.QueryError
+}
+
+// announce records a deploy announced through the API and opens its watch.
+func (s *service) announce(ctx context.Context, version, baseline string, ts time.Time) (rollout.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ev, err := s.detector.Announce(version, baseline, ts)
+	if err != nil {
+		return rollout.Event{}, err
+	}
+	s.startWatch(ctx, ev)
+	return ev, nil
+}
+
+// takeOver moves what old learnt into s: versions seen, the open watch, and
+// the state of every trigger whose definition did not change. Both are
+// stopped while this runs.
+func (s *service) takeOver(old *service, keepDetector bool) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	if keepDetector {
+		s.detector.CopyStateFrom(old.detector)
+	}
+	if old.watch != nil {
+		w := *old.watch
+		w.until = w.deploy.At.Add(time.Duration(s.cfg.WatchWindow))
+		s.watch = &w
+	}
+	prev := map[string]*trigger.Trigger{}
+	for _, tr := range old.triggers {
+		prev[tr.Definition().Name] = tr
+	}
+	for _, tr := range s.triggers {
+		if o, ok := prev[tr.Definition().Name]; ok && o.Definition().Equal(tr.Definition()) {
+			tr.CopyStateFrom(o)
+		}
+	}
+	for k, v := range old.lastOutcome {
+		s.lastOutcome[k] = v
+	}
+}
+
+// countingQuerier counts failed queries by reason.
+// It bounds every query by the global query timeout.
+type countingQuerier struct {
+	q       source.Querier
+	service string
+	m       *metrics
+	timeout time.Duration
+}
+
+func (c countingQuerier) Query(ctx context.Context, q string, ts time.Time) (source.Result, error) {
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	res, err := c.q.Query(ctx, q, ts)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		c.m.queryErrors.WithLabelValues(c.service, source.Reason(err)).Inc()
+		return res, fmt.Errorf("querying %s: %w", c.service, err)
+	}
+	return res, err
+}

@@ -1,0 +1,318 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/rollback-guardian/guardian/app"
+	"github.com/rollback-guardian/guardian/demo"
+	"github.com/rollback-guardian/guardian/rollout"
+	"github.com/rollback-guardian/guardian/testenv"
+	"github.com/rollback-guardian/guardian/trigger"
+)
+
+// Mode is the metric source under test.
+type Mode string
+
+const (
+	modePrometheus Mode = "prometheus"
+	modeEmbedded   Mode = "embedded"
+)
+
+var modes = []Mode{modePrometheus, modeEmbedded}
+
+const apiToken = "e2e-token-000000000000001"
+
+// configTmpl is the guardian configuration of the end-to-end stack: one
+// service, the demo, with an error-rate trigger judged against the baseline.
+var configTmpl = template.Must(template.New("cfg").Parse(`
+global:
+  evaluation_interval: 1s
+  state_dir: {{.Dir}}/data
+  auth:
+    tokens_file: {{.Dir}}/tokens
+{{- if .PrometheusURL}}
+sources:
+  - name: prom
+    prometheus:
+      url: {{.PrometheusURL}}
+      timeout: 2s
+{{- end}}
+services:
+  - name: checkout
+{{- if .PrometheusURL}}
+    source: prom
+{{- else}}
+    scrape:
+      url: {{.DemoURL}}/metrics
+      interval: 1s
+      timeout: 900ms
+{{- end}}
+    deploy:
+      version_query: 'sum by (version) (rate(http_requests_total[10s]))'
+    watch_window: {{.Watch}}
+    triggers:
+      - name: error-rate
+        query: >-
+          (sum(rate(http_requests_total{version="{{"{{.Version}}"}}",code=~"5.."}[{{"{{.Window}}"}}])) or vector(0))
+          / sum(rate(http_requests_total{version="{{"{{.Version}}"}}"}[{{"{{.Window}}"}}]))
+        window: 10s
+        above: 0.05
+        above_baseline: 2x
+        for: 3s
+        min_requests: 20
+        volume_query: 'sum(increase(http_requests_total{version="{{"{{.Version}}"}}"}[{{"{{.Window}}"}}]))'
+`))
+
+// stack is the demo service under load, optionally a real Prometheus
+// scraping it, and Guardian watching it.
+type stack struct {
+	t        *testing.T
+	mode     Mode
+	dir      string
+	demo     *demo.Service
+	demoURL  string
+	metricsUp atomic.Bool
+	prom     *testenv.Prometheus
+	app      *app.App
+	reg      *prometheus.Registry
+	apiURL   string
+
+	mu       sync.Mutex
+	verdicts []seen
+}
+
+type seen struct {
+	deploy  rollout.Event
+	verdict trigger.Verdict
+}
+
+type stackOpts struct {
+	watch time.Duration
+}
+
+func startStack(t *testing.T, mode Mode, o stackOpts) *stack {
+	t.Helper()
+	if o.watch == 0 {
+		o.watch = 60 * time.Second
+	}
+	s := &stack{t: t, mode: mode, dir: t.TempDir()}
+	s.metricsUp.Store(true)
+
+	// The demo service, v1 healthy (0.5% errors), under 100 req/s.
+	s.demo = demo.New(demo.Options{Seed: 1})
+	if err := s.demo.Deploy(demo.Version{Version: "v1", ErrorRate: 0.005}); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if !s.metricsUp.Load() {
+			http.Error(w, "metrics endpoint down", http.StatusServiceUnavailable)
+			return
+		}
+		s.demo.ServeHTTP(w, r)
+	})
+	mux.Handle("/", s.demo)
+	s.demoURL = serve(t, mux)
+	ctx, cancel := context.WithCancel(context.Background())
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		_, _ = demo.Load{Target: s.demoURL + "/", RPS: 100, Concurrency: 16}.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-loadDone })
+
+	promURL := ""
+	if mode == modePrometheus {
+		s.prom = testenv.StartPrometheus(t, time.Second, s.demoURL+"/metrics")
+		promURL = s.prom.URL
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "tokens"), []byte("ci:"+apiToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cfg bytes.Buffer
+	if err := configTmpl.Execute(&cfg, map[string]any{
+		"Dir": s.dir, "PrometheusURL": promURL, "DemoURL": s.demoURL, "Watch": o.watch.String(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(s.dir, "guardian.yml")
+	if err := os.WriteFile(cfgPath, cfg.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.apiURL = "http://" + l.Addr().String()
+	s.reg = prometheus.NewRegistry()
+	s.app, err = app.New(app.Options{
+		ConfigFile: cfgPath,
+		Logger:     zaptest.NewLogger(t),
+		Registry:   s.reg,
+		Listener:   l,
+		OnVerdict: func(_ context.Context, d rollout.Event, v trigger.Verdict) {
+			s.mu.Lock()
+			s.verdicts = append(s.verdicts, seen{d, v})
+			s.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.app.Run(actx) }()
+	t.Cleanup(func() {
+		acancel()
+		if err := <-done; err != nil {
+			t.Errorf("guardian stopped with %v", err)
+		}
+	})
+	// Guardian has learnt that v1 is running.
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if st := s.app.Status(); st[0].Current != "v1" {
+			return fmt.Errorf("current version %q", st[0].Current)
+		}
+		return nil
+	}, "guardian to learn the running version")
+	return s
+}
+
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return "http://" + l.Addr().String()
+}
+
+// firing returns the first firing verdict seen, if any.
+func (s *stack) firing() (seen, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range s.verdicts {
+		if v.verdict.State == trigger.Firing {
+			return v, true
+		}
+	}
+	return seen{}, false
+}
+
+// count counts verdicts for version with outcome o.
+func (s *stack) count(version string, o trigger.Outcome) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, v := range s.verdicts {
+		if v.deploy.Version == version && v.verdict.Outcome == o {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *stack) waitFiring(timeout time.Duration) seen {
+	s.t.Helper()
+	var f seen
+	testenv.Eventually(s.t, timeout, func() error {
+		var ok bool
+		if f, ok = s.firing(); !ok {
+			return fmt.Errorf("no firing verdict yet; status %+v", s.status())
+		}
+		return nil
+	}, "the trigger to fire")
+	return f
+}
+
+func (s *stack) status() string {
+	b, _ := json.Marshal(s.app.Status())
+	return string(b)
+}
+
+// watch returns the open watch, or nil.
+func (s *stack) watch() *app.WatchStatus { return s.app.Status()[0].Watch }
+
+func (s *stack) deploy(version string, errorRate float64) {
+	s.t.Helper()
+	if err := s.demo.Deploy(demo.Version{Version: version, ErrorRate: errorRate}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *stack) announce(version, baseline string) {
+	s.t.Helper()
+	body := fmt.Sprintf(`{"service":"checkout","version":%q,"baseline":%q}`, version, baseline)
+	req, _ := http.NewRequest("POST", s.apiURL+"/api/v1/deployments", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		s.t.Fatalf("announce: status %d", resp.StatusCode)
+	}
+}
+
+func (s *stack) metric(name string, labels ...string) float64 {
+	s.t.Helper()
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				ok := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						ok = true
+					}
+				}
+				if !ok {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				total += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				total += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+var _ = testutil.ToFloat64

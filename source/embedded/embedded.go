@@ -1,0 +1,382 @@
+// Package embedded is Guardian's default metric source, needing nothing but
+// the guarded service: it scrapes the service's /metrics endpoint itself,
+// keeps the samples for a bounded retention in an in-memory TSDB head, and
+// answers PromQL with Prometheus's own engine.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/source"
+)
+
+// Defaults applied by New.
+const (
+	// DefaultRetention is how long samples are kept without Options.Retention.
+	DefaultRetention = 10 * time.Minute
+	// DefaultInterval is the scrape interval without config.Scrape.Interval.
+	DefaultInterval = 5 * time.Second
+	// MaxScrapeTimeout caps the default scrape timeout (the interval).
+	MaxScrapeTimeout = 10 * time.Second
+	// DefaultMaxSamples bounds the samples one query may load.
+	DefaultMaxSamples = 5_000_000
+	// DefaultQueryTimeout bounds one query's evaluation.
+	DefaultQueryTimeout = 30 * time.Second
+	// DefaultBodySizeLimit bounds a scraped body.
+	DefaultBodySizeLimit = 64 << 20
+	// LookbackDelta is how far back an instant selector looks for a sample,
+	// as in Prometheus.
+	LookbackDelta = 5 * time.Minute
+)
+
+// ErrClosed is returned by a Source used after Close. It wraps
+// source.ErrUnavailable.
+var ErrClosed = fmt.Errorf("embedded source closed: %w", source.ErrUnavailable)
+
+// Options tune a Source. The zero value is usable.
+type Options struct {
+	// Retention is how long samples are kept; queries see nothing older than
+	// the latest scrape minus Retention. Set it to the longest range the
+	// service's queries use plus a margin (see query.MaxRange). Default 10m.
+	Retention time.Duration
+	// Dir is the parent of the head's chunk directory, created by New and
+	// removed by Close. Default os.TempDir().
+	Dir string
+	// Client performs the scrapes. Default: a client of its own, whose idle
+	// connections Close releases.
+	Client *http.Client
+	// Now returns the scrape timestamp; it is called once per scrape.
+	// Default time.Now.
+	Now func() time.Time
+	// Metrics are shared by the Sources of one registry; default
+	// NewMetrics(reg) with the registry passed to New.
+	Metrics *Metrics
+	// Target is the value of the target label of the metrics; default the
+	// scrape URL.
+	Target string
+	// MaxSamples bounds the samples one query may load; default 5,000,000.
+	MaxSamples int
+	// QueryTimeout bounds one query's evaluation; default 30s.
+	QueryTimeout time.Duration
+	// BodySizeLimit bounds a scraped body in bytes; default 64 MiB.
+	BodySizeLimit int64
+}
+
+// Source scrapes one metrics endpoint and answers PromQL over what it has
+// scraped. Query is safe for concurrent use, also while a scrape runs.
+type Source struct {
+	url           string
+	interval      time.Duration
+	timeout       time.Duration
+	retention     time.Duration
+	bodySizeLimit int64
+	client        *http.Client
+	ownClient     bool
+	now           func() time.Time
+	logger        *zap.Logger
+	dir           string
+
+	head      *tsdb.Head
+	engine    *promql.Engine
+	queryable storage.Queryable
+	// floor is the oldest timestamp (ms) queries may see: latest scrape
+	// minus retention.
+	floor atomic.Int64
+
+	scrapes  prometheus.Counter
+	failures prometheus.Counter
+	duration prometheus.Observer
+	series   *prometheus.GaugeVec
+	target   string
+
+	// mu guards closed; readers of the head hold it shared.
+	mu     sync.RWMutex
+	closed bool
+
+	// scrapeMu serialises scrapes and guards the fields below.
+	scrapeMu sync.Mutex
+	scrapeState
+}
+
+var _ source.Querier = (*Source)(nil)
+
+// New creates a Source scraping cfg.URL every cfg.Interval. It allocates the
+// in-memory head under opts.Dir; call Close to release it. reg registers the
+// source's metrics unless opts.Metrics is set.
+func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Registerer) (*Source, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("embedded source: scrape url is required")
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	interval := time.Duration(cfg.Interval)
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	timeout := time.Duration(cfg.Timeout)
+	if timeout <= 0 {
+		timeout = min(interval, MaxScrapeTimeout)
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(reg)
+	}
+	if opts.Target == "" {
+		opts.Target = cfg.URL
+	}
+	if opts.MaxSamples <= 0 {
+		opts.MaxSamples = DefaultMaxSamples
+	}
+	if opts.QueryTimeout <= 0 {
+		opts.QueryTimeout = DefaultQueryTimeout
+	}
+	if opts.BodySizeLimit <= 0 {
+		opts.BodySizeLimit = DefaultBodySizeLimit
+	}
+	ownClient := opts.Client == nil
+	if ownClient {
+		opts.Client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+
+	dir, err := os.MkdirTemp(opts.Dir, "guardian-embedded-")
+	if err != nil {
+		return nil, fmt.Errorf("embedded source %s: creating chunk directory: %w", cfg.URL, err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	ho := tsdb.DefaultHeadOptions()
+	ho.ChunkDirRoot = dir
+	// One service's series fit in far fewer stripes than a Prometheus
+	// server's default of 16384, which costs memory per head.
+	ho.StripeSize = 256
+	head, err := tsdb.NewHead(nil, quiet, nil, nil, ho, nil)
+	if err == nil {
+		err = head.Init(math.MinInt64)
+		if err != nil {
+			_ = head.Close()
+		}
+	}
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("embedded source %s: creating tsdb head: %w", cfg.URL, err)
+	}
+
+	m := opts.Metrics
+	s := &Source{
+		url:           cfg.URL,
+		interval:      interval,
+		timeout:       timeout,
+		retention:     opts.Retention,
+		bodySizeLimit: opts.BodySizeLimit,
+		client:        opts.Client,
+		ownClient:     ownClient,
+		now:           opts.Now,
+		logger:        logger.With(zap.String("target", cfg.URL)),
+		dir:           dir,
+		head:          head,
+		scrapes:       m.scrapes.WithLabelValues(opts.Target),
+		failures:      m.failures.WithLabelValues(opts.Target),
+		duration:      m.duration.WithLabelValues(opts.Target),
+		series:        m.series,
+		target:        opts.Target,
+		scrapeState:   newScrapeState(),
+	}
+	s.floor.Store(math.MinInt64)
+	s.engine = promql.NewEngine(promql.EngineOpts{
+		Logger:               quiet,
+		MaxSamples:           opts.MaxSamples,
+		Timeout:              opts.QueryTimeout,
+		LookbackDelta:        LookbackDelta,
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+		NoStepSubqueryIntervalFn: func(int64) int64 {
+			return interval.Milliseconds()
+		},
+	})
+	s.queryable = storage.QueryableFunc(s.querier)
+	return s, nil
+}
+
+// querier reads the head between mint and maxt, hiding samples older than
+// the retention floor even where truncation has not dropped them yet.
+func (s *Source) querier(mint, maxt int64) (storage.Querier, error) {
+	floor := s.floor.Load()
+	mint = max(mint, floor)
+	if mint > maxt {
+		return storage.NoopQuerier(), nil
+	}
+	q, err := tsdb.NewBlockQuerier(tsdb.NewRangeHead(s.head, mint, maxt), mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return floorQuerier{Querier: q, floor: floor}, nil
+}
+
+// floorQuerier raises every Select's start to the retention floor: the head
+// querier trims samples to the hints' range, not to its own.
+type floorQuerier struct {
+	storage.Querier
+	floor int64
+}
+
+// Select implements storage.Querier.
+func (q floorQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	if hints != nil && hints.Start < q.floor {
+		h := *hints
+		h.Start = q.floor
+		hints = &h
+	}
+	return q.Querier.Select(ctx, sortSeries, hints, ms...)
+}
+
+// Query evaluates query at ts over the scraped samples. A scalar result
+// becomes one sample with no labels; a range vector or string result is an
+// error wrapping source.ErrBadQuery. Errors wrap source sentinels, so
+// source.Reason classifies them.
+func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.Result, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return source.Result{}, fmt.Errorf("embedded source %s: %w", s.url, ErrClosed)
+	}
+	qry, err := s.engine.NewInstantQuery(ctx, s.queryable, nil, query, ts)
+	if err != nil {
+		return source.Result{}, fmt.Errorf("embedded source %s: query %q: %w", s.url, query, classify(ctx, err))
+	}
+	defer qry.Close()
+	res := qry.Exec(ctx)
+	warnings, infos := res.Warnings.AsStrings(query, 10, 10)
+	if len(warnings) > 0 || len(infos) > 0 {
+		s.logger.Debug("query annotations", zap.String("query", query),
+			zap.Strings("warnings", warnings), zap.Strings("infos", infos))
+	}
+	if res.Err != nil {
+		return source.Result{Warnings: warnings}, fmt.Errorf("embedded source %s: query %q: %w", s.url, query, classify(ctx, res.Err))
+	}
+	vec, err := toVector(res.Value)
+	if err != nil {
+		return source.Result{Warnings: warnings}, fmt.Errorf("embedded source %s: query %q: %w", s.url, query, err)
+	}
+	return source.Result{Vector: vec, Warnings: warnings}, nil
+}
+
+// toVector converts an instant query's value to a vector. Native histogram
+// samples, which the text formats do not carry, are skipped.
+func toVector(v parser.Value) (model.Vector, error) {
+	switch v := v.(type) {
+	case promql.Vector:
+		out := make(model.Vector, 0, len(v))
+		for _, smpl := range v {
+			if smpl.H != nil {
+				continue
+			}
+			out = append(out, &model.Sample{
+				Metric:    toMetric(smpl.Metric),
+				Value:     model.SampleValue(smpl.F),
+				Timestamp: model.Time(smpl.T),
+			})
+		}
+		return out, nil
+	case promql.Scalar:
+		return model.Vector{{Metric: model.Metric{}, Value: model.SampleValue(v.V), Timestamp: model.Time(v.T)}}, nil
+	default:
+		return nil, fmt.Errorf("%w: query must return an instant vector or scalar, got %s", source.ErrBadQuery, v.Type())
+	}
+}
+
+func toMetric(ls labels.Labels) model.Metric {
+	m := make(model.Metric, ls.Len())
+	ls.Range(func(l labels.Label) {
+		m[model.LabelName(l.Name)] = model.LabelValue(l.Value)
+	})
+	return m
+}
+
+// classify wraps an engine error with the source sentinel it stands for.
+func classify(ctx context.Context, err error) error {
+	var (
+		timeout  promql.ErrQueryTimeout
+		canceled promql.ErrQueryCanceled
+		storErr  promql.ErrStorage
+	)
+	switch {
+	case errors.As(err, &timeout):
+		return fmt.Errorf("%w: %w", source.ErrTimeout, err)
+	case errors.As(err, &canceled), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The engine reports its own timeout as ErrQueryTimeout; a canceled
+		// context whose deadline passed is a timeout too.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: %w", source.ErrTimeout, err)
+		}
+		return fmt.Errorf("%w: %w", source.ErrCanceled, err)
+	case errors.As(err, &storErr):
+		return err
+	}
+	// Parse errors and evaluation errors (many-to-many matching, too many
+	// samples, ...) are the query's fault.
+	return fmt.Errorf("%w: %w", source.ErrBadQuery, err)
+}
+
+// Close releases the head and removes its chunk directory. Stop Run first;
+// Query and ScrapeOnce return ErrClosed afterwards. The target's
+// guardian_embedded_series gauge is removed; its counters are kept so that a
+// reload building a new Source for the same target continues them.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	errs := []error{s.engine.Close(), s.head.Close(), os.RemoveAll(s.dir)}
+	if s.ownClient {
+		s.client.CloseIdleConnections()
+	}
+	s.series.DeleteLabelValues(s.target)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("closing embedded source %s: %w", s.url, err)
+	}
+	return nil
+}
+
+// Run scrapes every interval, the first time at once, until ctx is done; it
+// then returns nil. Failures are logged once per change of state and
+// counted; they do not stop the loop.
+func (s *Source) Run(ctx context.Context) error {
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		if err := s.ScrapeOnce(ctx); errors.Is(err, ErrClosed) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

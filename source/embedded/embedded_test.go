@@ -1,0 +1,535 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/source"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// start is the synthetic time of the first scrape.
+var start = time.Unix(1_700_000_000, 0).UTC()
+
+// clock is a settable Options.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// target is a service exposing a real client_golang registry over HTTP.
+type target struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	srv      *httptest.Server
+
+	status      atomic.Int32 // non-zero: answer with this status instead
+	contentType atomic.Value // of the latest metrics response
+}
+
+func newTarget(t *testing.T, openMetrics bool) *target {
+	t.Helper()
+	tg := &target{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total",
+			Help: "Requests served.",
+		}, []string{"version", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "http_request_duration_seconds",
+			Help:    "Request latency.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"version"}),
+	}
+	tg.reg.MustRegister(tg.requests, tg.latency)
+	h := promhttp.HandlerFor(tg.reg, promhttp.HandlerOpts{EnableOpenMetrics: openMetrics})
+	tg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if code := tg.status.Load(); code != 0 {
+			http.Error(w, "failing on purpose", int(code))
+			return
+		}
+		if openMetrics {
+			// An OpenMetrics-only target: Guardian prefers the text format.
+			r.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+		}
+		h.ServeHTTP(w, r)
+		tg.contentType.Store(w.Header().Get("Content-Type"))
+	}))
+	t.Cleanup(tg.srv.Close)
+	return tg
+}
+
+// serve simulates one second of traffic: v2 fails 10% of its requests and
+// is slow for 10% of them; v1 is healthy.
+func (tg *target) serve() {
+	tg.requests.WithLabelValues("v2", "200").Add(9)
+	tg.requests.WithLabelValues("v2", "500").Add(1)
+	tg.requests.WithLabelValues("v1", "200").Add(10)
+	for i := 0; i < 9; i++ {
+		tg.latency.WithLabelValues("v2").Observe(0.04)
+	}
+	tg.latency.WithLabelValues("v2").Observe(0.8)
+	for i := 0; i < 10; i++ {
+		tg.latency.WithLabelValues("v1").Observe(0.04)
+	}
+}
+
+func newSource(t *testing.T, url string, clk *clock, opts Options, logger *zap.Logger) *Source {
+	t.Helper()
+	if clk != nil {
+		opts.Now = clk.Now
+	}
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if logger == nil {
+		logger = zaptest.NewLogger(t)
+	}
+	s, err := New(config.Scrape{URL: url, Interval: config.Duration(time.Second)}, opts, logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func query(t *testing.T, s *Source, q string, ts time.Time) model.Vector {
+	t.Helper()
+	res, err := s.Query(context.Background(), q, ts)
+	if err != nil {
+		t.Fatalf("Query(%s): %v", q, err)
+	}
+	return res.Vector
+}
+
+// single asserts that q returns one sample and returns its value.
+func single(t *testing.T, s *Source, q string, ts time.Time) float64 {
+	t.Helper()
+	v := query(t, s, q, ts)
+	if len(v) != 1 {
+		t.Fatalf("Query(%s) = %v, want one sample", q, v)
+	}
+	return float64(v[0].Value)
+}
+
+func TestQueriesOverScrapedSeries(t *testing.T) {
+	for _, format := range []struct {
+		name        string
+		openMetrics bool
+		contentType string
+	}{
+		{"prometheus text", false, "text/plain"},
+		{"openmetrics", true, "application/openmetrics-text"},
+	} {
+		t.Run(format.name, func(t *testing.T) {
+			tg := newTarget(t, format.openMetrics)
+			clk := &clock{}
+			s := newSource(t, tg.srv.URL, clk, Options{}, nil)
+
+			var last time.Time
+			for i := 0; i < 15; i++ {
+				tg.serve()
+				last = start.Add(time.Duration(i) * time.Second)
+				clk.Set(last)
+				if err := s.ScrapeOnce(context.Background()); err != nil {
+					t.Fatalf("scrape %d: %v", i, err)
+				}
+			}
+			if ct, _ := tg.contentType.Load().(string); !strings.HasPrefix(ct, format.contentType) {
+				t.Fatalf("target answered with Content-Type %q, want %s", ct, format.contentType)
+			}
+
+			at := fmt.Sprintf("%.3f", float64(start.Add(4*time.Second).UnixMilli())/1000)
+			for _, tc := range []struct {
+				name     string
+				query    string
+				low, top float64 // the value must be in [low, top]
+			}{
+				{"error ratio", `sum(rate(http_requests_total{version="v2",code=~"5.."}[10s])) / sum(rate(http_requests_total{version="v2"}[10s]))`, 0.1, 0.1},
+				{"request rate", `sum(rate(http_requests_total{version="v2"}[10s]))`, 10, 10},
+				{"healthy baseline ratio", `sum(rate(http_requests_total{version="v1",code=~"5.."}[10s]) or rate(http_requests_total{version="v1"}[10s]) * 0) / sum(rate(http_requests_total{version="v1"}[10s]))`, 0, 0},
+				{"p95 in the slow bucket", `histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{version="v2"}[10s])))`, 0.5 + 1e-9, 1},
+				{"p50 in the fast bucket", `histogram_quantile(0.5, sum by (le) (rate(http_request_duration_seconds_bucket{version="v2"}[10s])))`, 0.025 + 1e-9, 0.05},
+				{"mean latency", `sum(rate(http_request_duration_seconds_sum{version="v2"}[10s])) / sum(rate(http_request_duration_seconds_count{version="v2"}[10s]))`, 0.116 - 1e-9, 0.116 + 1e-9},
+				{"le normalised as Prometheus 3", `count(http_request_duration_seconds_bucket{version="v2",le=~"1.0|30.0|\\+Inf"})`, 3, 3},
+				{"@ modifier", `sum(http_requests_total{version="v2"} @ ` + at + `)`, 50, 50},
+				{"raw counter", `http_requests_total{version="v2",code="500"}`, 15, 15},
+				{"up", `up`, 1, 1},
+				{"scrape_samples_scraped", `scrape_samples_scraped`, 1, 1e6},
+				{"scalar", `scalar(sum(http_requests_total{version="v1"}))`, 150, 150},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					got := single(t, s, tc.query, last)
+					if math.IsNaN(got) || got < tc.low-1e-9 || got > tc.top+1e-9 {
+						t.Errorf("Query(%s) = %v, want within [%v, %v]", tc.query, got, tc.low, tc.top)
+					}
+				})
+			}
+
+			t.Run("labels", func(t *testing.T) {
+				v := query(t, s, `http_requests_total{version="v2",code="500"}`, last)
+				want := model.Metric{"__name__": "http_requests_total", "version": "v2", "code": "500"}
+				if len(v) != 1 || !v[0].Metric.Equal(want) || !v[0].Timestamp.Time().Equal(last) {
+					t.Errorf("got %v, want one sample %v at %v", v, want, last)
+				}
+				v = query(t, s, `scalar(up)`, last)
+				if len(v) != 1 || len(v[0].Metric) != 0 {
+					t.Errorf("scalar result = %v, want one sample with no labels", v)
+				}
+			})
+
+			for _, q := range []string{
+				`sum(rate(http_requests_total{version="v9"}[10s]))`,
+				`http_requests_total{version="v2"} offset 1h`,
+			} {
+				t.Run("empty "+q, func(t *testing.T) {
+					if v := query(t, s, q, last); len(v) != 0 {
+						t.Errorf("Query(%s) = %v, want empty", q, v)
+					}
+				})
+			}
+
+			for _, tc := range []struct{ name, query string }{
+				{"parse error", `sum(rate(http_requests_total[10s])`},
+				{"range vector", `http_requests_total[10s]`},
+				{"string", `"v2"`},
+				{"many-to-one", `http_requests_total * on() vector(1)`},
+			} {
+				t.Run("bad query "+tc.name, func(t *testing.T) {
+					_, err := s.Query(context.Background(), tc.query, last)
+					if got := source.Reason(err); got != source.ReasonBadQuery {
+						t.Errorf("Reason(%v) = %q, want %q", err, got, source.ReasonBadQuery)
+					}
+					if !errors.Is(err, source.ErrBadQuery) {
+						t.Errorf("error %v does not wrap source.ErrBadQuery", err)
+					}
+				})
+			}
+
+			t.Run("canceled", func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				_, err := s.Query(ctx, `up`, last)
+				if got := source.Reason(err); got != source.ReasonCanceled {
+					t.Errorf("Reason(%v) = %q, want %q", err, got, source.ReasonCanceled)
+				}
+			})
+		})
+	}
+}
+
+func TestRetentionAndStaleness(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	old := prometheus.NewGauge(prometheus.GaugeOpts{Name: "old_metric", Help: "Disappears."})
+	kept := prometheus.NewCounter(prometheus.CounterOpts{Name: "kept_total", Help: "Stays."})
+	reg.MustRegister(old, kept)
+	old.Set(1)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+
+	clk := &clock{}
+	s := newSource(t, srv.URL, clk, Options{Retention: 30 * time.Second}, nil)
+	series := func() float64 { return testutil.ToFloat64(s.series.WithLabelValues(s.target)) }
+	at := func(sec int) time.Time { return start.Add(time.Duration(sec) * time.Second) }
+
+	var before float64
+	for i := 0; i < 100; i++ {
+		if i == 5 {
+			before = series()
+			reg.Unregister(old)
+		}
+		kept.Inc()
+		clk.Set(at(i))
+		if err := s.ScrapeOnce(context.Background()); err != nil {
+			t.Fatalf("scrape %d: %v", i, err)
+		}
+		if i == 6 {
+			if got := single(t, s, `old_metric`, at(4)); got != 1 {
+				t.Errorf("old_metric at 4s = %v, want 1", got)
+			}
+			if v := query(t, s, `old_metric`, at(6)); len(v) != 0 {
+				t.Errorf("old_metric at 6s = %v, want empty: it went stale at 5s", v)
+			}
+		}
+	}
+
+	last := at(99)
+	if v := query(t, s, `old_metric`, at(4)); len(v) != 0 {
+		t.Errorf("old_metric at 4s after 99s with 30s retention = %v, want empty", v)
+	}
+	if v := query(t, s, `kept_total`, at(20)); len(v) != 0 {
+		t.Errorf("kept_total at 20s after 99s with 30s retention = %v, want empty", v)
+	}
+	if got := single(t, s, `count_over_time(up[5m])`, last); got != 31 {
+		t.Errorf("samples of up within 5m = %v, want 31 (69s..99s)", got)
+	}
+	if got := single(t, s, `kept_total`, last); got != 100 {
+		t.Errorf("kept_total = %v, want 100", got)
+	}
+	if after := series(); after != before-1 {
+		t.Errorf("head series = %v after truncation, want %v (old_metric dropped)", after, before-1)
+	}
+}
+
+func TestScrapeFailures(t *testing.T) {
+	tg := newTarget(t, false)
+	clk := &clock{}
+	core, logs := observer.New(zapcore.InfoLevel)
+	s := newSource(t, tg.srv.URL, clk, Options{}, zap.New(core))
+	ctx := context.Background()
+	at := func(sec int) time.Time { return start.Add(time.Duration(sec) * time.Second) }
+	scrape := func(sec int) error {
+		tg.serve()
+		clk.Set(at(sec))
+		return s.ScrapeOnce(ctx)
+	}
+	count := func(msg string) int { return logs.FilterMessage(msg).Len() }
+
+	if err := scrape(0); err != nil {
+		t.Fatalf("first scrape: %v", err)
+	}
+
+	tg.status.Store(http.StatusInternalServerError)
+	for sec := 1; sec <= 2; sec++ {
+		err := scrape(sec)
+		if err == nil || !strings.Contains(err.Error(), "500") || !strings.Contains(err.Error(), tg.srv.URL) {
+			t.Errorf("scrape at %ds: error %v, want HTTP 500 naming the URL", sec, err)
+		}
+	}
+	if got := single(t, s, `up`, at(2)); got != 0 {
+		t.Errorf("up after failed scrape = %v, want 0", got)
+	}
+	if v := query(t, s, `http_requests_total`, at(2)); len(v) != 0 {
+		t.Errorf("series after failed scrape = %v, want none (stale)", v)
+	}
+	if got := count("scrape failed"); got != 1 {
+		t.Errorf("logged %d scrape failures for 2 failed scrapes, want 1", got)
+	}
+
+	tg.status.Store(0)
+	if err := scrape(3); err != nil {
+		t.Fatalf("scrape after recovery: %v", err)
+	}
+	if got := single(t, s, `up`, at(3)); got != 1 {
+		t.Errorf("up after recovery = %v, want 1", got)
+	}
+	if got := count("scrape recovered"); got != 1 {
+		t.Errorf("logged %d recoveries, want 1", got)
+	}
+
+	tg.srv.Close()
+	if err := scrape(4); err == nil {
+		t.Error("scrape of a closed server succeeded")
+	}
+	if got := single(t, s, `up`, at(4)); got != 0 {
+		t.Errorf("up after connection refused = %v, want 0", got)
+	}
+	if got := count("scrape failed"); got != 2 {
+		t.Errorf("logged %d scrape failures, want 2", got)
+	}
+	if got := testutil.ToFloat64(s.failures); got != 3 {
+		t.Errorf("guardian_scrape_failures_total = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(s.scrapes); got != 5 {
+		t.Errorf("guardian_scrapes_total = %v, want 5", got)
+	}
+}
+
+func TestScrapeRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		opts    Options
+		timeout time.Duration
+		want    string
+	}{
+		{
+			name: "unparsable body",
+			handler: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+				_, _ = w.Write([]byte("metric{unterminated 1\n"))
+			},
+			want: "decoding body",
+		},
+		{
+			name: "body over the limit",
+			handler: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+				_, _ = w.Write([]byte(strings.Repeat("a_metric 1\n", 100)))
+			},
+			opts: Options{BodySizeLimit: 100},
+			want: "exceeds the limit",
+		},
+		{
+			name: "slow target",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				<-r.Context().Done()
+			},
+			timeout: 100 * time.Millisecond,
+			want:    "deadline exceeded",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			t.Cleanup(srv.Close)
+			opts := tc.opts
+			opts.Dir = t.TempDir()
+			clk := &clock{t: start}
+			opts.Now = clk.Now
+			s, err := New(config.Scrape{URL: srv.URL, Interval: config.Duration(time.Second), Timeout: config.Duration(tc.timeout)},
+				opts, zaptest.NewLogger(t), prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = s.Close() }()
+			err = s.ScrapeOnce(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("ScrapeOnce error = %v, want it to contain %q", err, tc.want)
+			}
+			if got := single(t, s, `up`, start); got != 0 {
+				t.Errorf("up = %v, want 0", got)
+			}
+		})
+	}
+}
+
+func TestCloseReleasesEverything(t *testing.T) {
+	tg := newTarget(t, false)
+	dir := t.TempDir()
+	s, err := New(config.Scrape{URL: tg.srv.URL}, Options{Dir: dir}, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ScrapeOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("chunk directories under %s = %v, want one", dir, entries)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("Close left %v under %s", entries, dir)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	_, err = s.Query(context.Background(), `up`, time.Now())
+	if !errors.Is(err, ErrClosed) || source.Reason(err) != source.ReasonUnavailable {
+		t.Errorf("Query after Close: %v, want ErrClosed (unavailable)", err)
+	}
+	if err := s.ScrapeOnce(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("ScrapeOnce after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestNewRequiresURL(t *testing.T) {
+	if _, err := New(config.Scrape{}, Options{}, nil, nil); err == nil || !strings.Contains(err.Error(), "url") {
+		t.Errorf("New without url: %v, want an error about the url", err)
+	}
+}
+
+func TestSourcesShareARegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a, b := newTarget(t, false), newTarget(t, true)
+	for _, tg := range []*target{a, b} {
+		s, err := New(config.Scrape{URL: tg.srv.URL}, Options{Dir: t.TempDir()}, zap.NewNop(), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		if err := s.ScrapeOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shared := NewMetrics(reg) // a third registration returns the same collectors
+	for _, tg := range []*target{a, b} {
+		if got := testutil.ToFloat64(shared.scrapes.WithLabelValues(tg.srv.URL)); got != 1 {
+			t.Errorf("guardian_scrapes_total{target=%q} = %v, want 1", tg.srv.URL, got)
+		}
+	}
+	if n, err := testutil.GatherAndCount(reg, "guardian_embedded_series"); err != nil || n != 2 {
+		t.Errorf("guardian_embedded_series has %d series (%v), want 2", n, err)
+	}
+}
+
+func TestRun(t *testing.T) {
+	tg := newTarget(t, false)
+	tg.serve()
+	s, err := New(config.Scrape{URL: tg.srv.URL, Interval: config.Duration(20 * time.Millisecond)},
+		Options{Dir: t.TempDir()}, zaptest.NewLogger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+
+	// Queries run concurrently with the scrape loop.
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(s.scrapes) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not scrape three times within 10s")
+		}
+		if _, err := s.Query(context.Background(), `sum(rate(http_requests_total[1m]))`, time.Now()); err != nil {
+			t.Fatalf("Query during Run: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := single(t, s, `up`, time.Now()); got != 1 {
+		t.Errorf("up = %v, want 1", got)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run returned %v, want nil on cancellation", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancellation")
+	}
+}
