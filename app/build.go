@@ -93,8 +93,8 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 				return nil, nil, err
 			}
 			src, err := embedded.New(*sc.Scrape, embedded.Options{
-				Retention: retention,
-				Dir:       dir,
+				Retention:    retention,
+				Dir:          dir,
 				Metrics:      a.srcM,
 				Target:       sc.Name,
 				QueryTimeout: time.Duration(cfg.Global.QueryTimeout),

@@ -26,13 +26,13 @@ type watch struct {
 // watch window of its latest deploy. mu serialises evaluation ticks with
 // deploy announcements.
 type service struct {
-	name     string
-	cfg      config.Service
-	interval time.Duration
-	querier  source.Querier // counting wrapper around the service's source
-	embedded *embeddedRunner // nil when the service uses a named source
-	log      *zap.Logger
-	m        *metrics
+	name      string
+	cfg       config.Service
+	interval  time.Duration
+	querier   source.Querier  // counting wrapper around the service's source
+	embedded  *embeddedRunner // nil when the service uses a named source
+	log       *zap.Logger
+	m         *metrics
 	onVerdict VerdictFunc
 
 	mu       sync.Mutex

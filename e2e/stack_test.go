@@ -83,16 +83,16 @@ services:
 // stack is the demo service under load, optionally a real Prometheus
 // scraping it, and Guardian watching it.
 type stack struct {
-	t        *testing.T
-	mode     Mode
-	dir      string
-	demo     *demo.Service
-	demoURL  string
+	t         *testing.T
+	mode      Mode
+	dir       string
+	demo      *demo.Service
+	demoURL   string
 	metricsUp atomic.Bool
-	prom     *testenv.Prometheus
-	app      *app.App
-	reg      *prometheus.Registry
-	apiURL   string
+	prom      *testenv.Prometheus
+	app       *app.App
+	reg       *prometheus.Registry
+	apiURL    string
 
 	mu       sync.Mutex
 	verdicts []seen
