@@ -565,7 +565,7 @@ notifiers:
 }
 
 func TestAnchorsAndMerge(t *testing.T) {
-	cfg, err := Parse([]byte(`
+	_, err := Parse([]byte(`
 x-trigger: &errors
   name: errors
   query: 'up{version="{{.Version}}"}'
@@ -586,7 +586,7 @@ services:
 		t.Fatalf("want only x-trigger to be unknown, got %v", err)
 	}
 
-	cfg, err = Parse([]byte(`
+	cfg, err := Parse([]byte(`
 services:
   - name: a
     scrape: &scrape { url: "http://127.0.0.1:8080/metrics" }
