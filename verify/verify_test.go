@@ -1,0 +1,164 @@
+package verify
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"go.uber.org/goleak"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/demo"
+	"github.com/rollback-guardian/guardian/source"
+	"github.com/rollback-guardian/guardian/trigger"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func def(t *testing.T, c config.Trigger) trigger.Definition {
+	t.Helper()
+	if c.Name == "" {
+		c.Name = "error-rate"
+	}
+	if c.Query == "" {
+		c.Query = `rate(errors{version="{{.Version}}"}[{{.Window}}])`
+	}
+	d, err := trigger.FromConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func f(v float64) *float64 { return &v }
+
+// answers returns value for queries containing "errors" and volume for "requests".
+func answers(value, volume *float64) trigger.QueryFunc {
+	return func(_ context.Context, q string, _ time.Time) (source.Result, error) {
+		var v *float64
+		switch {
+		case strings.Contains(q, "requests"):
+			v = volume
+		case strings.Contains(q, "errors"):
+			v = value
+		}
+		if v == nil {
+			return source.Result{}, nil
+		}
+		return source.Result{Vector: model.Vector{{Value: model.SampleValue(*v)}}}, nil
+	}
+}
+
+func TestProbe(t *testing.T) {
+	ratio := &config.BaselineLimit{Ratio: 2, Text: "2x"}
+	for _, tc := range []struct {
+		name      string
+		trig      config.Trigger
+		ref       *float64
+		value     *float64
+		volume    *float64
+		recovered bool
+		why       string
+	}{
+		{"within tolerance of baseline", config.Trigger{AboveBaseline: ratio}, f(0.01), f(0.0105), nil, true, "within 10% of baseline 0.01"},
+		{"above tolerance, no absolute", config.Trigger{AboveBaseline: ratio}, f(0.01), f(0.02), nil, false, "not back"},
+		{"under the absolute threshold", config.Trigger{Above: f(0.05), AboveBaseline: ratio}, f(0.01), f(0.03), nil, true, "within the absolute thresholds"},
+		{"over the absolute threshold", config.Trigger{Above: f(0.05)}, f(0.01), f(0.2), nil, false, "not back: baseline 0.01, above 0.05"},
+		{"no reference, absolute only", config.Trigger{Above: f(0.05)}, nil, f(0.01), nil, true, "within the absolute"},
+		{"no data", config.Trigger{Above: f(0.05)}, f(0.01), nil, nil, false, "no data"},
+		{"not enough traffic", config.Trigger{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(10), false, "not enough traffic"},
+		{"enough traffic", config.Trigger{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(60), true, "within"},
+		{"below-type back up", config.Trigger{Below: f(0.9)}, f(0.99), f(0.985), nil, true, "≥ baseline"},
+		{"below-type still low", config.Trigger{Below: f(0.9)}, f(0.99), f(0.5), nil, false, "not back"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := New([]trigger.Definition{def(t, tc.trig)}, Options{Tolerance: 0.1})
+			refs := map[string]float64{}
+			if tc.ref != nil {
+				refs["error-rate"] = *tc.ref
+			}
+			r := v.Probe(context.Background(), time.Unix(0, 0), "checkout", "v1", refs, answers(tc.value, tc.volume))
+			if r.Recovered != tc.recovered || !strings.Contains(r.Summary(), tc.why) {
+				t.Fatalf("recovered %v (%s), want %v with %q", r.Recovered, r.Summary(), tc.recovered, tc.why)
+			}
+			if len(r.Checks) != 1 || !strings.Contains(r.Checks[0].Query, `version="v1"`) && tc.value != nil && tc.volume == nil {
+				t.Fatalf("checks %+v", r.Checks)
+			}
+		})
+	}
+}
+
+func TestSmoke(t *testing.T) {
+	svc := demo.New(demo.Options{Seed: 1})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", svc)
+	slow := make(chan struct{})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-slow:
+		case <-r.Context().Done():
+		}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: time.Second}
+	go func() { _ = srv.Serve(l) }()
+	defer func() { close(slow); _ = srv.Close() }()
+	base := "http://" + l.Addr().String()
+	d := def(t, config.Trigger{Above: f(0.05)})
+	q := answers(f(0.001), nil)
+	probe := func(s Smoke) Result {
+		v := New([]trigger.Definition{d}, Options{Tolerance: 0.1, Smoke: []Smoke{s}, Client: &http.Client{}})
+		defer v.opts.Client.CloseIdleConnections()
+		return v.Probe(context.Background(), time.Now(), "checkout", "v1", nil, q)
+	}
+	for _, tc := range []struct {
+		name    string
+		smoke   Smoke
+		healthy bool
+		ok      bool
+		detail  string
+	}{
+		{"healthz ok", Smoke{URL: base + "/healthz"}, true, true, "status 200"},
+		{"healthz unhealthy", Smoke{URL: base + "/healthz"}, false, false, "status 503, want 200"},
+		{"body contains", Smoke{URL: base + "/healthz", BodyContains: "ok"}, true, true, "status 200"},
+		{"body lacks", Smoke{URL: base + "/healthz", BodyContains: "ready"}, true, false, `lacks "ready"`},
+		{"expected status", Smoke{URL: base + "/healthz", ExpectStatus: 503}, false, true, "status 503"},
+		{"timeout", Smoke{URL: base + "/slow", Timeout: 100 * time.Millisecond}, true, false, "deadline exceeded"},
+		{"refused", Smoke{URL: "http://127.0.0.1:1/"}, true, false, "refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc.SetHealthy(tc.healthy)
+			r := probe(tc.smoke)
+			if len(r.Smoke) != 1 || r.Smoke[0].OK != tc.ok || r.Recovered != tc.ok || !strings.Contains(r.Smoke[0].Detail, tc.detail) {
+				t.Fatalf("%+v, want ok=%v detail %q", r, tc.ok, tc.detail)
+			}
+		})
+	}
+	// Smoke checks are not run while the values have not recovered.
+	v := New([]trigger.Definition{d}, Options{Smoke: []Smoke{{URL: base + "/healthz"}}})
+	if r := v.Probe(context.Background(), time.Now(), "checkout", "v1", nil, answers(f(0.5), nil)); r.Recovered || len(r.Smoke) != 0 {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestStability(t *testing.T) {
+	var s Stability
+	t0 := time.Unix(100, 0)
+	steps := []struct {
+		at   int
+		ok   bool
+		want time.Duration
+	}{{0, true, 0}, {5, true, 5 * time.Second}, {6, false, 0}, {7, true, 0}, {20, true, 13 * time.Second}}
+	for _, st := range steps {
+		if got := s.Observe(t0.Add(time.Duration(st.at)*time.Second), st.ok); got != st.want {
+			t.Fatalf("at %d: %v, want %v", st.at, got, st.want)
+		}
+	}
+}
