@@ -83,7 +83,7 @@ services:
 // stack is the demo service under load, optionally a real Prometheus
 // scraping it, and Guardian watching it.
 type stack struct {
-	t         *testing.T
+	t         testing.TB
 	mode      Mode
 	dir       string
 	demo      *demo.Service
@@ -107,7 +107,7 @@ type stackOpts struct {
 	watch time.Duration
 }
 
-func startStack(t *testing.T, mode Mode, o stackOpts) *stack {
+func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 	t.Helper()
 	if o.watch == 0 {
 		o.watch = 60 * time.Second
@@ -196,7 +196,7 @@ func startStack(t *testing.T, mode Mode, o stackOpts) *stack {
 	return s
 }
 
-func serve(t *testing.T, h http.Handler) string {
+func serve(t testing.TB, h http.Handler) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
