@@ -88,6 +88,57 @@ type Service struct {
 	Triggers    []Trigger `yaml:"triggers"`
 	// Notify names entries of notifiers.
 	Notify []string `yaml:"notify,omitempty"`
+	// Approval is the go/no-go policy for rolling back.
+	Approval Approval `yaml:"approval"`
+	// Recovery says when the service counts as recovered after a rollback.
+	Recovery Recovery `yaml:"recovery"`
+}
+
+// Approval modes.
+const (
+	ApprovalManual    = "manual"
+	ApprovalAuto      = "auto"
+	ApprovalAutoAfter = "auto_after"
+)
+
+// Approval is a service's go/no-go policy. The database step always needs
+// a human, whatever the mode.
+type Approval struct {
+	// Mode is manual (default: a human approves), auto (roll back at once)
+	// or auto_after (wait Timeout for a human, then do OnTimeout).
+	Mode string `yaml:"mode"`
+	// Timeout is how long auto_after waits for a human.
+	Timeout Duration `yaml:"timeout,omitempty"`
+	// OnTimeout is rollback (default) or hold.
+	OnTimeout string `yaml:"on_timeout,omitempty"`
+	// SkipApprovalAbove, when set, rolls back without waiting when the
+	// firing trigger's value is above it (an outage-class value).
+	SkipApprovalAbove *float64 `yaml:"skip_approval_above,omitempty"`
+}
+
+// Recovery says when a service is back after the application rollback.
+type Recovery struct {
+	// Tolerance is the relative distance to the baseline's value still
+	// counted as recovered (default 0.1: within 10%); values under the
+	// triggers' absolute thresholds count as recovered too.
+	Tolerance float64 `yaml:"tolerance"`
+	// StableFor is how long everything must hold (default 1m).
+	StableFor Duration `yaml:"stable_for"`
+	// Timeout is how long to wait for recovery before the database step or
+	// escalation (default 15m).
+	Timeout Duration `yaml:"timeout"`
+	// Smoke checks must all pass.
+	Smoke []Smoke `yaml:"smoke,omitempty"`
+}
+
+// Smoke is one HTTP smoke check.
+type Smoke struct {
+	Name         string   `yaml:"name,omitempty"`
+	Method       string   `yaml:"method"`        // default GET
+	URL          string   `yaml:"url"`
+	ExpectStatus int      `yaml:"expect_status"` // default 200
+	BodyContains string   `yaml:"body_contains,omitempty"`
+	Timeout      Duration `yaml:"timeout"` // default 5s
 }
 
 // Deploy configures how fresh deploys are learnt.

@@ -41,6 +41,14 @@ func (c *Config) setDefaults() {
 func (s *Service) setDefaults() {
 	s.WatchWindow = DefaultWatchWindow
 	s.Deploy.VersionLabel = DefaultVersionLabel
+	s.Approval.Mode = ApprovalManual
+	s.Recovery = Recovery{Tolerance: 0.1, StableFor: Duration(time.Minute), Timeout: Duration(15 * time.Minute)}
+}
+
+func (s *Smoke) setDefaults() {
+	s.Method = "GET"
+	s.ExpectStatus = 200
+	s.Timeout = Duration(5 * time.Second)
 }
 
 // setDefaults sets the interval; the timeout's default depends on the

@@ -299,6 +299,66 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 			v.errorf(fmt.Sprintf("%s.notify[%d]", p, i), "undefined notifier %q", n)
 		}
 	}
+	v.approval(p+".approval", &s.Approval)
+	v.recovery(p+".recovery", &s.Recovery)
+}
+
+func (v *validator) approval(p string, a *Approval) {
+	switch a.Mode {
+	case ApprovalManual, ApprovalAuto:
+		if v.has(p + ".timeout") {
+			v.errorf(p+".timeout", "only used with mode auto_after")
+		}
+		if v.has(p + ".on_timeout") {
+			v.errorf(p+".on_timeout", "only used with mode auto_after")
+		}
+	case ApprovalAutoAfter:
+		if !v.has(p + ".timeout") {
+			v.errorf(p+".timeout", "required with mode auto_after")
+		} else {
+			v.positive(p+".timeout", a.Timeout)
+		}
+		switch a.OnTimeout {
+		case "":
+			a.OnTimeout = "rollback"
+		case "rollback", "hold":
+		default:
+			v.errorf(p+".on_timeout", "invalid value %q: want rollback or hold", a.OnTimeout)
+		}
+	default:
+		v.errorf(p+".mode", "invalid mode %q: want manual, auto or auto_after", a.Mode)
+	}
+}
+
+func (v *validator) recovery(p string, r *Recovery) {
+	if r.Tolerance < 0 || r.Tolerance > 10 {
+		v.errorf(p+".tolerance", "must be between 0 and 10, got %g", r.Tolerance)
+	}
+	v.positive(p+".stable_for", r.StableFor)
+	v.positive(p+".timeout", r.Timeout)
+	if r.StableFor >= r.Timeout && !v.broken(p+".stable_for") && !v.broken(p+".timeout") {
+		v.errorf(p+".stable_for", "%s must be shorter than the timeout %s", r.StableFor, r.Timeout)
+	}
+	names := map[string]string{}
+	for i := range r.Smoke {
+		sp := fmt.Sprintf("%s.smoke[%d]", p, i)
+		s := &r.Smoke[i]
+		v.httpURL(sp+".url", s.URL)
+		if s.Name == "" {
+			s.Name = s.URL
+		} else {
+			v.name(sp+".name", "smoke check", s.Name, names)
+		}
+		switch s.Method {
+		case "GET", "HEAD", "POST", "PUT", "OPTIONS":
+		default:
+			v.errorf(sp+".method", "invalid method %q", s.Method)
+		}
+		if s.ExpectStatus < 100 || s.ExpectStatus > 599 {
+			v.errorf(sp+".expect_status", "invalid HTTP status %d", s.ExpectStatus)
+		}
+		v.positive(sp+".timeout", s.Timeout)
+	}
 }
 
 func (v *validator) scrape(p string, s *Scrape) {
