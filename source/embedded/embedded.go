@@ -285,7 +285,8 @@ func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.
 }
 
 // toVector converts an instant query's value to a vector. Native histogram
-// samples, which the text formats do not carry, are skipped.
+// samples are skipped: a source.Result holds float samples only (functions
+// such as histogram_count and histogram_quantile turn them into floats).
 func toVector(v parser.Value) (model.Vector, error) {
 	switch v := v.(type) {
 	case promql.Vector:

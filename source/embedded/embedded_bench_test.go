@@ -98,10 +98,9 @@ func BenchmarkScrapeAndQuery(b *testing.B) {
 		goRuntime bool
 	}{
 		{"text", expfmt.NewFormat(expfmt.TypeTextPlain), true},
-		// client_golang's Go collector does not decode as OpenMetrics (see
-		// acceptHeader); this body has the other series only.
-		{"openmetrics-without-go-runtime", expfmt.NewFormat(expfmt.TypeOpenMetrics), false},
+		{"openmetrics", expfmt.NewFormat(expfmt.TypeOpenMetrics), true},
 		{"text-without-go-runtime", expfmt.NewFormat(expfmt.TypeTextPlain), false},
+		{"openmetrics-without-go-runtime", expfmt.NewFormat(expfmt.TypeOpenMetrics), false},
 	} {
 		b.Run(f.name, func(b *testing.B) {
 			s, now := benchSource(b, f.format, f.goRuntime)
@@ -121,18 +120,28 @@ func BenchmarkScrapeAndQuery(b *testing.B) {
 }
 
 func BenchmarkQuery(b *testing.B) {
-	s, now := benchSource(b, expfmt.NewFormat(expfmt.TypeTextPlain), true)
-	ctx := context.Background()
-	for i := 0; i < 120; i++ {
-		if err := s.ScrapeOnce(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	ts := now()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := s.Query(ctx, benchQuery, ts); err != nil {
-			b.Fatal(err)
-		}
+	for _, f := range []struct {
+		name   string
+		format expfmt.Format
+	}{
+		{"text", expfmt.NewFormat(expfmt.TypeTextPlain)},
+		{"openmetrics", expfmt.NewFormat(expfmt.TypeOpenMetrics)},
+	} {
+		b.Run(f.name, func(b *testing.B) {
+			s, now := benchSource(b, f.format, true)
+			ctx := context.Background()
+			for i := 0; i < 120; i++ {
+				if err := s.ScrapeOnce(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ts := now()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Query(ctx, benchQuery, ts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

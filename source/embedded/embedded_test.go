@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
@@ -78,16 +80,20 @@ func newTarget(t *testing.T, openMetrics bool) *target {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"version"}),
 	}
-	tg.reg.MustRegister(tg.requests, tg.latency)
-	h := promhttp.HandlerFor(tg.reg, promhttp.HandlerOpts{EnableOpenMetrics: openMetrics})
+	// client_golang's Go collector, whose OpenMetrics output has a gauge and
+	// a counter sharing the family name go_memstats_alloc_bytes.
+	tg.reg.MustRegister(tg.requests, tg.latency, collectors.NewGoCollector())
+	// With openMetrics the target offers OpenMetrics, with _created series,
+	// besides the text format, and Guardian's Accept header prefers it;
+	// without, it speaks the text format only.
+	h := promhttp.HandlerFor(tg.reg, promhttp.HandlerOpts{
+		EnableOpenMetrics:                   openMetrics,
+		EnableOpenMetricsTextCreatedSamples: openMetrics,
+	})
 	tg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if code := tg.status.Load(); code != 0 {
 			http.Error(w, "failing on purpose", int(code))
 			return
-		}
-		if openMetrics {
-			// An OpenMetrics-only target: Guardian prefers the text format.
-			r.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
 		}
 		h.ServeHTTP(w, r)
 		tg.contentType.Store(w.Header().Get("Content-Type"))
@@ -198,6 +204,8 @@ func TestQueriesOverScrapedSeries(t *testing.T) {
 				{"up", `up`, 1, 1},
 				{"scrape_samples_scraped", `scrape_samples_scraped`, 1, 1e6},
 				{"scalar", `scalar(sum(http_requests_total{version="v1"}))`, 150, 150},
+				{"go collector counter", `go_memstats_alloc_bytes_total`, 1, math.MaxFloat64},
+				{"go collector gauge of the same family name", `go_memstats_alloc_bytes`, 1, math.MaxFloat64},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					got := single(t, s, tc.query, last)
@@ -222,6 +230,7 @@ func TestQueriesOverScrapedSeries(t *testing.T) {
 			for _, q := range []string{
 				`sum(rate(http_requests_total{version="v9"}[10s]))`,
 				`http_requests_total{version="v2"} offset 1h`,
+				`{__name__=~".+_created"}`, // OpenMetrics start timestamps are not series
 			} {
 				t.Run("empty "+q, func(t *testing.T) {
 					if v := query(t, s, q, last); len(v) != 0 {
@@ -393,6 +402,22 @@ func TestScrapeRejects(t *testing.T) {
 			want: "decoding body",
 		},
 		{
+			name: "openmetrics without # EOF",
+			handler: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/openmetrics-text; version=1.0.0")
+				_, _ = w.Write([]byte("# TYPE a_metric gauge\na_metric 1\n"))
+			},
+			want: "decoding body",
+		},
+		{
+			name: "invalid UTF-8 in a metric name",
+			handler: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/plain; version=1.0.0")
+				_, _ = w.Write([]byte("{\"a_\xff\"} 1\n"))
+			},
+			want: "invalid metric name",
+		},
+		{
 			name: "body over the limit",
 			handler: func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -432,6 +457,203 @@ func TestScrapeRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBodies checks how exposition bodies are read, as Prometheus's scrape
+// loop reads them with honor_timestamps off.
+func TestBodies(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		contentType string // "none": no Content-Type header
+		body        string
+		query       string
+		want        model.Vector // at the scrape time
+		samples     float64      // scrape_samples_scraped
+	}{
+		{
+			name:        "timestamps in the body are ignored",
+			contentType: "text/plain; version=0.0.4",
+			body:        "a_metric 7 1000\n",
+			query:       `a_metric`,
+			want:        model.Vector{{Metric: model.Metric{"__name__": "a_metric"}, Value: 7}},
+			samples:     1,
+		},
+		{
+			name:        "empty label values are absent labels",
+			contentType: "text/plain; version=0.0.4",
+			body:        `a_metric{x="",y="1"} 2` + "\n",
+			query:       `a_metric`,
+			want:        model.Vector{{Metric: model.Metric{"__name__": "a_metric", "y": "1"}, Value: 2}},
+			samples:     1,
+		},
+		{
+			name:        "a repeated series keeps its first sample",
+			contentType: "text/plain; version=0.0.4",
+			body:        "a_metric 1\na_metric 2\nb_metric 3\n",
+			query:       `a_metric`,
+			want:        model.Vector{{Metric: model.Metric{"__name__": "a_metric"}, Value: 1}},
+			samples:     3,
+		},
+		{
+			name:        "quantiles normalised as Prometheus 3",
+			contentType: "text/plain; version=0.0.4",
+			body:        "# TYPE s summary\ns{quantile=\"1\"} 4\ns_sum 2\ns_count 3\n",
+			query:       `s{quantile="1.0"}`,
+			want:        model.Vector{{Metric: model.Metric{"__name__": "s", "quantile": "1.0"}, Value: 4}},
+			samples:     3,
+		},
+		{
+			name:        "UTF-8 names",
+			contentType: "text/plain; version=1.0.0; escaping=allow-utf-8",
+			body:        `{"http.requests","service.name"="checkout"} 5` + "\n",
+			query:       `{"http.requests"}`,
+			want:        model.Vector{{Metric: model.Metric{"__name__": "http.requests", "service.name": "checkout"}, Value: 5}},
+			samples:     1,
+		},
+		{
+			name:        "no Content-Type is read as text",
+			contentType: "none",
+			body:        "a_metric 1\n",
+			query:       `a_metric`,
+			want:        model.Vector{{Metric: model.Metric{"__name__": "a_metric"}, Value: 1}},
+			samples:     1,
+		},
+		{
+			name:        "an unknown Content-Type is read as text",
+			contentType: "text/html",
+			body:        "a_metric 1\n",
+			query:       `a_metric`,
+			want:        model.Vector{{Metric: model.Metric{"__name__": "a_metric"}, Value: 1}},
+			samples:     1,
+		},
+		{
+			name:        "openmetrics _created of a counter is skipped",
+			contentType: "application/openmetrics-text; version=1.0.0",
+			body:        "# TYPE a counter\na_total 3\na_created 1.7e9\n# EOF\n",
+			query:       `{__name__=~"a.*"}`,
+			want:        model.Vector{{Metric: model.Metric{"__name__": "a_total"}, Value: 3}},
+			samples:     1,
+		},
+		{
+			name:        "openmetrics gauge named _created is kept",
+			contentType: "application/openmetrics-text; version=1.0.0",
+			body:        "# TYPE b_created gauge\nb_created 5\n# EOF\n",
+			query:       `b_created`,
+			want:        model.Vector{{Metric: model.Metric{"__name__": "b_created"}, Value: 5}},
+			samples:     1,
+		},
+		{
+			name:        "openmetrics metadata of a family after its samples",
+			contentType: "application/openmetrics-text; version=1.0.0",
+			body: "# TYPE m_bytes gauge\nm_bytes 1.0\n" +
+				"# TYPE m_bytes counter\nm_bytes_total 2.0\n# EOF\n",
+			query:   `{__name__=~"m_bytes.*"}`,
+			want:    model.Vector{{Metric: model.Metric{"__name__": "m_bytes"}, Value: 1}, {Metric: model.Metric{"__name__": "m_bytes_total"}, Value: 2}},
+			samples: 2,
+		},
+		{
+			name:        "empty body",
+			contentType: "text/plain; version=0.0.4",
+			body:        "",
+			query:       `{__name__=~"a.*"}`,
+			want:        model.Vector{},
+			samples:     0,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				if tc.contentType == "none" {
+					w.Header()["Content-Type"] = nil // no sniffing either
+				} else {
+					w.Header().Set("Content-Type", tc.contentType)
+				}
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			t.Cleanup(srv.Close)
+			s := newSource(t, srv.URL, &clock{t: start}, Options{}, nil)
+			if err := s.ScrapeOnce(context.Background()); err != nil {
+				t.Fatalf("ScrapeOnce: %v", err)
+			}
+			got := query(t, s, tc.query, start)
+			sort.Slice(got, func(i, j int) bool { return got[i].Metric.Before(got[j].Metric) })
+			for _, smpl := range tc.want {
+				smpl.Timestamp = model.TimeFromUnixNano(start.UnixNano())
+			}
+			if !got.Equal(tc.want) && (len(got) != 0 || len(tc.want) != 0) {
+				t.Errorf("Query(%s) = %v, want %v", tc.query, got, tc.want)
+			}
+			if got := single(t, s, `scrape_samples_scraped`, start); got != tc.samples {
+				t.Errorf("scrape_samples_scraped = %v, want %v", got, tc.samples)
+			}
+			if got := single(t, s, `up`, start); got != 1 {
+				t.Errorf("up = %v, want 1", got)
+			}
+		})
+	}
+}
+
+// TestNativeHistograms scrapes a target that answers in protobuf, the one
+// exposition format with native histograms, although Guardian does not ask
+// for it: native histograms are appended as such, next to their classic
+// buckets, and go stale like other series.
+func TestNativeHistograms(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:                        "rpc_duration_seconds",
+		Help:                        "RPC latency.",
+		Buckets:                     []float64{.1, 1},
+		NativeHistogramBucketFactor: 1.1,
+	})
+	reg.MustRegister(h)
+	handler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")
+		handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	clk := &clock{}
+	s := newSource(t, srv.URL, clk, Options{}, nil)
+	at := func(sec int) time.Time { return start.Add(time.Duration(sec) * time.Second) }
+	for sec := 0; sec < 15; sec++ {
+		for i := 0; i < 10; i++ {
+			h.Observe(0.05)
+		}
+		clk.Set(at(sec))
+		if err := s.ScrapeOnce(context.Background()); err != nil {
+			t.Fatalf("scrape %d: %v", sec, err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		query string
+		want  float64
+	}{
+		{"native count", `histogram_count(rpc_duration_seconds)`, 150},
+		{"native rate", `histogram_count(rate(rpc_duration_seconds[10s]))`, 10},
+		{"classic buckets kept", `count(rpc_duration_seconds_bucket)`, 3},
+		{"classic count", `rpc_duration_seconds_count`, 150},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := single(t, s, tc.query, at(14)); math.Abs(got-tc.want) > 1e-9 {
+				t.Errorf("Query(%s) = %v, want %v", tc.query, got, tc.want)
+			}
+		})
+	}
+	t.Run("histogram samples are not in results", func(t *testing.T) {
+		if v := query(t, s, `rpc_duration_seconds`, at(14)); len(v) != 0 {
+			t.Errorf("Query(rpc_duration_seconds) = %v, want empty", v)
+		}
+	})
+	t.Run("stale", func(t *testing.T) {
+		reg.Unregister(h)
+		clk.Set(at(15))
+		if err := s.ScrapeOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if v := query(t, s, `histogram_count(rpc_duration_seconds)`, at(15)); len(v) != 0 {
+			t.Errorf("native histogram after it went away = %v, want empty", v)
+		}
+	})
 }
 
 func TestCloseReleasesEverything(t *testing.T) {
@@ -498,7 +720,9 @@ func TestSourcesShareARegistry(t *testing.T) {
 func TestRun(t *testing.T) {
 	tg := newTarget(t, false)
 	tg.serve()
-	s, err := New(config.Scrape{URL: tg.srv.URL, Interval: config.Duration(20 * time.Millisecond)},
+	// The timeout is generous: a scrape of the Go collector under the race
+	// detector can take longer than the 20ms interval.
+	s, err := New(config.Scrape{URL: tg.srv.URL, Interval: config.Duration(20 * time.Millisecond), Timeout: config.Duration(10 * time.Second)},
 		Options{Dir: t.TempDir()}, zaptest.NewLogger(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package embedded
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,36 +11,44 @@ import (
 	"strconv"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"go.uber.org/zap"
 )
 
-// acceptHeader asks for the Prometheus text format first and OpenMetrics
-// 1.0 second (Prometheus itself prefers OpenMetrics). Both decode, but
-// prometheus/common's OpenMetrics decoder is strict where Prometheus is
-// lenient: it rejects, for one, the OpenMetrics output of client_golang's own
-// Go collector (the gauge go_memstats_alloc_bytes and the counter
-// go_memstats_alloc_bytes_total share a family name there), and it is far
-// slower. Every common client library serves the text format.
-const acceptHeader = "text/plain;version=0.0.4;q=0.5," +
-	"application/openmetrics-text;version=1.0.0;q=0.4," +
-	"application/openmetrics-text;version=0.0.1;q=0.3," +
-	"*/*;q=0.2"
+// acceptHeader offers the formats Prometheus 3 asks for by default
+// (scrape_protocols), best first: OpenMetrics 1.0.0 and 0.0.1, then the
+// Prometheus text format 1.0.0 and 0.0.4, with metric and label names
+// unescaped (escaping=allow-utf-8) as Prometheus 3 stores them, so that a
+// query reads the same here as against Prometheus. A target that speaks only
+// the text format answers with it.
+const acceptHeader = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5," +
+	"application/openmetrics-text;version=0.0.1;q=0.4," +
+	"text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3," +
+	"text/plain;version=0.0.4;q=0.2," +
+	"*/*;q=0.1"
+
+// fallbackMediaType is how a body is parsed whose Content-Type is missing or
+// not an exposition format (Prometheus's fallback_scrape_protocol): as the
+// Prometheus text format, which every client library serves.
+const fallbackMediaType = "text/plain"
 
 const userAgent = "guardian"
 
 // Series Guardian records about each scrape, as Prometheus does.
 var (
-	upLabels       = labels.FromStrings(labels.MetricName, "up")
-	durationLabels = labels.FromStrings(labels.MetricName, "scrape_duration_seconds")
-	samplesLabels  = labels.FromStrings(labels.MetricName, "scrape_samples_scraped")
+	upLabels       = labels.FromStrings(model.MetricNameLabel, "up")
+	durationLabels = labels.FromStrings(model.MetricNameLabel, "scrape_duration_seconds")
+	samplesLabels  = labels.FromStrings(model.MetricNameLabel, "scrape_samples_scraped")
 )
+
+// errNoMetricName fails a scrape exposing a series without a name.
+var errNoMetricName = errors.New("series without a metric name")
 
 // health is the outcome of the latest scrape, for logging changes only.
 type health int
@@ -63,31 +70,39 @@ func (h health) String() string {
 	return "unknown"
 }
 
-// cacheEntry is one series of the latest scrapes, keyed by its name, labels
-// and bucket or quantile bound as decoded, so that a series seen before is
-// appended without building its labels again.
+// cacheEntry is one series of the latest scrapes, keyed by the series as
+// the body spells it (name and labels), so that a series seen before is
+// appended without parsing its labels again.
 type cacheEntry struct {
-	ref       storage.SeriesRef
-	lset      labels.Labels
-	firstSeen uint64 // scrape iteration that added the entry
-	lastSeen  uint64 // latest scrape iteration that appended to it
+	ref      storage.SeriesRef
+	lset     labels.Labels
+	lastIter uint64 // latest scrape iteration that appended to it
 }
 
 // scrapeState is what scrapes keep between runs; Source.scrapeMu guards it.
 type scrapeState struct {
 	iter    uint64
 	cache   map[string]*cacheEntry
+	symbols *labels.SymbolTable
 	body    bytes.Buffer
-	family  dto.MetricFamily
-	key     []byte
-	builder labels.ScratchBuilder
+	lset    labels.Labels
 	health  health
+
+	// seriesPrev holds the series the previous scrape appended, seriesCur
+	// those of the current one, by reference: a series the current scrape
+	// lacks is marked stale.
+	seriesPrev, seriesCur map[storage.SeriesRef]labels.Labels
 
 	upRef, durationRef, samplesRef storage.SeriesRef
 }
 
 func newScrapeState() scrapeState {
-	return scrapeState{cache: make(map[string]*cacheEntry)}
+	return scrapeState{
+		cache:      make(map[string]*cacheEntry),
+		symbols:    labels.NewSymbolTable(),
+		seriesPrev: make(map[storage.SeriesRef]labels.Labels),
+		seriesCur:  make(map[storage.SeriesRef]labels.Labels),
+	}
 }
 
 // ScrapeOnce scrapes the target once and appends its samples at the time
@@ -102,7 +117,7 @@ func (s *Source) ScrapeOnce(ctx context.Context) error {
 
 	ts := s.now()
 	start := time.Now()
-	format, scrapeErr := s.fetch(ctx)
+	contentType, scrapeErr := s.fetch(ctx)
 	if scrapeErr != nil && ctx.Err() != nil {
 		return fmt.Errorf("scraping %s: %w", s.url, scrapeErr)
 	}
@@ -112,7 +127,7 @@ func (s *Source) ScrapeOnce(ctx context.Context) error {
 	if s.closed {
 		return fmt.Errorf("scraping %s: %w", s.url, ErrClosed)
 	}
-	err := s.ingest(ctx, timestamp.FromTime(ts), format, scrapeErr, start)
+	err := s.ingest(ctx, timestamp.FromTime(ts), contentType, scrapeErr, start)
 
 	s.scrapes.Inc()
 	s.duration.Observe(time.Since(start).Seconds())
@@ -132,9 +147,8 @@ func (s *Source) ScrapeOnce(ctx context.Context) error {
 	return nil
 }
 
-// fetch reads the target's body into s.body and returns its format, as its
-// Content-Type says (unknown formats are read as Prometheus text).
-func (s *Source) fetch(ctx context.Context) (expfmt.Format, error) {
+// fetch reads the target's body into s.body and returns its Content-Type.
+func (s *Source) fetch(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, http.NoBody)
@@ -163,16 +177,16 @@ func (s *Source) fetch(ctx context.Context) (expfmt.Format, error) {
 	if n > s.bodySizeLimit {
 		return "", fmt.Errorf("body exceeds the limit of %d bytes", s.bodySizeLimit)
 	}
-	return expfmt.ResponseFormat(resp.Header), nil
+	return resp.Header.Get("Content-Type"), nil
 }
 
 // ingest appends one scrape's outcome at t (ms) and commits it.
-func (s *Source) ingest(ctx context.Context, t int64, format expfmt.Format, scrapeErr error, start time.Time) error {
+func (s *Source) ingest(ctx context.Context, t int64, contentType string, scrapeErr error, start time.Time) error {
 	s.iter++
 	app := s.head.Appender(ctx)
 	total := 0
 	if scrapeErr == nil {
-		total, scrapeErr = s.appendBody(app, format, t)
+		total, scrapeErr = s.appendBody(app, contentType, t)
 		if scrapeErr != nil {
 			// As Prometheus: a body that does not parse adds nothing.
 			if err := app.Rollback(); err != nil {
@@ -197,193 +211,157 @@ func (s *Source) ingest(ctx context.Context, t int64, format expfmt.Format, scra
 	return scrapeErr
 }
 
-// appendBody decodes the body with prometheus/common's expfmt decoders
-// (Prometheus text, OpenMetrics 1.0, or delimited protobuf, by Content-Type)
-// and appends every sample at t, flattening families into series as
-// Prometheus does. It returns the number of samples.
-func (s *Source) appendBody(app storage.Appender, format expfmt.Format, t int64) (int, error) {
+// appendBody parses the body with Prometheus's own parsers (textparse: the
+// OpenMetrics or Prometheus text format, or protobuf, by Content-Type) and
+// appends every sample at t, as Prometheus's scrape loop does without
+// honor_timestamps: timestamps in the body are ignored, metadata and
+// comments skipped, OpenMetrics _created series of counters, histograms and
+// summaries skipped, native histograms appended as such. It returns the
+// number of samples.
+func (s *Source) appendBody(app storage.Appender, contentType string, t int64) (int, error) {
 	if s.body.Len() == 0 {
 		return 0, nil
 	}
-	dec := expfmt.NewDecoder(bytes.NewReader(s.body.Bytes()), format)
-	a := appendRun{s: s, app: app, t: t}
+	p, err := textparse.New(s.body.Bytes(), contentType, s.symbols, textparse.ParserOptions{
+		// Guardian's queries read classic histograms; keep them when a
+		// protobuf histogram has native buckets too.
+		KeepClassicOnClassicAndNativeHistograms: true,
+		OpenMetricsSkipSTSeries:                 true,
+		FallbackContentType:                     fallbackMediaType,
+	})
+	if p == nil {
+		return 0, fmt.Errorf("decoding body: %w", err)
+	}
+	if err != nil {
+		s.logger.Debug("unexpected Content-Type, parsing as Prometheus text",
+			zap.String("content_type", contentType), zap.Error(err))
+	}
+
+	total, rejected := 0, 0
+	var firstRejected error
 	for {
-		s.family.Reset()
-		if err := dec.Decode(&s.family); err != nil {
+		entry, err := p.Next()
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return a.total, fmt.Errorf("decoding body (%s): %w", format, err)
+			return total, fmt.Errorf("decoding body (Content-Type %q): %w", contentType, err)
 		}
-		if err := a.family(&s.family); err != nil {
-			return a.total, err
+		var (
+			series []byte
+			v      float64
+			h      *histogram.Histogram
+			fh     *histogram.FloatHistogram
+		)
+		switch entry {
+		case textparse.EntrySeries:
+			series, _, v = p.Series()
+		case textparse.EntryHistogram:
+			series, _, h, fh = p.Histogram()
+		default: // TYPE, HELP, UNIT and comments: Guardian keeps no metadata.
+			continue
+		}
+		total++
+
+		err = s.appendSample(app, p, series, t, v, h, fh)
+		switch {
+		case err == nil:
+		case errors.Is(err, storage.ErrOutOfOrderSample), errors.Is(err, storage.ErrDuplicateSampleForTimestamp),
+			errors.Is(err, storage.ErrOutOfBounds), errors.Is(err, storage.ErrTooOldSample):
+			// As Prometheus: counted and logged, not failing the scrape.
+			rejected++
+			if firstRejected == nil {
+				firstRejected = err
+			}
+		default:
+			return total, err
 		}
 	}
-	if a.rejected > 0 {
-		s.logger.Debug("samples rejected", zap.Int("count", a.rejected), zap.Error(a.firstRejected))
+	if rejected > 0 {
+		s.logger.Debug("samples rejected", zap.Int("count", rejected), zap.Error(firstRejected))
 	}
-	return a.total, nil
+	return total, nil
 }
 
-// appendRun appends the samples of one scrape.
-type appendRun struct {
-	s   *Source
-	app storage.Appender
-	t   int64
-
-	total, rejected int
-	firstRejected   error
-}
-
-// Flattening suffixes and labels, as Prometheus names them.
-const (
-	suffixCount  = "_count"
-	suffixSum    = "_sum"
-	suffixBucket = "_bucket"
-)
-
-// family appends the series of one metric family: counters, gauges and
-// untyped metrics as they are; summaries as name{quantile}, name_sum and
-// name_count; histograms (also gauge histograms) as name_bucket{le},
-// name_sum and name_count, with an le="+Inf" bucket added when missing. The
-// quantile and le values are normalised as Prometheus 3 does ("1" becomes
-// "1.0"). Native histogram parts are ignored.
-func (a *appendRun) family(mf *dto.MetricFamily) error {
-	name := mf.GetName()
-	for _, m := range mf.GetMetric() {
-		var err error
-		switch mf.GetType() {
-		case dto.MetricType_COUNTER:
-			err = a.sample(m, name, "", "", 0, m.GetCounter().GetValue())
-		case dto.MetricType_GAUGE:
-			err = a.sample(m, name, "", "", 0, m.GetGauge().GetValue())
-		case dto.MetricType_SUMMARY:
-			sm := m.GetSummary()
-			for _, q := range sm.GetQuantile() {
-				if err = a.sample(m, name, "", model.QuantileLabel, q.GetQuantile(), q.GetValue()); err != nil {
-					return err
-				}
-			}
-			if err = a.sample(m, name, suffixSum, "", 0, sm.GetSampleSum()); err == nil {
-				err = a.sample(m, name, suffixCount, "", 0, float64(sm.GetSampleCount()))
-			}
-		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
-			h := m.GetHistogram()
-			count := float64(h.GetSampleCount())
-			if f := h.GetSampleCountFloat(); f > 0 {
-				count = f
-			}
-			inf := false
-			for _, b := range h.GetBucket() {
-				v := float64(b.GetCumulativeCount())
-				if f := b.GetCumulativeCountFloat(); f > 0 {
-					v = f
-				}
-				inf = inf || math.IsInf(b.GetUpperBound(), +1)
-				if err = a.sample(m, name, suffixBucket, model.BucketLabel, b.GetUpperBound(), v); err != nil {
-					return err
-				}
-			}
-			if !inf {
-				if err = a.sample(m, name, suffixBucket, model.BucketLabel, math.Inf(+1), count); err != nil {
-					return err
-				}
-			}
-			if err = a.sample(m, name, suffixSum, "", 0, h.GetSampleSum()); err == nil {
-				err = a.sample(m, name, suffixCount, "", 0, count)
-			}
-		default: // untyped
-			err = a.sample(m, name, "", "", 0, m.GetUntyped().GetValue())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// sample appends one series' value. The series is looked up in the cache by
-// a key built from its name, labels and bucket/quantile bound in a reused
-// buffer, so a series seen before costs neither label construction nor
-// allocation.
-func (a *appendRun) sample(m *dto.Metric, name, suffix, extraName string, extraValue, v float64) error {
-	s := a.s
-	a.total++
-	key := append(s.key[:0], name...)
-	key = append(key, suffix...)
-	for _, lp := range m.GetLabel() {
-		key = append(key, model.SeparatorByte)
-		key = append(key, lp.GetName()...)
-		key = append(key, model.SeparatorByte)
-		key = append(key, lp.GetValue()...)
-	}
-	if extraName != "" {
-		key = append(key, model.SeparatorByte, model.SeparatorByte)
-		key = binary.LittleEndian.AppendUint64(key, math.Float64bits(extraValue))
-	}
-	s.key = key
-
-	e, cached := s.cache[string(key)]
-	if cached && e.lastSeen == s.iter {
-		a.reject(key, storage.ErrDuplicateSampleForTimestamp)
-		return nil
+// appendSample appends the parser's current sample, a float v or a native
+// histogram h or fh, of the series spelled series in the body. A series seen
+// before is found in the cache without parsing its labels.
+func (s *Source) appendSample(app storage.Appender, p textparse.Parser, series []byte, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) error {
+	e, cached := s.cache[string(series)]
+	if cached && e.lastIter == s.iter {
+		// The body has the same series twice.
+		return fmt.Errorf("series %s: %w", series, storage.ErrDuplicateSampleForTimestamp)
 	}
 	if !cached {
-		b := &s.builder
-		b.Reset()
-		b.Add(labels.MetricName, name+suffix)
-		for _, lp := range m.GetLabel() {
-			if lp.GetValue() != "" {
-				b.Add(lp.GetName(), lp.GetValue())
-			}
+		lset, err := s.parseLabels(p)
+		if err != nil {
+			return fmt.Errorf("series %s: %w", series, err)
 		}
-		if extraName != "" {
-			b.Add(extraName, labels.FormatOpenMetricsFloat(extraValue))
-		}
-		b.Sort()
-		e = &cacheEntry{lset: b.Labels(), firstSeen: s.iter}
+		e = &cacheEntry{lset: lset}
 	}
-	ref, err := a.app.Append(e.ref, e.lset, a.t, v)
+	var (
+		ref storage.SeriesRef
+		err error
+	)
+	if h != nil || fh != nil {
+		ref, err = app.AppendHistogram(e.ref, e.lset, t, h, fh)
+	} else {
+		ref, err = app.Append(e.ref, e.lset, t, v)
+	}
 	if err != nil {
-		if errors.Is(err, storage.ErrOutOfOrderSample) || errors.Is(err, storage.ErrDuplicateSampleForTimestamp) ||
-			errors.Is(err, storage.ErrOutOfBounds) || errors.Is(err, storage.ErrTooOldSample) {
-			a.reject(key, err)
-			return nil
-		}
 		return fmt.Errorf("appending series %s: %w", e.lset, err)
 	}
 	e.ref = ref
-	e.lastSeen = s.iter
+	e.lastIter = s.iter
 	if !cached {
-		s.cache[string(key)] = e
+		s.cache[string(series)] = e
 	}
+	s.seriesCur[ref] = e.lset
 	return nil
 }
 
-// reject counts a sample the head refused, as Prometheus does, without
-// failing the scrape.
-func (a *appendRun) reject(key []byte, err error) {
-	a.rejected++
-	if a.firstRejected == nil {
-		a.firstRejected = fmt.Errorf("series %q: %w", key, err)
+// parseLabels returns the labels of the parser's current sample and checks
+// them as Prometheus 3 does with its default UTF-8 name validation. (The head
+// drops labels with empty values.)
+func (s *Source) parseLabels(p textparse.Parser) (labels.Labels, error) {
+	p.Labels(&s.lset)
+	lset := s.lset
+	if !lset.Has(model.MetricNameLabel) {
+		return labels.EmptyLabels(), errNoMetricName
 	}
+	if !lset.IsValid(model.UTF8Validation) {
+		return labels.EmptyLabels(), fmt.Errorf("invalid metric name or label names: %s", lset)
+	}
+	return lset, nil
 }
 
 // appendStaleMarkers ends the series that the previous scrape had and this
 // one has not (all of them when this scrape failed), with Prometheus's stale
-// marker, so that instant queries stop seeing them at once.
+// marker, so that instant queries stop seeing them at once. After a
+// successful scrape it forgets the cache entries the scrape did not use.
 func (s *Source) appendStaleMarkers(app storage.Appender, t int64, failed bool) {
+	if failed {
+		// A body that did not parse was rolled back: it appended nothing.
+		clear(s.seriesCur)
+	}
 	stale := math.Float64frombits(value.StaleNaN)
-	for key, e := range s.cache {
-		if !failed && e.lastSeen == s.iter {
+	for ref, lset := range s.seriesPrev {
+		if _, ok := s.seriesCur[ref]; ok {
 			continue
 		}
-		if e.firstSeen < s.iter {
-			if _, err := app.Append(e.ref, e.lset, t, stale); err != nil {
-				s.logger.Debug("appending stale marker", zap.Stringer("series", e.lset), zap.Error(err))
-			}
+		if _, err := app.Append(ref, lset, t, stale); err != nil {
+			s.logger.Debug("appending stale marker", zap.Stringer("series", lset), zap.Error(err))
 		}
-		delete(s.cache, key)
+	}
+	s.seriesPrev, s.seriesCur = s.seriesCur, s.seriesPrev
+	clear(s.seriesCur)
+	if failed {
+		return
+	}
+	for key, e := range s.cache {
+		if e.lastIter != s.iter {
+			delete(s.cache, key)
+		}
 	}
 }
 

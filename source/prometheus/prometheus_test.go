@@ -3,6 +3,7 @@ package prometheus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/source"
+	"github.com/rollback-guardian/guardian/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -47,16 +50,25 @@ func TestQueryRealPrometheus(t *testing.T) {
 	requests.WithLabelValues("200").Add(90)
 	requests.WithLabelValues("500").Add(10)
 
-	target := startTarget(t, reg)
+	target := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(target.Close)
 	before := time.Now().Add(-time.Hour)
-	p := startPrometheus(t, strings.TrimPrefix(target.URL, "http://"))
+	p := testenv.StartPrometheus(t, time.Second, target.URL+"/metrics")
+	// The readiness probe's keep-alive connection would outlive the test.
+	http.DefaultClient.CloseIdleConnections()
 	q := newQuerier(t, config.PrometheusSource{URL: p.URL, Timeout: config.Duration(5 * time.Second)})
 	ctx := context.Background()
 
-	waitFor(t, 30*time.Second, p, "first scrape", func() bool {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		res, err := q.Query(ctx, `guardian_test_requests_total`, time.Now())
-		return err == nil && len(res.Vector) == 2
-	})
+		if err != nil {
+			return err
+		}
+		if len(res.Vector) != 2 {
+			return fmt.Errorf("got %d series, want 2", len(res.Vector))
+		}
+		return nil
+	}, "the first scrape")
 
 	for _, tc := range []struct {
 		name   string
@@ -67,7 +79,7 @@ func TestQueryRealPrometheus(t *testing.T) {
 		empty  bool
 	}{
 		{name: "vector", query: `guardian_test_requests_total{code="500"}`, want: 10,
-			labels: model.Metric{"__name__": "guardian_test_requests_total", "code": "500", "job": "app", "instance": model.LabelValue(strings.TrimPrefix(target.URL, "http://"))}},
+			labels: model.Metric{"__name__": "guardian_test_requests_total", "code": "500", "job": "target0", "instance": model.LabelValue(strings.TrimPrefix(target.URL, "http://"))}},
 		{name: "aggregated ratio", query: `sum(guardian_test_requests_total{code=~"5.."}) / sum(guardian_test_requests_total)`, want: 0.1, labels: model.Metric{}},
 		{name: "scalar function", query: `scalar(sum(guardian_test_requests_total))`, want: 100, labels: model.Metric{}},
 		{name: "vector literal", query: `vector(1)`, want: 1, labels: model.Metric{}},
@@ -154,7 +166,7 @@ func TestQueryRealPrometheus(t *testing.T) {
 }
 
 func TestQueryUnreachablePort(t *testing.T) {
-	q := newQuerier(t, config.PrometheusSource{URL: "http://" + freeAddr(t)})
+	q := newQuerier(t, config.PrometheusSource{URL: "http://" + testenv.FreePort(t)})
 	_, err := q.Query(context.Background(), `vector(1)`, time.Now())
 	if got := source.Reason(err); got != source.ReasonUnavailable {
 		t.Errorf("Reason(%v) = %q, want %q", err, got, source.ReasonUnavailable)
