@@ -58,6 +58,20 @@ type Record struct {
 	RecoveredAt       *time.Time `json:"recovered_at,omitempty"`
 	ResolvedAt        *time.Time `json:"resolved_at,omitempty"`
 
+	// ApprovalRequestedAt is when the current go/no-go was asked (the
+	// auto_after deadline counts from it); VerifyStartedAt when the current
+	// verification began (its timeout counts from it).
+	ApprovalRequestedAt *time.Time `json:"approval_requested_at,omitempty"`
+	VerifyStartedAt     *time.Time `json:"verify_started_at,omitempty"`
+	// Step is the rollback step in progress: "application", then "database".
+	Step string `json:"step"`
+	// References are the baseline's values by trigger, taken when the
+	// deploy was seen: recovery is judged against them.
+	References map[string]float64 `json:"references,omitempty"`
+	// Published counts the timeline entries handed to the notification
+	// outbox; entries after it are published again after a restart.
+	Published int `json:"published"`
+
 	// Decisions are the go/no-go answers, in order.
 	Decisions []Decision `json:"decisions,omitempty"`
 	// Actions are the side effects, by idempotency key.
