@@ -134,7 +134,7 @@ type Recovery struct {
 // Smoke is one HTTP smoke check.
 type Smoke struct {
 	Name         string   `yaml:"name,omitempty"`
-	Method       string   `yaml:"method"`        // default GET
+	Method       string   `yaml:"method"` // default GET
 	URL          string   `yaml:"url"`
 	ExpectStatus int      `yaml:"expect_status"` // default 200
 	BodyContains string   `yaml:"body_contains,omitempty"`
