@@ -44,13 +44,32 @@ func (m *Manager) drive(ctx context.Context, id int64) {
 		case Verifying:
 			err = m.verify(ctx, rec, svc)
 		default:
-			return // held, escalated, failed or resolved: up to a human
+			// Held, escalated, failed or resolved: up to a human. Stop
+			// driving unless a decision arrived meanwhile (Decide only
+			// starts a driver when none runs).
+			m.mu.Lock()
+			if r, err := m.Get(ctx, id); err == nil && drivable(r.State) {
+				m.mu.Unlock()
+				continue
+			}
+			delete(m.driving, id)
+			m.mu.Unlock()
+			return
 		}
 		if err != nil && ctx.Err() == nil {
 			log.Error("incident step failed; retrying", zap.String("state", rec.State.String()), zap.Error(err))
 			sleep(ctx, retryDelay)
 		}
 	}
+}
+
+// drivable reports whether Guardian has work to do in state s.
+func drivable(s State) bool {
+	switch s {
+	case Detected, AwaitingApproval, DBAwaitingApproval, RollingBack, DBRollingBack, Verifying:
+		return true
+	}
+	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) {

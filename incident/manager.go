@@ -169,9 +169,6 @@ func (m *Manager) startLocked(id int64) {
 	go func() {
 		defer m.wg.Done()
 		m.drive(m.ctx, id)
-		m.mu.Lock()
-		delete(m.driving, id)
-		m.mu.Unlock()
 	}()
 }
 
