@@ -136,11 +136,14 @@ func NewManager(o Options) *Manager {
 
 // Run resumes every open incident, then drives incidents until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
+	// Holding the lock while listing: an incident declared meanwhile is
+	// either listed here or started by Declare, never missed.
+	m.mu.Lock()
 	recs, err := m.List(ctx)
 	if err != nil {
+		m.mu.Unlock()
 		return fmt.Errorf("loading incidents: %w", err)
 	}
-	m.mu.Lock()
 	m.ctx = ctx
 	for _, r := range recs {
 		if r.State.Open() {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/rollout"
 )
 
@@ -36,6 +37,17 @@ type Options struct {
 	Deployer Deployer
 	// Status returns what GET /api/v1/status serves as JSON.
 	Status func() any
+	// Incidents serves /api/v1/incidents; nil until incidents are enabled.
+	Incidents Incidents
+}
+
+// Incidents is what the incident API needs.
+type Incidents interface {
+	List(ctx context.Context) ([]incident.Record, error)
+	Get(ctx context.Context, id int64) (incident.Record, error)
+	Decide(ctx context.Context, id int64, approve bool, by, reason string) (incident.Record, error)
+	// Report renders the incident report: format "markdown" or "json".
+	Report(ctx context.Context, id int64, format string) ([]byte, error)
 }
 
 // Server is Guardian's HTTP server.
@@ -59,6 +71,11 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("POST /-/reload", s.reload)
 	s.mux.HandleFunc("PUT /-/reload", s.reload)
 	s.mux.HandleFunc("POST /api/v1/deployments", s.deployments)
+	s.mux.HandleFunc("GET /api/v1/incidents", s.listIncidents)
+	s.mux.HandleFunc("GET /api/v1/incidents/{id}", s.getIncident)
+	s.mux.HandleFunc("GET /api/v1/incidents/{id}/report", s.incidentReport)
+	s.mux.HandleFunc("POST /api/v1/incidents/{id}/approve", func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, true) })
+	s.mux.HandleFunc("POST /api/v1/incidents/{id}/deny", func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, false) })
 	s.mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		if opts.Status == nil {
 			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "not ready"})

@@ -1,0 +1,114 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/incident"
+	"github.com/rollback-guardian/guardian/rollout"
+	"github.com/rollback-guardian/guardian/store"
+	"github.com/rollback-guardian/guardian/testenv"
+	"github.com/rollback-guardian/guardian/trigger"
+)
+
+type manualEnv struct{}
+
+func (manualEnv) Service(name string) (incident.Service, bool) {
+	return incident.Service{Approval: config.Approval{Mode: config.ApprovalManual}}, name == "checkout"
+}
+
+// reports wraps the manager with a trivial report for the API test.
+type reports struct{ *incident.Manager }
+
+func (r reports) Report(ctx context.Context, id int64, format string) ([]byte, error) {
+	rec, err := r.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(fmt.Sprintf("%s report of incident %d", format, rec.ID)), nil
+}
+
+func TestIncidentAPI(t *testing.T) {
+	m := incident.NewManager(incident.Options{Store: store.NewMemory(), Env: manualEnv{}, Registry: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	v := 0.2
+	rec, _, err := m.Declare(context.Background(), rollout.Event{Service: "checkout", Version: "v2", Baseline: "v1", At: time.Now()},
+		trigger.Verdict{Trigger: "error-rate", State: trigger.Firing, Evidence: trigger.Evidence{Value: &v}}, nil, "SEV-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if r, _ := m.Get(context.Background(), rec.ID); r.State != incident.AwaitingApproval {
+			return fmt.Errorf("state %s", r.State)
+		}
+		return nil
+	}, "the approval request")
+	toks, err := NewTokens(writeTokens(t, "alice:"+goodToken+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	s := New(Options{Gatherer: prometheus.NewRegistry(), Logger: zap.New(core), Tokens: func() *Tokens { return toks }, Incidents: reports{m}})
+	h := s.Handler()
+	timeline := func() int {
+		r, _ := m.Get(context.Background(), rec.ID)
+		return len(r.Timeline)
+	}
+	before := timeline()
+
+	for _, auth := range []string{"", "Bearer not-the-right-token-123"} {
+		if w := do(t, h, "POST", "/api/v1/incidents/1/approve", auth, `{}`); w.Code != 401 {
+			t.Fatalf("approve with %q: %d", auth, w.Code)
+		}
+	}
+	if timeline() != before {
+		t.Fatal("a rejected approval reached the timeline")
+	}
+	if n := logs.FilterMessage("rejected API request").Len(); n != 2 {
+		t.Fatalf("%d rejected attempts logged, want 2", n)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+	}{
+		{"GET", "/api/v1/incidents", "", 200},
+		{"GET", "/api/v1/incidents/1", "", 200},
+		{"GET", "/api/v1/incidents/9", "", 404},
+		{"GET", "/api/v1/incidents/x", "", 400},
+		{"GET", "/api/v1/incidents/1/report?format=pdf", "", 400},
+		{"POST", "/api/v1/incidents/1/deny", `{}`, 400},
+		{"POST", "/api/v1/incidents/9/approve", `{}`, 404},
+	} {
+		if w := do(t, h, tc.method, tc.path, "Bearer "+goodToken, tc.body); w.Code != tc.code {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, w.Code, w.Body, tc.code)
+		}
+	}
+	w := do(t, h, "POST", "/api/v1/incidents/1/approve", "Bearer "+goodToken, `{"reason":"confirmed on dashboards"}`)
+	if w.Code != 200 {
+		t.Fatalf("approve: %d %s", w.Code, w.Body)
+	}
+	var got incident.Record
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Decisions) != 1 || got.Decisions[0].By != "token:alice" || got.Decisions[0].Reason != "confirmed on dashboards" {
+		t.Fatalf("decisions %+v", got.Decisions)
+	}
+	if w := do(t, h, "POST", "/api/v1/incidents/1/approve", "Bearer "+goodToken, ``); w.Code != 409 {
+		t.Fatalf("second approve: %d, want 409", w.Code)
+	}
+	if w := do(t, h, "GET", "/api/v1/incidents/1/report", "", ""); w.Code != 200 || w.Body.String() != "markdown report of incident 1" {
+		t.Fatalf("report: %d %q", w.Code, w.Body)
+	}
+}
