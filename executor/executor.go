@@ -93,7 +93,6 @@ var sampleTarget = Target{
 	Step: StepApplication, IdempotencyKey: IdempotencyKey(1, StepApplication),
 }
 
-
 // Template expands each argument as a text/template over the target's
 // {{.Incident}}, {{.Service}}, {{.Version}}, {{.Baseline}}, {{.Step}} and
 // {{.IdempotencyKey}}; any other key is an error. Each argument stays one
