@@ -242,7 +242,7 @@ func (m *Manager) Decide(ctx context.Context, id int64, approve bool, by, reason
 
 // decideLocked applies a decision to r.
 func (m *Manager) decideLocked(r *Record, approve bool, by, reason string, now time.Time) error {
-	step := r.Step
+	var step string
 	switch {
 	case r.State == AwaitingApproval || (r.State == Held && approve):
 		step = executor.StepApplication

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rollback-guardian/guardian/incident"
+)
+
+// clientFlags are the API client's settings for approve, deny, incidents and report.
+type clientFlags struct {
+	url       string
+	tokenFile string
+	timeout   time.Duration
+}
+
+func (c *clientFlags) register(cmd *cobra.Command) {
+	url := os.Getenv("GUARDIAN_URL")
+	if url == "" {
+		url = "http://127.0.0.1:9095"
+	}
+	cmd.Flags().StringVar(&c.url, "url", url, "Guardian's API address (env GUARDIAN_URL)")
+	cmd.Flags().StringVar(&c.tokenFile, "token-file", os.Getenv("GUARDIAN_TOKEN_FILE"),
+		"file holding the bearer token (env GUARDIAN_TOKEN_FILE; or the token itself in GUARDIAN_TOKEN)")
+	cmd.Flags().DurationVar(&c.timeout, "timeout", 30*time.Second, "request timeout")
+}
+
+func (c *clientFlags) token() (string, error) {
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("reading token: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if t := os.Getenv("GUARDIAN_TOKEN"); t != "" {
+		return t, nil
+	}
+	return "", errors.New("a token is required: --token-file, GUARDIAN_TOKEN_FILE or GUARDIAN_TOKEN")
+}
+
+// do calls the API and decodes a JSON answer into out (raw bytes when out is *[]byte).
+func (c *clientFlags) do(ctx context.Context, method, path string, body any, auth bool, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.url, "/")+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth {
+		tok, err := c.token()
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("calling Guardian at %s: %w", c.url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s: %s", resp.Status, e.Error)
+		}
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = b
+		return nil
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+func parseID(s string) (int64, error) {
+	id, err := strconv.ParseInt(strings.TrimPrefix(s, "#"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("incident id %q: want a positive number", s)
+	}
+	return id, nil
+}
+
+func newDecisionCmd(stdout io.Writer, approve bool) *cobra.Command {
+	var (
+		cf     clientFlags
+		reason string
+	)
+	use, short := "approve ID", "Give the go for an incident's rollback (or its database step)"
+	if !approve {
+		use, short = "deny ID", "Give the no-go: the incident is held, watching goes on"
+	}
+	cmd := &cobra.Command{
+		Use: use, Short: short, Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			if !approve && reason == "" {
+				return errors.New("--reason is required with deny")
+			}
+			verb := "approve"
+			if !approve {
+				verb = "deny"
+			}
+			var rec incident.Record
+			if err := cf.do(cmd.Context(), "POST", fmt.Sprintf("/api/v1/incidents/%d/%s", id, verb), map[string]string{"reason": reason}, true, &rec); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "incident #%d (%s): %s\n", rec.ID, rec.Service, rec.State)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required with deny)")
+	return cmd
+}
+
+func newIncidentsCmd(stdout io.Writer) *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "incidents",
+		Short: "List incidents (newest first)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var recs []incident.Record
+			if err := cf.do(cmd.Context(), "GET", "/api/v1/incidents", nil, false, &recs); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSERVICE\tSEVERITY\tSTATE\tVERSION\tBASELINE\tDETECTED\tTRIGGER")
+			for _, r := range recs {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Service, r.Severity, r.State, r.Version, r.Baseline,
+					r.DetectedAt.UTC().Format(time.RFC3339), r.Trigger)
+			}
+			return tw.Flush()
+		},
+	}
+	cf.register(cmd)
+	var scf clientFlags
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one incident: state, evidence, decisions and timeline",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			var r incident.Record
+			if err := scf.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/incidents/%d", id), nil, false, &r); err != nil {
+				return err
+			}
+			printIncident(stdout, r)
+			return nil
+		},
+	}
+	scf.register(show)
+	cmd.AddCommand(show)
+	return cmd
+}
+
+func printIncident(w io.Writer, r incident.Record) {
+	fmt.Fprintf(w, "Incident #%d  %s  %s  %s\n", r.ID, r.Severity, r.Service, r.State)
+	fmt.Fprintf(w, "  version %s, baseline %s; deployed %s, detected %s\n", r.Version, r.Baseline,
+		r.DeployedAt.UTC().Format(time.RFC3339), r.DetectedAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "  evidence: %s\n", r.Evidence.Summary)
+	for _, d := range r.Decisions {
+		verdict := "no-go"
+		if d.Approved {
+			verdict = "go"
+		}
+		fmt.Fprintf(w, "  %s for the %s step by %s at %s %s\n", verdict, d.Step, d.By, d.At.UTC().Format(time.RFC3339), d.Reason)
+	}
+	fmt.Fprintln(w, "Timeline:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, e := range r.Timeline {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.At.UTC().Format("15:04:05.000"), e.Type, e.Actor, e.Message)
+	}
+	_ = tw.Flush()
+}
+
+func newReportCmd(stdout io.Writer) *cobra.Command {
+	var (
+		cf     clientFlags
+		format string
+	)
+	cmd := &cobra.Command{
+		Use:   "report ID",
+		Short: "Print an incident's report (Markdown or JSON)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			var b []byte
+			if err := cf.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/incidents/%d/report?format=%s", id, format), nil, false, &b); err != nil {
+				return err
+			}
+			_, err = stdout.Write(b)
+			return err
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&format, "format", "markdown", "markdown or json")
+	return cmd
+}
