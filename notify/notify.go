@@ -1,0 +1,65 @@
+// Package notify tells people about incidents: the Event every receiver gets,
+// the one-method Notifier seam that each receiver package (notify/webhook,
+// ...) implements, and the Outbox, the persisted retry stage that owns
+// retries, backoff and per-receiver ordering, as Alertmanager's retry stage
+// does for its integrations.
+package notify
+
+import (
+	"context"
+	"time"
+)
+
+// EventType names what happened to an incident. The names are the same as
+// the incident timeline's entry types.
+type EventType string
+
+// Event types, in the order an incident usually emits them.
+const (
+	IncidentDeclared    EventType = "incident.declared"
+	ApprovalRequested   EventType = "approval.requested"
+	ApprovalGranted     EventType = "approval.granted"
+	ApprovalDenied      EventType = "approval.denied"
+	RollbackStarted     EventType = "rollback.started"
+	RollbackSucceeded   EventType = "rollback.succeeded"
+	RollbackFailed      EventType = "rollback.failed"
+	RecoveryConfirmed   EventType = "recovery.confirmed"
+	RecoveryFailed      EventType = "recovery.failed"
+	IncidentEscalated   EventType = "incident.escalated"
+	IncidentResolved    EventType = "incident.resolved"
+	PostmortemScheduled EventType = "postmortem.scheduled"
+)
+
+// String returns the event type's name.
+func (t EventType) String() string { return string(t) }
+
+// Event is one notification about an incident. Its JSON form is the wire
+// format receivers get (notify/webhook posts it as is) and the form the
+// Outbox persists; the field names are stable.
+type Event struct {
+	// ID is unique per event, e.g. "evt_<incident>_<seq>", and is the
+	// webhook-id: delivery is at least once, so receivers dedupe on it.
+	ID   string    `json:"id"`
+	Type EventType `json:"type"`
+	// Time is when it happened (not when it was sent).
+	Time     time.Time `json:"timestamp"`
+	Incident int64     `json:"incident"`
+	Service  string    `json:"service"`
+	Severity string    `json:"severity"`
+	// State is the incident's state after the event.
+	State string `json:"state"`
+	// Text is the human message: what happened, why (value vs threshold vs
+	// baseline) and what is proposed.
+	Text string `json:"text"`
+	// Data holds details: version, baseline, evidence, approver, report
+	// path... Values must encode to JSON.
+	Data map[string]any `json:"data"`
+}
+
+// Notifier delivers an event to one receiver. Like Alertmanager's notifiers
+// it does not retry itself: it reports whether a failure is worth retrying
+// (network errors, timeouts, 5xx, 429) or permanent (a rejected request),
+// and the Outbox owns the retries.
+type Notifier interface {
+	Notify(ctx context.Context, e Event) (retry bool, err error)
+}

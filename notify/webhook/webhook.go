@@ -1,0 +1,220 @@
+// Package webhook is the generic notification receiver: it POSTs each event
+// as JSON, signed the Standard Webhooks way (package sign), to a configured
+// URL.
+//
+// The request body is notify.Event's JSON form:
+//
+//	{"id": "evt_42_1", "type": "incident.declared", "timestamp": "2025-01-02T15:04:05Z",
+//	 "incident": 42, "service": "checkout", "severity": "SEV-1", "state": "awaiting_approval",
+//	 "text": "roll back checkout v2.4.1 → v2.4.0: ...", "data": {...}}
+//
+// with the headers Content-Type: application/json, User-Agent: Guardian,
+// webhook-id (the event ID, the same on every retry: dedupe on it),
+// webhook-timestamp (the send time, Unix seconds) and, when a secret is
+// configured, webhook-signature ("v1,<base64 HMAC-SHA256 of id.timestamp.body>").
+// A 2xx answer is success; 408, 429, 5xx, network errors and timeouts are
+// retried by the outbox; any other answer, redirects included, is permanent.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/notify"
+	"github.com/rollback-guardian/guardian/sign"
+)
+
+// DefaultTimeout bounds one POST, connection included.
+const DefaultTimeout = 10 * time.Second
+
+// UserAgent is sent with every request.
+const UserAgent = "Guardian"
+
+// maxErrorBody is how much of an error answer is quoted in the error.
+const maxErrorBody = 256
+
+// Notifier posts events to one webhook URL.
+type Notifier struct {
+	url      string
+	redacted string // the URL without credentials, query or fragment, for logs and errors
+	key      []byte // nil: unsigned
+	client   *http.Client
+	timeout  time.Duration
+	now      func() time.Time
+	logger   *zap.Logger
+}
+
+var _ notify.Notifier = (*Notifier)(nil)
+
+// Option changes a Notifier's defaults.
+type Option func(*Notifier)
+
+// WithClient sends through c (for TLS or proxy settings, or tests) instead
+// of a client of Guardian's own. Redirects are never followed either way.
+func WithClient(c *http.Client) Option {
+	return func(n *Notifier) {
+		cc := *c
+		cc.CheckRedirect = noRedirect
+		n.client = &cc
+	}
+}
+
+// WithTimeout bounds each POST to d instead of DefaultTimeout.
+func WithTimeout(d time.Duration) Option {
+	return func(n *Notifier) {
+		if d > 0 {
+			n.timeout = d
+		}
+	}
+}
+
+// WithNow sets the clock giving webhook-timestamp.
+func WithNow(now func() time.Time) Option {
+	return func(n *Notifier) { n.now = now }
+}
+
+// New returns a notifier for the configured webhook. cfg.Secret, read by the
+// config loader from cfg.SecretFile, is the signing key ("whsec_<base64>" or
+// raw bytes); without a secret file the requests go unsigned.
+func New(cfg config.Webhook, logger *zap.Logger, opts ...Option) (*Notifier, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("webhook URL: %w", err)
+	}
+	redacted := redact(u)
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("webhook URL %s: want an absolute http or https URL", redacted)
+	}
+	var key []byte
+	switch {
+	case cfg.Secret != "":
+		if key, err = sign.Key(string(cfg.Secret)); err != nil {
+			return nil, fmt.Errorf("webhook %s: secret from %s: %w", redacted, cfg.SecretFile, err)
+		}
+	case cfg.SecretFile != "":
+		return nil, fmt.Errorf("webhook %s: secret file %s is empty", redacted, cfg.SecretFile)
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	n := &Notifier{
+		url:      u.String(),
+		redacted: redacted,
+		key:      key,
+		timeout:  DefaultTimeout,
+		now:      time.Now,
+		logger:   logger.With(zap.String("webhook", redacted)),
+	}
+	for _, o := range opts {
+		o(n)
+	}
+	if n.client == nil {
+		n.client = &http.Client{
+			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			CheckRedirect: noRedirect,
+		}
+	}
+	return n, nil
+}
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// redact keeps scheme, host and path: user info and query strings often
+// carry tokens.
+func redact(u *url.URL) string {
+	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	s := r.String()
+	if u.User != nil || u.RawQuery != "" {
+		s += " (credentials redacted)"
+	}
+	return s
+}
+
+// Notify posts e once. It reports retry for 408, 429, 5xx, network errors
+// and timeouts.
+func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
+	body, err := Body(e)
+	if err != nil {
+		return false, fmt.Errorf("encoding event %s: %w", e.ID, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.url, bytes.NewReader(body))
+	if err != nil {
+		return false, fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", UserAgent)
+	sign.Apply(req.Header, n.key, e.ID, n.now(), body)
+
+	resp, err := n.client.Do(req)
+	if err != nil {
+		// *url.Error quotes the full URL; keep only its cause.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return true, fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, err)
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // for connection reuse
+
+	code := resp.StatusCode
+	if code >= 200 && code < 300 {
+		n.logger.Debug("Event delivered", zap.String("event", e.ID), zap.Int("status", code))
+		return false, nil
+	}
+	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+	err = fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, &StatusError{Code: code, Body: clean(snippet)})
+	return retry, err
+}
+
+// StatusError is a non-2xx answer.
+type StatusError struct {
+	Code int
+	// Body is the start of the answer, on one line.
+	Body string
+}
+
+// Error says the status and the start of the answer.
+func (e *StatusError) Error() string {
+	if e.Body == "" {
+		return fmt.Sprintf("status %d", e.Code)
+	}
+	return fmt.Sprintf("status %d: %s", e.Code, e.Body)
+}
+
+// clean makes an answer's start printable on one line.
+func clean(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// Body returns the JSON body posted for e: e's JSON form with the time in
+// UTC and data never null.
+func Body(e notify.Event) ([]byte, error) {
+	e.Time = e.Time.UTC()
+	if e.Data == nil {
+		e.Data = map[string]any{}
+	}
+	return json.Marshal(e)
+}
