@@ -7,6 +7,9 @@ import (
 	"time"
 
 	commoncfg "github.com/prometheus/common/config"
+
+	"github.com/rollback-guardian/guardian/executor/command"
+	"github.com/rollback-guardian/guardian/executor/webhook"
 )
 
 // Config is the whole configuration file.
@@ -92,6 +95,37 @@ type Service struct {
 	Approval Approval `yaml:"approval"`
 	// Recovery says when the service counts as recovered after a rollback.
 	Recovery Recovery `yaml:"recovery"`
+	// Rollback configures how the service is rolled back.
+	Rollback Rollback `yaml:"rollback"`
+}
+
+// Rollback names the executors of the two steps: the application always
+// first; the database only when the application rollback did not restore
+// the service, and only with its own approval.
+type Rollback struct {
+	Application *Executor `yaml:"application,omitempty"`
+	Database    *Executor `yaml:"database,omitempty"`
+}
+
+// Executor is exactly one rollback backend.
+type Executor struct {
+	// Command runs a program (argv, no shell).
+	Command *command.Config `yaml:"command,omitempty"`
+	// Webhook POSTs a signed JSON request to a deploy system.
+	Webhook *webhook.Config `yaml:"webhook,omitempty"`
+}
+
+// Name describes the executor for logs and the timeline.
+func (e *Executor) Name() string {
+	switch {
+	case e == nil:
+		return "none"
+	case e.Command != nil && len(e.Command.Command) > 0:
+		return "command " + e.Command.Command[0]
+	case e.Webhook != nil:
+		return "webhook"
+	}
+	return "none"
 }
 
 // Approval modes.

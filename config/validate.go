@@ -301,6 +301,82 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 	}
 	v.approval(p+".approval", &s.Approval)
 	v.recovery(p+".recovery", &s.Recovery)
+	if s.Rollback.Application == nil && s.Rollback.Database != nil {
+		v.errorf(p+".rollback.database", "needs rollback.application: the application is always rolled back first")
+	}
+	if s.Rollback.Application != nil {
+		v.executor(p+".rollback.application", s.Rollback.Application)
+	}
+	if s.Rollback.Database != nil {
+		v.executor(p+".rollback.database", s.Rollback.Database)
+	}
+}
+
+// executor checks one rollback backend with the plugin's own validation,
+// giving each of its errors a field path and line.
+func (v *validator) executor(p string, e *Executor) {
+	switch {
+	case v.broken(p):
+		return
+	case e.Command == nil && e.Webhook == nil:
+		v.errorf(p, "no executor: want command or webhook")
+		return
+	case e.Command != nil && e.Webhook != nil:
+		v.errorf(p, "want exactly one executor, got command and webhook")
+		return
+	}
+	if c := e.Command; c != nil {
+		if c.Dir != "" {
+			c.Dir = commoncfg.JoinDir(v.dir, c.Dir)
+		}
+		v.pluginErrors(p+".command", c.Validate(), "command")
+	}
+	if w := e.Webhook; w != nil {
+		if w.SecretFile != "" {
+			path := commoncfg.JoinDir(v.dir, w.SecretFile)
+			data, err := os.ReadFile(path)
+			switch {
+			case err != nil:
+				v.errorf(p+".webhook.secret_file", "cannot read %q: %s", w.SecretFile, reason(err))
+			case strings.TrimSpace(string(data)) == "":
+				v.errorf(p+".webhook.secret_file", "%q is empty", w.SecretFile)
+			default:
+				w.Secret = commoncfg.Secret(strings.TrimSpace(string(data)))
+				fmt.Fprintf(v.sum, "\x00%s\x00", path)
+				v.sum.Write(data)
+			}
+			w.SecretFile = path
+		}
+		v.pluginErrors(p+".webhook", w.Validate(), "")
+	}
+}
+
+// pluginErrors turns a plugin's "field: message" errors into field errors
+// under p. self is the plugin's field that p itself stands for (the
+// command list of a command executor), so "command[0]: x" lands on
+// p+"[0]" rather than p+".command[0]".
+func (v *validator) pluginErrors(p string, err error, self string) {
+	if err == nil {
+		return
+	}
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		field, msg, ok := strings.Cut(e.Error(), ": ")
+		if !ok {
+			v.errorf(p, "%s", e.Error())
+			continue
+		}
+		path := p + "." + field
+		if self != "" && strings.HasPrefix(field, self) {
+			path = p + strings.TrimPrefix(field, self)
+		}
+		v.errorf(path, "%s", msg)
+	}
 }
 
 func (v *validator) approval(p string, a *Approval) {

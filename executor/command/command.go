@@ -1,0 +1,234 @@
+// Package command is the executor that rolls back by running a program:
+// argv directly, no shell, with templated arguments, a minimal environment
+// carrying the target as GUARDIAN_* variables, a timeout that kills the
+// whole process group, and the interleaved stdout and stderr kept (the last
+// 64 KiB) for the incident's timeline.
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/executor"
+)
+
+// Name is the executor type's name in configuration and on the timeline.
+const Name = "command"
+
+const (
+	// waitDelay bounds the wait for the output pipe after the command is
+	// gone (a process that left its group but kept the pipe) and for a
+	// killed process to exit.
+	waitDelay = 5 * time.Second
+	// errorTail is about how much of the output's end an error carries.
+	errorTail = 512
+)
+
+// inherited are the only variables passed on from Guardian's environment.
+var inherited = []string{"PATH", "HOME"}
+
+// Executor runs the configured command for each rollback. It is safe for
+// concurrent use.
+type Executor struct {
+	argv      []string
+	env       []string // inherited and configured, without GUARDIAN_*
+	dir       string
+	timeout   time.Duration
+	waitDelay time.Duration
+	logger    *zap.Logger
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// New validates cfg (applying its defaults) and returns its executor. It
+// reads PATH and HOME from Guardian's environment once, here. A program that
+// cannot be found now is only logged: it may be installed later, and
+// Rollback reports it then. A nil logger logs nothing.
+func New(cfg Config, logger *zap.Logger) (*Executor, error) {
+	cfg.Command = slices.Clone(cfg.Command)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("command executor: %w", err)
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	var env []string
+	for _, k := range inherited {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(cfg.Env)) {
+		env = append(env, k+"="+cfg.Env[k])
+	}
+	e := &Executor{
+		argv:      cfg.Command,
+		env:       env,
+		dir:       cfg.Dir,
+		timeout:   time.Duration(cfg.Timeout),
+		waitDelay: waitDelay,
+		logger:    logger.With(zap.String("executor", Name), zap.String("command", cfg.Command[0])),
+	}
+	if _, err := exec.LookPath(e.program()); err != nil {
+		e.logger.Warn("rollback command not found", zap.Error(err))
+	}
+	return e, nil
+}
+
+// program is the path LookPath should check: a relative path is relative to
+// the working directory.
+func (e *Executor) program() string {
+	p := e.argv[0]
+	if e.dir != "" && !filepath.IsAbs(p) && filepath.Base(p) != p {
+		return filepath.Join(e.dir, p)
+	}
+	return p
+}
+
+// environ returns the command's environment for t. The GUARDIAN_* variables
+// come last, so they win over anything configured.
+func (e *Executor) environ(t executor.Target) []string {
+	return append(slices.Clip(e.env),
+		"GUARDIAN_INCIDENT="+strconv.FormatInt(t.Incident, 10),
+		"GUARDIAN_SERVICE="+t.Service,
+		"GUARDIAN_VERSION="+t.Version,
+		"GUARDIAN_BASELINE="+t.Baseline,
+		"GUARDIAN_STEP="+t.Step,
+		"GUARDIAN_IDEMPOTENCY_KEY="+t.IdempotencyKey,
+		"GUARDIAN_REASON="+t.Reason,
+	)
+}
+
+// Rollback runs the command for t and waits for it, at most the configured
+// timeout. Exit status 0 is success. Otherwise the error wraps
+// executor.ErrFailed and names the exit code and the output's last lines,
+// or wraps executor.ErrTimeout when the timeout killed the process group,
+// or wraps ctx's error when ctx ended first. The Result carries the output
+// in every case where the command started. When the command exits, any
+// process it left in its process group is killed.
+func (e *Executor) Rollback(ctx context.Context, t executor.Target) (executor.Result, error) {
+	name := e.argv[0]
+	log := e.logger.With(
+		zap.Int64("incident", t.Incident),
+		zap.String("service", t.Service),
+		zap.String("version", t.Version),
+		zap.String("baseline", t.Baseline),
+		zap.String("step", t.Step),
+		zap.String("idempotency_key", t.IdempotencyKey),
+	)
+	args, err := executor.Template(e.argv[1:], t)
+	if err != nil {
+		return executor.Result{}, fmt.Errorf("command %q: %w: templating: %w", name, executor.ErrFailed, err)
+	}
+
+	runCtx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, name, args...)
+	cmd.Env = e.environ(t)
+	cmd.Dir = e.dir
+	cmd.WaitDelay = e.waitDelay
+	setProcessGroup(cmd)
+	var killed atomic.Bool // the context ended and the command was killed
+	kill := cmd.Cancel
+	cmd.Cancel = func() error {
+		err := kill()
+		if err == nil {
+			killed.Store(true)
+		}
+		return err
+	}
+
+	// One pipe for stdout and stderr keeps their order. It is ours rather
+	// than exec's so that Wait returns when the command exits, and we decide
+	// how long to wait for the pipe.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return executor.Result{}, fmt.Errorf("command %q: %w: creating output pipe: %w", name, executor.ErrFailed, err)
+	}
+	defer pr.Close()
+	cmd.Stdout, cmd.Stderr = pw, pw
+
+	log.Info("running rollback command")
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return executor.Result{}, fmt.Errorf("command %q: %w", name, ctxError(ctx))
+		}
+		log.Warn("rollback command did not start", zap.Error(err))
+		return executor.Result{}, fmt.Errorf("command %q: %w: starting: %w", name, executor.ErrFailed, err)
+	}
+
+	out := newTailBuffer(executor.MaxOutput)
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(out, pr)
+	}()
+	waitErr := cmd.Wait()
+	_ = killGroup(cmd.Process.Pid) // stragglers still holding the pipe
+	timer := time.NewTimer(e.waitDelay)
+	select {
+	case <-copied:
+	case <-timer.C:
+		pr.Close() // someone left the process group with the pipe
+		<-copied
+	}
+	timer.Stop()
+
+	res := executor.Result{Output: out.String(), Details: map[string]string{}}
+	if n := out.truncated(); n > 0 {
+		res.Details["output_truncated_bytes"] = strconv.FormatInt(n, 10)
+	}
+	if code := cmd.ProcessState.ExitCode(); code >= 0 {
+		res.Details["exit_code"] = strconv.Itoa(code)
+	}
+
+	switch {
+	case waitErr == nil:
+		log.Info("rollback command succeeded")
+		return res, nil
+	case killed.Load() && ctx.Err() != nil:
+		err = fmt.Errorf("command %q: %w, process group killed%s", name, ctxError(ctx), suffix(out))
+	case killed.Load():
+		err = fmt.Errorf("command %q: %w after %s, process group killed%s", name, executor.ErrTimeout, e.timeout, suffix(out))
+	default:
+		var exitErr *exec.ExitError
+		if errors.As(waitErr, &exitErr) && exitErr.ExitCode() >= 0 {
+			err = fmt.Errorf("command %q: %w: exited with code %d%s", name, executor.ErrFailed, exitErr.ExitCode(), suffix(out))
+		} else {
+			err = fmt.Errorf("command %q: %w: %w%s", name, executor.ErrFailed, waitErr, suffix(out))
+		}
+	}
+	log.Warn("rollback command failed", zap.Error(err))
+	return res, err
+}
+
+// suffix is the output's end for an error message.
+func suffix(out *tailBuffer) string {
+	if t := out.tail(errorTail); t != "" {
+		return ": " + t
+	}
+	return ""
+}
+
+// ctxError is the error for a caller's context that ended: a deadline is a
+// timeout too.
+func ctxError(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", executor.ErrTimeout, ctx.Err())
+	}
+	return ctx.Err()
+}
