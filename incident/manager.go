@@ -87,9 +87,13 @@ type Manager struct {
 	now  func() time.Time
 	m    *managerMetrics
 
-	mu      sync.Mutex // serialises updates of records and the maps below
-	ctx     context.Context
-	open    map[string]int64 // service → open incident
+	mu   sync.Mutex // serialises updates of records and the maps below
+	ctx  context.Context
+	open map[string]int64 // service → open incident
+	// last is, by service, the deploy of its latest incident: a trigger
+	// still firing for that deploy after the incident closed (or was
+	// held) does not open another.
+	last    map[string]lastIncident
 	wake    map[int64]chan struct{}
 	driving map[int64]bool
 	wg      sync.WaitGroup
@@ -112,7 +116,7 @@ func NewManager(o Options) *Manager {
 	}
 	m := &Manager{
 		st: o.Store, env: o.Env, pub: o.Publisher, hook: o.OnResolve, log: o.Logger, now: o.Now,
-		open: map[string]int64{}, wake: map[int64]chan struct{}{}, driving: map[int64]bool{},
+		open: map[string]int64{}, last: map[string]lastIncident{}, wake: map[int64]chan struct{}{}, driving: map[int64]bool{},
 		m: &managerMetrics{
 			declared: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "guardian_incidents_declared_total", Help: "Incidents declared.",
@@ -134,6 +138,12 @@ func NewManager(o Options) *Manager {
 	return m
 }
 
+type lastIncident struct {
+	id       int64
+	version  string
+	deployed time.Time
+}
+
 // Run resumes every open incident, then drives incidents until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
 	// Holding the lock while listing: an incident declared meanwhile is
@@ -145,6 +155,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		return fmt.Errorf("loading incidents: %w", err)
 	}
 	m.ctx = ctx
+	for _, r := range recs {
+		if l, ok := m.last[r.Service]; !ok || r.ID > l.id {
+			m.last[r.Service] = lastIncident{r.ID, r.Version, r.DeployedAt}
+		}
+	}
 	for _, r := range recs {
 		if r.State.Open() {
 			m.open[r.Service] = r.ID
@@ -194,6 +209,10 @@ func (m *Manager) Declare(ctx context.Context, d rollout.Event, v trigger.Verdic
 		})
 		return rec, false, err
 	}
+	if l, ok := m.last[d.Service]; ok && l.version == d.Version && l.deployed.Equal(d.At) {
+		rec, err := m.Get(ctx, l.id)
+		return rec, false, err
+	}
 	idn, err := m.st.NextID(ctx, bucket)
 	if err != nil {
 		return Record{}, false, fmt.Errorf("numbering incident: %w", err)
@@ -212,6 +231,7 @@ func (m *Manager) Declare(ctx context.Context, d rollout.Event, v trigger.Verdic
 		return Record{}, false, err
 	}
 	m.open[d.Service] = rec.ID
+	m.last[d.Service] = lastIncident{rec.ID, d.Version, d.At}
 	m.m.declared.WithLabelValues(d.Service, severity).Inc()
 	m.log.Error("incident declared", zap.Int64("incident", rec.ID), zap.String("service", d.Service),
 		zap.String("version", d.Version), zap.String("baseline", d.Baseline), zap.String("evidence", v.Summary()))

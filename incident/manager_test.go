@@ -409,3 +409,23 @@ func TestResumeDoesNotRunRollbackTwice(t *testing.T) {
 		t.Fatalf("timeline %v", types(rec))
 	}
 }
+
+// A trigger still firing for the same deploy after its incident was
+// resolved does not open a second incident.
+func TestNoSecondIncidentForTheSameDeploy(t *testing.T) {
+	h := newHarness(t, nil, config.Approval{Mode: config.ApprovalAuto}, false)
+	d, v := firing()
+	rec, _, err := h.m.Declare(context.Background(), d, v, nil, "SEV-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(rec.ID, Resolved)
+	again, created, err := h.m.Declare(context.Background(), d, v, nil, "SEV-1")
+	if err != nil || created || again.ID != rec.ID {
+		t.Fatalf("again: id %d created %v err %v", again.ID, created, err)
+	}
+	d.Version, d.At = "v3", d.At.Add(time.Hour)
+	if third, created, err := h.m.Declare(context.Background(), d, v, nil, "SEV-1"); err != nil || !created || third.ID != 2 {
+		t.Fatalf("a new deploy: id %d created %v err %v", third.ID, created, err)
+	}
+}
