@@ -36,8 +36,30 @@ type Global struct {
 	StateDir string `yaml:"state_dir"`
 	// QueryTimeout bounds each query (default 10s).
 	QueryTimeout Duration `yaml:"query_timeout"`
+	// Postmortem schedules the post-mortem of each resolved incident.
+	Postmortem Postmortem `yaml:"postmortem"`
 	// Auth configures bearer tokens for the write API.
 	Auth Auth `yaml:"auth"`
+}
+
+// Postmortem says when and with whom an incident's post-mortem is
+// scheduled: an iCalendar invite written beside the report and announced
+// with the postmortem.scheduled event.
+type Postmortem struct {
+	// Delay is how long after resolution the meeting may start at the
+	// earliest (default 12h); the meeting then takes the next slot at At.
+	Delay Duration `yaml:"delay"`
+	// BusinessDays skips Saturdays and Sundays (default true).
+	BusinessDays bool `yaml:"business_days"`
+	// At is the local start time, "15:04" (default "10:00").
+	At string `yaml:"at"`
+	// TimeZone is an IANA zone such as Europe/Berlin (default UTC).
+	TimeZone string `yaml:"time_zone"`
+	// Duration is the meeting's length (default 1h).
+	Duration Duration `yaml:"duration"`
+	// Organizer and Attendees are email addresses ("Name <a@b.c>" works).
+	Organizer string   `yaml:"organizer,omitempty"`
+	Attendees []string `yaml:"attendees,omitempty"`
 }
 
 // Auth configures API authentication.

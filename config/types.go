@@ -35,6 +35,10 @@ func (c *Config) setDefaults() {
 		ListenAddress:      DefaultListenAddress,
 		StateDir:           DefaultStateDir,
 		QueryTimeout:       DefaultQueryTimeout,
+		Postmortem: Postmortem{
+			Delay: Duration(12 * time.Hour), BusinessDays: true, At: "10:00", TimeZone: "UTC",
+			Duration: Duration(time.Hour),
+		},
 	}
 }
 

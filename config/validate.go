@@ -7,11 +7,13 @@ import (
 	"io/fs"
 	"maps"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	commoncfg "github.com/prometheus/common/config"
 
@@ -103,7 +105,34 @@ func (v *validator) config(c *Config) {
 	}
 }
 
+func (v *validator) postmortem(p string, pm *Postmortem) {
+	if pm.Delay < 0 {
+		v.errorf(p+".delay", "must not be negative")
+	}
+	v.positive(p+".duration", pm.Duration)
+	if _, err := time.Parse("15:04", pm.At); err != nil {
+		v.errorf(p+".at", "invalid time %q: want HH:MM", pm.At)
+	}
+	if _, err := time.LoadLocation(pm.TimeZone); err != nil {
+		v.errorf(p+".time_zone", "unknown time zone %q", pm.TimeZone)
+	}
+	if pm.Organizer == "" && len(pm.Attendees) > 0 {
+		v.errorf(p+".organizer", "required with attendees")
+	}
+	if pm.Organizer != "" {
+		if _, err := mail.ParseAddress(pm.Organizer); err != nil {
+			v.errorf(p+".organizer", "invalid email address %q", pm.Organizer)
+		}
+	}
+	for i, a := range pm.Attendees {
+		if _, err := mail.ParseAddress(a); err != nil {
+			v.errorf(fmt.Sprintf("%s.attendees[%d]", p, i), "invalid email address %q", a)
+		}
+	}
+}
+
 func (v *validator) global(g *Global) {
+	v.postmortem("global.postmortem", &g.Postmortem)
 	v.positive("global.evaluation_interval", g.EvaluationInterval)
 	v.positive("global.query_timeout", g.QueryTimeout)
 	if _, _, err := net.SplitHostPort(g.ListenAddress); err != nil {

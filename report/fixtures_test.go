@@ -1,0 +1,179 @@
+package report
+
+import (
+	"time"
+
+	"github.com/rollback-guardian/guardian/incident"
+)
+
+// t0 is the deploy time of the fixtures: Friday 2025-03-28 14:00 UTC, the
+// Friday before Europe/Berlin switches to summer time.
+var t0 = time.Date(2025, 3, 28, 14, 0, 0, 0, time.UTC)
+
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+func atp(d time.Duration) *time.Time { t := at(d); return &t }
+
+func f64(f float64) *float64 { return &f }
+
+func sec(m, s int) time.Duration { return time.Duration(m)*time.Minute + time.Duration(s)*time.Second }
+
+const (
+	errorQuery    = `sum(rate(http_requests_total{service="checkout",version="v2.4.1",code=~"5.."}[1m])) / sum(rate(http_requests_total{service="checkout",version="v2.4.1"}[1m]))`
+	baselineQuery = `sum(rate(http_requests_total{service="checkout",version="v2.4.0",code=~"5.."}[1m])) / sum(rate(http_requests_total{service="checkout",version="v2.4.0"}[1m]))`
+	volumeQuery   = `sum(increase(http_requests_total{service="checkout",version="v2.4.1"}[1m]))`
+)
+
+// base is an incident detected 3m10s after the deploy, before any decision.
+func base() incident.Record {
+	return incident.Record{
+		ID:       12,
+		Service:  "checkout",
+		Severity: "SEV-1",
+		State:    incident.AwaitingApproval,
+		Version:  "v2.4.1",
+		Baseline: "v2.4.0",
+		Trigger:  "error-rate",
+		Evidence: incident.Evidence{
+			Summary:       "error-rate v2.4.1: 0.079 > 0.05 and > 2x baseline v2.4.0 (0.004, live); 1534 requests; firing (was pending)",
+			Query:         errorQuery,
+			Value:         f64(0.079),
+			BaselineQuery: baselineQuery,
+			BaselineValue: f64(0.004),
+			BaselineMode:  "live",
+			Conditions:    []string{"> 0.05", "> 2x baseline v2.4.0 (0.004, live)"},
+			VolumeQuery:   volumeQuery,
+			SampleSize:    f64(1534),
+		},
+		DeployedAt: t0,
+		DetectedAt: at(sec(3, 10)),
+		Impact:     incident.Impact{PeakValue: f64(0.079), BaselineValue: f64(0.004)},
+		Timeline: []incident.Entry{
+			{At: t0, Type: "deploy.seen", Actor: "guardian", Message: "checkout v2.4.1 deployed, baseline v2.4.0", Data: map[string]string{"source": "version_label"}},
+			{At: at(sec(2, 40)), Type: "trigger.pending", Actor: "guardian", Message: "error-rate v2.4.1: 0.061 > 0.05 and > 2x baseline v2.4.0 (0.004, live); pending"},
+			{At: at(sec(3, 10)), Type: "incident.declared", Actor: "guardian", Message: "SEV-1: roll back checkout v2.4.1 → v2.4.0: 5xx 7.9% > 5%, baseline 0.4%"},
+			{At: at(sec(3, 10)), Type: "approval.requested", Actor: "guardian", Message: "go/no-go for the application rollback (auto after 5m)"},
+		},
+	}
+}
+
+// resolved: auto-approved by policy, rolled back with kubernetes, recovered.
+func resolved() incident.Record {
+	r := base()
+	r.State = incident.Resolved
+	r.ApprovedAt = atp(sec(8, 10))
+	r.RollbackStartedAt = atp(sec(8, 11))
+	r.RollbackDoneAt = atp(sec(9, 26))
+	r.RecoveredAt = atp(sec(11, 26))
+	r.ResolvedAt = atp(sec(11, 30))
+	r.Impact = incident.Impact{PeakValue: f64(0.21), BaselineValue: f64(0.004), FailedRequests: f64(1843)}
+	r.Decisions = []incident.Decision{{Step: "application", Approved: true, By: "policy:auto_after", Reason: "no answer within 5m0s", At: at(sec(8, 10))}}
+	r.Actions = map[string]*incident.Action{
+		"incident-12/rollback.application": {
+			Key: "incident-12/rollback.application", Kind: "rollback.application", Executor: "kubernetes",
+			State: incident.ActionSucceeded, StartedAt: at(sec(8, 11)), FinishedAt: atp(sec(9, 26)),
+			Output: "deployment.apps/checkout rolled back to revision 41 (v2.4.0)\nWaiting for deployment \"checkout\" rollout to finish: 2 of 4 updated replicas are available...\ndeployment \"checkout\" successfully rolled out\n",
+		},
+	}
+	r.Timeline = append(r.Timeline,
+		incident.Entry{At: at(sec(8, 10)), Type: "approval.granted", Actor: "policy:auto_after", Message: "no answer within 5m0s"},
+		incident.Entry{At: at(sec(8, 11)), Type: "rollback.started", Actor: "guardian", Message: "kubernetes: roll back shop/checkout to v2.4.0"},
+		incident.Entry{At: at(sec(9, 26)), Type: "rollback.succeeded", Actor: "guardian", Message: "shop/checkout serves v2.4.0"},
+		incident.Entry{At: at(sec(11, 26)), Type: "recovery.confirmed", Actor: "guardian", Message: "error rate 0.004 within 10% of baseline for 1m; smoke checks passed"},
+		incident.Entry{At: at(sec(11, 30)), Type: "incident.resolved", Actor: "guardian", Message: "checkout back on v2.4.0"},
+	)
+	return r
+}
+
+// heldReason has a pipe and a line break, as people write them.
+const heldReason = "known issue | fix in v2.4.2\nrolling forward instead"
+
+// held: a human said no-go.
+func held() incident.Record {
+	r := base()
+	r.State = incident.Held
+	r.Decisions = []incident.Decision{{Step: "application", Approved: false, By: "token:alice", Reason: heldReason, At: at(sec(4, 30))}}
+	r.Timeline = append(r.Timeline,
+		incident.Entry{At: at(sec(4, 30)), Type: "approval.denied", Actor: "token:alice", Message: "no-go: checkout stays on v2.4.1: " + heldReason, Data: map[string]string{"step": "application", "reason": heldReason}},
+		incident.Entry{At: at(sec(4, 30)), Type: "incident.held", Actor: "guardian", Message: "rollback held; checkout v2.4.1 keeps serving"},
+	)
+	return r
+}
+
+// failedRollback: approved by a human, the helm rollback failed.
+func failedRollback() incident.Record {
+	r := base()
+	r.State = incident.Failed
+	r.Evidence.BaselineMode = "pre_deploy"
+	r.Evidence.Conditions = []string{"> 0.05", "> 2x baseline v2.4.0 (0.004, pre_deploy)"}
+	r.Evidence.Summary = "error-rate v2.4.1: 0.079 > 0.05 and > 2x baseline v2.4.0 (0.004, pre_deploy); 1534 requests; firing (was pending)"
+	r.ApprovedAt = atp(sec(5, 0))
+	r.RollbackStartedAt = atp(sec(5, 1))
+	r.Decisions = []incident.Decision{{Step: "application", Approved: true, By: "token:bob", Reason: "go", At: at(sec(5, 0))}}
+	r.Actions = map[string]*incident.Action{
+		"incident-12/rollback.application": {
+			Key: "incident-12/rollback.application", Kind: "rollback.application", Executor: "helm",
+			State: incident.ActionFailed, StartedAt: at(sec(5, 1)), FinishedAt: atp(sec(10, 1)),
+			Output: "Rollback was not successful\n```\nhelm history shows ``` in notes\n",
+			Error:  "helm rollback checkout 41: exit status 1\nError: UPGRADE FAILED: timed out waiting for the condition",
+		},
+	}
+	r.Timeline = append(r.Timeline,
+		incident.Entry{At: at(sec(5, 0)), Type: "approval.granted", Actor: "token:bob", Message: "go"},
+		incident.Entry{At: at(sec(5, 1)), Type: "rollback.started", Actor: "guardian", Message: "helm: rollback checkout to revision 41"},
+		incident.Entry{At: at(sec(10, 1)), Type: "rollback.failed", Actor: "guardian", Message: "helm rollback checkout 41: exit status 1"},
+	)
+	return r
+}
+
+// escalated: the application rollback did not restore service, the database
+// step was approved by a human and ran, and the service still did not
+// recover.
+func escalated() incident.Record {
+	r := base()
+	r.State = incident.Escalated
+	r.ApprovedAt = atp(sec(3, 40))
+	r.RollbackStartedAt = atp(sec(3, 41))
+	r.RollbackDoneAt = atp(sec(4, 50))
+	r.Impact = incident.Impact{PeakValue: f64(0.31), BaselineValue: f64(0.004), FailedRequests: f64(5210)}
+	r.Decisions = []incident.Decision{
+		{Step: "application", Approved: true, By: "token:carol", At: at(sec(3, 40))},
+		{Step: "database", Approved: true, By: "token:carol", Reason: "v2.4.0 fails on schema 57; migrate down", At: at(sec(20, 5))},
+	}
+	r.Actions = map[string]*incident.Action{
+		"incident-12/rollback.application": {
+			Key: "incident-12/rollback.application", Kind: "rollback.application", Executor: "kubernetes",
+			State: incident.ActionSucceeded, StartedAt: at(sec(3, 41)), FinishedAt: atp(sec(4, 50)),
+			Output: "deployment.apps/checkout rolled back\n",
+		},
+		"incident-12/rollback.database": {
+			Key: "incident-12/rollback.database", Kind: "rollback.database", Executor: "command",
+			State: incident.ActionSucceeded, StartedAt: at(sec(20, 6)), FinishedAt: atp(sec(21, 36)),
+			Output: "./migrate down 1\nmigrating 57_add_cart_index down... ok\n",
+		},
+	}
+	r.Timeline = append(r.Timeline,
+		incident.Entry{At: at(sec(3, 40)), Type: "approval.granted", Actor: "token:carol", Message: "go"},
+		incident.Entry{At: at(sec(3, 41)), Type: "rollback.started", Actor: "guardian", Message: "kubernetes: roll back shop/checkout to v2.4.0"},
+		incident.Entry{At: at(sec(4, 50)), Type: "rollback.succeeded", Actor: "guardian", Message: "shop/checkout serves v2.4.0"},
+		incident.Entry{At: at(sec(19, 50)), Type: "recovery.failed", Actor: "guardian", Message: "error rate 0.29 not within 10% of baseline 0.004 after 15m"},
+		incident.Entry{At: at(sec(19, 50)), Type: "approval.requested", Actor: "guardian", Message: "go/no-go for the database step (never automatic)", Data: map[string]string{"step": "database"}},
+		incident.Entry{At: at(sec(20, 5)), Type: "approval.granted", Actor: "token:carol", Message: "v2.4.0 fails on schema 57; migrate down", Data: map[string]string{"step": "database"}},
+		incident.Entry{At: at(sec(20, 6)), Type: "rollback.started", Actor: "guardian", Message: "command: ./migrate down 1", Data: map[string]string{"step": "database"}},
+		incident.Entry{At: at(sec(21, 36)), Type: "rollback.succeeded", Actor: "guardian", Message: "database rolled back", Data: map[string]string{"step": "database"}},
+		incident.Entry{At: at(sec(36, 36)), Type: "incident.escalated", Actor: "guardian", Message: "not recovered after the database step; paging the service owner"},
+	)
+	return r
+}
+
+// postmortem is the post-mortem config of the fixtures.
+func postmortem() PostmortemConfig {
+	return PostmortemConfig{
+		BusinessDays: true,
+		At:           "10:00",
+		TimeZone:     "Europe/Berlin",
+		Organizer:    "Release Manager <release-manager@example.com>",
+		Attendees:    []string{"alice@example.com", "Bob Builder <bob@example.com>", "sre-oncall@example.com"},
+		ReportURL:    "https://guardian.example.com/incidents/12",
+	}
+}
