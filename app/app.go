@@ -19,7 +19,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/incident"
+	"github.com/rollback-guardian/guardian/notify"
 	"github.com/rollback-guardian/guardian/rollout"
+	"github.com/rollback-guardian/guardian/store"
+	"github.com/rollback-guardian/guardian/store/bolt"
 	"github.com/rollback-guardian/guardian/web"
 )
 
@@ -49,6 +53,11 @@ type App struct {
 	srcM     *sourceMetrics
 	reloader *config.Reloader
 
+	// Durable state and incidents, set up by the first Apply.
+	st        store.Store
+	outbox    *notify.Outbox
+	incidents *incident.Manager
+
 	mu      sync.Mutex // serialises Apply with starting and stopping loops
 	state   atomic.Pointer[state]
 	running context.Context // nil until Run starts the loops
@@ -58,10 +67,11 @@ type App struct {
 
 // state is everything built from one configuration.
 type state struct {
-	cfg      *config.Config
-	tokens   *web.Tokens
-	services map[string]*service
-	order    []string
+	cfg       *config.Config
+	tokens    *web.Tokens
+	notifiers map[string]notify.Notifier
+	services  map[string]*service
+	order     []string
 }
 
 type loop struct {
@@ -119,6 +129,13 @@ func (a *App) Apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if a.st == nil {
+		if err := a.openState(cfg, next.notifiers); err != nil {
+			return err
+		}
+	} else {
+		a.outbox.SetReceivers(next.notifiers)
+	}
 
 	// Stop the old loops before their state moves over.
 	if old != nil {
@@ -168,11 +185,15 @@ func (a *App) build(cfg *config.Config, old *state) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
+	notifiers, err := buildNotifiers(cfg, a.log)
+	if err != nil {
+		return nil, err
+	}
 	named, err := a.buildSources(cfg)
 	if err != nil {
 		return nil, err
 	}
-	next := &state{cfg: cfg, tokens: tokens, services: map[string]*service{}}
+	next := &state{cfg: cfg, tokens: tokens, notifiers: notifiers, services: map[string]*service{}}
 	var created []*embeddedRunner
 	fail := func(err error) (*state, error) {
 		for _, e := range created {
@@ -242,13 +263,14 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}
 	srv := web.New(web.Options{
-		Gatherer: a.opts.Registry,
-		Logger:   a.log.Named("web"),
-		Ready:    a.Ready,
-		Reload:   a.Reload,
-		Tokens:   func() *web.Tokens { return a.state.Load().tokens },
-		Deployer: a,
-		Status:   func() any { return a.Status() },
+		Gatherer:  a.opts.Registry,
+		Logger:    a.log.Named("web"),
+		Ready:     a.Ready,
+		Reload:    a.Reload,
+		Tokens:    func() *web.Tokens { return a.state.Load().tokens },
+		Deployer:  a,
+		Status:    func() any { return a.Status() },
+		Incidents: a,
 	})
 	a.log.Info("Guardian started", zap.String("listen", l.Addr().String()), zap.String("config", a.opts.ConfigFile))
 
@@ -265,6 +287,14 @@ func (a *App) Run(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return a.reloader.Run(ctx) }, func(error) { cancel() })
 	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.incidents.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.outbox.Run(ctx) }, func(error) { cancel() })
+	}
 	if !a.opts.NoWatch {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return a.reloader.Watch(ctx) }, func(error) { cancel() })
@@ -279,6 +309,9 @@ func (a *App) Run(ctx context.Context) error {
 		}, func(error) { cancel() })
 	}
 	err := g.Run()
+	if cerr := a.st.Close(); cerr != nil {
+		a.log.Warn("closing the state file", zap.Error(cerr))
+	}
 	a.log.Info("Guardian stopped")
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -309,6 +342,31 @@ func (a *App) stopAll() {
 		}
 	}
 	a.running = nil
+}
+
+// openState opens the state file under state_dir and builds the outbox and
+// the incident manager over it. state_dir is read once: changing it needs a
+// restart.
+func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier) error {
+	dir, err := stateDir(cfg)
+	if err != nil {
+		return err
+	}
+	st, err := bolt.Open(filepath.Join(dir, "guardian.db"), a.log.Named("store"))
+	if err != nil {
+		return err
+	}
+	ob, err := notify.NewOutbox(st, notifiers, notify.OutboxOptions{Logger: a.log.Named("outbox"), Registerer: a.opts.Registry, Now: a.now})
+	if err != nil {
+		_ = st.Close()
+		return err
+	}
+	a.st, a.outbox = st, ob
+	a.incidents = incident.NewManager(incident.Options{
+		Store: st, Env: a, Publisher: a, OnResolve: a.onResolve,
+		Logger: a.log.Named("incident"), Registry: a.opts.Registry, Now: a.now,
+	})
+	return nil
 }
 
 // stateDir returns an absolute state directory, creating it.

@@ -52,9 +52,13 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		log:         log,
 		m:           a.m,
 		onVerdict:   a.opts.OnVerdict,
+		onFiring:    a.onFiring,
 		lastOutcome: map[string]trigger.Outcome{},
 	}
-	var err error
+	var (
+		err  error
+		defs []trigger.Definition
+	)
 	if s.detector, err = rollout.NewDetector(sc.Name, sc.Deploy); err != nil {
 		return nil, nil, err
 	}
@@ -68,6 +72,14 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 			return nil, nil, err
 		}
 		s.triggers = append(s.triggers, tr)
+		defs = append(defs, def)
+	}
+	s.verifier = verifierFor(sc, defs)
+	if s.appExec, s.appExecName, err = buildExecutor(sc.Rollback.Application, log); err != nil {
+		return nil, nil, fmt.Errorf("rollback.application: %w", err)
+	}
+	if s.dbExec, s.dbExecName, err = buildExecutor(sc.Rollback.Database, log); err != nil {
+		return nil, nil, fmt.Errorf("rollback.database: %w", err)
 	}
 
 	var fresh *embeddedRunner

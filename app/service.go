@@ -10,9 +10,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/executor"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/source"
 	"github.com/rollback-guardian/guardian/trigger"
+	"github.com/rollback-guardian/guardian/verify"
 )
 
 // watch is an open watch window after a deploy.
@@ -26,14 +28,21 @@ type watch struct {
 // watch window of its latest deploy. mu serialises evaluation ticks with
 // deploy announcements.
 type service struct {
-	name      string
-	cfg       config.Service
-	interval  time.Duration
-	querier   source.Querier  // counting wrapper around the service's source
-	embedded  *embeddedRunner // nil when the service uses a named source
-	log       *zap.Logger
-	m         *metrics
-	onVerdict VerdictFunc
+	name     string
+	cfg      config.Service
+	interval time.Duration
+	querier  source.Querier  // counting wrapper around the service's source
+	embedded *embeddedRunner // nil when the service uses a named source
+	// onFiring declares an incident for every firing verdict.
+	onFiring func(ctx context.Context, s *service, d rollout.Event, v trigger.Verdict)
+
+	// What the incident manager needs, built with the service.
+	appExec, dbExec         executor.Executor
+	appExecName, dbExecName string
+	verifier                *verify.Verifier
+	log                     *zap.Logger
+	m                       *metrics
+	onVerdict               VerdictFunc
 
 	mu       sync.Mutex
 	detector *rollout.Detector
@@ -175,6 +184,9 @@ func (s *service) record(ctx context.Context, v trigger.Verdict) {
 		s.log.Warn("trigger cannot judge", append(fields, zap.Error(v.Err))...)
 	default:
 		s.log.Debug("trigger evaluated", fields...)
+	}
+	if v.State == trigger.Firing && s.onFiring != nil {
+		s.onFiring(ctx, s, s.watch.deploy, v)
 	}
 	if s.onVerdict != nil {
 		s.onVerdict(ctx, s.watch.deploy, v)

@@ -326,11 +326,9 @@ func (m *Manager) resolve(ctx context.Context, id int64, res verify.Result) erro
 	if err != nil || m.hook == nil {
 		return err
 	}
-	entries := m.hook(ctx, rec)
-	if len(entries) == 0 {
-		return nil
-	}
+	impact, entries := m.hook(ctx, rec)
 	_, err = m.transition(ctx, id, func(r *Record, _ time.Time) error {
+		r.Impact = impact
 		r.Timeline = append(r.Timeline, entries...)
 		return nil
 	})

@@ -61,8 +61,8 @@ type Publisher interface {
 }
 
 // ResolveHook runs when an incident is resolved (report, post-mortem); it
-// returns entries to add to the timeline.
-type ResolveHook func(ctx context.Context, rec Record) []Entry
+// returns the measured impact and entries to add to the timeline.
+type ResolveHook func(ctx context.Context, rec Record) (Impact, []Entry)
 
 // Options configure a Manager.
 type Options struct {
