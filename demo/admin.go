@@ -76,6 +76,10 @@ func (s *Service) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		if allowMethods(w, r, http.MethodPost) {
 			s.postDeploy(w, r)
 		}
+	case "/admin/rollback":
+		if allowMethods(w, r, http.MethodPost) {
+			s.postRollback(w, r)
+		}
 	default:
 		writeJSON(w, http.StatusNotFound, errorJSON{
 			Error: fmt.Sprintf("no admin endpoint %s; use /admin/state (GET, PUT) or /admin/deploy (POST)", r.URL.Path),
@@ -129,6 +133,26 @@ func (s *Service) postDeploy(w http.ResponseWriter, r *http.Request) {
 		err = s.Deploy(v)
 	}
 	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.writeState(w)
+}
+
+// RollbackRequest is the body of POST /admin/rollback: Guardian's webhook
+// executor payload (other fields are ignored), so the demo service can stand
+// in for a deploy system.
+type RollbackRequest struct {
+	Baseline string `json:"baseline"`
+}
+
+func (s *Service) postRollback(w http.ResponseWriter, r *http.Request) {
+	var req RollbackRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorJSON{Error: "invalid JSON body: " + err.Error()})
+		return
+	}
+	if err := s.Rollback(req.Baseline); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -123,6 +123,7 @@ type Service struct {
 	mu          sync.Mutex // guards the fields below and orders build-info updates
 	rng         *rand.Rand
 	versions    []Version
+	history     map[string]Version // every version ever live, as last set
 	totalWeight float64
 	healthy     bool
 }
@@ -216,6 +217,26 @@ func (s *Service) setVersions(vs []Version) {
 	}
 	s.versions = append([]Version(nil), vs...)
 	s.totalWeight = total
+	if s.history == nil {
+		s.history = map[string]Version{}
+	}
+	for _, v := range vs {
+		s.history[v.Version] = v
+	}
+}
+
+// Rollback makes version, served before, the only live version again, with
+// the error rate and latency it had: what a deploy system's rollback does.
+// Rolling back to the version already live is a no-op, so a repeated
+// rollback request is harmless.
+func (s *Service) Rollback(version string) error {
+	s.mu.Lock()
+	v, ok := s.history[version]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q was never deployed here", ErrInvalidVersion, version)
+	}
+	return s.Deploy(v)
 }
 
 // Versions returns a copy of the live versions.

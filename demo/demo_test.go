@@ -536,3 +536,31 @@ func TestVersionValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestRollback(t *testing.T) {
+	s := New(Options{Seed: 3})
+	if err := s.Deploy(Version{Version: "v1", ErrorRate: 0.01, Latency: 5 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Deploy(Version{Version: "v2", ErrorRate: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	// Guardian's webhook executor payload, extra fields included.
+	body := `{"incident":1,"service":"checkout","version":"v2","baseline":"v1","step":"application","idempotency_key":"incident-1/rollback.application"}`
+	for i := range 2 { // a repeated request is harmless
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, httptest.NewRequest("POST", "/admin/rollback", strings.NewReader(body)))
+		if w.Code != 200 {
+			t.Fatalf("attempt %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	vs := s.Versions()
+	if len(vs) != 1 || vs[0].Version != "v1" || vs[0].ErrorRate != 0.01 || vs[0].Latency != 5*time.Millisecond {
+		t.Fatalf("after rollback: %+v", vs)
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, httptest.NewRequest("POST", "/admin/rollback", strings.NewReader(`{"baseline":"v0"}`)))
+	if w.Code != 400 || !strings.Contains(w.Body.String(), "never deployed") {
+		t.Fatalf("unknown baseline: %d %s", w.Code, w.Body)
+	}
+}

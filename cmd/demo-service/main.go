@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,6 +56,11 @@ Serves a demo application for Guardian on --listen:
   GET  /admin/state    live versions and health as JSON
   PUT  /admin/state    {"versions":[{"version":"v2","weight":1,"error_rate":0.2,"latency_ms":20}],"healthy":true}
   POST /admin/deploy   {"version":"v2","error_rate":0.2,"latency_ms":20} replaces all live versions
+  POST /admin/rollback {"baseline":"v1"} goes back to an earlier version (Guardian's webhook executor payload)
+
+  demo-service rollback [--admin URL] [--to VERSION]
+                       asks a running demo-service to roll back: a rollback command for
+                       Guardian's command executor (--to defaults to $GUARDIAN_BASELINE)
 
 Flags:
 `)
@@ -101,6 +107,9 @@ func newLogger() (*zap.Logger, error) {
 // run starts the service and returns the process exit code: 0 after a clean
 // shutdown, 1 on a runtime failure, 2 on bad flags.
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "rollback" {
+		return rollback(os.Args[2:], os.Stdout, os.Stderr)
+	}
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -199,4 +208,44 @@ func selfAddress(addr net.Addr) string {
 		ip = net.IPv4(127, 0, 0, 1)
 	}
 	return net.JoinHostPort(ip.String(), strconv.Itoa(tcp.Port))
+}
+
+// rollback is the client mode: POST /admin/rollback to a running service.
+func rollback(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo-service rollback", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	admin := fs.String("admin", "http://127.0.0.1:8080", "base `URL` of the running demo-service")
+	to := fs.String("to", os.Getenv("GUARDIAN_BASELINE"), "`version` to go back to (default $GUARDIAN_BASELINE, set by Guardian)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *to == "" {
+		fmt.Fprintln(stderr, "demo-service rollback: --to (or GUARDIAN_BASELINE) is required")
+		return 2
+	}
+	body := fmt.Sprintf(`{"baseline":%s}`, strconv.Quote(*to))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *admin+"/admin/rollback", strings.NewReader(body))
+	if err != nil {
+		fmt.Fprintf(stderr, "demo-service rollback: %v\n", err)
+		return 2
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "demo-service rollback: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "demo-service rollback: %s: %s\n", resp.Status, out)
+		return 1
+	}
+	fmt.Fprintf(stdout, "rolled back to %s: %s\n", *to, out)
+	return 0
 }
