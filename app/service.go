@@ -177,7 +177,7 @@ func (s *service) record(ctx context.Context, v trigger.Verdict) {
 	case v.Changed && v.State == trigger.Firing:
 		s.watch.fired = true
 		s.m.triggersFired.WithLabelValues(s.name, v.Trigger).Inc()
-		s.log.Error("trigger firing", append(fields, zap.String("baseline", s.watch.deploy.Baseline))...)
+		s.log.Warn("trigger firing", append(fields, zap.String("baseline", s.watch.deploy.Baseline))...)
 	case v.Changed:
 		s.log.Info("trigger state changed", append(fields, zap.String("from", v.Previous.String()))...)
 	case isTrouble(v.Outcome) && (!seen || prev != v.Outcome):

@@ -281,7 +281,7 @@ func (m *Manager) verify(ctx context.Context, rec Record, svc Service) error {
 	)
 	for {
 		now := m.now()
-		res := svc.Verifier.Probe(ctx, now, rec.Service, rec.Baseline, rec.References, svc.Query)
+		res := svc.Verifier.Probe(ctx, now, start, rec.Service, rec.Baseline, rec.References, svc.Query)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -233,7 +233,7 @@ func (m *Manager) Declare(ctx context.Context, d rollout.Event, v trigger.Verdic
 	m.open[d.Service] = rec.ID
 	m.last[d.Service] = lastIncident{rec.ID, d.Version, d.At}
 	m.m.declared.WithLabelValues(d.Service, severity).Inc()
-	m.log.Error("incident declared", zap.Int64("incident", rec.ID), zap.String("service", d.Service),
+	m.log.Warn("incident declared", zap.Int64("incident", rec.ID), zap.String("service", d.Service),
 		zap.String("version", d.Version), zap.String("baseline", d.Baseline), zap.String("evidence", v.Summary()))
 	m.publishLocked(ctx, rec.ID)
 	m.startLocked(rec.ID)

@@ -93,7 +93,7 @@ func newHarness(t *testing.T, st store.Store, approval config.Approval, withDB b
 	if st == nil {
 		h.st = store.NewMemory()
 	}
-	def, err := trigger.FromConfig(config.Trigger{Name: "error-rate", Query: `errors{version="{{.Version}}"}`, Above: ptr(0.05)})
+	def, err := trigger.FromConfig(config.Trigger{Name: "error-rate", Query: `errors{version="{{.Version}}"}`, Above: ptr(0.05), Window: config.Duration(20 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -318,8 +318,6 @@ func lastAction(r incident.Record, kind string) *incident.Action {
 	return last
 }
 
-func isPolicy(by string) bool { return strings.HasPrefix(by, "policy:") }
-
 // byText is "alice" or "policy auto_after (automatic)".
 func byText(by string) string {
 	if p, ok := strings.CutPrefix(by, "policy:"); ok {

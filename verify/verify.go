@@ -92,10 +92,18 @@ func New(defs []trigger.Definition, opts Options) *Verifier {
 // Probe judges once, at ts, the running version's trigger values against
 // references (the baseline's values from before the deploy, by trigger
 // name), then runs the smoke checks (only when the values recovered, so a
-// broken service is not hammered).
-func (v *Verifier) Probe(ctx context.Context, ts time.Time, service, running string, references map[string]float64, q trigger.QueryFunc) Result {
+// broken service is not hammered). since is when the rollback finished: a
+// trigger is not judged before a whole window of data from after it exists,
+// so values from before the incident cannot pass for a recovery.
+func (v *Verifier) Probe(ctx context.Context, ts, since time.Time, service, running string, references map[string]float64, q trigger.QueryFunc) Result {
 	res := Result{At: ts, Recovered: true}
 	for _, d := range v.defs {
+		if wait := since.Add(d.Window).Sub(ts); wait > 0 {
+			res.Recovered = false
+			res.Checks = append(res.Checks, Check{Trigger: d.Name,
+				Why: fmt.Sprintf("waiting %s for a full %s window of data after the rollback", wait.Round(time.Second), d.Window)})
+			continue
+		}
 		c := v.check(ctx, ts, d, service, running, references, q)
 		res.Recovered = res.Recovered && c.Recovered
 		res.Checks = append(res.Checks, c)

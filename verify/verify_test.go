@@ -81,7 +81,7 @@ func TestProbe(t *testing.T) {
 			if tc.ref != nil {
 				refs["error-rate"] = *tc.ref
 			}
-			r := v.Probe(context.Background(), time.Unix(0, 0), "checkout", "v1", refs, answers(tc.value, tc.volume))
+			r := v.Probe(context.Background(), time.Unix(3600, 0), time.Unix(0, 0), "checkout", "v1", refs, answers(tc.value, tc.volume))
 			if r.Recovered != tc.recovered || !strings.Contains(r.Summary(), tc.why) {
 				t.Fatalf("recovered %v (%s), want %v with %q", r.Recovered, r.Summary(), tc.recovered, tc.why)
 			}
@@ -116,7 +116,7 @@ func TestSmoke(t *testing.T) {
 	probe := func(s Smoke) Result {
 		v := New([]trigger.Definition{d}, Options{Tolerance: 0.1, Smoke: []Smoke{s}, Client: &http.Client{}})
 		defer v.opts.Client.CloseIdleConnections()
-		return v.Probe(context.Background(), time.Now(), "checkout", "v1", nil, q)
+		return v.Probe(context.Background(), time.Now(), time.Time{}, "checkout", "v1", nil, q)
 	}
 	for _, tc := range []struct {
 		name    string
@@ -143,8 +143,22 @@ func TestSmoke(t *testing.T) {
 	}
 	// Smoke checks are not run while the values have not recovered.
 	v := New([]trigger.Definition{d}, Options{Smoke: []Smoke{{URL: base + "/healthz"}}})
-	if r := v.Probe(context.Background(), time.Now(), "checkout", "v1", nil, answers(f(0.5), nil)); r.Recovered || len(r.Smoke) != 0 {
+	if r := v.Probe(context.Background(), time.Now(), time.Time{}, "checkout", "v1", nil, answers(f(0.5), nil)); r.Recovered || len(r.Smoke) != 0 {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// Right after the rollback the window still holds data from before the
+// incident: no verdict until a whole window has passed.
+func TestProbeWaitsForAFullWindow(t *testing.T) {
+	v := New([]trigger.Definition{def(t, config.Trigger{Above: f(0.05), Window: config.Duration(10 * time.Second)})}, Options{})
+	since := time.Unix(1000, 0)
+	q := answers(f(0.001), nil)
+	if r := v.Probe(context.Background(), since.Add(9*time.Second), since, "checkout", "v1", nil, q); r.Recovered || !strings.Contains(r.Summary(), "waiting 1s for a full 10s window") {
+		t.Fatalf("judged too early: %s", r.Summary())
+	}
+	if r := v.Probe(context.Background(), since.Add(10*time.Second), since, "checkout", "v1", nil, q); !r.Recovered {
+		t.Fatalf("not judged after a full window: %s", r.Summary())
 	}
 }
 
