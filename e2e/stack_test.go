@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,10 @@ const (
 
 var modes = []Mode{modePrometheus, modeEmbedded}
 
-const apiToken = "e2e-token-000000000000001"
+const (
+	apiToken      = "e2e-token-000000000000001"
+	webhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+)
 
 // configTmpl is the guardian configuration of the end-to-end stack: one
 // service, the demo, with an error-rate trigger judged against the baseline.
@@ -47,6 +51,16 @@ global:
   state_dir: {{.Dir}}/data
   auth:
     tokens_file: {{.Dir}}/tokens
+{{- if .Rollback}}
+  postmortem:
+    organizer: "Release Manager <rm@example.com>"
+    attendees: ["oncall@example.com"]
+notifiers:
+  - name: oncall
+    webhook:
+      url: {{.ReceiverURL}}
+      secret_file: {{.Dir}}/hmac
+{{- end}}
 {{- if .PrometheusURL}}
 sources:
   - name: prom
@@ -78,6 +92,21 @@ services:
         for: 3s
         min_requests: 20
         volume_query: 'sum(increase(http_requests_total{version="{{"{{.Version}}"}}"}[{{"{{.Window}}"}}]))'
+{{- if .Rollback}}
+    notify: [oncall]
+    approval: {mode: manual}
+    rollback:
+      application:
+        command:
+          command: [sh, -c, {{.Rollback}}]
+          timeout: 1m
+    recovery:
+      tolerance: 0.5
+      stable_for: 3s
+      timeout: 1m
+      smoke:
+        - {name: healthz, url: "{{.DemoURL}}/healthz", body_contains: ok}
+{{- end}}
 `))
 
 // stack is the demo service under load, optionally a real Prometheus
@@ -93,6 +122,8 @@ type stack struct {
 	app       *app.App
 	reg       *prometheus.Registry
 	apiURL    string
+	cfgPath   string
+	proc      *guardianProc
 
 	mu       sync.Mutex
 	verdicts []seen
@@ -105,6 +136,14 @@ type seen struct {
 
 type stackOpts struct {
 	watch time.Duration
+	// rollback, when set, is the shell command of the command executor;
+	// it enables incidents: notifications to receiverURL, manual approval,
+	// recovery with a smoke check.
+	rollback    string
+	receiverURL string
+	// external runs Guardian as a separate process (the binary), not in
+	// this test process.
+	external bool
 }
 
 func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
@@ -146,16 +185,40 @@ func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 	if err := os.WriteFile(filepath.Join(s.dir, "tokens"), []byte("ci:"+apiToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(s.dir, "hmac"), []byte(webhookSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var cfg bytes.Buffer
+	rollback := ""
+	if o.rollback != "" {
+		rollback = strconv.Quote(o.rollback)
+	}
 	if err := configTmpl.Execute(&cfg, map[string]any{
 		"Dir": s.dir, "PrometheusURL": promURL, "DemoURL": s.demoURL, "Watch": o.watch.String(),
+		"Rollback": rollback, "ReceiverURL": o.receiverURL,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(s.dir, "guardian.yml")
-	if err := os.WriteFile(cfgPath, cfg.Bytes(), 0o600); err != nil {
+	s.cfgPath = filepath.Join(s.dir, "guardian.yml")
+	if err := os.WriteFile(s.cfgPath, cfg.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if o.external {
+		s.proc = startProc(t, s.cfgPath)
+		s.apiURL = s.proc.url
+		testenv.Eventually(t, 60*time.Second, func() error {
+			var st []app.ServiceStatus
+			if err := s.getJSON("/api/v1/status", &st); err != nil {
+				return err
+			}
+			if st[0].Current != "v1" {
+				return fmt.Errorf("current version %q", st[0].Current)
+			}
+			return nil
+		}, "guardian to learn the running version")
+		return s
+	}
+	cfgPath := s.cfgPath
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
