@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/rollback-guardian/guardian/incident"
 
 	"github.com/rollback-guardian/guardian/testenv"
 	"github.com/rollback-guardian/guardian/trigger"
@@ -50,14 +55,89 @@ func BenchmarkDetectionDelay(b *testing.B) {
 			}
 			b.StopTimer()
 			slices.Sort(delays)
-			median := delays[len(delays)/2]
-			if len(delays)%2 == 0 {
-				median = (delays[len(delays)/2-1] + delays[len(delays)/2]) / 2
-			}
-			b.ReportMetric(median.Seconds(), "s-median")
+			b.ReportMetric(median(delays).Seconds(), "s-median")
 			b.ReportMetric(delays[len(delays)-1].Seconds(), "s-max")
 			b.ReportMetric(delays[0].Seconds(), "s-min")
 			b.Logf("%s: fault→fired over %d runs: %v", mode, len(delays), delays)
 		})
 	}
+}
+
+// BenchmarkIncidentTimings measures the whole procedure on the end-to-end
+// stack with automatic approval and the command executor: from a bad deploy
+// (0.5% → 20% errors) to the trigger firing, to the rollback executed, and
+// to recovery confirmed (a full 10s window after the rollback, then
+// stable_for 3s). Each iteration ships a healthy version, then a bad one,
+// which is rolled back to the healthy one.
+//
+//	go test -run '^$' -bench IncidentTimings -benchtime 5x ./e2e
+func BenchmarkIncidentTimings(b *testing.B) {
+	for _, mode := range modes {
+		b.Run(string(mode), func(b *testing.B) {
+			rcv := newReceiver(b)
+			s := startStack(b, mode, stackOpts{watch: time.Hour, receiverURL: rcv.url, rollback: "placeholder", approval: "auto"})
+			b.StopTimer()
+			script := rollbackScript(b, s.dir, s.demoURL, 0)
+			cfg, err := os.ReadFile(s.cfgPath)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(s.cfgPath, []byte(strings.Replace(string(cfg), `"placeholder"`, fmt.Sprintf("%q", script), 1)), 0o600); err != nil {
+				b.Fatal(err)
+			}
+			if err := <-s.app.Reload(); err != nil {
+				b.Fatal(err)
+			}
+			var fired, rolled, recovered []time.Duration
+			for i := 0; i < b.N; i++ {
+				good, bad := fmt.Sprintf("g%d", i), fmt.Sprintf("b%d", i)
+				s.deploy(good, 0.005)
+				testenv.Eventually(b, 60*time.Second, func() error {
+					if w := s.watch(); w == nil || w.Version != good {
+						return fmt.Errorf("watch %+v", w)
+					}
+					return nil
+				}, "the healthy deploy to be seen")
+				fault := time.Now()
+				s.deploy(bad, 0.20)
+				var rec incident.Record
+				testenv.Eventually(b, 3*time.Minute, func() error {
+					recs, err := s.app.List(context.Background())
+					if err != nil || len(recs) == 0 || recs[0].Version != bad || recs[0].State != incident.Resolved {
+						return fmt.Errorf("no resolved incident for %s yet", bad)
+					}
+					rec = recs[0]
+					return nil
+				}, "the incident to be resolved")
+				at := func(typ string) time.Duration {
+					for _, e := range rec.Timeline {
+						if e.Type == typ {
+							return e.At.Sub(fault)
+						}
+					}
+					b.Fatalf("no %s on the timeline", typ)
+					return 0
+				}
+				fired = append(fired, at("incident.declared"))
+				rolled = append(rolled, at("rollback.succeeded"))
+				recovered = append(recovered, at("recovery.confirmed"))
+			}
+			for _, m := range []struct {
+				name string
+				d    []time.Duration
+			}{{"fired", fired}, {"rolledback", rolled}, {"recovered", recovered}} {
+				slices.Sort(m.d)
+				b.ReportMetric(median(m.d).Seconds(), "s-"+m.name+"-median")
+				b.ReportMetric(m.d[len(m.d)-1].Seconds(), "s-"+m.name+"-max")
+			}
+			b.Logf("%s: fault→fired %v; →rolled back %v; →recovered %v", mode, fired, rolled, recovered)
+		})
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d)%2 == 1 {
+		return d[len(d)/2]
+	}
+	return (d[len(d)/2-1] + d[len(d)/2]) / 2
 }

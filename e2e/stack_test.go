@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -94,7 +95,7 @@ services:
         volume_query: 'sum(increase(http_requests_total{version="{{"{{.Version}}"}}"}[{{"{{.Window}}"}}]))'
 {{- if .Rollback}}
     notify: [oncall]
-    approval: {mode: manual}
+    approval: {mode: {{.Approval}}}
     rollback:
       application:
         command:
@@ -141,6 +142,8 @@ type stackOpts struct {
 	// recovery with a smoke check.
 	rollback    string
 	receiverURL string
+	// approval is the approval mode (default manual).
+	approval string
 	// external runs Guardian as a separate process (the binary), not in
 	// this test process.
 	external bool
@@ -195,7 +198,7 @@ func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 	}
 	if err := configTmpl.Execute(&cfg, map[string]any{
 		"Dir": s.dir, "PrometheusURL": promURL, "DemoURL": s.demoURL, "Watch": o.watch.String(),
-		"Rollback": rollback, "ReceiverURL": o.receiverURL,
+		"Rollback": rollback, "ReceiverURL": o.receiverURL, "Approval": cmp.Or(o.approval, "manual"),
 	}); err != nil {
 		t.Fatal(err)
 	}
