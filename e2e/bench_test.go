@@ -76,7 +76,6 @@ func BenchmarkIncidentTimings(b *testing.B) {
 		b.Run(string(mode), func(b *testing.B) {
 			rcv := newReceiver(b)
 			s := startStack(b, mode, stackOpts{watch: time.Hour, receiverURL: rcv.url, rollback: "placeholder", approval: "auto"})
-			b.StopTimer()
 			script := rollbackScript(b, s.dir, s.demoURL, 0)
 			cfg, err := os.ReadFile(s.cfgPath)
 			if err != nil {
