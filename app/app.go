@@ -324,6 +324,7 @@ func (a *App) startAll(ctx context.Context) {
 	defer a.mu.Unlock()
 	a.running = ctx
 	st := a.state.Load()
+	a.restoreServices(ctx, st)
 	for _, name := range st.order {
 		a.startLoop(st.services[name])
 	}
@@ -342,6 +343,39 @@ func (a *App) stopAll() {
 		}
 	}
 	a.running = nil
+}
+
+// servicesBucket holds each service's learnt deploy state.
+const servicesBucket = "services"
+
+// restoreServices loads what each service had learnt before a restart.
+func (a *App) restoreServices(ctx context.Context, st *state) {
+	for _, name := range st.order {
+		s := st.services[name]
+		kv, err := a.st.Get(ctx, servicesBucket, name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err == nil {
+			err = s.restore(kv.Value, a.now())
+		}
+		if err != nil {
+			s.log.Warn("deploy state not restored", zap.Error(err))
+		}
+	}
+}
+
+// persistService saves a service's deploy state (last write wins: one
+// loop per service writes it).
+func (a *App) persistService(ctx context.Context, name string, b []byte) error {
+	rev := uint64(0)
+	if kv, err := a.st.Get(ctx, servicesBucket, name); err == nil {
+		rev = kv.Revision
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	_, err := a.st.Put(ctx, servicesBucket, name, b, rev)
+	return err
 }
 
 // openState opens the state file under state_dir and builds the outbox and

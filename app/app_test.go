@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,6 +55,7 @@ type fixture struct {
 	app     *App
 	reg     *prometheus.Registry
 	base    string
+	stopApp func()
 }
 
 func start(t *testing.T) *fixture {
@@ -83,20 +85,7 @@ func start(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.base = "http://" + gl.Addr().String()
-	f.reg = prometheus.NewRegistry()
-	f.app, err = New(Options{ConfigFile: f.cfgPath, Logger: zaptest.NewLogger(t), Registry: f.reg, Listener: gl, NoWatch: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, acancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.app.Run(actx) }()
-	t.Cleanup(func() {
-		acancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	f.run(gl)
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if c := f.app.Status()[0].Current; c != "v1" {
 			return fmt.Errorf("current %q", c)
@@ -104,6 +93,31 @@ func start(t *testing.T) *fixture {
 		return nil
 	}, "v1 to be learnt")
 	return f
+}
+
+// run starts Guardian on l; stopApp stops it (also at cleanup).
+func (f *fixture) run(l net.Listener) {
+	t := f.t
+	t.Helper()
+	f.reg = prometheus.NewRegistry()
+	var err error
+	f.app, err = New(Options{ConfigFile: f.cfgPath, Logger: zaptest.NewLogger(t), Registry: f.reg, Listener: l, NoWatch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.app.Run(actx) }()
+	var once sync.Once
+	f.stopApp = func() {
+		once.Do(func() {
+			acancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(f.stopApp)
 }
 
 func (f *fixture) write(trafficBelow string) {
@@ -239,5 +253,47 @@ func TestAnnounce(t *testing.T) {
 	}
 	if w := f.app.Status()[0].Watch; w == nil || w.Version != "v9" || w.Via != "api" {
 		t.Fatalf("watch %+v", w)
+	}
+}
+
+// A restart in the middle of a watch window resumes it: the deploy is not
+// forgotten (a bad version would otherwise go unjudged) nor reported again.
+func TestRestartResumesWatch(t *testing.T) {
+	f := start(t)
+	if err := f.demo.Deploy(demo.Version{Version: "v2", ErrorRate: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if w := f.app.Status()[0].Watch; w == nil || w.Version != "v2" {
+			return fmt.Errorf("no watch for v2")
+		}
+		return nil
+	}, "the deploy of v2 to be seen")
+	until := f.app.Status()[0].Watch.Until
+	f.stopApp()
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.run(l)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !f.app.Ready() {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	}, "the restarted Guardian to be ready")
+	st := f.app.Status()[0]
+	if st.Watch == nil || st.Watch.Version != "v2" || st.Watch.Baseline != "v1" || !st.Watch.Until.Equal(until) || st.Current != "v2" {
+		t.Fatalf("after restart: %+v (watch %+v)", st, st.Watch)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if tr := f.trigger("error-rate"); tr.State != "pending" {
+			return fmt.Errorf("error-rate %q", tr.State)
+		}
+		return nil
+	}, "v2 to be judged again after the restart")
+	if got := testutil.ToFloat64(f.app.m.deploys.WithLabelValues("checkout", "version_query")); got != 0 {
+		t.Fatalf("the restart reported the deploy again (%v)", got)
 	}
 }

@@ -53,6 +53,7 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		m:           a.m,
 		onVerdict:   a.opts.OnVerdict,
 		onFiring:    a.onFiring,
+		persist:     a.persistService,
 		lastOutcome: map[string]trigger.Outcome{},
 	}
 	var (

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -48,6 +49,10 @@ type service struct {
 	detector *rollout.Detector
 	triggers []*trigger.Trigger
 	watch    *watch
+	// persist saves the service's learnt state (versions, open watch) so a
+	// restart resumes watching; lastSaved is what it saved last.
+	persist   func(ctx context.Context, name string, b []byte) error
+	lastSaved string
 	// lastOutcome per trigger, to log a run of no-data or errors once.
 	lastOutcome map[string]trigger.Outcome
 	lastVQErr   string
@@ -77,6 +82,7 @@ func (s *service) tick(ctx context.Context, ts time.Time) {
 	defer s.mu.Unlock()
 	start := time.Now()
 	defer func() { s.m.evalDuration.WithLabelValues(s.name).Observe(time.Since(start).Seconds()) }()
+	defer s.save(ctx)
 
 	if s.detector.HasQuery() {
 		ev, err := s.detector.Observe(ctx, ts, s.querier)
@@ -206,6 +212,7 @@ func (s *service) announce(ctx context.Context, version, baseline string, ts tim
 		return rollout.Event{}, err
 	}
 	s.startWatch(ctx, ev)
+	s.save(ctx)
 	return ev, nil
 }
 
@@ -258,4 +265,58 @@ func (c countingQuerier) Query(ctx context.Context, q string, ts time.Time) (sou
 		return res, fmt.Errorf("querying %s: %w", c.service, err)
 	}
 	return res, err
+}
+
+// savedState is what a service keeps across restarts: the versions it has
+// learnt and its open watch window, so that a restart in the middle of a
+// watch neither misses the bad deploy nor reports it twice.
+type savedState struct {
+	Detector rollout.State `json:"detector"`
+	Watch    *savedWatch   `json:"watch,omitempty"`
+}
+
+type savedWatch struct {
+	Deploy rollout.Event `json:"deploy"`
+	Until  time.Time     `json:"until"`
+	Fired  bool          `json:"fired"`
+}
+
+// save persists the learnt state when it changed. Callers hold s.mu.
+func (s *service) save(ctx context.Context) {
+	if s.persist == nil || ctx.Err() != nil {
+		return
+	}
+	st := savedState{Detector: s.detector.State()}
+	if s.watch != nil {
+		st.Watch = &savedWatch{Deploy: s.watch.deploy, Until: s.watch.until, Fired: s.watch.fired}
+	}
+	b, err := json.Marshal(st)
+	if err != nil || string(b) == s.lastSaved {
+		return
+	}
+	if err := s.persist(ctx, s.name, b); err != nil {
+		s.log.Warn("saving the deploy state", zap.Error(err))
+		return
+	}
+	s.lastSaved = string(b)
+}
+
+// restore takes over the state saved before a restart; a watch whose
+// window has passed is dropped.
+func (s *service) restore(b []byte, now time.Time) error {
+	var st savedState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.detector.Restore(st.Detector)
+	if w := st.Watch; w != nil && now.Before(w.Until) {
+		s.watch = &watch{deploy: w.Deploy, until: w.Until, fired: w.Fired}
+		s.m.watching.WithLabelValues(s.name).Set(1)
+		s.log.Info("resuming the watch of a deploy after a restart", zap.String("version", w.Deploy.Version),
+			zap.String("baseline", w.Deploy.Baseline), zap.Time("until", w.Until))
+	}
+	s.lastSaved = string(b)
+	return nil
 }

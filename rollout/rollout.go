@@ -113,6 +113,32 @@ func (d *Detector) Serving() []string { return slices.Clone(d.serving) }
 // HasQuery reports whether the detector watches a version query.
 func (d *Detector) HasQuery() bool { return d.tmpl != nil }
 
+// State is what a detector has learnt, in a form that survives a restart.
+type State struct {
+	Primed  bool                 `json:"primed"`
+	Current string               `json:"current"`
+	Seen    map[string]time.Time `json:"seen"`
+	Serving []string             `json:"serving"`
+}
+
+// State returns what d has learnt.
+func (d *Detector) State() State {
+	st := State{Primed: d.primed, Current: d.current, Serving: slices.Clone(d.serving), Seen: make(map[string]time.Time, len(d.seen))}
+	for k, v := range d.seen {
+		st.Seen[k] = v
+	}
+	return st
+}
+
+// Restore takes over a state saved before a restart.
+func (d *Detector) Restore(st State) {
+	d.primed, d.current, d.serving = st.Primed, st.Current, slices.Clone(st.Serving)
+	d.seen = make(map[string]time.Time, len(st.Seen))
+	for k, v := range st.Seen {
+		d.seen[k] = v
+	}
+}
+
 // CopyStateFrom takes over what old has learnt, so a reload that keeps the
 // deploy settings neither forgets versions nor reports a deploy twice.
 func (d *Detector) CopyStateFrom(old *Detector) {
