@@ -30,13 +30,7 @@ func BenchmarkDetectionDelay(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				good, bad := fmt.Sprintf("g%d", i), fmt.Sprintf("b%d", i)
-				s.deploy(good, 0.005)
-				testenv.Eventually(b, 60*time.Second, func() error {
-					if w := s.watch(); w == nil || w.Version != good {
-						return fmt.Errorf("watch %+v", w)
-					}
-					return nil
-				}, "the healthy deploy to be seen")
+				s.shipHealthy(good)
 				fault := time.Now()
 				s.deploy(bad, 0.20)
 				var fired trigger.Verdict
@@ -90,13 +84,7 @@ func BenchmarkIncidentTimings(b *testing.B) {
 			var fired, rolled, recovered []time.Duration
 			for i := 0; i < b.N; i++ {
 				good, bad := fmt.Sprintf("g%d", i), fmt.Sprintf("b%d", i)
-				s.deploy(good, 0.005)
-				testenv.Eventually(b, 60*time.Second, func() error {
-					if w := s.watch(); w == nil || w.Version != good {
-						return fmt.Errorf("watch %+v", w)
-					}
-					return nil
-				}, "the healthy deploy to be seen")
+				s.shipHealthy(good)
 				fault := time.Now()
 				s.deploy(bad, 0.20)
 				var rec incident.Record
@@ -139,4 +127,16 @@ func median(d []time.Duration) time.Duration {
 		return d[len(d)/2]
 	}
 	return (d[len(d)/2-1] + d[len(d)/2]) / 2
+}
+
+// shipHealthy deploys a healthy version and waits until Guardian watches it.
+func (s *stack) shipHealthy(version string) {
+	s.t.Helper()
+	s.deploy(version, 0.005)
+	testenv.Eventually(s.t, 60*time.Second, func() error {
+		if w := s.watch(); w == nil || w.Version != version {
+			return fmt.Errorf("watch %+v", w)
+		}
+		return nil
+	}, "the healthy deploy to be seen")
 }

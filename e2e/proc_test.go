@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -58,13 +57,13 @@ type guardianProc struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	logs *lockedBuffer
+	logs *testenv.Buffer
 }
 
 func startProc(t testing.TB, cfg string) *guardianProc {
 	t.Helper()
 	bin, _ := bins(t)
-	p := &guardianProc{t: t, bin: bin, cfg: cfg, addr: testenv.FreePort(t), logs: &lockedBuffer{}}
+	p := &guardianProc{t: t, bin: bin, cfg: cfg, addr: testenv.FreePort(t), logs: &testenv.Buffer{}}
 	p.url = "http://" + p.addr
 	// The listen address goes into the config file.
 	b, err := os.ReadFile(cfg)
@@ -96,17 +95,7 @@ func (p *guardianProc) start() {
 	}
 	p.cmd, p.done = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(p.done)
-	testenv.Eventually(p.t, 30*time.Second, func() error {
-		resp, err := http.Get(p.url + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	}, "guardian ready")
+	testenv.WaitHTTP(p.t, p.url+"/-/ready", 30*time.Second)
 }
 
 // stop signals the process and waits for it.
@@ -132,23 +121,6 @@ func (p *guardianProc) crash() {
 	p.stop(syscall.SIGKILL)
 	fmt.Fprintf(p.logs, "---- SIGKILL, restarting ----\n")
 	p.start()
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // getJSON GETs an API path into v.

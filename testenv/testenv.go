@@ -124,17 +124,7 @@ func (p *Prometheus) start() {
 // WaitReady waits until /-/ready answers 200.
 func (p *Prometheus) WaitReady(timeout time.Duration) {
 	p.t.Helper()
-	Eventually(p.t, timeout, func() error {
-		resp, err := http.Get(p.URL + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	}, "prometheus ready")
+	WaitHTTP(p.t, p.URL+"/-/ready", timeout)
 }
 
 // Stop stops Prometheus (SIGTERM, then SIGKILL after 10 s) and waits for it.
@@ -190,4 +180,41 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error, what string
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// WaitHTTP waits until a GET of url answers 200.
+func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}, url)
+}
+
+// Buffer is a bytes.Buffer safe for a process's output goroutine and the
+// test reading it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns what was written.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

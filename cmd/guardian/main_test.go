@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -147,7 +146,7 @@ func TestDaemonSIGHUPAndSIGTERM(t *testing.T) {
 	cfg := filepath.Join(dir, "guardian.yml")
 	write(t, cfg, fmt.Sprintf(daemonConfig, addr, dir, serviceYAML("one", demoURL)))
 
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cmd := exec.Command(bin, "run", "--config", cfg, "--config.watch=false", "--log.format=json")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -292,23 +291,4 @@ func TestDemo(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutine of exec.Cmd
-// and the test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
