@@ -54,6 +54,7 @@ type App struct {
 	reloader *config.Reloader
 
 	// Durable state and incidents, set up by the first Apply.
+	cluster   *clusterState // nil without global.cluster
 	st        store.Store
 	outbox    *notify.Outbox
 	incidents *incident.Manager
@@ -236,9 +237,25 @@ func (a *App) startLoop(s *service) {
 	if s.embedded != nil {
 		s.embedded.start(a.running)
 	}
+	var wg sync.WaitGroup
+	if s.kwatch != nil {
+		s.kwatch.SetEmit(func(ev rollout.Event) { s.fromKubernetes(ctx, ev) })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.kwatch.Run(ctx); err != nil {
+				s.log.Error("watching the Deployment", zap.Error(err))
+			}
+		}()
+	}
+	wg.Add(1)
 	go func() {
-		defer close(l.done)
+		defer wg.Done()
 		s.run(ctx, a.now)
+	}()
+	go func() {
+		wg.Wait()
+		close(l.done)
 	}()
 }
 
@@ -271,6 +288,7 @@ func (a *App) Run(ctx context.Context) error {
 		Deployer:  a,
 		Status:    func() any { return a.Status() },
 		Incidents: a,
+		Forward:   a.forward,
 	})
 	a.log.Info("Guardian started", zap.String("listen", l.Addr().String()), zap.String("config", a.opts.ConfigFile))
 
@@ -287,26 +305,17 @@ func (a *App) Run(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return a.reloader.Run(ctx) }, func(error) { cancel() })
 	}
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return a.incidents.Run(ctx) }, func(error) { cancel() })
-	}
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return a.outbox.Run(ctx) }, func(error) { cancel() })
-	}
 	if !a.opts.NoWatch {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return a.reloader.Watch(ctx) }, func(error) { cancel() })
 	}
 	{
 		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error {
-			a.startAll(ctx)
-			<-ctx.Done()
-			a.stopAll()
-			return nil
-		}, func(error) { cancel() })
+		if a.cluster == nil {
+			g.Add(func() error { return a.work(ctx) }, func(error) { cancel() })
+		} else {
+			g.Add(func() error { return a.lead(ctx, l.Addr().String()) }, func(error) { cancel() })
+		}
 	}
 	err := g.Run()
 	if cerr := a.st.Close(); cerr != nil {
@@ -317,6 +326,30 @@ func (a *App) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// work is what the leader does (every Guardian without a cluster section):
+// evaluate the services, drive the incidents, deliver the notifications.
+func (a *App) work(ctx context.Context) error {
+	var g run.Group
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.incidents.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.outbox.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			a.startAll(ctx)
+			<-ctx.Done()
+			a.stopAll()
+			return nil
+		}, func(error) { cancel() })
+	}
+	return g.Run()
 }
 
 func (a *App) startAll(ctx context.Context) {
@@ -382,13 +415,21 @@ func (a *App) persistService(ctx context.Context, name string, b []byte) error {
 // the incident manager over it. state_dir is read once: changing it needs a
 // restart.
 func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier) error {
-	dir, err := stateDir(cfg)
-	if err != nil {
-		return err
-	}
-	st, err := bolt.Open(filepath.Join(dir, "guardian.db"), a.log.Named("store"))
-	if err != nil {
-		return err
+	var st store.Store
+	if cfg.Global.Cluster != nil {
+		cs, err := newClusterState(cfg.Global.Cluster, a.log.Named("cluster"), a.opts.Registry)
+		if err != nil {
+			return err
+		}
+		a.cluster, st = cs, cs.store
+	} else {
+		dir, err := stateDir(cfg)
+		if err != nil {
+			return err
+		}
+		if st, err = bolt.Open(filepath.Join(dir, "guardian.db"), a.log.Named("store")); err != nil {
+			return err
+		}
 	}
 	ob, err := notify.NewOutbox(st, notifiers, notify.OutboxOptions{Logger: a.log.Named("outbox"), Registerer: a.opts.Registry, Now: a.now})
 	if err != nil {

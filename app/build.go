@@ -13,6 +13,7 @@ import (
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/query"
 	"github.com/rollback-guardian/guardian/rollout"
+	kuberollout "github.com/rollback-guardian/guardian/rollout/kubernetes"
 	"github.com/rollback-guardian/guardian/source"
 	"github.com/rollback-guardian/guardian/source/embedded"
 	promsource "github.com/rollback-guardian/guardian/source/prometheus"
@@ -81,6 +82,18 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 	}
 	if s.dbExec, s.dbExecName, err = buildExecutor(sc.Rollback.Database, log); err != nil {
 		return nil, nil, fmt.Errorf("rollback.database: %w", err)
+	}
+
+	if k := sc.Deploy.Kubernetes; k != nil {
+		client, err := kubeClient(k.Kubeconfig)
+		if err != nil {
+			return nil, nil, fmt.Errorf("deploy.kubernetes: %w", err)
+		}
+		s.kwatch, err = kuberollout.New(client, sc.Name, kuberollout.Config{Namespace: k.Namespace, Deployment: k.Deployment, VersionLabel: k.VersionLabel},
+			nil, log.Named("kubernetes"))
+		if err != nil {
+			return nil, nil, err
+		}
 	}
 
 	var fresh *embeddedRunner

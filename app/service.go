@@ -13,6 +13,7 @@ import (
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/executor"
 	"github.com/rollback-guardian/guardian/rollout"
+	kuberollout "github.com/rollback-guardian/guardian/rollout/kubernetes"
 	"github.com/rollback-guardian/guardian/source"
 	"github.com/rollback-guardian/guardian/trigger"
 	"github.com/rollback-guardian/guardian/verify"
@@ -49,6 +50,8 @@ type service struct {
 	detector *rollout.Detector
 	triggers []*trigger.Trigger
 	watch    *watch
+	// kwatch learns deploys from a Kubernetes Deployment; nil without one.
+	kwatch *kuberollout.Watcher
 	// persist saves the service's learnt state (versions, open watch) so a
 	// restart resumes watching; lastSaved is what it saved last.
 	persist   func(ctx context.Context, name string, b []byte) error
@@ -214,6 +217,19 @@ func (s *service) announce(ctx context.Context, version, baseline string, ts tim
 	s.startWatch(ctx, ev)
 	s.save(ctx)
 	return ev, nil
+}
+
+// fromKubernetes records a deploy seen in a Deployment's revisions and
+// opens its watch.
+func (s *service) fromKubernetes(ctx context.Context, ev rollout.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.detector.Announce(ev.Version, ev.Baseline, ev.At); err != nil {
+		s.log.Warn("deploy from Kubernetes not usable", zap.String("version", ev.Version), zap.Error(err))
+		return
+	}
+	s.startWatch(ctx, ev)
+	s.save(ctx)
 }
 
 // takeOver moves what old learnt into s: versions seen, the open watch, and

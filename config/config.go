@@ -40,6 +40,32 @@ type Global struct {
 	Postmortem Postmortem `yaml:"postmortem"`
 	// Auth configures bearer tokens for the write API.
 	Auth Auth `yaml:"auth"`
+	// Cluster, when set, runs Guardian as several replicas on Kubernetes:
+	// they elect a leader through a Lease, only the leader evaluates and
+	// acts, state lives in ConfigMaps, and followers forward the write API
+	// to the leader.
+	Cluster *Cluster `yaml:"cluster,omitempty"`
+}
+
+// Cluster configures leader election and in-cluster state.
+type Cluster struct {
+	// Kubeconfig is a kubeconfig file; empty means in-cluster credentials.
+	Kubeconfig string `yaml:"kubeconfig,omitempty"`
+	// Namespace holds the Lease and the state ConfigMaps (default: the
+	// POD_NAMESPACE environment variable).
+	Namespace string `yaml:"namespace,omitempty"`
+	// LeaseName names the Lease (default guardian).
+	LeaseName string `yaml:"lease_name"`
+	// Identity names this replica (default: POD_NAME, else the host name).
+	Identity string `yaml:"identity,omitempty"`
+	// AdvertiseURL is how the other replicas reach this one's API
+	// (default http://$POD_IP:<listen port>).
+	AdvertiseURL string `yaml:"advertise_url,omitempty"`
+	// StatePrefix starts the names of the state ConfigMaps (default guardian).
+	StatePrefix   string   `yaml:"state_prefix"`
+	LeaseDuration Duration `yaml:"lease_duration"` // default 15s
+	RenewDeadline Duration `yaml:"renew_deadline"` // default 10s
+	RetryPeriod   Duration `yaml:"retry_period"`   // default 2s
 }
 
 // Postmortem says when and with whom an incident's post-mortem is
@@ -207,22 +233,41 @@ type Deploy struct {
 	VersionLabel string `yaml:"version_label"`
 	// MinTraffic is the value above which a version counts as serving (default 0: any positive value).
 	MinTraffic float64 `yaml:"min_traffic"`
+	// Kubernetes learns deploys from a Deployment's revisions.
+	Kubernetes *KubernetesDeploy `yaml:"kubernetes,omitempty"`
+}
+
+// KubernetesDeploy watches a Deployment: a new revision with a new pod
+// template is a fresh deploy, the previous revision its baseline.
+type KubernetesDeploy struct {
+	// Kubeconfig is a kubeconfig file; empty means in-cluster credentials.
+	Kubeconfig string `yaml:"kubeconfig,omitempty"`
+	Namespace  string `yaml:"namespace"`
+	Deployment string `yaml:"deployment"`
+	// VersionLabel is the pod-template label naming the version; empty
+	// means the first container's image tag.
+	VersionLabel string `yaml:"version_label,omitempty"`
 }
 
 // Trigger is one condition judged for the freshly deployed version.
 type Trigger struct {
 	Name string `yaml:"name"`
 	// Query is a PromQL template yielding one value; it may use {{.Service}},
-	// {{.Version}}, {{.Baseline}} and {{.Window}}.
+	// {{.Version}}, {{.Baseline}}, {{.Window}} and {{.SinceDeploy}}. It is
+	// optional with Sequential, which then derives it (errors/requests).
 	Query string `yaml:"query"`
 	// Window is the value of {{.Window}} (default 1m).
 	Window Duration `yaml:"window"`
 	// Above, Below and AboveBaseline are the conditions; at least one is
-	// required and any one met fires. AboveBaseline compares the new
-	// version's value with the baseline version's.
+	// required (or Sequential) and all are ANDed. AboveBaseline compares the
+	// new version's value with the baseline version's. With Sequential, only
+	// Above may be set: it is the test's absolute limit on the error ratio.
 	Above         *float64       `yaml:"above,omitempty"`
 	Below         *float64       `yaml:"below,omitempty"`
 	AboveBaseline *BaselineLimit `yaml:"above_baseline,omitempty"`
+	// Sequential judges counts with an anytime-valid sequential test
+	// instead of thresholds on Query's value.
+	Sequential *Sequential `yaml:"sequential,omitempty"`
 	// For is how long a condition must hold before the trigger fires
 	// (default 0: at once).
 	For Duration `yaml:"for"`
@@ -233,6 +278,32 @@ type Trigger struct {
 	OnNoData     NoDataPolicy `yaml:"on_no_data"`     // ignore (default) or fire
 	OnQueryError NoDataPolicy `yaml:"on_query_error"` // ignore (default) or fire
 	Severity     string       `yaml:"severity"`       // default SEV-1
+}
+
+// Sequential configures a trigger's anytime-valid sequential test: the
+// errors and requests of the new version since the deploy, against the
+// baseline version's (over BaselineWindow before the deploy, plus since the
+// deploy while it still serves) and, with the trigger's Above, against that
+// absolute limit. The outcome is regressed (the trigger is violated),
+// healthy (ok) or inconclusive (not enough evidence, never a violation);
+// the probability of a false "regressed" over the whole watch is at most
+// Alpha however often it is evaluated.
+type Sequential struct {
+	// Errors is a PromQL template yielding the count of failed (or slow)
+	// requests since the deploy, e.g.
+	// sum(increase(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.SinceDeploy}}])).
+	Errors string `yaml:"errors"`
+	// Requests is a PromQL template yielding the count of all requests
+	// since the deploy.
+	Requests string `yaml:"requests"`
+	// Alpha is the false-rollback budget in (0, 0.5] (default 0.001).
+	Alpha float64 `yaml:"alpha"`
+	// MinEffect is the smallest regression worth acting on: a ratio above 1
+	// ("1.5x", the default) or a difference of error ratios ("+0.01").
+	MinEffect BaselineLimit `yaml:"min_effect"`
+	// BaselineWindow is the period before the deploy whose baseline counts
+	// the new version is compared with (default 30m).
+	BaselineWindow Duration `yaml:"baseline_window"`
 }
 
 // NoDataPolicy says what an empty result (or a failed query) means.

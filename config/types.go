@@ -49,6 +49,14 @@ func (s *Service) setDefaults() {
 	s.Recovery = Recovery{Tolerance: 0.1, StableFor: Duration(time.Minute), Timeout: Duration(15 * time.Minute)}
 }
 
+func (c *Cluster) setDefaults() {
+	c.LeaseName = "guardian"
+	c.StatePrefix = "guardian"
+	c.LeaseDuration = Duration(15 * time.Second)
+	c.RenewDeadline = Duration(10 * time.Second)
+	c.RetryPeriod = Duration(2 * time.Second)
+}
+
 func (s *Smoke) setDefaults() {
 	s.Method = "GET"
 	s.ExpectStatus = 200
@@ -59,6 +67,19 @@ func (s *Smoke) setDefaults() {
 // interval and is applied after decoding.
 func (s *Scrape) setDefaults() {
 	s.Interval = DefaultScrapeInterval
+}
+
+// Defaults of a trigger's sequential test.
+const (
+	DefaultSequentialAlpha = 0.001
+	DefaultMinEffect       = "1.5x"
+	DefaultBaselineWindow  = Duration(30 * time.Minute)
+)
+
+func (s *Sequential) setDefaults() {
+	s.Alpha = DefaultSequentialAlpha
+	s.MinEffect = BaselineLimit{Ratio: 1.5, Text: DefaultMinEffect}
+	s.BaselineWindow = DefaultBaselineWindow
 }
 
 func (t *Trigger) setDefaults() {

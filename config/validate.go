@@ -23,6 +23,8 @@ import (
 var (
 	nameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	labelRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// dnsLabelRE is a Kubernetes object name usable as a prefix.
+	dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
 )
 
 // validator checks a decoded configuration, resolves relative file paths
@@ -131,8 +133,44 @@ func (v *validator) postmortem(p string, pm *Postmortem) {
 	}
 }
 
+func (v *validator) cluster(p string, c *Cluster) {
+	if c.Kubeconfig != "" {
+		path := commoncfg.JoinDir(v.dir, c.Kubeconfig)
+		if err := readable(path); err != nil {
+			v.errorf(p+".kubeconfig", "cannot read %q: %s", c.Kubeconfig, reason(err))
+		}
+		c.Kubeconfig = path
+	}
+	if c.Namespace == "" {
+		c.Namespace = os.Getenv("POD_NAMESPACE")
+	}
+	if c.Namespace == "" {
+		v.errorf(p+".namespace", "required (or set POD_NAMESPACE)")
+	}
+	v.positive(p+".lease_duration", c.LeaseDuration)
+	v.positive(p+".renew_deadline", c.RenewDeadline)
+	v.positive(p+".retry_period", c.RetryPeriod)
+	if c.RenewDeadline >= c.LeaseDuration {
+		v.errorf(p+".renew_deadline", "%s must be shorter than lease_duration %s", c.RenewDeadline, c.LeaseDuration)
+	}
+	if c.RetryPeriod >= c.RenewDeadline {
+		v.errorf(p+".retry_period", "%s must be shorter than renew_deadline %s", c.RetryPeriod, c.RenewDeadline)
+	}
+	if c.AdvertiseURL != "" {
+		v.httpURL(p+".advertise_url", c.AdvertiseURL)
+	}
+	for _, f := range []struct{ path, val string }{{p + ".lease_name", c.LeaseName}, {p + ".state_prefix", c.StatePrefix}} {
+		if !dnsLabelRE.MatchString(f.val) {
+			v.errorf(f.path, "invalid name %q: want a lowercase DNS label", f.val)
+		}
+	}
+}
+
 func (v *validator) global(g *Global) {
 	v.postmortem("global.postmortem", &g.Postmortem)
+	if g.Cluster != nil {
+		v.cluster("global.cluster", g.Cluster)
+	}
 	v.positive("global.evaluation_interval", g.EvaluationInterval)
 	v.positive("global.query_timeout", g.QueryTimeout)
 	if _, _, err := net.SplitHostPort(g.ListenAddress); err != nil {
@@ -311,6 +349,22 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 	if !labelRE.MatchString(s.Deploy.VersionLabel) {
 		v.errorf(p+".deploy.version_label", "invalid label name %q", s.Deploy.VersionLabel)
 	}
+	if k := s.Deploy.Kubernetes; k != nil {
+		kp := p + ".deploy.kubernetes"
+		if k.Namespace == "" {
+			v.errorf(kp+".namespace", "required")
+		}
+		if k.Deployment == "" {
+			v.errorf(kp+".deployment", "required")
+		}
+		if k.Kubeconfig != "" {
+			path := commoncfg.JoinDir(v.dir, k.Kubeconfig)
+			if err := readable(path); err != nil {
+				v.errorf(kp+".kubeconfig", "cannot read %q: %s", k.Kubeconfig, reason(err))
+			}
+			k.Kubeconfig = path
+		}
+	}
 	if s.Deploy.MinTraffic < 0 {
 		v.errorf(p+".deploy.min_traffic", "must not be negative, got %g", s.Deploy.MinTraffic)
 	}
@@ -481,15 +535,19 @@ func (v *validator) scrape(p string, s *Scrape) {
 
 func (v *validator) trigger(p string, t *Trigger, seen map[string]string) {
 	v.name(p+".name", "trigger", t.Name, seen)
-	if t.Query == "" {
-		v.errorf(p+".query", "required")
-	} else {
+	switch {
+	case t.Query != "":
 		v.template(p+".query", t.Query)
+	case t.Sequential == nil:
+		v.errorf(p+".query", "required")
 	}
 	v.positive(p+".window", t.Window)
-	if t.Above == nil && t.Below == nil && t.AboveBaseline == nil &&
-		!v.broken(p+".above") && !v.broken(p+".below") && !v.broken(p+".above_baseline") {
+	if t.Above == nil && t.Below == nil && t.AboveBaseline == nil && t.Sequential == nil &&
+		!v.broken(p+".above") && !v.broken(p+".below") && !v.broken(p+".above_baseline") && !v.broken(p+".sequential") {
 		v.errorf(p, "no condition: set above, below or above_baseline")
+	}
+	if t.Sequential != nil {
+		v.sequential(p, t)
 	}
 	switch {
 	case t.MinRequests < 0:
@@ -502,6 +560,48 @@ func (v *validator) trigger(p string, t *Trigger, seen map[string]string) {
 	}
 	if t.Severity == "" {
 		v.errorf(p+".severity", "must not be empty")
+	}
+}
+
+// sequential checks a trigger's sequential test and the trigger fields
+// that do not combine with it.
+func (v *validator) sequential(p string, t *Trigger) {
+	sp := p + ".sequential"
+	s := t.Sequential
+	for _, f := range []struct{ field, text string }{{"errors", s.Errors}, {"requests", s.Requests}} {
+		if f.text == "" {
+			if !v.broken(sp + "." + f.field) {
+				v.errorf(sp+"."+f.field, "required: a PromQL template counting %s since the deploy, e.g. sum(increase(...[{{.SinceDeploy}}]))", f.field)
+			}
+			continue
+		}
+		v.template(sp+"."+f.field, f.text)
+	}
+	if !(s.Alpha > 0 && s.Alpha <= 0.5) {
+		v.errorf(sp+".alpha", "must be in (0, 0.5], got %g", s.Alpha)
+	}
+	switch e := s.MinEffect; {
+	case e.IsRatio() && e.Ratio <= 1:
+		v.errorf(sp+".min_effect", "a ratio must be above 1x, got %s", e.Text)
+	case !e.IsRatio() && !(e.Delta > 0 && e.Delta < 1):
+		v.errorf(sp+".min_effect", "a difference of error ratios must be in (0, 1), got %s", e.Text)
+	}
+	v.positive(sp+".baseline_window", s.BaselineWindow)
+	if t.Above != nil && !(*t.Above > 0 && *t.Above < 1) {
+		v.errorf(p+".above", "with sequential, above is a limit on the error ratio and must be in (0, 1), got %g", *t.Above)
+	}
+	if t.Below != nil {
+		v.errorf(p+".below", "cannot be used with sequential")
+	}
+	if t.AboveBaseline != nil {
+		v.errorf(p+".above_baseline", "cannot be used with sequential: it compares with the baseline itself (see sequential.min_effect)")
+	}
+	if t.MinRequests != 0 || t.VolumeQuery != "" {
+		field := "min_requests"
+		if t.MinRequests == 0 {
+			field = "volume_query"
+		}
+		v.errorf(p+"."+field, "cannot be used with sequential: low traffic is inconclusive by itself")
 	}
 }
 

@@ -27,6 +27,7 @@ type Origin int
 const (
 	OriginVersionQuery Origin = iota // a new version label value with traffic
 	OriginAPI                        // POST /api/v1/deployments
+	OriginKubernetes                 // a new Deployment revision
 )
 
 // String returns the origin as used in logs and the `source` metric label.
@@ -36,6 +37,8 @@ func (o Origin) String() string {
 		return "version_query"
 	case OriginAPI:
 		return "api"
+	case OriginKubernetes:
+		return "kubernetes"
 	}
 	return fmt.Sprintf("origin(%d)", int(o))
 }

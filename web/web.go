@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +41,10 @@ type Options struct {
 	Status func() any
 	// Incidents serves /api/v1/incidents; nil until incidents are enabled.
 	Incidents Incidents
+	// Forward, when it says so, sends a write request (deployments,
+	// approve, deny) to the leader at the URL it returns: followers of a
+	// replicated Guardian do not act themselves.
+	Forward func(r *http.Request) (leader *url.URL, forward bool, err error)
 }
 
 // Incidents is what the incident API needs.
@@ -70,12 +76,12 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /-/ready", s.ready)
 	s.mux.HandleFunc("POST /-/reload", s.reload)
 	s.mux.HandleFunc("PUT /-/reload", s.reload)
-	s.mux.HandleFunc("POST /api/v1/deployments", s.deployments)
+	s.mux.HandleFunc("POST /api/v1/deployments", s.toLeader(s.deployments))
 	s.mux.HandleFunc("GET /api/v1/incidents", s.listIncidents)
 	s.mux.HandleFunc("GET /api/v1/incidents/{id}", s.getIncident)
 	s.mux.HandleFunc("GET /api/v1/incidents/{id}/report", s.incidentReport)
-	s.mux.HandleFunc("POST /api/v1/incidents/{id}/approve", func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, true) })
-	s.mux.HandleFunc("POST /api/v1/incidents/{id}/deny", func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, false) })
+	s.mux.HandleFunc("POST /api/v1/incidents/{id}/approve", s.toLeader(func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, true) }))
+	s.mux.HandleFunc("POST /api/v1/incidents/{id}/deny", s.toLeader(func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, false) }))
 	s.mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		if opts.Status == nil {
 			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "not ready"})
@@ -85,6 +91,36 @@ func New(opts Options) *Server {
 	})
 	return s
 }
+
+// toLeader serves h here, or proxies the request to the leader when this
+// replica is a follower. The leader authenticates it: the follower passes
+// the Authorization header through and never acts on it.
+func (s *Server) toLeader(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.Forward == nil {
+			h(w, r)
+			return
+		}
+		leader, forward, err := s.opts.Forward(r)
+		switch {
+		case err != nil:
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "not the leader, and the leader is unknown: " + err.Error()})
+		case !forward:
+			h(w, r)
+		default:
+			if r.Header.Get(forwardedHeader) != "" {
+				writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "forwarding loop: the leader changed, retry"})
+				return
+			}
+			r.Header.Set(forwardedHeader, "1")
+			s.log.Debug("forwarding to the leader", zap.String("path", r.URL.Path), zap.String("leader", leader.String()))
+			httputil.NewSingleHostReverseProxy(leader).ServeHTTP(w, r)
+		}
+	}
+}
+
+// forwardedHeader marks a request a follower forwarded.
+const forwardedHeader = "X-Guardian-Forwarded"
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.mux }

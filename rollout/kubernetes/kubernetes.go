@@ -1,0 +1,129 @@
+// Package kubernetes learns of fresh deploys from a Deployment: an informer
+// watches it, and a new revision with a new pod template is a deploy whose
+// baseline is the previous revision. The version is a pod-template label,
+// or else the image tag of the first container.
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/rollback-guardian/guardian/rollout"
+)
+
+// RevisionAnnotation is where the deployment controller numbers revisions.
+const RevisionAnnotation = "deployment.kubernetes.io/revision"
+
+// Config says which Deployment to watch and how to name its versions.
+type Config struct {
+	Namespace  string
+	Deployment string
+	// VersionLabel is the pod-template label holding the version; empty
+	// means the image tag of the first container.
+	VersionLabel string
+}
+
+// Watcher turns a Deployment's new revisions into deploy events.
+type Watcher struct {
+	client  k8s.Interface
+	cfg     Config
+	service string
+	log     *zap.Logger
+	now     func() time.Time
+	emit    func(rollout.Event)
+
+	mu       sync.Mutex
+	revision string // last revision seen
+	version  string // its version
+}
+
+// New returns a watcher of cfg's Deployment for service, calling emit for
+// each fresh deploy.
+func New(client k8s.Interface, service string, cfg Config, emit func(rollout.Event), logger *zap.Logger) (*Watcher, error) {
+	if cfg.Namespace == "" || cfg.Deployment == "" {
+		return nil, errors.New("kubernetes deploy detection: namespace and deployment are required")
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &Watcher{client: client, cfg: cfg, service: service, log: logger, now: time.Now, emit: emit}, nil
+}
+
+// SetEmit sets the function called with each fresh deploy (before Run).
+func (w *Watcher) SetEmit(emit func(rollout.Event)) { w.emit = emit }
+
+// VersionOf returns the version a Deployment's pod template runs.
+func VersionOf(d *appsv1.Deployment, label string) string {
+	if label != "" {
+		return d.Spec.Template.Labels[label]
+	}
+	if cs := d.Spec.Template.Spec.Containers; len(cs) > 0 {
+		img := cs[0].Image
+		if i := strings.LastIndex(img, "@"); i >= 0 {
+			return img[i+1:]
+		}
+		if i := strings.LastIndex(img, ":"); i >= 0 && !strings.Contains(img[i:], "/") {
+			return img[i+1:]
+		}
+		return "latest"
+	}
+	return ""
+}
+
+// Observe handles one state of the Deployment: the first one only learns
+// the running version; a later new revision whose version differs is a
+// deploy, the previous version its baseline. A revision going back to an
+// earlier template (a rollback) moves the current version without an event.
+func (w *Watcher) Observe(d *appsv1.Deployment) (rollout.Event, bool) {
+	rev := d.Annotations[RevisionAnnotation]
+	if rev == "" {
+		return rollout.Event{}, false // the controller has not numbered it yet
+	}
+	v := VersionOf(d, w.cfg.VersionLabel)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	prevRev, prevVersion := w.revision, w.version
+	w.revision, w.version = rev, v
+	switch {
+	case prevRev == "":
+		w.log.Info("watching deployment", zap.String("revision", rev), zap.String("version", v))
+		return rollout.Event{}, false
+	case rev == prevRev || v == prevVersion || v == "":
+		return rollout.Event{}, false
+	}
+	ev := rollout.Event{Service: w.service, Version: v, Baseline: prevVersion, At: w.now(), Origin: rollout.OriginKubernetes}
+	w.log.Info("deployment rolled to a new revision", zap.String("revision", rev), zap.String("version", v), zap.String("baseline", prevVersion))
+	return ev, true
+}
+
+// Run watches the Deployment with an informer until ctx ends.
+func (w *Watcher) Run(ctx context.Context) error {
+	lw := cache.NewListWatchFromClient(w.client.AppsV1().RESTClient(), "deployments", w.cfg.Namespace,
+		fields.OneTermEqualSelector("metadata.name", w.cfg.Deployment))
+	handle := func(obj any) {
+		if d, ok := obj.(*appsv1.Deployment); ok {
+			if ev, ok := w.Observe(d); ok && w.emit != nil {
+				w.emit(ev)
+			}
+		}
+	}
+	inf := cache.NewSharedIndexInformer(lw, &appsv1.Deployment{}, 0, cache.Indexers{})
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    handle,
+		UpdateFunc: func(_, obj any) { handle(obj) },
+	}); err != nil {
+		return fmt.Errorf("watching deployment %s/%s: %w", w.cfg.Namespace, w.cfg.Deployment, err)
+	}
+	inf.Run(ctx.Done())
+	return nil
+}

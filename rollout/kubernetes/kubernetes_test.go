@@ -1,0 +1,132 @@
+package kubernetes
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rollback-guardian/guardian/rollout"
+	"github.com/rollback-guardian/guardian/testenv"
+)
+
+func deployment(rev, image, label string) *appsv1.Deployment {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "shop", Annotations: map[string]string{}}}
+	if rev != "" {
+		d.Annotations[RevisionAnnotation] = rev
+	}
+	d.Spec.Template.Labels = map[string]string{"app": "checkout"}
+	if label != "" {
+		d.Spec.Template.Labels["version"] = label
+	}
+	d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app", Image: image}}
+	return d
+}
+
+func TestVersionOf(t *testing.T) {
+	for _, tc := range []struct{ image, label, labelName, want string }{
+		{"registry.example.com:5000/shop/checkout:v2.4.1", "", "", "v2.4.1"},
+		{"checkout", "", "", "latest"},
+		{"registry.example.com:5000/checkout", "", "", "latest"},
+		{"checkout@sha256:abc", "", "", "sha256:abc"},
+		{"checkout:v2", "2.4.1", "version", "2.4.1"},
+	} {
+		if got := VersionOf(deployment("1", tc.image, tc.label), tc.labelName); got != tc.want {
+			t.Errorf("VersionOf(%s, %q) = %q, want %q", tc.image, tc.labelName, got, tc.want)
+		}
+	}
+}
+
+func TestObserve(t *testing.T) {
+	w, err := New(nil, "checkout", Config{Namespace: "shop", Deployment: "checkout"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		rev, image string
+		want       string
+	}{
+		{"", "checkout:v1", ""},        // not numbered yet
+		{"1", "checkout:v1", ""},       // learns v1
+		{"1", "checkout:v1", ""},       // status update, same revision
+		{"2", "checkout:v2", "v2<-v1"}, // a deploy
+		{"3", "checkout:v1", "v1<-v2"}, // back to v1 is a new revision with a new template: kubectl rollout undo makes revision 3
+		{"3", "checkout:v1", ""},       // nothing new
+		{"4", "checkout:v1", ""},       // new revision, same version (e.g. an env change): not judged as a new version
+	}
+	for i, s := range steps {
+		ev, ok := w.Observe(deployment(s.rev, s.image, ""))
+		got := ""
+		if ok {
+			got = ev.Version + "<-" + ev.Baseline
+			if ev.Origin != rollout.OriginKubernetes || ev.Service != "checkout" {
+				t.Errorf("step %d: event %+v", i, ev)
+			}
+		}
+		if got != s.want {
+			t.Errorf("step %d: %q, want %q", i, got, s.want)
+		}
+	}
+}
+
+// Against a real API server and controller manager: a new image is a
+// deploy with the previous image as baseline.
+func TestWatchRealDeployment(t *testing.T) {
+	k := testenv.StartKubernetes(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	replicas := int32(1)
+	d := deployment("", "checkout:v1", "")
+	d.Namespace = "default"
+	d.Annotations = nil
+	d.Spec.Replicas = &replicas
+	d.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}}
+	d.Spec.Template.Spec.NodeName = k.Nodes[0]
+	if _, err := k.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		events []rollout.Event
+	)
+	w, err := New(k.Client, "checkout", Config{Namespace: "default", Deployment: "checkout"}, func(e rollout.Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.version != "v1" {
+			return fmt.Errorf("version %q", w.version)
+		}
+		return nil
+	}, "the watcher to learn v1")
+	cur, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Template.Spec.Containers[0].Image = "checkout:v2"
+	if _, err := k.Client.AppsV1().Deployments("default").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(events) != 1 || events[0].Version != "v2" || events[0].Baseline != "v1" {
+			return fmt.Errorf("events %+v", events)
+		}
+		return nil
+	}, "the deploy of v2")
+}
