@@ -56,7 +56,7 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 		rc, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("Kubernetes client configuration: %w", err)
+		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	rc.UserAgent = "guardian"
 	return kubernetes.NewForConfig(rc)
