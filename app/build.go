@@ -149,7 +149,8 @@ func retentionFor(sc config.Service) (time.Duration, error) {
 		if err != nil {
 			return err
 		}
-		q, err := t.Render(query.Vars{Service: sc.Name, Version: "v", Baseline: "b", Window: window})
+		// Since-deploy ranges reach back over the whole watch window.
+		q, err := t.Render(query.Vars{Service: sc.Name, Version: "v", Baseline: "b", Window: window, SinceDeploy: time.Duration(sc.WatchWindow)})
 		if err != nil {
 			return err
 		}
@@ -173,6 +174,16 @@ func retentionFor(sc config.Service) (time.Duration, error) {
 		}
 		if err := consider(tc.VolumeQuery, w); err != nil {
 			return 0, fmt.Errorf("trigger %s: %w", tc.Name, err)
+		}
+		if sq := tc.Sequential; sq != nil {
+			// The baseline's counts come from the period before the deploy.
+			bw := max(time.Duration(sq.BaselineWindow), time.Duration(sc.WatchWindow))
+			for _, text := range []string{sq.Errors, sq.Requests} {
+				if err := consider(text, bw); err != nil {
+					return 0, fmt.Errorf("trigger %s: sequential: %w", tc.Name, err)
+				}
+			}
+			longest = max(longest, time.Duration(sq.BaselineWindow)+time.Duration(sc.WatchWindow))
 		}
 	}
 	// A margin of two scrape intervals and the 5m lookback of instant

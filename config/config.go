@@ -291,7 +291,9 @@ type Trigger struct {
 type Sequential struct {
 	// Errors is a PromQL template yielding the count of failed (or slow)
 	// requests since the deploy, e.g.
-	// sum(increase(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.SinceDeploy}}])).
+	// sum(increase(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.SinceDeploy}}]))
+	// or, for requests slower than 0.5 s, a histogram's increase of _count
+	// minus that of its le="0.5" bucket.
 	Errors string `yaml:"errors"`
 	// Requests is a PromQL template yielding the count of all requests
 	// since the deploy.

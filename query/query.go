@@ -1,6 +1,7 @@
 // Package query renders Guardian's PromQL templates. Templates see
-// {{.Service}}, {{.Version}}, {{.Baseline}} and {{.Window}}; label values are
-// escaped for a PromQL string literal so a version string cannot inject PromQL.
+// {{.Service}}, {{.Version}}, {{.Baseline}}, {{.Window}} and {{.SinceDeploy}};
+// label values are escaped for a PromQL string literal so a version string
+// cannot inject PromQL.
 package query
 
 import (
@@ -20,11 +21,18 @@ type Vars struct {
 	Version  string
 	Baseline string
 	Window   time.Duration
+	// SinceDeploy is the range of "since the deploy" queries, such as
+	// sum(increase(x[{{.SinceDeploy}}])): the time from the deploy to the
+	// evaluation (the caller rounds it, usually up to a whole second). When
+	// it is not positive (no deploy, as for recovery checks or a bare
+	// render) {{.SinceDeploy}} renders as {{.Window}}, so the same template
+	// yields the count over the trigger's window.
+	SinceDeploy time.Duration
 }
 
-// data is what the template sees: escaped label values and a PromQL duration.
+// data is what the template sees: escaped label values and PromQL durations.
 type data struct {
-	Service, Version, Baseline, Window string
+	Service, Version, Baseline, Window, SinceDeploy string
 }
 
 // Template is a parsed PromQL template.
@@ -33,8 +41,9 @@ type Template struct {
 	tmpl *template.Template
 }
 
-// New parses text as a template. It fails on template syntax errors and on
-// fields other than Service, Version, Baseline and Window.
+// New parses text as a template. Template syntax errors fail here; fields
+// other than Service, Version, Baseline, Window and SinceDeploy fail when
+// rendered (Check renders).
 func New(name, text string) (*Template, error) {
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
 	if err != nil {
@@ -50,10 +59,14 @@ func (t *Template) Text() string { return t.text }
 func (t *Template) Render(v Vars) (string, error) {
 	var b bytes.Buffer
 	d := data{
-		Service:  Escape(v.Service),
-		Version:  Escape(v.Version),
-		Baseline: Escape(v.Baseline),
-		Window:   model.Duration(v.Window).String(),
+		Service:     Escape(v.Service),
+		Version:     Escape(v.Version),
+		Baseline:    Escape(v.Baseline),
+		Window:      model.Duration(v.Window).String(),
+		SinceDeploy: model.Duration(v.Window).String(),
+	}
+	if v.SinceDeploy > 0 {
+		d.SinceDeploy = model.Duration(v.SinceDeploy).String()
 	}
 	if err := t.tmpl.Execute(&b, d); err != nil {
 		return "", fmt.Errorf("rendering template: %w", err)
@@ -67,8 +80,8 @@ func (t *Template) Render(v Vars) (string, error) {
 func (t *Template) Check() error {
 	shape := ""
 	for i, v := range []Vars{
-		{Service: "svc", Version: "v2", Baseline: "v1", Window: time.Minute},
-		{Service: `a"b'c`, Version: `x'"} or vector(1) #`, Baseline: "\\\n'", Window: 90 * time.Second},
+		{Service: "svc", Version: "v2", Baseline: "v1", Window: time.Minute, SinceDeploy: 5 * time.Minute},
+		{Service: `a"b'c`, Version: `x'"} or vector(1) #`, Baseline: "\\\n'", Window: 90 * time.Second, SinceDeploy: 17 * time.Second},
 	} {
 		q, err := t.Render(v)
 		if err != nil {

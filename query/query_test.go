@@ -125,3 +125,36 @@ func TestMaxRange(t *testing.T) {
 		}
 	}
 }
+
+func TestSinceDeploy(t *testing.T) {
+	tmpl, err := New("q", `sum(increase(http_requests_total{version="{{.Version}}"}[{{.SinceDeploy}}]))`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tmpl.Check(); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		vars Vars
+		want string
+	}{
+		{"time since the deploy", Vars{Version: "v2", Window: time.Minute, SinceDeploy: 95 * time.Second}, "[1m35s]"},
+		{"whole hours", Vars{Version: "v2", Window: time.Minute, SinceDeploy: 2 * time.Hour}, "[2h]"},
+		{"no deploy: the window", Vars{Version: "v2", Window: 2 * time.Minute}, "[2m]"},
+		{"negative: the window", Vars{Version: "v2", Window: 30 * time.Second, SinceDeploy: -time.Second}, "[30s]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, err := tmpl.Render(tc.vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(q, tc.want) {
+				t.Fatalf("rendered %s, want range %s", q, tc.want)
+			}
+			if _, err := Parse(q); err != nil {
+				t.Fatalf("rendered query does not parse: %v", err)
+			}
+		})
+	}
+}

@@ -37,6 +37,11 @@ type Definition struct {
 	// AboveBaseline is breached when the value is strictly greater than
 	// baseline*Ratio (Ratio > 0) or baseline+Delta (otherwise).
 	AboveBaseline *config.BaselineLimit
+	// Sequential, when set, judges the trigger with an anytime-valid
+	// sequential test on counts instead: Above is then the test's absolute
+	// limit, and Query (derived from its counts when not given) serves
+	// recovery checks and impact measurement only.
+	Sequential *Sequential
 	// For is how long the conditions must stay breached before the trigger
 	// fires; 0 fires at the first violation.
 	For time.Duration
@@ -72,8 +77,17 @@ func FromConfig(c config.Trigger) (Definition, error) {
 		d.Window = DefaultWindow
 	}
 	var err error
-	if d.Query, err = parseTemplate(c.Name+"/query", c.Query); err != nil {
-		return Definition{}, fmt.Errorf("trigger %q: query: %w", c.Name, err)
+	if c.Sequential != nil {
+		if d.Sequential, err = sequentialFromConfig(c.Name, c.Sequential); err != nil {
+			return Definition{}, err
+		}
+	}
+	if c.Query != "" || d.Sequential == nil {
+		if d.Query, err = parseTemplate(c.Name+"/query", c.Query); err != nil {
+			return Definition{}, fmt.Errorf("trigger %q: query: %w", c.Name, err)
+		}
+	} else if d.Query, err = d.Sequential.derivedQuery(c.Name); err != nil {
+		return Definition{}, fmt.Errorf("trigger %q: deriving the query: %w", c.Name, err)
 	}
 	if c.VolumeQuery != "" {
 		if d.VolumeQuery, err = parseTemplate(c.Name+"/volume_query", c.VolumeQuery); err != nil {
@@ -100,17 +114,24 @@ func parseTemplate(name, text string) (*query.Template, error) {
 // Validate reports the first problem that would make the definition
 // meaningless: a missing query, no condition at all (an empty AND would
 // always be violated), a minimum-traffic guard without a volume query,
-// negative durations, NaN limits or an unknown policy.
+// negative durations, NaN limits, an unknown policy, or a sequential test
+// that is invalid or combined with conditions it replaces. (A sequential
+// definition may leave Query nil: New derives it.)
 func (d Definition) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("trigger %q: %s: %w", d.Name, fmt.Sprintf(format, a...), ErrInvalidDefinition)
 	}
+	if d.Sequential != nil && d.Name != "" {
+		if err := d.Sequential.validate(d, bad); err != nil {
+			return err
+		}
+	}
 	switch {
 	case d.Name == "":
 		return fmt.Errorf("trigger without a name: %w", ErrInvalidDefinition)
-	case d.Query == nil:
+	case d.Query == nil && d.Sequential == nil:
 		return bad("no query")
-	case d.Above == nil && d.Below == nil && d.AboveBaseline == nil:
+	case d.Above == nil && d.Below == nil && d.AboveBaseline == nil && d.Sequential == nil:
 		return bad("no condition: set above, below or above_baseline")
 	case d.Above != nil && math.IsNaN(*d.Above):
 		return bad("above is NaN")
@@ -143,7 +164,8 @@ func (d Definition) Validate() error {
 }
 
 // Equal reports whether d and o judge the same way: same name, query and
-// volume query texts, window, limits, for, min_requests and policies (an
+// volume query texts, window, limits, sequential test, for, min_requests
+// and policies (an
 // empty policy equals "ignore"). Severity and the limits' original text are
 // not compared: they do not change a verdict, so editing them keeps a
 // trigger's pending state across a reload.
@@ -156,6 +178,7 @@ func (d Definition) Equal(o Definition) bool {
 		floatPtrEqual(d.Above, o.Above) &&
 		floatPtrEqual(d.Below, o.Below) &&
 		baselineEqual(d.AboveBaseline, o.AboveBaseline) &&
+		sequentialEqual(d.Sequential, o.Sequential) &&
 		d.For == o.For &&
 		d.MinRequests == o.MinRequests &&
 		policy(d.OnNoData) == policy(o.OnNoData) &&

@@ -22,7 +22,9 @@ var ErrSeriesCount = errors.New("want 1")
 // transition table). Seeing a deploy other than the previous call's resets
 // the trigger first, keeping a baseline snapshot already taken for d.
 //
-// One evaluation, in order (the first that applies decides the outcome):
+// A sequential trigger is judged by its test instead (see Sequential).
+// Otherwise one evaluation, in order (the first that applies decides the
+// outcome):
 //  1. The value query (Query rendered for d.Version) fails or returns more
 //     than one series: QueryError.
 //  2. The volume query fails or returns several series: QueryError; its
@@ -40,6 +42,9 @@ func (t *Trigger) Eval(ctx context.Context, ts time.Time, d Deploy, q QueryFunc)
 		t.resetLocked()
 		if t.snap != nil && !t.snap.deploy.Equal(d) {
 			t.snap = nil
+		}
+		if t.seqSnap != nil && !t.seqSnap.deploy.Equal(d) {
+			t.seqSnap = nil
 		}
 		t.deploy, t.bound = d, true
 	}
@@ -69,7 +74,18 @@ func (t *Trigger) Eval(ctx context.Context, ts time.Time, d Deploy, q QueryFunc)
 // history, so later the data may be gone. ok is false when the trigger has
 // no above_baseline condition, the baseline is unknown, or it had no data at
 // d.At. A failed query is returned and not remembered.
+//
+// For a sequential trigger it takes the baseline's errors and requests over
+// the baseline window before d.At; value is their ratio.
 func (t *Trigger) Snapshot(ctx context.Context, d Deploy, q QueryFunc) (value float64, ok bool, err error) {
+	if t.def.Sequential != nil {
+		var ev Evidence
+		c, err := t.seqSnapshotFor(ctx, d, q, &ev)
+		if err != nil || c.Requests <= 0 {
+			return 0, false, err
+		}
+		return c.Errors / c.Requests, true, nil
+	}
 	if t.def.AboveBaseline == nil || d.Baseline == "" {
 		return 0, false, nil
 	}
@@ -119,6 +135,9 @@ func (t *Trigger) renderLocked(d Deploy) *rendered {
 
 // judge runs the queries and decides the outcome, filling ev.
 func (t *Trigger) judge(ctx context.Context, ts time.Time, d Deploy, q QueryFunc, r *rendered, ev *Evidence) (Outcome, error) {
+	if t.def.Sequential != nil {
+		return t.judgeSequential(ctx, ts, d, q, ev)
+	}
 	if r.err != nil {
 		return QueryError, r.err
 	}

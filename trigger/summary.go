@@ -9,6 +9,7 @@ import (
 // Summary returns the verdict as one line for on-call, for example
 //
 //	error-rate v2: 0.2 > 0.05 and > 2x baseline v1 (0.005, live); 1534 requests; firing (was pending)
+//	errors v2: regressed: 15/300 errors (5%) in 5m0s vs baseline v1 1800/180000 (1%, pre_deploy); ratio 5 [1.02, 14.7]; e 10420 ≥ 1000 (p 9.6e-05, alpha 0.001); firing (was inactive)
 func (v Verdict) Summary() string {
 	var b strings.Builder
 	b.WriteString(v.Trigger)
@@ -17,6 +18,27 @@ func (v Verdict) Summary() string {
 		b.WriteString(v.Deploy.Version)
 	}
 	b.WriteString(": ")
+	ev := v.Evidence
+	judged := v.Outcome == OK || v.Outcome == Violated || v.Outcome == NotEnoughEvidence
+	switch {
+	case ev.Sequential != nil && judged:
+		sequentialSummary(&b, v)
+	default:
+		v.thresholdSummary(&b)
+	}
+	b.WriteString("; ")
+	b.WriteString(v.State.String())
+	if v.Changed {
+		b.WriteString(" (was ")
+		b.WriteString(v.Previous.String())
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// thresholdSummary describes a verdict of the threshold conditions, or one
+// that could not judge.
+func (v Verdict) thresholdSummary(b *strings.Builder) {
 	ev := v.Evidence
 	counted := func(policy string) string {
 		if v.Breach {
@@ -91,14 +113,6 @@ func (v Verdict) Summary() string {
 			b.WriteString(v.Err.Error())
 		}
 	}
-	b.WriteString("; ")
-	b.WriteString(v.State.String())
-	if v.Changed {
-		b.WriteString(" (was ")
-		b.WriteString(v.Previous.String())
-		b.WriteByte(')')
-	}
-	return b.String()
 }
 
 // baselineText describes an above_baseline condition, e.g.

@@ -33,15 +33,22 @@
 //     stops reporting, or whose traffic falls under min_requests, has not
 //     shown that it recovered (a crashing version typically does both).
 //     Prometheus resolves on an empty result; Guardian deliberately does not.
+//
+// A trigger with a Sequential test is judged by an anytime-valid sequential
+// test on counts (package sequential) instead of thresholds: regressed is
+// Violated, healthy is OK and inconclusive is NotEnoughEvidence, so the
+// table above applies unchanged; see Sequential.
 package trigger
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/source"
+	"github.com/rollback-guardian/guardian/trigger/sequential"
 )
 
 // QueryFunc runs an instant PromQL query evaluated at ts. source.Querier's
@@ -204,6 +211,12 @@ type Evidence struct {
 	MinRequests float64
 	// ActiveSince is when the trigger became pending; zero when inactive.
 	ActiveSince time.Time
+	// Sequential is the evidence of a sequential trigger's test; nil for
+	// other triggers. Query, VolumeQuery and BaselineQuery are then the
+	// errors, requests and baseline errors queries as sent, Value the new
+	// version's error ratio since the deploy, SampleSize its requests and
+	// BaselineValue the baseline's error ratio.
+	Sequential *SequentialEvidence
 	// Warnings are the query engine's warnings, from every query.
 	Warnings []string
 }
@@ -251,6 +264,12 @@ type Trigger struct {
 	rendered *rendered
 	snap     *snapshot
 	last     *Verdict
+
+	// The sequential test (nil for other triggers), the pre-deploy baseline
+	// counts and the test of the current deploy.
+	test    *sequential.Test
+	seqSnap *seqSnapshot
+	seq     *seqState
 }
 
 // rendered holds the queries rendered for one deploy.
@@ -272,7 +291,19 @@ func New(def Definition) (*Trigger, error) {
 	if err := def.Validate(); err != nil {
 		return nil, err
 	}
-	return &Trigger{def: def}, nil
+	t := &Trigger{def: def}
+	if def.Sequential != nil {
+		var err error
+		if t.test, err = sequential.New(def.testConfig()); err != nil {
+			return nil, fmt.Errorf("trigger %q: %w: %w", def.Name, err, ErrInvalidDefinition)
+		}
+		if t.def.Query == nil {
+			if t.def.Query, err = def.Sequential.derivedQuery(def.Name); err != nil {
+				return nil, fmt.Errorf("trigger %q: deriving the query: %w: %w", def.Name, err, ErrInvalidDefinition)
+			}
+		}
+	}
+	return t, nil
 }
 
 // Definition returns the trigger's definition.
@@ -304,6 +335,7 @@ func (t *Trigger) Reset() {
 	defer t.mu.Unlock()
 	t.resetLocked()
 	t.snap = nil
+	t.seqSnap = nil
 }
 
 func (t *Trigger) resetLocked() {
@@ -313,24 +345,27 @@ func (t *Trigger) resetLocked() {
 	t.bound = false
 	t.rendered = nil
 	t.last = nil
+	t.seq = nil
 }
 
 // CopyStateFrom carries old's state over a config reload: the state,
-// ActiveAt, deploy, baseline snapshot and last verdict, so that a pending
-// trigger fires at the same time it would have without the reload. It copies
-// only when the definitions are Equal and reports whether it did; otherwise t
-// keeps its fresh, inactive state.
+// ActiveAt, deploy, baseline snapshots, the sequential test's progress and
+// last verdict, so that a pending trigger fires at the same time it would
+// have without the reload. It copies only when the definitions are Equal and
+// reports whether it did; otherwise t keeps its fresh, inactive state.
 func (t *Trigger) CopyStateFrom(old *Trigger) bool {
 	if old == nil || old == t || !t.def.Equal(old.def) {
 		return false
 	}
 	old.mu.Lock()
 	state, activeAt, deploy, bound, snap, last := old.state, old.activeAt, old.deploy, old.bound, old.snap, old.last
+	seqSnap, seq := old.seqSnap, old.seq
 	old.mu.Unlock()
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.state, t.activeAt, t.deploy, t.bound, t.snap = state, activeAt, deploy, bound, snap
+	t.seqSnap, t.seq = seqSnap, seq
 	t.rendered = nil // rendered again by the next Eval
 	if last != nil {
 		l := *last

@@ -1,0 +1,403 @@
+// Command footprint measures what one Guardian costs while it watches 1, 10,
+// 100 and 1,000 services through the embedded source: resident memory and
+// CPU per evaluation tick.
+//
+// It runs three kinds of process so that each measurement sees Guardian
+// alone: the orchestrator (no flags) starts one synthetic metrics server
+// (-serve: every service's /metrics at /svc/N/metrics, about 250 series
+// each: request counters by version, method and code, a latency histogram,
+// build info and Go-runtime-like gauges), then, for each service count, a
+// fresh Guardian process (-guardian N) built with app.New from a generated
+// configuration: each service scraped every 5 s, evaluated every 5 s, with
+// the example's error-rate and p99-latency triggers and a sequential
+// trigger. The Guardian process announces a deploy (v1 → v2) of every
+// service so that every trigger is evaluated at every tick, lets it run,
+// then reads its VmRSS and RssAnon from /proc/self/status after a GC and
+// its CPU time (getrusage) over a number of ticks.
+//
+//	go run ./bench/footprint
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/app"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("footprint", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		serve    = fs.Bool("serve", false, "serve synthetic /metrics (internal)")
+		guardian = fs.Int("guardian", 0, "run one Guardian watching this many services and print its figures (internal)")
+		target   = fs.String("target", "", "address of the metrics server (internal)")
+		counts   = fs.String("services", "1,10,100,1000", "service counts to measure")
+		warmup   = fs.Duration("warmup", 15*time.Second, "time before measuring")
+		measure  = fs.Duration("measure", 15*time.Second, "time over which CPU is measured")
+		interval = fs.Duration("interval", 5*time.Second, "scrape and evaluation interval")
+		heap     = fs.String("heapprofile", "", "write each Guardian's heap profile to this path prefix (with the service count appended)")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var err error
+	switch {
+	case *serve:
+		err = serveMetrics(stdout)
+	case *guardian > 0:
+		err = runGuardian(*guardian, *target, *warmup, *measure, *interval, *heap, stdout)
+	default:
+		err = orchestrate(*counts, *warmup, *measure, *interval, *heap, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// result is one Guardian process's figures.
+type result struct {
+	Services     int     `json:"services"`
+	Series       int     `json:"series"`
+	RSS          float64 `json:"rss_mib"`
+	RSSAnon      float64 `json:"rss_anon_mib"`
+	RSSFile      float64 `json:"rss_file_mib"`
+	HeapInuse    float64 `json:"heap_inuse_mib"`
+	Ticks        float64 `json:"ticks"`
+	CPUPerTick   float64 `json:"cpu_ms_per_tick"`
+	Goroutines   int     `json:"goroutines"`
+	Evaluations  float64 `json:"evaluations"`
+	ScrapeErrors float64 `json:"scrape_failures"`
+}
+
+func orchestrate(counts string, warmup, measure, interval time.Duration, heap string, stdout, stderr io.Writer) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := exec.CommandContext(ctx, self, "-serve")
+	srv.Stderr = stderr
+	out, err := srv.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("starting the metrics server: %w", err)
+	}
+	defer func() { cancel(); _ = srv.Wait() }()
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("reading the metrics server's address: %w", err)
+	}
+	addr = strings.TrimSpace(addr)
+
+	var rows []result
+	start := time.Now()
+	for _, c := range strings.Split(counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("invalid service count %q", c)
+		}
+		cmd := exec.CommandContext(ctx, self, "-guardian", strconv.Itoa(n), "-target", addr,
+			"-warmup", warmup.String(), "-measure", measure.String(), "-interval", interval.String(), "-heapprofile", heap)
+		cmd.Stderr = stderr
+		b, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("guardian with %d services: %w", n, err)
+		}
+		var r result
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("guardian with %d services: %w (%s)", n, err, b)
+		}
+		fmt.Fprintf(stderr, "%d services: %.1f MiB\n", n, r.RSS)
+		rows = append(rows, r)
+	}
+	fmt.Fprintf(stdout, "Footprint: scrape and evaluation every %s, %s warm-up, CPU over %s, GOMAXPROCS %d, %s in all.\n\n",
+		interval, warmup, measure, runtime.GOMAXPROCS(0), time.Since(start).Round(time.Second))
+	fmt.Fprintln(stdout, "| services | series scraped | VmRSS | RssAnon (heap, stacks) | RssFile (mapped binary, chunk files) | Go heap in use | RssAnon per service | CPU per tick | CPU per service per tick | share of one core | trigger evaluations per tick |")
+	fmt.Fprintln(stdout, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		fmt.Fprintf(stdout, "| %d | %d | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %s | %.1f ms | %.2f ms | %.2f%% | %.0f |\n",
+			r.Services, r.Series, r.RSS, r.RSSAnon, r.RSSFile, r.HeapInuse, perService(r), r.CPUPerTick, r.CPUPerTick/float64(r.Services),
+			100*r.CPUPerTick/float64(interval.Milliseconds()), r.Evaluations/r.Ticks)
+	}
+	return nil
+}
+
+func perService(r result) string {
+	kib := r.RSSAnon * 1024 / float64(r.Services)
+	if kib >= 1024 {
+		return fmt.Sprintf("%.1f MiB", kib/1024)
+	}
+	return fmt.Sprintf("%.0f KiB", kib)
+}
+
+// serveMetrics serves every service's synthetic /metrics on a loopback
+// port, which it prints first, until its parent exits.
+func serveMetrics(stdout io.Writer) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, l.Addr().String())
+	start := time.Now()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /svc/{n}/metrics", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.PathValue("n"))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		writeMetrics(w, n, time.Since(start).Seconds())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		// Exit with the parent: stdin is closed when it goes away.
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+var (
+	codes   = []string{"200", "201", "204", "301", "304", "400", "401", "403", "404", "429", "500", "502", "503"}
+	methods = []string{"GET", "POST"}
+	buckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+)
+
+// writeMetrics writes service n's metrics after t seconds: about 250
+// series, counters growing at steady rates (v2 a little worse than v1).
+func writeMetrics(w io.Writer, n int, t float64) {
+	bw := bufio.NewWriterSize(w, 32<<10)
+	defer bw.Flush()
+	fmt.Fprintln(bw, "# HELP http_requests_total Requests served.\n# TYPE http_requests_total counter")
+	for vi, v := range []string{"v1", "v2"} {
+		for mi, m := range methods {
+			for ci, c := range codes {
+				rate := 10.0 / float64(1+ci) / float64(1+mi)
+				if c[0] == '5' {
+					rate *= 0.01 * float64(1+vi)
+				}
+				fmt.Fprintf(bw, "http_requests_total{service=\"svc%d\",version=%q,method=%q,code=%q} %g\n", n, v, m, c, math.Floor(rate*t))
+			}
+		}
+	}
+	fmt.Fprintln(bw, "# HELP http_request_duration_seconds Request latency.\n# TYPE http_request_duration_seconds histogram")
+	for _, v := range []string{"v1", "v2"} {
+		for mi, m := range methods {
+			total := 20 * t / float64(1+mi)
+			for _, b := range buckets {
+				share := 1 - math.Exp(-b/0.05)
+				fmt.Fprintf(bw, "http_request_duration_seconds_bucket{service=\"svc%d\",version=%q,method=%q,le=\"%g\"} %g\n", n, v, m, b, math.Floor(total*share))
+			}
+			fmt.Fprintf(bw, "http_request_duration_seconds_bucket{service=\"svc%d\",version=%q,method=%q,le=\"+Inf\"} %g\n", n, v, m, math.Floor(total))
+			fmt.Fprintf(bw, "http_request_duration_seconds_sum{service=\"svc%d\",version=%q,method=%q} %g\n", n, v, m, total*0.05)
+			fmt.Fprintf(bw, "http_request_duration_seconds_count{service=\"svc%d\",version=%q,method=%q} %g\n", n, v, m, math.Floor(total))
+		}
+	}
+	fmt.Fprintln(bw, "# TYPE app_build_info gauge")
+	fmt.Fprintf(bw, "app_build_info{service=\"svc%d\",version=\"v1\"} 1\napp_build_info{service=\"svc%d\",version=\"v2\"} 1\n", n, n)
+	// Runtime-like gauges, as a Go service's default collectors add.
+	for i := range 136 {
+		fmt.Fprintf(bw, "# TYPE go_runtime_metric_%d gauge\ngo_runtime_metric_%d %g\n", i, i, float64(i)*1.5+math.Sin(t+float64(i)))
+	}
+}
+
+// seriesPerService is what writeMetrics exposes.
+const seriesPerService = 2*2*13 + 2*2*(12+3) + 2 + 136
+
+const serviceConfig = `  - name: svc%[1]d
+    scrape: {url: "http://%[2]s/svc/%[1]d/metrics", interval: %[3]s}
+    deploy: {version_query: 'sum by (version) (rate(http_requests_total[1m]))'}
+    watch_window: 1h
+    triggers:
+      - name: error-rate
+        query: >-
+          (sum(rate(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.Window}}])) or vector(0))
+          / sum(rate(http_requests_total{version="{{.Version}}"}[{{.Window}}]))
+        above: 0.05
+        above_baseline: 2x
+        for: 30s
+        min_requests: 50
+        volume_query: 'sum(increase(http_requests_total{version="{{.Version}}"}[{{.Window}}]))'
+      - name: p99-latency
+        query: 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{version="{{.Version}}"}[{{.Window}}])))'
+        window: 2m
+        above: 0.5
+        above_baseline: "+0.1"
+      - name: errors-sequential
+        sequential:
+          errors: 'sum(increase(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.SinceDeploy}}]))'
+          requests: 'sum(increase(http_requests_total{version="{{.Version}}"}[{{.SinceDeploy}}]))'
+`
+
+// runGuardian runs one Guardian watching n services of the server at
+// target and prints its figures as JSON.
+func runGuardian(n int, target string, warmup, measure, interval time.Duration, heap string, stdout io.Writer) error {
+	dir, err := os.MkdirTemp("", "guardian-footprint-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var b strings.Builder
+	fmt.Fprintf(&b, "global:\n  evaluation_interval: %s\n  state_dir: %s\nservices:\n", interval, filepath.Join(dir, "data"))
+	for i := range n {
+		fmt.Fprintf(&b, serviceConfig, i, target, interval)
+	}
+	cfgPath := filepath.Join(dir, "guardian.yml")
+	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	a, err := app.New(app.Options{ConfigFile: cfgPath, Logger: zap.NewNop(), Registry: reg, Listener: l, NoWatch: true})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	for !a.Ready() {
+		select {
+		case err := <-done:
+			cancel()
+			return fmt.Errorf("guardian stopped: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// Let every service scrape, then announce a deploy of each, so that
+	// every trigger is evaluated at every tick.
+	time.Sleep(interval + time.Second)
+	for i := range n {
+		if _, err := a.Announce(ctx, fmt.Sprintf("svc%d", i), "v2", "v1"); err != nil {
+			cancel()
+			return fmt.Errorf("announcing a deploy of svc%d: %w", i, err)
+		}
+	}
+	time.Sleep(warmup)
+
+	cpu0 := cpuTime()
+	evals0 := counterSum(reg, "guardian_evaluations_total")
+	start := time.Now()
+	time.Sleep(measure)
+	cpu := cpuTime() - cpu0
+	elapsed := time.Since(start)
+	evals := counterSum(reg, "guardian_evaluations_total") - evals0
+
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	rss, anon, file := procStatus("VmRSS"), procStatus("RssAnon"), procStatus("RssFile")
+	if heap != "" {
+		if err := writeHeapProfile(fmt.Sprintf("%s.%d", heap, n)); err != nil {
+			cancel()
+			return err
+		}
+	}
+	r := result{
+		Services: n, Series: n * seriesPerService,
+		RSS: rss / 1024, RSSAnon: anon / 1024, RSSFile: file / 1024, HeapInuse: float64(ms.HeapInuse) / (1 << 20),
+		Ticks:       elapsed.Seconds() / interval.Seconds(),
+		Goroutines:  runtime.NumGoroutine(),
+		Evaluations: evals,
+	}
+	r.CPUPerTick = float64(cpu.Milliseconds()) / r.Ticks
+	r.ScrapeErrors = counterSum(reg, "guardian_scrape_failures_total")
+	cancel()
+	if err := <-done; err != nil {
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(r)
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// cpuTime is the process's user plus system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procStatus returns a "kB" field of /proc/self/status, in KiB.
+func procStatus(field string) float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return math.NaN()
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			f, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			if err != nil {
+				return math.NaN()
+			}
+			return f
+		}
+	}
+	return math.NaN()
+}
+
+// counterSum adds up every series of a counter in reg.
+func counterSum(reg *prometheus.Registry, name string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return math.NaN()
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}

@@ -1,0 +1,513 @@
+package trigger
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/query"
+	"github.com/rollback-guardian/guardian/trigger/sequential"
+)
+
+// Sequential is a trigger's anytime-valid sequential test on counts (see
+// package sequential for the statistics). Each evaluation queries the new
+// version's errors and requests since the deploy ({{.SinceDeploy}} is the
+// time since Deploy.At, rounded up to a whole second), the baseline
+// version's since the deploy ("live", zero once it no longer serves) and,
+// once per deploy, the baseline's over BaselineWindow before the deploy
+// ("pre_deploy", taken by Snapshot). Its decision maps onto the outcomes:
+// regressed → Violated, healthy → OK, inconclusive → NotEnoughEvidence. The
+// Definition's Above, when set, is the test's absolute limit on the error
+// ratio; Below, AboveBaseline and MinRequests are not used with it.
+//
+// Counts come from PromQL's increase(), which handles counter resets and
+// extrapolates to the ends of the range, so they are not whole numbers: the
+// test rounds them to the nearest integer. The extrapolation adds at most
+// about half a scrape interval of traffic at each end of the range, the
+// same for errors and requests, so it barely moves ratios; it does inflate
+// counts slightly in the first minute, which the rounding mostly absorbs.
+type Sequential struct {
+	// Errors and Requests are templates counting the failed (or slow) and
+	// all requests of {{.Version}} over {{.SinceDeploy}}.
+	Errors, Requests *query.Template
+	// Alpha is the false-rollback budget over the whole watch.
+	Alpha float64
+	// MinEffect is the smallest regression worth acting on: a ratio above 1
+	// or a difference of error ratios.
+	MinEffect config.BaselineLimit
+	// BaselineWindow is the period before the deploy whose baseline counts
+	// are compared with; 0 uses live baseline counts only.
+	BaselineWindow time.Duration
+}
+
+// SequentialEvidence is what a sequential verdict is based on.
+type SequentialEvidence struct {
+	// Decision is the test's decision: regressed stays regressed for the
+	// rest of the deploy (the test stops at its first crossing), and so does
+	// healthy unless the version regresses later.
+	Decision sequential.Decision
+	// DecidedAt is when Decision was first reached; zero when inconclusive.
+	DecidedAt time.Time
+	// SinceDeploy is the range of the count queries.
+	SinceDeploy time.Duration
+	// E is the evidence of a regression at this evaluation (regressed once
+	// E >= 1/Alpha) and EHealthy that of health; P is the always-valid
+	// p-value min(1, 1/max E) over the deploy so far.
+	E, EHealthy, P float64
+	// Alpha and MinEffect are the configured test (RatioEffect: MinEffect
+	// is a ratio, not a difference); Limit the absolute limit (the
+	// trigger's above), if any.
+	Alpha       float64
+	MinEffect   string
+	RatioEffect bool
+	Limit       *float64
+	// Relative and Absolute say which tests ran: against the baseline,
+	// against the limit.
+	Relative, Absolute bool
+	// New is the new version's counts since the deploy; PreDeploy the
+	// baseline's over the baseline window before it, Live the baseline's
+	// since the deploy. Counts are rounded as the test uses them.
+	New, PreDeploy, Live sequential.Counts
+	// NewRate is the new version's error ratio with its anytime-valid
+	// confidence interval; BaselineRate the baseline's (NaN when no
+	// baseline was compared with).
+	NewRate, NewLower, NewUpper                float64
+	BaselineRate, BaselineLower, BaselineUpper float64
+	// Effect is the estimated regression, the ratio or the difference of
+	// error ratios as MinEffect is written, with an anytime-valid interval
+	// at level 1-Alpha; NaN without a baseline.
+	Effect, EffectLower, EffectUpper float64
+	// BaselineRequestsQuery is the baseline's requests query as sent (the
+	// errors query is Evidence.BaselineQuery).
+	BaselineRequestsQuery string
+	// Note says why nothing was judged (no deploy time, nothing since the
+	// deploy), when that is the case.
+	Note string
+}
+
+// seqSnapshot is the baseline's counts over the window before a deploy.
+type seqSnapshot struct {
+	deploy Deploy
+	counts sequential.Counts // zero when it had no data
+}
+
+// seqState is a sequential trigger's test of one deploy.
+type seqState struct {
+	deploy    Deploy
+	watch     *sequential.Watch
+	maxE      float64
+	decision  sequential.Decision
+	decidedAt time.Time
+}
+
+// testConfig is the statistics package's view of the definition.
+func (d Definition) testConfig() sequential.Config {
+	s := d.Sequential
+	c := sequential.Config{Alpha: s.Alpha, Limit: d.Above}
+	if s.MinEffect.IsRatio() {
+		c.MinEffect.Ratio = s.MinEffect.Ratio
+	} else {
+		c.MinEffect.Delta = s.MinEffect.Delta
+	}
+	return c
+}
+
+// sequentialFromConfig parses a trigger's sequential settings.
+func sequentialFromConfig(name string, c *config.Sequential) (*Sequential, error) {
+	s := &Sequential{Alpha: c.Alpha, MinEffect: c.MinEffect, BaselineWindow: time.Duration(c.BaselineWindow)}
+	var err error
+	if s.Errors, err = parseTemplate(name+"/sequential.errors", c.Errors); err != nil {
+		return nil, fmt.Errorf("trigger %q: sequential.errors: %w", name, err)
+	}
+	if s.Requests, err = parseTemplate(name+"/sequential.requests", c.Requests); err != nil {
+		return nil, fmt.Errorf("trigger %q: sequential.requests: %w", name, err)
+	}
+	return s, nil
+}
+
+// derivedQuery is the value query of a sequential trigger without one: the
+// error ratio errors/requests. Rendered without a deploy, {{.SinceDeploy}}
+// is {{.Window}}, so recovery checks and impact measurement see the ratio
+// over the trigger's window.
+func (s *Sequential) derivedQuery(name string) (*query.Template, error) {
+	return query.New(name+"/query", "(("+s.Errors.Text()+") or vector(0)) / ("+s.Requests.Text()+")")
+}
+
+// validate checks the sequential settings of d.
+func (s *Sequential) validate(d Definition, bad func(string, ...any) error) error {
+	switch {
+	case s.Errors == nil || s.Requests == nil:
+		return bad("sequential needs errors and requests queries")
+	case d.Below != nil || d.AboveBaseline != nil:
+		return bad("sequential cannot be combined with below or above_baseline")
+	case d.MinRequests != 0 || d.VolumeQuery != nil:
+		return bad("sequential cannot be combined with min_requests or volume_query")
+	case s.BaselineWindow < 0:
+		return bad("negative baseline_window %s", s.BaselineWindow)
+	case !s.MinEffect.IsRatio() && s.MinEffect.Ratio != 0:
+		return bad("min_effect ratio %g is negative", s.MinEffect.Ratio)
+	}
+	if err := d.testConfig().Validate(); err != nil {
+		return bad("%v", err)
+	}
+	return nil
+}
+
+func sequentialEqual(a, b *Sequential) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return templateText(a.Errors) == templateText(b.Errors) &&
+		templateText(a.Requests) == templateText(b.Requests) &&
+		a.Alpha == b.Alpha && a.BaselineWindow == b.BaselineWindow &&
+		baselineEqual(&a.MinEffect, &b.MinEffect)
+}
+
+// sinceDeploy is the range of the count queries at ts: the time since the
+// deploy rounded up to a whole second, so that the new version's first
+// samples are inside it.
+func sinceDeploy(d Deploy, ts time.Time) time.Duration {
+	elapsed := ts.Sub(d.At)
+	r := elapsed.Truncate(time.Second)
+	if r < elapsed {
+		r += time.Second
+	}
+	return r
+}
+
+// seqVars are the template values of the count queries of version at ts.
+func (t *Trigger) seqVars(d Deploy, version string, since time.Duration) query.Vars {
+	return query.Vars{Service: d.Service, Version: version, Baseline: d.Baseline, Window: t.def.Window, SinceDeploy: since}
+}
+
+// takeSeqSnapshot queries the baseline's counts over the baseline window
+// before d.At.
+func (t *Trigger) takeSeqSnapshot(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (sequential.Counts, error) {
+	s := t.def.Sequential
+	vars := t.seqVars(d, d.Baseline, s.BaselineWindow)
+	eq, err := s.Errors.Render(vars)
+	if err != nil {
+		return sequential.Counts{}, fmt.Errorf("trigger %q: rendering the baseline errors query for %s: %w", t.def.Name, d.Baseline, err)
+	}
+	rq, err := s.Requests.Render(vars)
+	if err != nil {
+		return sequential.Counts{}, fmt.Errorf("trigger %q: rendering the baseline requests query for %s: %w", t.def.Name, d.Baseline, err)
+	}
+	c, _, err := t.counts(ctx, q, "pre-deploy baseline", eq, rq, d.At, ev)
+	return c, err
+}
+
+// seqSnapshotFor returns the pre-deploy baseline counts of d, querying them
+// only when Snapshot did not take them yet.
+func (t *Trigger) seqSnapshotFor(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (sequential.Counts, error) {
+	if d.Baseline == "" || t.def.Sequential.BaselineWindow <= 0 || d.At.IsZero() {
+		return sequential.Counts{}, nil
+	}
+	t.mu.Lock()
+	s := t.seqSnap
+	t.mu.Unlock()
+	if s != nil && s.deploy.Equal(d) {
+		return s.counts, nil
+	}
+	c, err := t.takeSeqSnapshot(ctx, d, q, ev)
+	if err != nil {
+		return c, err
+	}
+	t.mu.Lock()
+	t.seqSnap = &seqSnapshot{deploy: d, counts: c}
+	t.mu.Unlock()
+	return c, nil
+}
+
+// seqStateFor returns the test of deploy d, starting it (with the
+// pre-deploy baseline counts, known before any count of the new version) at
+// its first evaluation.
+func (t *Trigger) seqStateFor(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (*seqState, error) {
+	t.mu.Lock()
+	st := t.seq
+	t.mu.Unlock()
+	if st != nil && st.deploy.Equal(d) {
+		return st, nil
+	}
+	pre, err := t.seqSnapshotFor(ctx, d, q, ev)
+	if err != nil {
+		return nil, err
+	}
+	st = &seqState{deploy: d, watch: t.test.Watch(d.Baseline != "", pre)}
+	t.mu.Lock()
+	t.seq = st
+	t.mu.Unlock()
+	return st, nil
+}
+
+// counts runs an errors and a requests query at ts. ok is false when the
+// requests query returned no data (or NaN); an empty errors result is 0
+// errors (a version without errors often has no error series at all).
+func (t *Trigger) counts(ctx context.Context, q QueryFunc, what, errorsQ, requestsQ string, ts time.Time, ev *Evidence) (sequential.Counts, bool, error) {
+	n, nok, err := t.sample(ctx, q, what+" requests", requestsQ, ts, ev)
+	if err != nil {
+		return sequential.Counts{}, false, err
+	}
+	x, xok, err := t.sample(ctx, q, what+" errors", errorsQ, ts, ev)
+	if err != nil {
+		return sequential.Counts{}, false, err
+	}
+	if !xok || math.IsNaN(x) {
+		x = 0
+	}
+	if !nok || math.IsNaN(n) {
+		return sequential.Counts{Errors: x}, false, nil
+	}
+	return sequential.Counts{Errors: x, Requests: n}, true, nil
+}
+
+// judgeSequential runs the sequential test at ts, filling ev.
+func (t *Trigger) judgeSequential(ctx context.Context, ts time.Time, d Deploy, q QueryFunc, ev *Evidence) (Outcome, error) {
+	s := t.def.Sequential
+	se := &SequentialEvidence{
+		Alpha: s.Alpha, MinEffect: s.MinEffect.Text, Limit: t.def.Above, P: 1,
+		NewRate: math.NaN(), NewLower: math.NaN(), NewUpper: math.NaN(),
+		BaselineRate: math.NaN(), BaselineLower: math.NaN(), BaselineUpper: math.NaN(),
+		Effect: math.NaN(), EffectLower: math.NaN(), EffectUpper: math.NaN(),
+	}
+	if se.MinEffect == "" {
+		se.MinEffect = t.def.testConfig().MinEffect.String()
+	}
+	se.RatioEffect = s.MinEffect.IsRatio()
+	ev.Sequential = se
+	switch {
+	case d.At.IsZero():
+		se.Note = "deploy time unknown"
+		return NotEnoughEvidence, nil
+	case !ts.After(d.At):
+		se.Note = "nothing since the deploy yet"
+		return NotEnoughEvidence, nil
+	}
+	since := sinceDeploy(d, ts)
+	se.SinceDeploy = since
+	nv := t.seqVars(d, d.Version, since)
+	eq, err := s.Errors.Render(nv)
+	if err == nil {
+		ev.Query = eq
+		ev.VolumeQuery, err = s.Requests.Render(nv)
+	}
+	if err != nil {
+		return QueryError, fmt.Errorf("trigger %q: rendering the count queries for %s: %w", t.def.Name, d.Version, err)
+	}
+	st, err := t.seqStateFor(ctx, d, q, ev)
+	if err != nil {
+		return QueryError, err
+	}
+	nc, ok, err := t.counts(ctx, q, "new version", eq, ev.VolumeQuery, ts, ev)
+	if err != nil {
+		return QueryError, err
+	}
+	if !ok {
+		// A version that regressed and then stopped reporting has not
+		// recovered: the test's decision stands.
+		t.mu.Lock()
+		decision, at := st.decision, st.decidedAt
+		t.mu.Unlock()
+		if decision != sequential.Regressed {
+			return NoData, nil
+		}
+		se.Decision, se.DecidedAt, se.Note = decision, at, "no requests data now"
+		ev.Conditions = []Check{{Name: "sequential", Threshold: 1 / s.Alpha, Text: "sequential regressed earlier; no data now", Breached: true}}
+		return Violated, nil
+	}
+	var live sequential.Counts
+	if d.Baseline != "" {
+		bv := t.seqVars(d, d.Baseline, since)
+		beq, err := s.Errors.Render(bv)
+		var brq string
+		if err == nil {
+			brq, err = s.Requests.Render(bv)
+		}
+		if err != nil {
+			return QueryError, fmt.Errorf("trigger %q: rendering the count queries for %s: %w", t.def.Name, d.Baseline, err)
+		}
+		ev.BaselineQuery, se.BaselineRequestsQuery = beq, brq
+		if live, _, err = t.counts(ctx, q, "baseline", beq, brq, ts, ev); err != nil {
+			return QueryError, err
+		}
+	}
+
+	res := st.watch.Judge(nc, live)
+	t.mu.Lock()
+	st.maxE = max(st.maxE, res.E)
+	switch {
+	case st.decision == sequential.Regressed:
+	case res.Decision == sequential.Regressed,
+		res.Decision == sequential.Healthy && st.decision == sequential.Inconclusive:
+		st.decision, st.decidedAt = res.Decision, ts
+	}
+	se.Decision, se.DecidedAt = st.decision, st.decidedAt
+	if st.maxE > 1 {
+		se.P = 1 / st.maxE
+	}
+	t.mu.Unlock()
+
+	se.E, se.EHealthy = res.E, res.EHealthy
+	se.Relative, se.Absolute = res.Relative, res.Absolute
+	se.New, se.Live = res.New, live.Clean()
+	se.PreDeploy = sequential.Counts{}
+	if res.Relative {
+		se.PreDeploy = res.Baseline.Add(sequential.Counts{Errors: -se.Live.Errors, Requests: -se.Live.Requests})
+	}
+	se.NewRate, se.NewLower, se.NewUpper = res.NewRate, res.NewLower, res.NewUpper
+	se.BaselineRate, se.BaselineLower, se.BaselineUpper = res.BaselineRate, res.BaselineLower, res.BaselineUpper
+	se.Effect, se.EffectLower, se.EffectUpper = res.Effect, res.EffectLower, res.EffectUpper
+
+	if !math.IsNaN(res.NewRate) {
+		v := res.NewRate
+		ev.Value = &v
+	}
+	n := res.New.Requests
+	ev.SampleSize = &n
+	if res.Relative {
+		ev.BaselineMode = BaselineUnavailable
+		switch {
+		case se.Live.Requests > 0:
+			ev.BaselineMode = BaselineLive
+		case se.PreDeploy.Requests > 0:
+			ev.BaselineMode = BaselinePreDeploy
+		}
+		if !math.IsNaN(res.BaselineRate) {
+			b := res.BaselineRate
+			ev.BaselineValue = &b
+		}
+	}
+	ev.Conditions = []Check{{
+		Name: "sequential", Threshold: 1 / s.Alpha, Text: seqConditionText(se, d), Breached: se.Decision == sequential.Regressed,
+	}}
+	switch se.Decision {
+	case sequential.Regressed:
+		return Violated, nil
+	case sequential.Healthy:
+		return OK, nil
+	}
+	return NotEnoughEvidence, nil
+}
+
+// seqConditionText describes the test's verdict as a condition, e.g.
+// "sequential regressed (e 1.04e+04, healthy e 0.001, need 1000, alpha
+// 0.001): ratio 5 [1.02, 14.7] vs baseline v1".
+func seqConditionText(se *SequentialEvidence, d Deploy) string {
+	var b strings.Builder
+	b.WriteString("sequential ")
+	b.WriteString(se.Decision.String())
+	fmt.Fprintf(&b, " (e %s, healthy e %s, need %s, alpha %s)", fmtNum(se.E), fmtNum(se.EHealthy), fmtLimit(1/se.Alpha), fmtLimit(se.Alpha))
+	if se.Relative {
+		b.WriteString(": ")
+		b.WriteString(effectText(se))
+		b.WriteString(" vs baseline ")
+		b.WriteString(d.Baseline)
+	}
+	if se.Absolute && se.Limit != nil {
+		b.WriteString("; rate ")
+		b.WriteString(rateInterval(se.NewRate, se.NewLower, se.NewUpper))
+		b.WriteString(" vs limit ")
+		b.WriteString(fmtLimit(*se.Limit))
+	}
+	return b.String()
+}
+
+// effectText formats the effect and its interval: "ratio 5.07 [1.9, 13.4]"
+// or "difference +0.04 [+0.01, +0.09]".
+func effectText(se *SequentialEvidence) string {
+	if se.RatioEffect {
+		return "ratio " + fmtNum(se.Effect) + " [" + fmtNum(se.EffectLower) + ", " + fmtNum(se.EffectUpper) + "]"
+	}
+	return "difference " + fmtSigned(se.Effect) + " [" + fmtSigned(se.EffectLower) + ", " + fmtSigned(se.EffectUpper) + "]"
+}
+
+func fmtSigned(f float64) string {
+	if f >= 0 {
+		return "+" + fmtNum(f)
+	}
+	return fmtNum(f)
+}
+
+// rateInterval formats an error ratio and its interval as percentages.
+func rateInterval(r, lo, hi float64) string {
+	return fmtPct(r) + " [" + fmtPct(lo) + ", " + fmtPct(hi) + "]"
+}
+
+func fmtPct(f float64) string {
+	if math.IsNaN(f) {
+		return "NaN"
+	}
+	return fmtNum(f*100) + "%"
+}
+
+// fmtCounts formats counts as "31/612" and their ratio as "5.07%".
+func fmtCounts(c sequential.Counts) (string, string) {
+	r := "no requests"
+	if c.Requests > 0 {
+		r = fmtPct(c.Errors / c.Requests)
+	}
+	return fmtNum(c.Errors) + "/" + fmtNum(c.Requests), r
+}
+
+// sequentialSummary writes the one-line description of a sequential
+// verdict (after "name version: "), for example
+//
+//	regressed: 31/612 errors (5.07%) in 2m30s vs baseline v1 180/18000 (1%, pre_deploy); ratio 5.07 [1.9, 13.4]; e 1.2e+04 ≥ 1000 (p 8.33e-05, alpha 0.001)
+func sequentialSummary(b *strings.Builder, v Verdict) {
+	se := v.Evidence.Sequential
+	b.WriteString(se.Decision.String())
+	if se.Decision != sequential.Inconclusive && !se.DecidedAt.IsZero() && !se.DecidedAt.Equal(v.At) {
+		b.WriteString(" since ")
+		b.WriteString(se.DecidedAt.UTC().Format(time.TimeOnly))
+	}
+	b.WriteString(": ")
+	if se.Note != "" {
+		b.WriteString(se.Note)
+		return
+	}
+	counts, rate := fmtCounts(se.New)
+	fmt.Fprintf(b, "%s errors (%s) in %s", counts, rate, se.SinceDeploy)
+	switch {
+	case se.Relative:
+		counts, rate = fmtCounts(se.PreDeploy.Add(se.Live))
+		mode := v.Evidence.BaselineMode.String()
+		if se.Live.Requests > 0 && se.PreDeploy.Requests > 0 {
+			mode += "+pre_deploy"
+		}
+		fmt.Fprintf(b, " vs baseline %s %s (%s, %s)", v.Deploy.Baseline, counts, rate, mode)
+	case !se.Absolute:
+		b.WriteString("; baseline unknown and no limit (above) to test against")
+		return
+	}
+	if se.Absolute && se.Limit != nil {
+		b.WriteString(", limit ")
+		b.WriteString(fmtPct(*se.Limit))
+	}
+	b.WriteString("; ")
+	if se.Relative {
+		b.WriteString(effectText(se))
+	} else {
+		b.WriteString("rate ")
+		b.WriteString(rateInterval(se.NewRate, se.NewLower, se.NewUpper))
+	}
+	thr := 1 / se.Alpha
+	switch se.Decision {
+	case sequential.Healthy:
+		fmt.Fprintf(b, "; healthy e %s (need %s): any regression < %s", fmtNum(se.EHealthy), fmtLimit(thr), se.MinEffect)
+		if !se.Relative {
+			b.WriteString(", rate < limit")
+		}
+	default:
+		cmp := "<"
+		if se.E >= thr {
+			cmp = "≥"
+		}
+		fmt.Fprintf(b, "; e %s %s %s (p %s, alpha %s)", fmtNum(se.E), cmp, fmtLimit(thr), fmtNum(se.P), fmtLimit(se.Alpha))
+		if se.Decision == sequential.Inconclusive {
+			fmt.Fprintf(b, ", healthy e %s", fmtNum(se.EHealthy))
+		}
+	}
+}
