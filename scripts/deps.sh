@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Guardian's tests need, idempotently: Debian's prometheus and
-# prometheus-alertmanager (real components for the end-to-end tests) and
-# staticcheck (cached in .cache/bin). Safe to run again and again.
+# prometheus-alertmanager (real components for the end-to-end tests),
+# staticcheck (cached in .cache/bin) and the real Kubernetes control plane
+# (scripts/k8s.sh, cached in .cache/k8s). Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +29,15 @@ if [ ! -x .cache/bin/staticcheck ] || [ "$(cat .cache/bin/staticcheck.version 2>
   echo "deps: building staticcheck $STATICCHECK_VERSION"
   GOBIN="$PWD/.cache/bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
   echo "$STATICCHECK_VERSION" > .cache/bin/staticcheck.version
+fi
+
+# The real Kubernetes control plane for the Kubernetes tests (etcd, kube-*,
+# kwok, kubectl, helm), built from the Go module proxy and cached by version
+# in .cache/k8s (minutes cold, nothing when cached; see
+# docs/kubernetes-testing.md). GUARDIAN_SKIP_K8S=1 skips it on a laptop; the
+# Kubernetes tests then skip too (and fail in CI).
+if [ "${GUARDIAN_SKIP_K8S:-}" = 1 ] && [ -z "${CI:-}" ]; then
+  echo "deps: GUARDIAN_SKIP_K8S=1: not building the Kubernetes test control plane"
+else
+  scripts/k8s.sh build
 fi

@@ -93,12 +93,17 @@ func (w *Watcher) Observe(d *appsv1.Deployment) (rollout.Event, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	prevRev, prevVersion := w.revision, w.version
+	if rev == prevRev {
+		// The template may already be new while the controller has not
+		// numbered its revision yet: wait for the number.
+		return rollout.Event{}, false
+	}
 	w.revision, w.version = rev, v
 	switch {
 	case prevRev == "":
 		w.log.Info("watching deployment", zap.String("revision", rev), zap.String("version", v))
 		return rollout.Event{}, false
-	case rev == prevRev || v == prevVersion || v == "":
+	case v == prevVersion || v == "":
 		return rollout.Event{}, false
 	}
 	ev := rollout.Event{Service: w.service, Version: v, Baseline: prevVersion, At: w.now(), Origin: rollout.OriginKubernetes}

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/testenv"
@@ -113,12 +114,8 @@ func TestWatchRealDeployment(t *testing.T) {
 		}
 		return nil
 	}, "the watcher to learn v1")
-	cur, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Spec.Template.Spec.Containers[0].Image = "checkout:v2"
-	if _, err := k.Client.AppsV1().Deployments("default").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+	patch := []byte(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"checkout:v2"}]`)
+	if _, err := k.Client.AppsV1().Deployments("default").Patch(ctx, "checkout", types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 30*time.Second, func() error {
