@@ -239,7 +239,8 @@ func (a *App) startLoop(s *service) {
 	}
 	var wg sync.WaitGroup
 	if s.kwatch != nil {
-		s.kwatch.SetEmit(func(ev rollout.Event) { s.fromKubernetes(ctx, ev) })
+		s.kwatch.SetEmit(func(ev rollout.Event) { s.fromKubernetes(ctx, ev) },
+			func(v string) { s.learnVersion(ctx, v, a.now()) })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

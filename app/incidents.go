@@ -13,7 +13,9 @@ import (
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/executor"
+	"github.com/rollback-guardian/guardian/executor/argorollouts"
 	"github.com/rollback-guardian/guardian/executor/command"
+	kubeexec "github.com/rollback-guardian/guardian/executor/kubernetes"
 	"github.com/rollback-guardian/guardian/executor/webhook"
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/notify"
@@ -35,6 +37,12 @@ func buildExecutor(e *config.Executor, log *zap.Logger) (executor.Executor, stri
 		return x, e.Name(), err
 	case e.Webhook != nil:
 		x, err := webhook.New(*e.Webhook, log.Named("executor"))
+		return x, e.Name(), err
+	case e.Kubernetes != nil:
+		x, err := kubeexec.New(*e.Kubernetes, log.Named("executor"))
+		return x, e.Name(), err
+	case e.ArgoRollouts != nil:
+		x, err := argorollouts.New(*e.ArgoRollouts, log.Named("executor"))
 		return x, e.Name(), err
 	}
 	return nil, "", errors.New("no executor type")

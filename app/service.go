@@ -224,11 +224,26 @@ func (s *service) announce(ctx context.Context, version, baseline string, ts tim
 func (s *service) fromKubernetes(ctx context.Context, ev rollout.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.detector.Known(ev.Version) {
+		// An earlier version back: a rollback, not a fresh deploy.
+		s.log.Info("deployment went back to a known version", zap.String("version", ev.Version))
+		s.detector.Learn(ev.Version, ev.At)
+		s.save(ctx)
+		return
+	}
 	if _, err := s.detector.Announce(ev.Version, ev.Baseline, ev.At); err != nil {
 		s.log.Warn("deploy from Kubernetes not usable", zap.String("version", ev.Version), zap.Error(err))
 		return
 	}
 	s.startWatch(ctx, ev)
+	s.save(ctx)
+}
+
+// learnVersion records the version a Deployment runs when watching starts.
+func (s *service) learnVersion(ctx context.Context, version string, ts time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.detector.Learn(version, ts)
 	s.save(ctx)
 }
 

@@ -8,7 +8,9 @@ import (
 
 	commoncfg "github.com/prometheus/common/config"
 
+	"github.com/rollback-guardian/guardian/executor/argorollouts"
 	"github.com/rollback-guardian/guardian/executor/command"
+	"github.com/rollback-guardian/guardian/executor/kubernetes"
 	"github.com/rollback-guardian/guardian/executor/webhook"
 )
 
@@ -161,6 +163,11 @@ type Executor struct {
 	Command *command.Config `yaml:"command,omitempty"`
 	// Webhook POSTs a signed JSON request to a deploy system.
 	Webhook *webhook.Config `yaml:"webhook,omitempty"`
+	// Kubernetes rolls a Deployment, StatefulSet or DaemonSet back to a
+	// previous revision, or switches a blue-green Service back.
+	Kubernetes *kubernetes.Config `yaml:"kubernetes,omitempty"`
+	// ArgoRollouts aborts (and optionally undoes) an Argo Rollout.
+	ArgoRollouts *argorollouts.Config `yaml:"argo_rollouts,omitempty"`
 }
 
 // Name describes the executor for logs and the timeline.
@@ -172,6 +179,10 @@ func (e *Executor) Name() string {
 		return "command " + e.Command.Command[0]
 	case e.Webhook != nil:
 		return "webhook"
+	case e.Kubernetes != nil:
+		return "kubernetes " + e.Kubernetes.Kind().String() + " " + e.Kubernetes.TargetName()
+	case e.ArgoRollouts != nil:
+		return "argo-rollouts " + e.ArgoRollouts.Rollout
 	}
 	return "none"
 }

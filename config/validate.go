@@ -401,12 +401,32 @@ func (v *validator) executor(p string, e *Executor) {
 	switch {
 	case v.broken(p):
 		return
-	case e.Command == nil && e.Webhook == nil:
-		v.errorf(p, "no executor: want command or webhook")
+	}
+	n := 0
+	for _, set := range []bool{e.Command != nil, e.Webhook != nil, e.Kubernetes != nil, e.ArgoRollouts != nil} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		v.errorf(p, "no executor: want command, webhook, kubernetes or argo_rollouts")
 		return
-	case e.Command != nil && e.Webhook != nil:
-		v.errorf(p, "want exactly one executor, got command and webhook")
+	case n > 1:
+		v.errorf(p, "want exactly one executor, got %d", n)
 		return
+	}
+	if k := e.Kubernetes; k != nil {
+		if k.Kubeconfig != "" {
+			k.Kubeconfig = commoncfg.JoinDir(v.dir, k.Kubeconfig)
+		}
+		v.pluginErrors(p+".kubernetes", k.Validate(), "")
+	}
+	if r := e.ArgoRollouts; r != nil {
+		if r.Kubeconfig != "" {
+			r.Kubeconfig = commoncfg.JoinDir(v.dir, r.Kubeconfig)
+		}
+		v.pluginErrors(p+".argo_rollouts", r.Validate(), "")
 	}
 	if c := e.Command; c != nil {
 		if c.Dir != "" {

@@ -227,6 +227,20 @@ func (d *Detector) Observe(ctx context.Context, ts time.Time, q source.Querier) 
 	return nil, nil
 }
 
+// Known reports whether version was seen before.
+func (d *Detector) Known(version string) bool {
+	_, ok := d.seen[version]
+	return ok
+}
+
+// Learn records version as running, without a deploy event: what runs when
+// watching starts, or an earlier version coming back (a rollback).
+func (d *Detector) Learn(version string, ts time.Time) {
+	d.primed = true
+	d.remember(version, ts)
+	d.current = version
+}
+
 // Announce records a deploy announced through the API. An empty baseline
 // means the version current until now.
 func (d *Detector) Announce(version, baseline string, ts time.Time) (Event, error) {

@@ -41,6 +41,7 @@ type Watcher struct {
 	log     *zap.Logger
 	now     func() time.Time
 	emit    func(rollout.Event)
+	learn   func(version string)
 
 	mu       sync.Mutex
 	revision string // last revision seen
@@ -59,8 +60,18 @@ func New(client k8s.Interface, service string, cfg Config, emit func(rollout.Eve
 	return &Watcher{client: client, cfg: cfg, service: service, log: logger, now: time.Now, emit: emit}, nil
 }
 
-// SetEmit sets the function called with each fresh deploy (before Run).
-func (w *Watcher) SetEmit(emit func(rollout.Event)) { w.emit = emit }
+// SetEmit sets the function called with each fresh deploy, and learn the
+// one called with the version running when the watch starts (before Run).
+func (w *Watcher) SetEmit(emit func(rollout.Event), learn func(version string)) {
+	w.emit, w.learn = emit, learn
+}
+
+// Version returns the version of the last revision seen.
+func (w *Watcher) Version() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.version
+}
 
 // VersionOf returns the version a Deployment's pod template runs.
 func VersionOf(d *appsv1.Deployment, label string) string {
@@ -116,9 +127,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 	lw := cache.NewListWatchFromClient(w.client.AppsV1().RESTClient(), "deployments", w.cfg.Namespace,
 		fields.OneTermEqualSelector("metadata.name", w.cfg.Deployment))
 	handle := func(obj any) {
-		if d, ok := obj.(*appsv1.Deployment); ok {
-			if ev, ok := w.Observe(d); ok && w.emit != nil {
-				w.emit(ev)
+		d, ok := obj.(*appsv1.Deployment)
+		if !ok {
+			return
+		}
+		w.mu.Lock()
+		first := w.revision == ""
+		w.mu.Unlock()
+		ev, ok := w.Observe(d)
+		switch {
+		case ok && w.emit != nil:
+			w.emit(ev)
+		case first && w.learn != nil:
+			if v := w.Version(); v != "" {
+				w.learn(v)
 			}
 		}
 	}

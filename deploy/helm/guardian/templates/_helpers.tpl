@@ -1,0 +1,200 @@
+{{/* Names, labels and the pieces shared by the templates. */}}
+
+{{- define "guardian.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The full name: release-chart, or the release name when it contains the chart's name. */}}
+{{- define "guardian.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "guardian.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "guardian.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "guardian.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "guardian.labels" -}}
+helm.sh/chart: {{ include "guardian.chart" . }}
+{{ include "guardian.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "guardian.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "guardian.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "guardian.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Non-empty when the write API has tokens. */}}
+{{- define "guardian.authEnabled" -}}
+{{- if or .Values.auth.tokens .Values.auth.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* Non-empty when secret files are mounted. */}}
+{{- define "guardian.secretsEnabled" -}}
+{{- if or .Values.secrets.files .Values.secrets.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* Non-empty when the chart renders its own Secret. */}}
+{{- define "guardian.ownSecret" -}}
+{{- if or (and .Values.auth.tokens (not .Values.auth.existingSecret)) (and .Values.secrets.files (not .Values.secrets.existingSecret)) }}true{{ end }}
+{{- end }}
+
+{{/* The data of the chart's own Secret: the tokens file and the secret files. */}}
+{{- define "guardian.secretData" -}}
+{{- if and .Values.auth.tokens (not .Values.auth.existingSecret) }}
+{{- if hasKey .Values.secrets.files "tokens" }}
+{{- fail "secrets.files must not hold a file named \"tokens\" when auth.tokens is set" }}
+{{- end }}
+{{- $lines := list }}
+{{- range $name, $token := .Values.auth.tokens }}
+{{- if or (contains ":" $name) (lt (len (toString $token)) 16) }}
+{{- fail (printf "auth.tokens.%s: want a name without ':' and a token of 16 characters or more" $name) }}
+{{- end }}
+{{- $lines = append $lines (printf "%s:%s" $name (toString $token)) }}
+{{- end }}
+tokens: {{ printf "%s\n" (join "\n" $lines) | b64enc | quote }}
+{{- end }}
+{{- if not .Values.secrets.existingSecret }}
+{{- range $name, $content := .Values.secrets.files }}
+{{ $name }}: {{ toString $content | b64enc | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Cluster mode (Lease and state ConfigMaps): asked for, or implied by several standalone replicas. */}}
+{{- define "guardian.cluster" -}}
+{{- if or .Values.cluster.enabled (and (eq .Values.mode "standalone") (gt (int .Values.replicas) 1)) }}true{{ end }}
+{{- end }}
+
+{{- define "guardian.leaderElection" -}}
+{{- if or .Values.rbac.leaderElection (include "guardian.cluster" .) }}true{{ end }}
+{{- end }}
+
+{{- define "guardian.stateConfigMaps" -}}
+{{- if or .Values.rbac.stateConfigMaps (include "guardian.cluster" .) }}true{{ end }}
+{{- end }}
+
+{{/*
+Guardian's config.yaml: the config value with the settings the chart owns
+(listen address, state directory, tokens file) put in, and in cluster mode
+global.cluster's lease, state prefix and namespace where the config leaves
+them out.
+*/}}
+{{- define "guardian.config" -}}
+{{- $cfg := deepCopy (.Values.config | default dict) }}
+{{- $global := deepCopy (get $cfg "global" | default dict) }}
+{{- $_ := set $global "listen_address" (printf "0.0.0.0:%d" (int .Values.containerPort)) }}
+{{- $_ := set $global "state_dir" .Values.persistence.mountPath }}
+{{- if include "guardian.authEnabled" . }}
+{{- $auth := deepCopy (get $global "auth" | default dict) }}
+{{- $_ := set $auth "tokens_file" (printf "%s/tokens" (trimSuffix "/" .Values.auth.mountPath)) }}
+{{- $_ := set $global "auth" $auth }}
+{{- end }}
+{{- if include "guardian.cluster" . }}
+{{- $fullname := include "guardian.fullname" . }}
+{{- $cluster := deepCopy (get $global "cluster" | default dict) }}
+{{- $cluster = merge $cluster (dict "lease_name" $fullname "state_prefix" $fullname "namespace" .Release.Namespace) }}
+{{- $_ := set $global "cluster" $cluster }}
+{{- end }}
+{{- $_ := set $cfg "global" $global }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+RBAC rules for the watched namespaces (or the cluster), one per flag. The
+test suite asserts that each flag adds exactly these.
+*/}}
+{{- define "guardian.rbac.watchedRules" -}}
+{{- if .Values.rbac.deployDetection }}
+# rollout/kubernetes: an informer on Deployments.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if .Values.rbac.kubernetesExecutor }}
+# executor/kubernetes: read a workload and patch its template back;
+# ReplicaSets and ControllerRevisions hold the earlier templates.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["get", "patch"]
+- apiGroups: ["apps"]
+  resources: ["replicasets", "controllerrevisions"]
+  verbs: ["list"]
+# Blue-green: switch the Service's selector, then wait until its endpoints
+# are the selected pods.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list"]
+{{- end }}
+{{- if .Values.rbac.argoRollouts }}
+# executor/argorollouts: abort through the status subresource, undo by
+# patching the template of an earlier ReplicaSet back.
+- apiGroups: ["argoproj.io"]
+  resources: ["rollouts"]
+  verbs: ["get", "patch"]
+- apiGroups: ["argoproj.io"]
+  resources: ["rollouts/status"]
+  verbs: ["patch"]
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["list"]
+{{- end }}
+{{- if .Values.rbac.helm }}
+# The helm executor: Helm's release records (the release's own resources
+# come from extraRules).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "create", "update", "delete"]
+{{- end }}
+{{- with .Values.rbac.extraRules }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* RBAC rules for the release namespace only. */}}
+{{- define "guardian.rbac.localRules" -}}
+{{- if include "guardian.leaderElection" . }}
+# client-go's leader election on a Lease.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
+{{- end }}
+{{- if include "guardian.stateConfigMaps" . }}
+# store/kubernetes: one ConfigMap per key, compare-and-swap on resourceVersion.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "create", "update", "delete"]
+{{- end }}
+{{- end }}
