@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rollback-guardian/guardian/demo"
+	"github.com/rollback-guardian/guardian/incident"
+	kuberollout "github.com/rollback-guardian/guardian/rollout/kubernetes"
+	"github.com/rollback-guardian/guardian/testenv"
+)
+
+// clusterConfig runs Guardian as one of several replicas: leader election
+// and state in the test cluster, deploys learnt from the Deployment, the
+// demo service's metrics through the embedded source, and a rollback that
+// counts itself then runs kubectl rollout undo.
+const clusterConfig = `global:
+  evaluation_interval: 1s
+  state_dir: %[1]s
+  auth: {tokens_file: %[2]s/tokens}
+  cluster:
+    kubeconfig: %[3]s
+    namespace: default
+    identity: %[4]s
+    lease_duration: 4s
+    renew_deadline: 3s
+    retry_period: 500ms
+services:
+  - name: checkout
+    scrape: {url: "%[5]s/metrics", interval: 1s, timeout: 900ms}
+    deploy:
+      kubernetes: {kubeconfig: %[3]s, namespace: default, deployment: checkout}
+    watch_window: 10m
+    triggers:
+      - name: error-rate
+        query: >-
+          (sum(rate(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.Window}}])) or vector(0))
+          / sum(rate(http_requests_total{version="{{.Version}}"}[{{.Window}}]))
+        window: 10s
+        above: 0.05
+        for: 2s
+        min_requests: 20
+        volume_query: 'sum(increase(http_requests_total{version="{{.Version}}"}[{{.Window}}]))'
+    approval: {mode: manual}
+    rollback:
+      application:
+        command:
+          command: [sh, -c, %[6]q]
+          timeout: 2m
+    recovery: {tolerance: 0.5, stable_for: 3s, timeout: 2m}
+`
+
+// bridge makes the demo service follow the Deployment: the version the
+// Deployment's template runs is the one serving, v2 with 20% errors.
+func bridge(ctx context.Context, t testing.TB, k *testenv.Kubernetes, svc *demo.Service) {
+	go func() {
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		current := ""
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			d, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
+			if err != nil {
+				continue
+			}
+			v := kuberollout.VersionOf(d, "")
+			if v == current {
+				continue
+			}
+			rate := 0.005
+			if v == "v2" {
+				rate = 0.20
+			}
+			if err := svc.Deploy(demo.Version{Version: v, ErrorRate: rate}); err == nil {
+				current = v
+			}
+		}
+	}()
+}
+
+// Two Guardian processes against one cluster: exactly one acts. The leader
+// is killed in the middle of an incident; the other takes the incident over
+// from the shared state and the Deployment is rolled back exactly once.
+func TestLeaderElectionTakeover(t *testing.T) {
+	k := testenv.StartKubernetes(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	replicas := int32(2)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
+				Spec:       corev1.PodSpec{NodeName: k.Nodes[0], Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
+			},
+		},
+	}
+	if _, err := k.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := demo.New(demo.Options{Seed: 5})
+	demoURL := serve(t, svc)
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		_, _ = demo.Load{Target: demoURL + "/", RPS: 100, Concurrency: 16}.Run(ctx)
+	}()
+	defer func() { cancel(); <-loadDone }()
+	bridge(ctx, t, k, svc)
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte("ci:"+apiToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf("echo run >> %s/rollbacks && exec %s --kubeconfig %s rollout undo deployment/checkout -n default",
+		dir, filepath.Join(k.BinDir, "kubectl"), k.Kubeconfig)
+	procs := make([]*guardianProc, 2)
+	for i := range procs {
+		cfg := filepath.Join(dir, fmt.Sprintf("guardian-%d.yml", i))
+		state := filepath.Join(dir, fmt.Sprintf("state-%d", i))
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(clusterConfig, state, dir, k.Kubeconfig, fmt.Sprintf("guardian-%d", i), demoURL, script)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		procs[i] = startProc(t, cfg)
+	}
+	leaderOf := func() (int, error) {
+		lease, err := k.Client.CoordinationV1().Leases("default").Get(ctx, "guardian", metav1.GetOptions{})
+		if err != nil {
+			return -1, err
+		}
+		id := ""
+		if lease.Spec.HolderIdentity != nil {
+			id = *lease.Spec.HolderIdentity
+		}
+		for i := range procs {
+			if strings.HasPrefix(id, fmt.Sprintf("guardian-%d|", i)) {
+				return i, nil
+			}
+		}
+		return -1, fmt.Errorf("holder %q", id)
+	}
+	var leader int
+	testenv.Eventually(t, 30*time.Second, func() (err error) { leader, err = leaderOf(); return err }, "a leader")
+	follower := 1 - leader
+	if m := metricValue(t, procs[leader].url, "guardian_leader"); m != "1" {
+		t.Fatalf("leader's guardian_leader = %q", m)
+	}
+	if m := metricValue(t, procs[follower].url, "guardian_leader"); m != "0" {
+		t.Fatalf("follower's guardian_leader = %q", m)
+	}
+
+	// The leader has learnt v1 from the Deployment; then the bad deploy.
+	lead := &stack{t: t, apiURL: procs[leader].url}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		var st []struct {
+			Current string `json:"current_version"`
+		}
+		if err := lead.getJSON("/api/v1/status", &st); err != nil {
+			return err
+		}
+		if st[0].Current != "v1" {
+			return fmt.Errorf("current %q", st[0].Current)
+		}
+		return nil
+	}, "the leader to learn v1")
+	s := &stack{t: t, apiURL: procs[follower].url} // the follower serves the shared state and forwards writes
+	k.Kubectl(t, "set", "image", "deployment/checkout", "app=checkout:v2", "-n", "default")
+	rec := s.waitIncident(1, incident.AwaitingApproval, 120*time.Second)
+	if rec.Version != "v2" || rec.Baseline != "v1" {
+		t.Fatalf("incident %+v", rec)
+	}
+	// Exactly one acted: the follower evaluated nothing.
+	if n := metricValue(t, procs[follower].url, "guardian_incidents_declared_total"); n != "" && n != "0" {
+		t.Fatalf("the follower declared incidents: %s", n)
+	}
+
+	// Kill the leader mid-incident; the other takes over.
+	procs[leader].stop(syscall.SIGKILL)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		l, err := leaderOf()
+		if err != nil || l != follower {
+			return fmt.Errorf("leader %d (%v)", l, err)
+		}
+		return nil
+	}, "the follower to take over")
+	// The go, sent to the new leader.
+	if code := s.decide(1, "approve", apiToken, `{"reason":"after failover"}`); code != http.StatusOK {
+		t.Fatalf("approve: %d", code)
+	}
+	rec = s.waitIncident(1, incident.Resolved, 180*time.Second)
+	b, _ := os.ReadFile(filepath.Join(dir, "rollbacks"))
+	if runs := strings.Count(string(b), "run"); runs != 1 {
+		t.Fatalf("the rollback ran %d times", runs)
+	}
+	got, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := kuberollout.VersionOf(got, ""); v != "v1" || got.Annotations[kuberollout.RevisionAnnotation] != "3" {
+		t.Fatalf("deployment on %s at revision %s, want v1 at revision 3", v, got.Annotations[kuberollout.RevisionAnnotation])
+	}
+}
+
+// metricValue reads an unlabelled sample from a Guardian's /metrics.
+func metricValue(t testing.TB, base, name string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && (f[0] == name || strings.HasPrefix(f[0], name+"{")) {
+			return f[1]
+		}
+	}
+	return ""
+}
