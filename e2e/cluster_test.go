@@ -239,3 +239,120 @@ func metricValue(t testing.TB, base, name string) string {
 	}
 	return ""
 }
+
+// kubeLoopConfig is one Guardian closing the loop on Kubernetes: deploys
+// learnt from the Deployment, rollback by the kubernetes executor.
+const kubeLoopConfig = `global:
+  evaluation_interval: 1s
+  state_dir: %[1]s/state
+  auth: {tokens_file: %[1]s/tokens}
+services:
+  - name: checkout
+    scrape: {url: "%[3]s/metrics", interval: 1s, timeout: 900ms}
+    deploy:
+      kubernetes: {kubeconfig: %[2]s, namespace: default, deployment: checkout}
+    watch_window: 10m
+    triggers:
+      - name: error-rate
+        query: >-
+          (sum(rate(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.Window}}])) or vector(0))
+          / sum(rate(http_requests_total{version="{{.Version}}"}[{{.Window}}]))
+        window: 10s
+        above: 0.05
+        for: 2s
+        min_requests: 20
+        volume_query: 'sum(increase(http_requests_total{version="{{.Version}}"}[{{.Window}}]))'
+    approval: {mode: manual}
+    rollback:
+      application:
+        kubernetes: {kubeconfig: %[2]s, namespace: default, deployment: checkout, timeout: 2m}
+    recovery: {tolerance: 0.5, stable_for: 3s, timeout: 2m}
+`
+
+// The closed loop on a real control plane: the Deployment goes from v1 to
+// v2, the demo service follows its template, Guardian learns the deploy from
+// the Deployment, the trigger fires on v2's errors, the go comes through the
+// API, the kubernetes executor rolls back, the Deployment is on the v1
+// template again, recovery is confirmed and the report lists the revisions.
+func TestKubernetesClosedLoop(t *testing.T) {
+	k := testenv.StartKubernetes(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	replicas := int32(2)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
+				Spec:       corev1.PodSpec{NodeName: k.Nodes[0], Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
+			},
+		},
+	}
+	if _, err := k.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := demo.New(demo.Options{Seed: 9})
+	demoURL := serve(t, svc)
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		_, _ = demo.Load{Target: demoURL + "/", RPS: 100, Concurrency: 16}.Run(ctx)
+	}()
+	defer func() { cancel(); <-loadDone }()
+	bridge(ctx, t, k, svc)
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte("ci:"+apiToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "guardian.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(kubeLoopConfig, dir, k.Kubeconfig, demoURL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, cfg)
+	s := &stack{t: t, apiURL: p.url}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		var st []struct {
+			Current string `json:"current_version"`
+		}
+		if err := s.getJSON("/api/v1/status", &st); err != nil {
+			return err
+		}
+		if st[0].Current != "v1" {
+			return fmt.Errorf("current %q", st[0].Current)
+		}
+		return nil
+	}, "Guardian to learn v1 from the Deployment")
+	k.Kubectl(t, "set", "image", "deployment/checkout", "app=checkout:v2", "-n", "default")
+	rec := s.waitIncident(1, incident.AwaitingApproval, 120*time.Second)
+	if rec.Version != "v2" || rec.Baseline != "v1" {
+		t.Fatalf("incident %+v", rec)
+	}
+	if code := s.decide(1, "approve", apiToken, `{}`); code != http.StatusOK {
+		t.Fatalf("approve: %d", code)
+	}
+	rec = s.waitIncident(1, incident.Resolved, 180*time.Second)
+	got, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := kuberollout.VersionOf(got, ""); v != "v1" {
+		t.Fatalf("deployment on %s after the rollback", v)
+	}
+	a := rec.Actions["incident-1/rollback.application"]
+	if a == nil || a.State != incident.ActionSucceeded || !strings.Contains(a.Output, "revision 2") || !strings.Contains(a.Output, "revision 1") {
+		t.Fatalf("action %+v", a)
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		md, err := os.ReadFile(filepath.Join(dir, "state", "reports", "incident-1.md"))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(md), "revision 2") || !strings.Contains(string(md), "template of revision 1") {
+			return fmt.Errorf("report lacks the revisions")
+		}
+		return nil
+	}, "the report to list the revisions")
+}
