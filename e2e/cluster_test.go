@@ -98,39 +98,7 @@ func bridge(ctx context.Context, t testing.TB, k *testenv.Kubernetes, svc *demo.
 // is killed in the middle of an incident; the other takes the incident over
 // from the shared state and the Deployment is rolled back exactly once.
 func TestLeaderElectionTakeover(t *testing.T) {
-	k := testenv.StartKubernetes(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
-	replicas := int32(2)
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "default"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
-				Spec:       corev1.PodSpec{NodeName: k.Nodes[0], Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
-			},
-		},
-	}
-	if _, err := k.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	svc := demo.New(demo.Options{Seed: 5})
-	demoURL := serve(t, svc)
-	loadDone := make(chan struct{})
-	go func() {
-		defer close(loadDone)
-		_, _ = demo.Load{Target: demoURL + "/", RPS: 100, Concurrency: 16}.Run(ctx)
-	}()
-	defer func() { cancel(); <-loadDone }()
-	bridge(ctx, t, k, svc)
-
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte("ci:"+apiToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	k, ctx, demoURL, dir := kubeWorld(t)
 	script := fmt.Sprintf("echo run >> %s/rollbacks && exec %s --kubeconfig %s rollout undo deployment/checkout -n default",
 		dir, filepath.Join(k.BinDir, "kubectl"), k.Kubeconfig)
 	procs := make([]*guardianProc, 2)
@@ -275,38 +243,7 @@ services:
 // API, the kubernetes executor rolls back, the Deployment is on the v1
 // template again, recovery is confirmed and the report lists the revisions.
 func TestKubernetesClosedLoop(t *testing.T) {
-	k := testenv.StartKubernetes(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	replicas := int32(2)
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "default"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
-				Spec:       corev1.PodSpec{NodeName: k.Nodes[0], Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
-			},
-		},
-	}
-	if _, err := k.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	svc := demo.New(demo.Options{Seed: 9})
-	demoURL := serve(t, svc)
-	loadDone := make(chan struct{})
-	go func() {
-		defer close(loadDone)
-		_, _ = demo.Load{Target: demoURL + "/", RPS: 100, Concurrency: 16}.Run(ctx)
-	}()
-	defer func() { cancel(); <-loadDone }()
-	bridge(ctx, t, k, svc)
-
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte("ci:"+apiToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	k, ctx, demoURL, dir := kubeWorld(t)
 	cfg := filepath.Join(dir, "guardian.yml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(kubeLoopConfig, dir, k.Kubeconfig, demoURL)), 0o600); err != nil {
 		t.Fatal(err)
@@ -355,4 +292,43 @@ func TestKubernetesClosedLoop(t *testing.T) {
 		}
 		return nil
 	}, "the report to list the revisions")
+}
+
+// kubeWorld is a real control plane with the checkout Deployment at v1 (two
+// replicas), the demo service under load following the Deployment's
+// template, and a directory holding the API token file.
+func kubeWorld(t *testing.T) (k *testenv.Kubernetes, ctx context.Context, demoURL, dir string) {
+	t.Helper()
+	k = testenv.StartKubernetes(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	replicas := int32(2)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
+				Spec:       corev1.PodSpec{NodeName: k.Nodes[0], Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
+			},
+		},
+	}
+	if _, err := k.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	svc := demo.New(demo.Options{Seed: 5})
+	demoURL = serve(t, svc)
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		_, _ = demo.Load{Target: demoURL + "/", RPS: 100, Concurrency: 16}.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-loadDone })
+	bridge(ctx, t, k, svc)
+	dir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte("ci:"+apiToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return k, ctx, demoURL, dir
 }
