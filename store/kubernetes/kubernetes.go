@@ -6,6 +6,8 @@ package kubernetes
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -29,8 +31,12 @@ const (
 	LabelStore     = "guardian.rollback-guardian.io/store"
 	LabelBucket    = "guardian.rollback-guardian.io/bucket"
 	AnnotationKey  = "guardian.rollback-guardian.io/key"
-	valueKey       = "value"
-	counterKey     = "next"
+	// AnnotationWrite is unique per write: the API server skips an update
+	// that changes nothing, without a new resourceVersion, which would let
+	// two writers "win" the same revision. A nonce makes every write real.
+	AnnotationWrite = "guardian.rollback-guardian.io/write"
+	valueKey        = "value"
+	counterKey      = "next"
 )
 
 // maxNameLen is the longest ConfigMap name.
@@ -148,7 +154,7 @@ func (s *Store) Put(ctx context.Context, bucket, key string, value []byte, rev u
 			Name:        s.name(bucket, key),
 			Namespace:   s.ns,
 			Labels:      map[string]string{LabelManagedBy: "guardian", LabelStore: s.prefix, LabelBucket: bucket},
-			Annotations: map[string]string{AnnotationKey: key},
+			Annotations: map[string]string{AnnotationKey: key, AnnotationWrite: nonce()},
 		},
 		BinaryData: map[string][]byte{valueKey: slices.Clone(value)},
 	}
@@ -172,6 +178,13 @@ func (s *Store) Put(ctx context.Context, bucket, key string, value []byte, rev u
 		return 0, s.wrap("put", bucket, key, err)
 	}
 	return revision(out)
+}
+
+// nonce returns 16 random hex digits.
+func nonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Delete removes key; a missing key is not an error.
