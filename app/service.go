@@ -194,11 +194,12 @@ func (s *service) record(ctx context.Context, v trigger.Verdict) {
 	default:
 		s.log.Debug("trigger evaluated", fields...)
 	}
-	if v.State == trigger.Firing && s.onFiring != nil {
-		s.onFiring(ctx, s, s.watch.deploy, v)
-	}
 	if s.onVerdict != nil {
 		s.onVerdict(ctx, s.watch.deploy, v)
+	}
+	// After the verdict is told: the incident follows the firing trigger.
+	if v.State == trigger.Firing && s.onFiring != nil {
+		s.onFiring(ctx, s, s.watch.deploy, v)
 	}
 }
 
