@@ -7,6 +7,7 @@ import (
 	"maps"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -40,7 +41,12 @@ var keepAnnotations = map[string]bool{
 }
 
 // deployment rolls a Deployment back to a ReplicaSet's template.
-type deployment struct{ e *Executor }
+type deployment struct {
+	e *Executor
+	// stall is Guardian's own progress deadline over this rollback's
+	// status reads.
+	stall stallClock
+}
 
 func (w *deployment) load(ctx context.Context) (*snapshot, error) {
 	e := w.e
@@ -122,7 +128,65 @@ func (w *deployment) status(ctx context.Context) (progress, error) {
 	if err != nil {
 		return progress{}, err
 	}
-	return deploymentProgress(d, e.String())
+	p, err := deploymentProgress(d, e.String())
+	if err != nil || p.done {
+		return p, err
+	}
+	return p, w.stall.check(d, e.now(), e.String())
+}
+
+// stallGrace is how long after the progress deadline Guardian waits for
+// the controller to report it before saying so itself.
+const stallGrace = 2 * time.Second
+
+// stallClock is Guardian's own progress deadline for a Deployment. The
+// controller reports ProgressDeadlineExceeded only once it has counted
+// progress in the new rollout: a template change right after a complete
+// rollout (a rollback to a ReplicaSet that still exists, say) whose first
+// status update already shows the new replicas can leave the Progressing
+// condition at NewReplicaSetAvailable for ever (kubernetes/kubernetes#40496,
+// seen in our CI under load), and the wait would run into the executor's
+// timeout instead of failing fast. So Guardian counts progress as the
+// controller does (more updated, ready or available replicas, fewer old
+// ones) and fails the rollout when none came for progressDeadlineSeconds.
+type stallClock struct {
+	started bool
+	last    [4]int32
+	since   time.Time
+}
+
+// check records d's status read at now and returns an ErrFailed error
+// once the rollout has made no progress for its deadline and grace.
+func (c *stallClock) check(d *appsv1.Deployment, now time.Time, name string) error {
+	st := d.Status
+	if d.Spec.ProgressDeadlineSeconds == nil || d.Spec.Paused || st.ObservedGeneration < d.Generation {
+		// No deadline, or none the controller would count now.
+		c.started = false
+		return nil
+	}
+	cur := [4]int32{st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas, st.Replicas - st.UpdatedReplicas}
+	progressed := cur[0] > c.last[0] || cur[1] > c.last[1] || cur[2] > c.last[2] || cur[3] < c.last[3]
+	if !c.started || progressed {
+		c.started, c.since = true, now
+	}
+	c.last = cur
+	deadline := time.Duration(*d.Spec.ProgressDeadlineSeconds) * time.Second
+	stalled := now.Sub(c.since)
+	if stalled <= deadline+stallGrace {
+		return nil
+	}
+	reason := "none"
+	for _, cond := range st.Conditions {
+		if cond.Type == appsv1.DeploymentProgressing {
+			reason = cond.Reason
+		}
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	return fmt.Errorf("%s: %w: rollout made no progress for %s, past its progress deadline of %ds (%s, seen by Guardian: the controller's Progressing condition still says %s): %d of %d replicas updated, %d available",
+		name, executor.ErrFailed, stalled.Round(time.Second), *d.Spec.ProgressDeadlineSeconds, progressDeadlineExceeded, reason, st.UpdatedReplicas, want, st.AvailableReplicas)
 }
 
 // deploymentProgress reads a Deployment's status; name is for messages.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -154,5 +155,60 @@ func check(t *testing.T, p progress, err error, done bool, msg, wantErr string) 
 	}
 	if p.done != done || !strings.HasPrefix(p.msg, msg) {
 		t.Errorf("progress = done %v %q, want done %v %q", p.done, p.msg, done, msg)
+	}
+}
+
+// TestStallClock replays the status a rollback back to an existing
+// ReplicaSet can show when the controller never counts progress: the
+// Progressing condition stays NewReplicaSetAvailable while one new replica
+// never becomes ready. Guardian fails it after the deadline and grace.
+func TestStallClock(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Generation: 3},
+		Spec:       appsv1.DeploymentSpec{Replicas: int32p(2), ProgressDeadlineSeconds: int32p(10)},
+		Status: appsv1.DeploymentStatus{
+			ObservedGeneration: 3, Replicas: 3, UpdatedReplicas: 1, ReadyReplicas: 2, AvailableReplicas: 2,
+			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Reason: "NewReplicaSetAvailable"}},
+		},
+	}
+	var c stallClock
+	at := func(sec int) error { return c.check(d, t0.Add(time.Duration(sec)*time.Second), "d") }
+	for _, sec := range []int{0, 5, 12} {
+		if err := at(sec); err != nil {
+			t.Fatalf("at %ds: %v, want no error before deadline+grace", sec, err)
+		}
+	}
+	// Progress (a second updated replica) restarts the clock.
+	d.Status.UpdatedReplicas, d.Status.Replicas = 2, 4
+	if err := at(12); err != nil {
+		t.Fatal(err)
+	}
+	// A replica going away is no progress.
+	d.Status.ReadyReplicas = 1
+	if err := at(20); err != nil {
+		t.Fatalf("at 20s: %v", err)
+	}
+	err := at(25)
+	want := "d: rollback failed: rollout made no progress for 13s, past its progress deadline of 10s (ProgressDeadlineExceeded, seen by Guardian: the controller's Progressing condition still says NewReplicaSetAvailable): 2 of 2 replicas updated, 2 available"
+	if !errors.Is(err, executor.ErrFailed) || err.Error() != want {
+		t.Fatalf("at 25s: error = %v\nwant %s", err, want)
+	}
+
+	// No deadline, a paused rollout, or a spec the controller has not
+	// observed: never Guardian's call.
+	for name, mod := range map[string]func(*appsv1.Deployment){
+		"no deadline":  func(d *appsv1.Deployment) { d.Spec.ProgressDeadlineSeconds = nil },
+		"paused":       func(d *appsv1.Deployment) { d.Spec.Paused = true },
+		"not observed": func(d *appsv1.Deployment) { d.Status.ObservedGeneration = 2 },
+	} {
+		dd := d.DeepCopy()
+		mod(dd)
+		var c stallClock
+		for sec := 0; sec <= 600; sec += 60 {
+			if err := c.check(dd, t0.Add(time.Duration(sec)*time.Second), "d"); err != nil {
+				t.Errorf("%s at %ds: %v", name, sec, err)
+			}
+		}
 	}
 }
