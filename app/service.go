@@ -24,6 +24,8 @@ type watch struct {
 	deploy rollout.Event
 	until  time.Time
 	fired  bool
+	// stalled: the built-in progress-deadline trigger is firing.
+	stalled bool
 }
 
 // service is one guarded service: its deploy detector, triggers and the
@@ -113,6 +115,7 @@ func (s *service) tick(ctx context.Context, ts time.Time) {
 		s.endWatch("watch window ended")
 		return
 	}
+	s.checkStall(ctx, ts)
 	for _, tr := range s.triggers {
 		v := tr.Eval(ctx, ts, s.deployFor(), s.querier.Query)
 		if ctx.Err() != nil {
@@ -120,6 +123,44 @@ func (s *service) tick(ctx context.Context, ts time.Time) {
 		}
 		s.record(ctx, v)
 	}
+}
+
+// checkStall judges the built-in progress-deadline trigger: it fires while
+// the Deployment controller reports that the watched deploy's rollout
+// exceeded its progress deadline (pods that never get ready take no
+// traffic, so no metric trigger sees the bad version), unless
+// deploy.kubernetes.on_progress_deadline is "ignore". Callers hold s.mu.
+func (s *service) checkStall(ctx context.Context, ts time.Time) {
+	k := s.cfg.Deploy.Kubernetes
+	if s.kwatch == nil || k == nil || k.OnProgressDeadline == config.OnProgressDeadlineIgnore {
+		return
+	}
+	st, stalled := s.kwatch.Stalled()
+	stalled = stalled && st.Version == s.watch.deploy.Version
+	prev := trigger.Inactive
+	if s.watch.stalled {
+		prev = trigger.Firing
+	}
+	if !stalled && !s.watch.stalled {
+		return
+	}
+	v := trigger.Verdict{
+		Trigger: config.ProgressDeadlineTrigger, At: ts, Deploy: s.deployFor(),
+		Outcome: trigger.OK, State: trigger.Inactive, Previous: prev, Changed: s.watch.stalled,
+		Evidence: trigger.Evidence{Detail: "the rollout is progressing again"},
+	}
+	if stalled {
+		v.Outcome, v.Breach, v.State, v.Changed = trigger.Violated, true, trigger.Firing, !s.watch.stalled
+		v.Evidence = trigger.Evidence{
+			Detail: st.String(),
+			Conditions: []trigger.Check{{
+				Name: "progress_deadline", Threshold: st.Deadline.Seconds(), Breached: true,
+				Text: fmt.Sprintf("no rollout progress within %s", st.Deadline),
+			}},
+		}
+	}
+	s.watch.stalled = stalled
+	s.record(ctx, v)
 }
 
 func (s *service) deployFor() trigger.Deploy {

@@ -258,7 +258,26 @@ type KubernetesDeploy struct {
 	// VersionLabel is the pod-template label naming the version; empty
 	// means the first container's image tag.
 	VersionLabel string `yaml:"version_label,omitempty"`
+	// OnProgressDeadline says what a fresh deploy whose rollout the
+	// Deployment controller gives up on (Progressing condition
+	// ProgressDeadlineExceeded: its pods never became ready) does:
+	// "incident" (default) fires the built-in trigger ProgressDeadlineTrigger,
+	// which declares an incident like any trigger (the approval policy
+	// applies); "ignore" only logs it. Such pods take no traffic, so the
+	// metric triggers never see the bad version.
+	OnProgressDeadline string `yaml:"on_progress_deadline,omitempty"`
 }
+
+// Values of KubernetesDeploy.OnProgressDeadline.
+const (
+	OnProgressDeadlineIncident = "incident"
+	OnProgressDeadlineIgnore   = "ignore"
+)
+
+// ProgressDeadlineTrigger is the name of the built-in trigger that fires
+// when a watched Deployment's fresh rollout exceeds its progress deadline;
+// no configured trigger may take it.
+const ProgressDeadlineTrigger = "progress-deadline"
 
 // Trigger is one condition judged for the freshly deployed version.
 type Trigger struct {

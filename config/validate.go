@@ -357,6 +357,13 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 		if k.Deployment == "" {
 			v.errorf(kp+".deployment", "required")
 		}
+		switch k.OnProgressDeadline {
+		case "":
+			k.OnProgressDeadline = OnProgressDeadlineIncident
+		case OnProgressDeadlineIncident, OnProgressDeadlineIgnore:
+		default:
+			v.errorf(kp+".on_progress_deadline", "invalid value %q: want %s or %s", k.OnProgressDeadline, OnProgressDeadlineIncident, OnProgressDeadlineIgnore)
+		}
 		if k.Kubeconfig != "" {
 			path := commoncfg.JoinDir(v.dir, k.Kubeconfig)
 			if err := readable(path); err != nil {
@@ -555,6 +562,9 @@ func (v *validator) scrape(p string, s *Scrape) {
 
 func (v *validator) trigger(p string, t *Trigger, seen map[string]string) {
 	v.name(p+".name", "trigger", t.Name, seen)
+	if t.Name == ProgressDeadlineTrigger {
+		v.errorf(p+".name", "%q is the built-in trigger of deploy.kubernetes.on_progress_deadline: choose another name", t.Name)
+	}
 	switch {
 	case t.Query != "":
 		v.template(p+".query", t.Query)

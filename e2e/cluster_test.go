@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/demo"
 	"github.com/rollback-guardian/guardian/incident"
 	kuberollout "github.com/rollback-guardian/guardian/rollout/kubernetes"
@@ -63,7 +64,8 @@ services:
 `
 
 // bridge makes the demo service follow the Deployment: the version the
-// Deployment's template runs is the one serving, v2 with 20% errors.
+// Deployment's template runs is the one serving, v2 with 20% errors; a
+// template whose pods never get ready serves nothing.
 func bridge(ctx context.Context, t testing.TB, k *testenv.Kubernetes, svc *demo.Service) {
 	go func() {
 		tick := time.NewTicker(200 * time.Millisecond)
@@ -80,7 +82,8 @@ func bridge(ctx context.Context, t testing.TB, k *testenv.Kubernetes, svc *demo.
 				continue
 			}
 			v := kuberollout.VersionOf(d, "")
-			if v == current {
+			if v == current || d.Spec.Template.Annotations[testenv.NeverReadyAnnotation] != "" {
+				// Pods that never get ready take no traffic.
 				continue
 			}
 			rate := 0.005
@@ -292,6 +295,80 @@ func TestKubernetesClosedLoop(t *testing.T) {
 		}
 		return nil
 	}, "the report to list the revisions")
+}
+
+// A broken rollout on a real control plane: v2's pods never become ready,
+// so they take no traffic and no metric trigger can judge v2. The
+// Deployment controller gives up at the progress deadline; Guardian's
+// built-in progress-deadline trigger declares the incident, the go comes
+// through the API, the kubernetes executor rolls back to v1's template,
+// recovery is confirmed on v1 and the report lists the revisions.
+func TestKubernetesBrokenRollout(t *testing.T) {
+	k, ctx, demoURL, dir := kubeWorld(t)
+	cfg := filepath.Join(dir, "guardian.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(kubeLoopConfig, dir, k.Kubeconfig, demoURL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, cfg)
+	s := &stack{t: t, apiURL: p.url}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		var st []struct {
+			Current string `json:"current_version"`
+		}
+		if err := s.getJSON("/api/v1/status", &st); err != nil {
+			return err
+		}
+		if st[0].Current != "v1" {
+			return fmt.Errorf("current %q", st[0].Current)
+		}
+		return nil
+	}, "Guardian to learn v1 from the Deployment")
+	patch := `{"spec":{"progressDeadlineSeconds":3,"template":{"metadata":{"annotations":{"` + testenv.NeverReadyAnnotation + `":"true"}},` +
+		`"spec":{"containers":[{"name":"app","image":"checkout:v2"}]}}}}`
+	k.Kubectl(t, "patch", "deployment/checkout", "-n", "default", "--type=strategic", "-p", patch)
+
+	rec := s.waitIncident(1, incident.AwaitingApproval, 120*time.Second)
+	if rec.Version != "v2" || rec.Baseline != "v1" || rec.Trigger != config.ProgressDeadlineTrigger {
+		t.Fatalf("incident %+v, want v2 against v1 by %s", rec, config.ProgressDeadlineTrigger)
+	}
+	if !strings.Contains(rec.Evidence.Summary, "ProgressDeadlineExceeded") || !strings.Contains(rec.Evidence.Summary, "0 of 2 replicas updated") && !strings.Contains(rec.Evidence.Summary, "1 of 2 replicas updated") {
+		t.Errorf("evidence %q", rec.Evidence.Summary)
+	}
+	fired := `guardian_triggers_fired_total{service="checkout",trigger="` + config.ProgressDeadlineTrigger + `"}`
+	if v := metricValue(t, p.url, fired); v != "1" {
+		t.Errorf("%s = %q, want 1", fired, v)
+	}
+	if code := s.decide(1, "approve", apiToken, `{}`); code != http.StatusOK {
+		t.Fatalf("approve: %d", code)
+	}
+	rec = s.waitIncident(1, incident.Resolved, 180*time.Second)
+	got, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := kuberollout.VersionOf(got, ""); v != "v1" || got.Status.AvailableReplicas != 2 {
+		t.Fatalf("deployment on %s with %d available after the rollback", v, got.Status.AvailableReplicas)
+	}
+	a := rec.Actions["incident-1/rollback.application"]
+	if a == nil || a.State != incident.ActionSucceeded || !strings.Contains(a.Output, "revision 2 → template of revision 1") {
+		t.Fatalf("action %+v", a)
+	}
+	// The metric trigger never judged v2: no traffic, no rollback by it.
+	if v := metricValue(t, p.url, `guardian_triggers_fired_total{service="checkout",trigger="error-rate"}`); v != "" && v != "0" {
+		t.Errorf("error-rate fired %s times", v)
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		md, err := os.ReadFile(filepath.Join(dir, "state", "reports", "incident-1.md"))
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{"ProgressDeadlineExceeded", "revision 2", "template of revision 1"} {
+			if !strings.Contains(string(md), want) {
+				return fmt.Errorf("report lacks %q", want)
+			}
+		}
+		return nil
+	}, "the report to tell the stall and the revisions")
 }
 
 // kubeWorld is a real control plane with the checkout Deployment at v1 (two

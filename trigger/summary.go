@@ -21,6 +21,8 @@ func (v Verdict) Summary() string {
 	ev := v.Evidence
 	judged := v.Outcome == OK || v.Outcome == Violated || v.Outcome == NotEnoughEvidence
 	switch {
+	case ev.Detail != "":
+		b.WriteString(ev.Detail)
 	case ev.Sequential != nil && judged:
 		sequentialSummary(&b, v)
 	default:

@@ -211,6 +211,10 @@ type Evidence struct {
 	MinRequests float64
 	// ActiveSince is when the trigger became pending; zero when inactive.
 	ActiveSince time.Time
+	// Detail describes what a verdict that is not drawn from a query saw
+	// (the built-in progress-deadline trigger's stalled rollout); Summary
+	// shows it instead of the value and conditions.
+	Detail string
 	// Sequential is the evidence of a sequential trigger's test; nil for
 	// other triggers. Query, VolumeQuery and BaselineQuery are then the
 	// errors, requests and baseline errors queries as sent, Value the new

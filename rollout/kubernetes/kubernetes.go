@@ -46,6 +46,69 @@ type Watcher struct {
 	mu       sync.Mutex
 	revision string // last revision seen
 	version  string // its version
+	stall    *Stall // the last state seen, when its rollout stalled
+}
+
+// ProgressDeadlineExceeded is the reason of a Deployment's Progressing
+// condition once its rollout made no progress within
+// spec.progressDeadlineSeconds.
+const ProgressDeadlineExceeded = "ProgressDeadlineExceeded"
+
+// Stall is a rollout the Deployment controller gave up on: its Progressing
+// condition says ProgressDeadlineExceeded.
+type Stall struct {
+	// Revision and Version are the stalled rollout's.
+	Revision, Version string
+	// Deadline is spec.progressDeadlineSeconds.
+	Deadline time.Duration
+	// Since is when the controller declared it (the condition's update time).
+	Since time.Time
+	// Updated, Available and Want count replicas.
+	Updated, Available, Want int32
+	// Message is the controller's, e.g. `ReplicaSet "checkout-7d9" has
+	// timed out progressing.`
+	Message string
+}
+
+// String describes the stall for the timeline.
+func (s Stall) String() string {
+	return fmt.Sprintf("deployment rollout to %s (revision %s) exceeded its progress deadline of %s (%s): %d of %d replicas updated, %d available: %s",
+		s.Version, s.Revision, s.Deadline, ProgressDeadlineExceeded, s.Updated, s.Want, s.Available, s.Message)
+}
+
+// StallOf returns the stall of d's latest spec, if the controller
+// reported one.
+func StallOf(d *appsv1.Deployment, label string) (Stall, bool) {
+	if d.Status.ObservedGeneration < d.Generation {
+		return Stall{}, false // a newer spec may have fixed it
+	}
+	for _, c := range d.Status.Conditions {
+		if c.Type != appsv1.DeploymentProgressing || c.Reason != ProgressDeadlineExceeded {
+			continue
+		}
+		s := Stall{
+			Revision: d.Annotations[RevisionAnnotation], Version: VersionOf(d, label), Since: c.LastUpdateTime.Time,
+			Updated: d.Status.UpdatedReplicas, Available: d.Status.AvailableReplicas, Want: 1, Message: c.Message,
+		}
+		if d.Spec.ProgressDeadlineSeconds != nil {
+			s.Deadline = time.Duration(*d.Spec.ProgressDeadlineSeconds) * time.Second
+		}
+		if d.Spec.Replicas != nil {
+			s.Want = *d.Spec.Replicas
+		}
+		return s, true
+	}
+	return Stall{}, false
+}
+
+// Stalled returns the stall of the Deployment's state last seen, if any.
+func (w *Watcher) Stalled() (Stall, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stall == nil {
+		return Stall{}, false
+	}
+	return *w.stall, true
 }
 
 // New returns a watcher of cfg's Deployment for service, calling emit for
@@ -122,6 +185,23 @@ func (w *Watcher) Observe(d *appsv1.Deployment) (rollout.Event, bool) {
 	return ev, true
 }
 
+// observeStall records whether d's rollout stalled, logging a new stall.
+func (w *Watcher) observeStall(d *appsv1.Deployment) {
+	st, ok := StallOf(d, w.cfg.VersionLabel)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case !ok:
+		w.stall = nil
+	case w.stall == nil || w.stall.Revision != st.Revision:
+		w.log.Warn("deployment rollout stalled", zap.String("revision", st.Revision), zap.String("version", st.Version),
+			zap.String("reason", ProgressDeadlineExceeded), zap.String("message", st.Message))
+		w.stall = &st
+	default:
+		w.stall = &st
+	}
+}
+
 // Run watches the Deployment with an informer until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
 	lw := cache.NewListWatchFromClient(w.client.AppsV1().RESTClient(), "deployments", w.cfg.Namespace,
@@ -135,6 +215,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		first := w.revision == ""
 		w.mu.Unlock()
 		ev, ok := w.Observe(d)
+		w.observeStall(d)
 		switch {
 		case ok && w.emit != nil:
 			w.emit(ev)

@@ -86,6 +86,8 @@ func TestWatchRealDeployment(t *testing.T) {
 	d.Namespace = "default"
 	d.Annotations = nil
 	d.Spec.Replicas = &replicas
+	deadline := int32(2)
+	d.Spec.ProgressDeadlineSeconds = &deadline
 	d.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}}
 	d.Spec.Template.Spec.NodeName = k.Nodes[0]
 	if _, err := k.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
@@ -126,4 +128,57 @@ func TestWatchRealDeployment(t *testing.T) {
 		}
 		return nil
 	}, "the deploy of v2")
+	if _, ok := w.Stalled(); ok {
+		t.Fatal("a complete rollout reported stalled")
+	}
+
+	// v3's pods never become ready: after its progress deadline the
+	// controller gives up, and the watcher reports the stall.
+	patch = []byte(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"checkout:v3"},` +
+		`{"op":"add","path":"/spec/template/metadata/annotations","value":{"` + testenv.NeverReadyAnnotation + `":"true"}}]`)
+	if _, err := k.Client.AppsV1().Deployments("default").Patch(ctx, "checkout", types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		st, ok := w.Stalled()
+		if !ok {
+			return fmt.Errorf("no stall seen")
+		}
+		if st.Version != "v3" || st.Revision != "3" || st.Deadline != 2*time.Second || st.Want != 1 || st.Updated != 1 {
+			return fmt.Errorf("stall %+v", st)
+		}
+		return nil
+	}, "the stall of v3")
+}
+
+func TestStallOf(t *testing.T) {
+	deadline := int32(600)
+	base := func(mod func(*appsv1.Deployment)) *appsv1.Deployment {
+		d := deployment("4", "checkout:v4", "")
+		d.Generation = 7
+		d.Spec.ProgressDeadlineSeconds = &deadline
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: 7, UpdatedReplicas: 1, AvailableReplicas: 2, Conditions: []appsv1.DeploymentCondition{
+			{Type: appsv1.DeploymentAvailable, Reason: "MinimumReplicasAvailable"},
+			{Type: appsv1.DeploymentProgressing, Reason: ProgressDeadlineExceeded, Message: `ReplicaSet "checkout-7d9" has timed out progressing.`},
+		}}
+		if mod != nil {
+			mod(d)
+		}
+		return d
+	}
+	st, ok := StallOf(base(nil), "")
+	want := `deployment rollout to v4 (revision 4) exceeded its progress deadline of 10m0s (ProgressDeadlineExceeded): 1 of 1 replicas updated, 2 available: ReplicaSet "checkout-7d9" has timed out progressing.`
+	if !ok || st.String() != want {
+		t.Errorf("StallOf = %v %q\nwant %q", ok, st, want)
+	}
+	for name, mod := range map[string]func(*appsv1.Deployment){
+		"progressing":          func(d *appsv1.Deployment) { d.Status.Conditions[1].Reason = "ReplicaSetUpdated" },
+		"complete":             func(d *appsv1.Deployment) { d.Status.Conditions[1].Reason = "NewReplicaSetAvailable" },
+		"newer spec unseen":    func(d *appsv1.Deployment) { d.Generation = 8 },
+		"no conditions at all": func(d *appsv1.Deployment) { d.Status.Conditions = nil },
+	} {
+		if st, ok := StallOf(base(mod), ""); ok {
+			t.Errorf("%s: stall %+v", name, st)
+		}
+	}
 }
