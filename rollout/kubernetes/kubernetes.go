@@ -154,11 +154,12 @@ func VersionOf(d *appsv1.Deployment, label string) string {
 	return ""
 }
 
-// Observe handles one state of the Deployment: the first one only learns
-// the running version; a later new revision whose version differs is a
+// Observe handles one state of the Deployment, noting whether its rollout
+// stalled (see Stalled): the first one only learns the running version; a later new revision whose version differs is a
 // deploy, the previous version its baseline. A revision going back to an
 // earlier template (a rollback) moves the current version without an event.
 func (w *Watcher) Observe(d *appsv1.Deployment) (rollout.Event, bool) {
+	w.observeStall(d)
 	rev := d.Annotations[RevisionAnnotation]
 	if rev == "" {
 		return rollout.Event{}, false // the controller has not numbered it yet
@@ -215,7 +216,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 		first := w.revision == ""
 		w.mu.Unlock()
 		ev, ok := w.Observe(d)
-		w.observeStall(d)
 		switch {
 		case ok && w.emit != nil:
 			w.emit(ev)
