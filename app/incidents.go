@@ -14,6 +14,7 @@ import (
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/executor"
 	"github.com/rollback-guardian/guardian/executor/argorollouts"
+	"github.com/rollback-guardian/guardian/executor/helm"
 	"github.com/rollback-guardian/guardian/executor/command"
 	kubeexec "github.com/rollback-guardian/guardian/executor/kubernetes"
 	"github.com/rollback-guardian/guardian/executor/webhook"
@@ -43,6 +44,9 @@ func buildExecutor(e *config.Executor, log *zap.Logger) (executor.Executor, stri
 		return x, e.Name(), err
 	case e.ArgoRollouts != nil:
 		x, err := argorollouts.New(*e.ArgoRollouts, log.Named("executor"))
+		return x, e.Name(), err
+	case e.Helm != nil:
+		x, err := helm.New(*e.Helm, log.Named("executor"))
 		return x, e.Name(), err
 	}
 	return nil, "", errors.New("no executor type")

@@ -9,6 +9,7 @@ import (
 	commoncfg "github.com/prometheus/common/config"
 
 	"github.com/rollback-guardian/guardian/executor/argorollouts"
+	"github.com/rollback-guardian/guardian/executor/helm"
 	"github.com/rollback-guardian/guardian/executor/command"
 	"github.com/rollback-guardian/guardian/executor/kubernetes"
 	"github.com/rollback-guardian/guardian/executor/webhook"
@@ -168,6 +169,8 @@ type Executor struct {
 	Kubernetes *kubernetes.Config `yaml:"kubernetes,omitempty"`
 	// ArgoRollouts aborts (and optionally undoes) an Argo Rollout.
 	ArgoRollouts *argorollouts.Config `yaml:"argo_rollouts,omitempty"`
+	// Helm rolls a Helm release back to an earlier revision.
+	Helm *helm.Config `yaml:"helm,omitempty"`
 }
 
 // Name describes the executor for logs and the timeline.
@@ -183,6 +186,8 @@ func (e *Executor) Name() string {
 		return "kubernetes " + e.Kubernetes.Kind().String() + " " + e.Kubernetes.TargetName()
 	case e.ArgoRollouts != nil:
 		return "argo-rollouts " + e.ArgoRollouts.Rollout
+	case e.Helm != nil:
+		return "helm " + e.Helm.Release
 	}
 	return "none"
 }

@@ -410,14 +410,14 @@ func (v *validator) executor(p string, e *Executor) {
 		return
 	}
 	n := 0
-	for _, set := range []bool{e.Command != nil, e.Webhook != nil, e.Kubernetes != nil, e.ArgoRollouts != nil} {
+	for _, set := range []bool{e.Command != nil, e.Webhook != nil, e.Kubernetes != nil, e.ArgoRollouts != nil, e.Helm != nil} {
 		if set {
 			n++
 		}
 	}
 	switch {
 	case n == 0:
-		v.errorf(p, "no executor: want command, webhook, kubernetes or argo_rollouts")
+		v.errorf(p, "no executor: want command, webhook, kubernetes, argo_rollouts or helm")
 		return
 	case n > 1:
 		v.errorf(p, "want exactly one executor, got %d", n)
@@ -434,6 +434,12 @@ func (v *validator) executor(p string, e *Executor) {
 			r.Kubeconfig = commoncfg.JoinDir(v.dir, r.Kubeconfig)
 		}
 		v.pluginErrors(p+".argo_rollouts", r.Validate(), "")
+	}
+	if h := e.Helm; h != nil {
+		if h.Kubeconfig != "" {
+			h.Kubeconfig = commoncfg.JoinDir(v.dir, h.Kubeconfig)
+		}
+		v.pluginErrors(p+".helm", h.Validate(), "")
 	}
 	if c := e.Command; c != nil {
 		if c.Dir != "" {

@@ -101,7 +101,7 @@ func bridge(ctx context.Context, t testing.TB, k *testenv.Kubernetes, svc *demo.
 // is killed in the middle of an incident; the other takes the incident over
 // from the shared state and the Deployment is rolled back exactly once.
 func TestLeaderElectionTakeover(t *testing.T) {
-	k, ctx, demoURL, dir := kubeWorld(t)
+	k, ctx, demoURL, dir := kubeWorld(t, nil)
 	script := fmt.Sprintf("echo run >> %s/rollbacks && exec %s --kubeconfig %s rollout undo deployment/checkout -n default",
 		dir, filepath.Join(k.BinDir, "kubectl"), k.Kubeconfig)
 	procs := make([]*guardianProc, 2)
@@ -246,7 +246,7 @@ services:
 // API, the kubernetes executor rolls back, the Deployment is on the v1
 // template again, recovery is confirmed and the report lists the revisions.
 func TestKubernetesClosedLoop(t *testing.T) {
-	k, ctx, demoURL, dir := kubeWorld(t)
+	k, ctx, demoURL, dir := kubeWorld(t, nil)
 	cfg := filepath.Join(dir, "guardian.yml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(kubeLoopConfig, dir, k.Kubeconfig, demoURL)), 0o600); err != nil {
 		t.Fatal(err)
@@ -304,7 +304,7 @@ func TestKubernetesClosedLoop(t *testing.T) {
 // through the API, the kubernetes executor rolls back to v1's template,
 // recovery is confirmed on v1 and the report lists the revisions.
 func TestKubernetesBrokenRollout(t *testing.T) {
-	k, ctx, demoURL, dir := kubeWorld(t)
+	k, ctx, demoURL, dir := kubeWorld(t, nil)
 	cfg := filepath.Join(dir, "guardian.yml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(kubeLoopConfig, dir, k.Kubeconfig, demoURL)), 0o600); err != nil {
 		t.Fatal(err)
@@ -371,29 +371,125 @@ func TestKubernetesBrokenRollout(t *testing.T) {
 	}, "the report to tell the stall and the revisions")
 }
 
-// kubeWorld is a real control plane with the checkout Deployment at v1 (two
-// replicas), the demo service under load following the Deployment's
-// template, and a directory holding the API token file.
-func kubeWorld(t *testing.T) (k *testenv.Kubernetes, ctx context.Context, demoURL, dir string) {
+// kubeHelmConfig closes the loop through Helm: deploys learnt from the
+// Deployment the release renders, rollback by the helm executor.
+const kubeHelmConfig = `global:
+  evaluation_interval: 1s
+  state_dir: %[1]s/state
+  auth: {tokens_file: %[1]s/tokens}
+services:
+  - name: checkout
+    scrape: {url: "%[3]s/metrics", interval: 1s, timeout: 900ms}
+    deploy:
+      kubernetes: {kubeconfig: %[2]s, namespace: default, deployment: checkout}
+    watch_window: 10m
+    triggers:
+      - name: error-rate
+        query: >-
+          (sum(rate(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.Window}}])) or vector(0))
+          / sum(rate(http_requests_total{version="{{.Version}}"}[{{.Window}}]))
+        window: 10s
+        above: 0.05
+        for: 2s
+        min_requests: 20
+        volume_query: 'sum(increase(http_requests_total{version="{{.Version}}"}[{{.Window}}]))'
+    approval: {mode: manual}
+    rollback:
+      application:
+        helm: {kubeconfig: %[2]s, namespace: default, release: checkout, match_app_version: true, timeout: 2m}
+    recovery: {tolerance: 0.5, stable_for: 3s, timeout: 2m}
+`
+
+// helmChart packages e2e/testdata/checkout-chart with appVersion app into
+// dir and returns the archive's path.
+func helmChart(t *testing.T, k *testenv.Kubernetes, dir, app string) string {
 	t.Helper()
-	k = testenv.StartKubernetes(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	replicas := int32(2)
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "default"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
-				Spec:       corev1.PodSpec{NodeName: k.Nodes[0], Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
-			},
-		},
-	}
-	if _, err := k.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
-		cancel()
+	out := filepath.Join(dir, app)
+	k.Helm(t, "package", filepath.Join("testdata", "checkout-chart"), "--app-version", app, "-d", out)
+	return filepath.Join(out, "checkout-1.0.0.tgz")
+}
+
+// The closed loop through a Helm release: checkout is installed with the
+// helm CLI at v1 and upgraded to v2; Guardian learns the deploy from the
+// Deployment, the trigger fires on v2's errors, the go comes through the
+// API, the helm executor rolls the release back to revision 1 (as revision
+// 3, found by its appVersion), the Deployment runs v1 again, recovery is
+// confirmed and the report lists the revisions.
+func TestHelmClosedLoop(t *testing.T) {
+	charts := t.TempDir()
+	k, ctx, demoURL, dir := kubeWorld(t, func(t *testing.T, k *testenv.Kubernetes) {
+		k.Helm(t, "install", "checkout", helmChart(t, k, charts, "v1"), "--namespace", "default", "--wait", "--timeout", "2m")
+	})
+	cfg := filepath.Join(dir, "guardian.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(kubeHelmConfig, dir, k.Kubeconfig, demoURL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	p := startProc(t, cfg)
+	s := &stack{t: t, apiURL: p.url}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		var st []struct {
+			Current string `json:"current_version"`
+		}
+		if err := s.getJSON("/api/v1/status", &st); err != nil {
+			return err
+		}
+		if st[0].Current != "v1" {
+			return fmt.Errorf("current %q", st[0].Current)
+		}
+		return nil
+	}, "Guardian to learn v1 from the Deployment")
+	k.Helm(t, "upgrade", "checkout", helmChart(t, k, charts, "v2"), "--namespace", "default", "--wait", "--timeout", "2m")
+
+	rec := s.waitIncident(1, incident.AwaitingApproval, 120*time.Second)
+	if rec.Version != "v2" || rec.Baseline != "v1" || rec.Trigger != "error-rate" {
+		t.Fatalf("incident %+v", rec)
+	}
+	if code := s.decide(1, "approve", apiToken, `{}`); code != http.StatusOK {
+		t.Fatalf("approve: %d", code)
+	}
+	rec = s.waitIncident(1, incident.Resolved, 180*time.Second)
+	got, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := kuberollout.VersionOf(got, ""); v != "v1" {
+		t.Fatalf("deployment on %s after the rollback", v)
+	}
+	a := rec.Actions["incident-1/rollback.application"]
+	if a == nil || a.State != incident.ActionSucceeded || !strings.Contains(a.Output, "revision 2 (chart checkout-1.0.0, app v2) → revision 1 (chart checkout-1.0.0, app v1)") ||
+		!strings.Contains(a.Output, "as revision 3") {
+		t.Fatalf("action %+v", a)
+	}
+	history := k.Helm(t, "history", "checkout", "--namespace", "default")
+	if !strings.Contains(history, "Rollback to 1") {
+		t.Errorf("helm history lacks the rollback:\n%s", history)
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		md, err := os.ReadFile(filepath.Join(dir, "state", "reports", "incident-1.md"))
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{"helm checkout", "revision 2", "revision 1", "as revision 3"} {
+			if !strings.Contains(string(md), want) {
+				return fmt.Errorf("report lacks %q", want)
+			}
+		}
+		return nil
+	}, "the report to list the release's revisions")
+}
+
+// kubeWorld is a real control plane with the checkout Deployment at v1 (two
+// replicas), the demo service under load following the Deployment's
+// template, and a directory holding the API token file. A non-nil deploy
+// creates the Deployment instead (through a Helm release, say).
+func kubeWorld(t *testing.T, deploy func(*testing.T, *testenv.Kubernetes)) (k *testenv.Kubernetes, ctx context.Context, demoURL, dir string) {
+	t.Helper()
+	k = testenv.StartKubernetes(t)
+	if deploy == nil {
+		deploy = createCheckout
+	}
+	deploy(t, k)
+	ctx, cancel := context.WithCancel(context.Background())
 	svc := demo.New(demo.Options{Seed: 5})
 	demoURL = serve(t, svc)
 	loadDone := make(chan struct{})
@@ -408,4 +504,23 @@ func kubeWorld(t *testing.T) (k *testenv.Kubernetes, ctx context.Context, demoUR
 		t.Fatal(err)
 	}
 	return k, ctx, demoURL, dir
+}
+
+// createCheckout creates the checkout Deployment at v1 with two replicas.
+func createCheckout(t *testing.T, k *testenv.Kubernetes) {
+	replicas := int32(2)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
+				Spec:       corev1.PodSpec{NodeName: k.Nodes[0], Containers: []corev1.Container{{Name: "app", Image: "checkout:v1"}}},
+			},
+		},
+	}
+	if _, err := k.Client.AppsV1().Deployments("default").Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating deployment checkout: %v", err)
+	}
 }
