@@ -9,8 +9,8 @@ import (
 	commoncfg "github.com/prometheus/common/config"
 
 	"github.com/rollback-guardian/guardian/executor/argorollouts"
-	"github.com/rollback-guardian/guardian/executor/helm"
 	"github.com/rollback-guardian/guardian/executor/command"
+	"github.com/rollback-guardian/guardian/executor/helm"
 	"github.com/rollback-guardian/guardian/executor/kubernetes"
 	"github.com/rollback-guardian/guardian/executor/webhook"
 )
