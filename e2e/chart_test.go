@@ -36,6 +36,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/executor"
+	helmexec "github.com/rollback-guardian/guardian/executor/helm"
 	kubeexec "github.com/rollback-guardian/guardian/executor/kubernetes"
 	kubestore "github.com/rollback-guardian/guardian/store/kubernetes"
 	"github.com/rollback-guardian/guardian/testenv"
@@ -1450,6 +1451,66 @@ config:
 					t.Fatalf("want Forbidden, got %v", err)
 				}
 			})
+		}
+	})
+
+	t.Run("helm executor rolls back a release with the chart's rules", func(t *testing.T) {
+		// A second Guardian release whose ServiceAccount may only do what
+		// the helm executor needs for a Deployment's release in orders:
+		// rbac.helm and the extraRules the chart's README gives.
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "orders"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		const release = "helm-guardian"
+		values := chartValues(t, `
+auth:
+  tokens: {ci: ci-token-0123456789abcdef}
+rbac:
+  watchNamespaces: [orders]
+  helm: true
+  extraRules:
+    - apiGroups: [apps]
+      resources: [deployments]
+      verbs: [get, create, patch, delete]
+    - apiGroups: [""]
+      resources: [services]
+      verbs: [get, create, patch, delete]
+    - apiGroups: [apps]
+      resources: [replicasets]
+      verbs: [list]
+`)
+		k.Helm(t, "install", release, abs, "--namespace", chartNamespace, "-f", values, "--wait", "--timeout", "3m")
+		charts := plainTempDir(t)
+		k.Helm(t, "install", "orders", helmChart(t, k, charts, "v1"), "--namespace", "orders", "--wait", "--timeout", "2m")
+		k.Helm(t, "upgrade", "orders", helmChart(t, k, charts, "v2"), "--namespace", "orders", "--wait", "--timeout", "2m")
+
+		ex, err := helmexec.New(helmexec.Config{Connection: kubeexec.Connection{Kubeconfig: k.ServiceAccountKubeconfig(t, chartNamespace, release), Namespace: "orders"},
+			Release: "orders", Timeout: model.Duration(2 * time.Minute)}, zaptest.NewLogger(t), helmexec.WithPollInterval(200*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := ex.Rollback(ctx, executor.Target{Incident: 5, Service: "orders", Version: "v2", Baseline: "v1",
+			Step: executor.StepApplication, IdempotencyKey: executor.IdempotencyKey(5, executor.StepApplication)})
+		if err != nil {
+			t.Fatalf("helm rollback with the chart's ServiceAccount: %v (output %q)", err, res.Output)
+		}
+		d, err := admin.AppsV1().Deployments("orders").Get(ctx, "orders", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != "checkout:v1" {
+			t.Fatalf("orders runs %s after the rollback, want checkout:v1", img)
+		}
+		// And no more: the same rules do not reach other namespaces.
+		hsa, err := kubernetes.NewForConfig(k.ServiceAccountConfig(t, chartNamespace, release))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hsa.CoreV1().Secrets("shop").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("reading shop's Secrets: %v, want Forbidden", err)
+		}
+		if err := hsa.AppsV1().Deployments("shop").Delete(ctx, "checkout", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("deleting shop's Deployment: %v, want Forbidden", err)
 		}
 	})
 
