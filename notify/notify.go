@@ -63,3 +63,12 @@ type Event struct {
 type Notifier interface {
 	Notify(ctx context.Context, e Event) (retry bool, err error)
 }
+
+// RetryAfterError is implemented by a retryable failure whose receiver
+// said when to come back (an HTTP Retry-After header on a 429 or 503).
+// The Outbox waits at least that long, up to its MaxBackoff, before the
+// next attempt.
+type RetryAfterError interface {
+	error
+	RetryAfter() time.Duration
+}

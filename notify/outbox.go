@@ -477,7 +477,13 @@ func (o *Outbox) attempt(ctx context.Context, n Notifier, d *delivery) {
 	// The worker owns its head delivery: updating it needs no lock.
 	d.Attempts++
 	d.LastError = err.Error()
-	d.NextAttempt = minDuration(now.Add(o.backoff(d.Attempts)), deadline)
+	wait := o.backoff(d.Attempts)
+	var ra RetryAfterError
+	if errors.As(err, &ra) && ra.RetryAfter() > wait {
+		// The receiver asked for more time: honour it, up to MaxBackoff.
+		wait = min(ra.RetryAfter(), o.opts.MaxBackoff)
+	}
+	d.NextAttempt = minDuration(now.Add(wait), deadline)
 	o.log.Warn("Notification failed, will retry", o.fields(d,
 		zap.Time("next_attempt", d.NextAttempt), zap.Error(err))...)
 	o.persist(d)

@@ -673,3 +673,50 @@ func TestRunTwiceRefused(t *testing.T) {
 		t.Fatal("a second concurrent Run was accepted")
 	}
 }
+
+// retryAfterErr is a retryable failure whose receiver said when to come
+// back.
+type retryAfterErr time.Duration
+
+func (e retryAfterErr) Error() string             { return "429 slow down" }
+func (e retryAfterErr) RetryAfter() time.Duration { return time.Duration(e) }
+
+// TestRetryAfterHonoured: a receiver's Retry-After sets the next attempt
+// when it asks for longer than the backoff, up to MaxBackoff.
+func TestRetryAfterHonoured(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		after    time.Duration
+		min, max time.Duration
+	}{
+		{name: "longer than the backoff", after: 90 * time.Second, min: 90 * time.Second, max: 90 * time.Second},
+		{name: "capped at MaxBackoff", after: time.Hour, min: 5 * time.Minute, max: 5 * time.Minute},
+		{name: "shorter than the backoff", after: time.Millisecond, min: 500 * time.Millisecond, max: time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newClock(true)
+			var at []time.Time
+			f := &fake{fail: func(attempt int, _ notify.Event) (bool, error) {
+				at = append(at, clock.Now())
+				if attempt == 1 {
+					return true, fmt.Errorf("posting: %w", retryAfterErr(tc.after))
+				}
+				return false, nil
+			}}
+			o, _ := newOutbox(t, store.NewMemory(), map[string]notify.Notifier{"oncall": f}, notify.OutboxOptions{
+				MinBackoff: time.Second, MaxBackoff: 5 * time.Minute, MaxAge: 24 * time.Hour,
+				Now: clock.Now, After: clock.After,
+			})
+			if err := o.Enqueue(context.Background(), "oncall", events(1, 1)[0]); err != nil {
+				t.Fatal(err)
+			}
+			start(t, o)
+			waitFor(t, "the retry delivered", func() bool { return len(f.got()) == 1 })
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if gap := at[1].Sub(at[0]); gap < tc.min || gap > tc.max {
+				t.Errorf("second attempt %s after the first, want %s..%s", gap, tc.min, tc.max)
+			}
+		})
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -178,7 +179,11 @@ func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
 		return false, nil
 	}
 	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	err = fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, &StatusError{Code: code, Body: clean(snippet)})
+	se := &StatusError{Code: code, Body: clean(snippet)}
+	if retry {
+		se.Wait = retryAfter(resp.Header.Get("Retry-After"), n.now())
+	}
+	err = fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, se)
 	return retry, err
 }
 
@@ -187,6 +192,34 @@ type StatusError struct {
 	Code int
 	// Body is the start of the answer, on one line.
 	Body string
+	// Wait is the answer's Retry-After, or 0.
+	Wait time.Duration
+}
+
+var _ notify.RetryAfterError = (*StatusError)(nil)
+
+// RetryAfter is how long the receiver asked to wait before the next
+// attempt (0: it did not say).
+func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
+
+// retryAfter reads a Retry-After header (RFC 9110 section 10.2.3): a
+// number of seconds or an HTTP date. Anything else, or a time in the past,
+// is 0.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return 0
 }
 
 // Error says the status and the start of the answer.

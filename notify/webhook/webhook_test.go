@@ -359,3 +359,39 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestRetryAfter: a 429 or 503's Retry-After, in seconds or as an HTTP
+// date, reaches the outbox through the error; other answers carry none.
+func TestRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		code   int
+		header string
+		want   time.Duration
+	}{
+		{"seconds", http.StatusTooManyRequests, "120", 2 * time.Minute},
+		{"http date", http.StatusServiceUnavailable, sendTime.Add(90 * time.Second).UTC().Format(http.TimeFormat), 90 * time.Second},
+		{"date in the past", http.StatusServiceUnavailable, sendTime.Add(-time.Minute).UTC().Format(http.TimeFormat), 0},
+		{"garbage", http.StatusTooManyRequests, "soon", 0},
+		{"absent", http.StatusTooManyRequests, "", 0},
+		{"not retryable", http.StatusBadRequest, "120", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				if tc.header != "" {
+					w.Header().Set("Retry-After", tc.header)
+				}
+				w.WriteHeader(tc.code)
+			}))
+			defer srv.Close()
+			_, err := newNotifier(t, srv.URL, rawSecret).Notify(context.Background(), event())
+			var ra notify.RetryAfterError
+			if !errors.As(err, &ra) {
+				t.Fatalf("error %v carries no RetryAfter", err)
+			}
+			if got := ra.RetryAfter(); got != tc.want {
+				t.Errorf("RetryAfter() = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
