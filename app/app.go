@@ -22,6 +22,7 @@ import (
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/notify"
 	"github.com/rollback-guardian/guardian/rollout"
+	"github.com/rollback-guardian/guardian/source/embedded"
 	"github.com/rollback-guardian/guardian/store"
 	"github.com/rollback-guardian/guardian/store/bolt"
 	"github.com/rollback-guardian/guardian/web"
@@ -46,11 +47,13 @@ type Options struct {
 
 // App is the Guardian daemon.
 type App struct {
-	opts     Options
-	log      *zap.Logger
-	now      func() time.Time
-	m        *metrics
-	srcM     *sourceMetrics
+	opts Options
+	log  *zap.Logger
+	now  func() time.Time
+	m    *metrics
+	srcM *sourceMetrics
+	// engines are the PromQL engines the embedded sources share.
+	engines  *embedded.Engines
 	reloader *config.Reloader
 
 	// Durable state and incidents, set up by the first Apply.
@@ -93,12 +96,13 @@ func New(opts Options) (*App, error) {
 		opts.Now = time.Now
 	}
 	a := &App{
-		opts:  opts,
-		log:   opts.Logger,
-		now:   opts.Now,
-		m:     newMetrics(opts.Registry),
-		srcM:  newSourceMetrics(opts.Registry),
-		loops: map[*service]*loop{},
+		opts:    opts,
+		log:     opts.Logger,
+		now:     opts.Now,
+		m:       newMetrics(opts.Registry),
+		srcM:    newSourceMetrics(opts.Registry),
+		engines: embedded.NewEngines(),
+		loops:   map[*service]*loop{},
 	}
 	a.reloader = config.NewReloader(opts.ConfigFile, a.Apply, opts.Logger.Named("config"), opts.Registry)
 	// LoadInitial applies the configuration through a.Apply.

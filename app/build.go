@@ -122,6 +122,7 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 				Retention:    retention,
 				Dir:          dir,
 				Metrics:      a.srcM,
+				Engines:      a.engines,
 				Target:       sc.Name,
 				QueryTimeout: time.Duration(cfg.Global.QueryTimeout),
 			}, log.Named("scrape"), nil)

@@ -757,3 +757,45 @@ func TestRun(t *testing.T) {
 		t.Fatal("Run did not return after cancellation")
 	}
 }
+
+// Sources with the same settings share one engine through Engines, each
+// still answering from its own scrapes; closing one leaves the engine to
+// the others; a different scrape interval gets its own engine.
+func TestSharedEngines(t *testing.T) {
+	engines := NewEngines()
+	clk := &clock{}
+	clk.Set(time.Unix(1_700_000_000, 0))
+	busy, idle := newTarget(t, false), newTarget(t, false)
+	a := newSource(t, busy.srv.URL, clk, Options{Engines: engines}, nil)
+	b := newSource(t, idle.srv.URL, clk, Options{Engines: engines}, nil)
+	if a.engine != b.engine || engines.Len() != 1 {
+		t.Fatalf("two sources of the same settings: %d engines", engines.Len())
+	}
+	busy.serve()
+	for _, s := range []*Source{a, b} {
+		if err := s.ScrapeOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := `sum(http_requests_total) or vector(0)`
+	if got := single(t, a, q, clk.Now()); got != 20 {
+		t.Errorf("busy source: %s = %v, want 20", q, got)
+	}
+	if got := single(t, b, q, clk.Now()); got != 0 {
+		t.Errorf("idle source: %s = %v, want 0 (its own scrape, not the other's)", q, got)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := single(t, b, q, clk.Now()); got != 0 {
+		t.Errorf("after the other source closed: %s = %v", q, got)
+	}
+	s, err := New(config.Scrape{URL: idle.srv.URL, Interval: config.Duration(15 * time.Second)}, Options{Dir: t.TempDir(), Engines: engines}, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if engines.Len() != 2 || s.engine == b.engine {
+		t.Errorf("another scrape interval: %d engines, want 2", engines.Len())
+	}
+}
