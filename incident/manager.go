@@ -170,6 +170,12 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	<-ctx.Done()
+	// No driver starts once this is set (startLocked checks it under m.mu),
+	// so every wg.Add happens before the Wait: a Declare racing the
+	// shutdown leaves its incident to the next Run.
+	m.mu.Lock()
+	m.ctx = nil
+	m.mu.Unlock()
 	m.wg.Wait()
 	return nil
 }
@@ -184,9 +190,10 @@ func (m *Manager) startLocked(id int64) {
 		m.wake[id] = make(chan struct{}, 1)
 	}
 	m.wg.Add(1)
+	ctx := m.ctx
 	go func() {
 		defer m.wg.Done()
-		m.drive(m.ctx, id)
+		m.drive(ctx, id)
 	}()
 }
 

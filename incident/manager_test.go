@@ -429,3 +429,29 @@ func TestNoSecondIncidentForTheSameDeploy(t *testing.T) {
 		t.Fatalf("a new deploy: id %d created %v err %v", third.ID, created, err)
 	}
 }
+
+// A trigger firing while the manager shuts down (as in CI, where the
+// service loop declared the incident just as Guardian stopped) must not
+// start a driver the shutdown does not wait for: the race detector flagged
+// wg.Add against wg.Wait. The incident is kept and resumed by the next Run.
+func TestDeclareDuringShutdown(t *testing.T) {
+	for i := range 20 {
+		h := newHarness(t, nil, config.Approval{Mode: config.ApprovalManual}, false)
+		declared := make(chan Record, 1)
+		go func() {
+			d, v := firing()
+			d.Version = fmt.Sprintf("v%d", i+2)
+			rec, _, err := h.m.Declare(context.Background(), d, v, nil, "SEV-1")
+			if err != nil {
+				t.Errorf("declare: %v", err)
+			}
+			declared <- rec
+		}()
+		h.stop()
+		rec := <-declared
+		got, err := h.m.Get(context.Background(), rec.ID)
+		if err != nil || !got.State.Open() {
+			t.Fatalf("incident %d after the shutdown: %+v, %v; want it kept open", rec.ID, got.State, err)
+		}
+	}
+}
