@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/query"
@@ -85,11 +87,20 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 	}
 
 	if k := sc.Deploy.Kubernetes; k != nil {
-		client, err := kubeClient(k.Kubeconfig)
+		rc, err := kubeConfig(k.Kubeconfig)
 		if err != nil {
 			return nil, nil, fmt.Errorf("deploy.kubernetes: %w", err)
 		}
-		s.kwatch, err = kuberollout.New(client, sc.Name, kuberollout.Config{Namespace: k.Namespace, Deployment: k.Deployment, VersionLabel: k.VersionLabel},
+		client, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("deploy.kubernetes: %w", err)
+		}
+		dyn, err := dynamic.NewForConfig(rc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("deploy.kubernetes: %w", err)
+		}
+		s.kwatch, err = kuberollout.New(client, dyn, sc.Name,
+			kuberollout.Config{Namespace: k.Namespace, Deployment: k.Deployment, Rollout: k.Rollout, VersionLabel: k.VersionLabel},
 			nil, log.Named("kubernetes"))
 		if err != nil {
 			return nil, nil, err

@@ -46,6 +46,16 @@ const identitySep = "|"
 // kubeClient builds a client from a kubeconfig file, or from the pod's
 // service account when the path is empty.
 func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	rc, err := kubeConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// kubeConfig is the client configuration of a kubeconfig file, or the
+// in-cluster one when the path is empty.
+func kubeConfig(kubeconfig string) (*rest.Config, error) {
 	var (
 		rc  *rest.Config
 		err error
@@ -59,7 +69,7 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	rc.UserAgent = "guardian"
-	return kubernetes.NewForConfig(rc)
+	return rc, nil
 }
 
 func newClusterState(c *config.Cluster, log *zap.Logger, reg prometheus.Registerer) (*clusterState, error) {

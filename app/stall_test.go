@@ -74,7 +74,7 @@ func TestProgressDeadlineTrigger(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			kw, err := kuberollout.New(nil, "checkout", kuberollout.Config{Namespace: "shop", Deployment: "checkout"}, nil, nil)
+			kw, err := kuberollout.New(nil, nil, "checkout", kuberollout.Config{Namespace: "shop", Deployment: "checkout"}, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func TestProgressDeadlineTrigger(t *testing.T) {
 					if v.Trigger != config.ProgressDeadlineTrigger || v.Deploy.Version != "v2" {
 						t.Errorf("step %d: verdict %+v", i, v)
 					}
-					if v.State == trigger.Firing && v.Summary() != "progress-deadline v2: deployment rollout to v2 (revision 2) exceeded its progress deadline of 30s "+
+					if v.State == trigger.Firing && v.Summary() != "progress-deadline v2: rollout of v2 (revision 2) exceeded its progress deadline of 30s "+
 						"(ProgressDeadlineExceeded): 1 of 2 replicas updated, 2 available: ReplicaSet \"checkout-2\" has timed out progressing.; firing"+
 						map[bool]string{true: " (was inactive)", false: ""}[v.Changed] {
 						t.Errorf("step %d: summary %q", i, v.Summary())

@@ -253,13 +253,17 @@ type Deploy struct {
 	Kubernetes *KubernetesDeploy `yaml:"kubernetes,omitempty"`
 }
 
-// KubernetesDeploy watches a Deployment: a new revision with a new pod
-// template is a fresh deploy, the previous revision its baseline.
+// KubernetesDeploy watches a Deployment or an Argo Rollout: a new revision
+// with a new pod template is a fresh deploy, the previous revision its
+// baseline.
 type KubernetesDeploy struct {
 	// Kubeconfig is a kubeconfig file; empty means in-cluster credentials.
 	Kubeconfig string `yaml:"kubeconfig,omitempty"`
 	Namespace  string `yaml:"namespace"`
-	Deployment string `yaml:"deployment"`
+	// Deployment or Rollout (exactly one) names the workload: a Deployment,
+	// or an Argo Rollouts Rollout.
+	Deployment string `yaml:"deployment,omitempty"`
+	Rollout    string `yaml:"rollout,omitempty"`
 	// VersionLabel is the pod-template label naming the version; empty
 	// means the first container's image tag.
 	VersionLabel string `yaml:"version_label,omitempty"`

@@ -354,8 +354,11 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 		if k.Namespace == "" {
 			v.errorf(kp+".namespace", "required")
 		}
-		if k.Deployment == "" {
-			v.errorf(kp+".deployment", "required")
+		switch {
+		case k.Deployment == "" && k.Rollout == "":
+			v.errorf(kp+".deployment", "required (or rollout)")
+		case k.Deployment != "" && k.Rollout != "":
+			v.errorf(kp+".rollout", "set deployment or rollout, not both")
 		}
 		switch k.OnProgressDeadline {
 		case "":

@@ -827,6 +827,9 @@ func TestChartRBAC(t *testing.T) {
 				expand(s, "", []string{"pods"}, list),
 				expand(s, "discovery.k8s.io", []string{"endpointslices"}, list))
 		}
+		rolloutDetection = func(s string) []rbacRule {
+			return expand(s, "argoproj.io", []string{"rollouts"}, []string{"list", "watch"})
+		}
 		argo = func(s string) []rbacRule {
 			return slices.Concat(
 				expand(s, "argoproj.io", []string{"rollouts"}, getPatch),
@@ -847,6 +850,7 @@ func TestChartRBAC(t *testing.T) {
 	}{
 		{name: "nothing by default", values: ""},
 		{name: "deploy detection", values: "rbac: {deployDetection: true}\n", want: ruleSet(detection("cluster"))},
+		{name: "rollout detection", values: "rbac: {rolloutDetection: true}\n", want: ruleSet(rolloutDetection("cluster"))},
 		{name: "kubernetes executor", values: "rbac: {kubernetesExecutor: true}\n", want: ruleSet(kubernetes("cluster"))},
 		{name: "argo rollouts", values: "rbac: {argoRollouts: true}\n", want: ruleSet(argo("cluster"))},
 		{name: "helm", values: "rbac: {helm: true}\n", want: ruleSet(helmRules("cluster"))},
@@ -867,9 +871,9 @@ func TestChartRBAC(t *testing.T) {
 		},
 		{
 			name: "everything, bound to an existing service account",
-			values: "serviceAccount: {create: false, name: ops}\nrbac: {deployDetection: true, kubernetesExecutor: true, argoRollouts: true, helm: true, " +
+			values: "serviceAccount: {create: false, name: ops}\nrbac: {deployDetection: true, rolloutDetection: true, kubernetesExecutor: true, argoRollouts: true, helm: true, " +
 				"leaderElection: true, stateConfigMaps: true, watchNamespaces: [shop]}\n",
-			want: ruleSet(detection("shop"), kubernetes("shop"), argo("shop"), helmRules("shop"), leases, configMaps),
+			want: ruleSet(detection("shop"), rolloutDetection("shop"), kubernetes("shop"), argo("shop"), helmRules("shop"), leases, configMaps),
 			sa:   "ops",
 		},
 		{name: "rbac off", values: "rbac: {create: false, kubernetesExecutor: true, leaderElection: true}\n"},

@@ -26,7 +26,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/retry"
 
@@ -43,46 +42,11 @@ var RBACRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"list"}},
 }
 
-var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
-// rolloutCRD is a minimal Rollout CRD: any spec and status, with the
-// status subresource as the real one has.
-var rolloutCRD = map[string]any{
-	"apiVersion": "apiextensions.k8s.io/v1",
-	"kind":       "CustomResourceDefinition",
-	"metadata":   map[string]any{"name": "rollouts.argoproj.io"},
-	"spec": map[string]any{
-		"group": "argoproj.io",
-		"names": map[string]any{"kind": "Rollout", "listKind": "RolloutList", "plural": "rollouts", "singular": "rollout"},
-		"scope": "Namespaced",
-		"versions": []any{map[string]any{
-			"name": "v1alpha1", "served": true, "storage": true,
-			"subresources": map[string]any{"status": map[string]any{}},
-			"schema": map[string]any{"openAPIV3Schema": map[string]any{
-				"type": "object",
-				"properties": map[string]any{
-					"spec":   map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-					"status": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-				},
-			}},
-		}},
-	},
-}
-
 func TestE2E(t *testing.T) {
 	k := testenv.StartKubernetes(t)
 	ctx := context.Background()
-	dyn, err := dynamic.NewForConfig(k.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dyn.Resource(crdResource).Create(ctx, &unstructured.Unstructured{Object: rolloutCRD}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 30*time.Second, func() error {
-		_, err := dyn.Resource(argorollouts.RolloutResource).Namespace("default").List(ctx, metav1.ListOptions{})
-		return err
-	}, "the Rollout CRD served")
+	dyn := k.InstallRolloutCRD(t)
+	var err error
 
 	const ns = "shop"
 	if _, err := k.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {

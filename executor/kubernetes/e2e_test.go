@@ -193,19 +193,7 @@ func e2eExecutor(t *testing.T, k *testenv.Kubernetes, cfg kubernetes.Config, opt
 // RoleBinding named sa) and returns a kubeconfig that acts as it.
 func grant(t *testing.T, k *testenv.Kubernetes, ns, sa string, rules []rbacv1.PolicyRule) string {
 	t.Helper()
-	ctx := context.Background()
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: ns}, Rules: rules}
-	if _, err := k.Client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	rb := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: ns},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: sa},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}},
-	}
-	if _, err := k.Client.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
+	k.GrantRole(t, ns, sa, rules)
 	return k.ServiceAccountKubeconfig(t, ns, sa)
 }
 

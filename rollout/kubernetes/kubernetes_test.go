@@ -9,8 +9,11 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/testenv"
@@ -44,7 +47,7 @@ func TestVersionOf(t *testing.T) {
 }
 
 func TestObserve(t *testing.T) {
-	w, err := New(nil, "checkout", Config{Namespace: "shop", Deployment: "checkout"}, nil, nil)
+	w, err := New(nil, nil, "checkout", Config{Namespace: "shop", Deployment: "checkout"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +100,7 @@ func TestWatchRealDeployment(t *testing.T) {
 		mu     sync.Mutex
 		events []rollout.Event
 	)
-	w, err := New(k.Client, "checkout", Config{Namespace: "default", Deployment: "checkout"}, func(e rollout.Event) {
+	w, err := New(k.Client, nil, "checkout", Config{Namespace: "default", Deployment: "checkout"}, func(e rollout.Event) {
 		mu.Lock()
 		events = append(events, e)
 		mu.Unlock()
@@ -167,7 +170,7 @@ func TestStallOf(t *testing.T) {
 		return d
 	}
 	st, ok := StallOf(base(nil), "")
-	want := `deployment rollout to v4 (revision 4) exceeded its progress deadline of 10m0s (ProgressDeadlineExceeded): 1 of 1 replicas updated, 2 available: ReplicaSet "checkout-7d9" has timed out progressing.`
+	want := `rollout of v4 (revision 4) exceeded its progress deadline of 10m0s (ProgressDeadlineExceeded): 1 of 1 replicas updated, 2 available: ReplicaSet "checkout-7d9" has timed out progressing.`
 	if !ok || st.String() != want {
 		t.Errorf("StallOf = %v %q\nwant %q", ok, st, want)
 	}
@@ -181,4 +184,132 @@ func TestStallOf(t *testing.T) {
 			t.Errorf("%s: stall %+v", name, st)
 		}
 	}
+}
+
+// rolloutObj is an Argo Rollout of image at revision rev, as the Argo
+// controller leaves it (observedGeneration as a string).
+func rolloutObj(rev, image string, stalled bool) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+		"metadata": map[string]any{"name": "checkout", "namespace": "default", "generation": int64(3)},
+		"spec": map[string]any{
+			"replicas": int64(2), "progressDeadlineSeconds": int64(60),
+			"selector": map[string]any{"matchLabels": map[string]any{"app": "checkout"}},
+			"template": map[string]any{
+				"metadata": map[string]any{"labels": map[string]any{"app": "checkout"}},
+				"spec":     map[string]any{"containers": []any{map[string]any{"name": "app", "image": image}}},
+			},
+		},
+	}}
+	if rev != "" {
+		u.SetAnnotations(map[string]string{RolloutRevisionAnnotation: rev})
+	}
+	if stalled {
+		u.Object["status"] = map[string]any{
+			"observedGeneration": "3", "updatedReplicas": int64(1), "availableReplicas": int64(2),
+			"conditions": []any{map[string]any{"type": "Progressing", "status": "False", "reason": ProgressDeadlineExceeded,
+				"message": `ReplicaSet "checkout-5d8" has timed out progressing.`, "lastUpdateTime": "2026-11-26T01:00:00Z"}},
+		}
+	}
+	return u
+}
+
+func TestObserveRollout(t *testing.T) {
+	w, err := New(nil, nil, "checkout", Config{Namespace: "default", Rollout: "checkout"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range []struct {
+		rev, image string
+		want       string
+	}{
+		{"", "checkout:v1", ""},
+		{"1", "checkout:v1", ""},
+		{"2", "checkout:v2", "v2<-v1"},
+		{"2", "checkout:v2", ""},
+	} {
+		ev, ok, err := w.ObserveRollout(rolloutObj(s.rev, s.image, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if ok {
+			got = ev.Version + "<-" + ev.Baseline
+		}
+		if got != s.want {
+			t.Errorf("step %d: %q, want %q", i, got, s.want)
+		}
+	}
+	if _, _, err := w.ObserveRollout(rolloutObj("2", "checkout:v2", true)); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := w.Stalled()
+	want := `rollout of v2 (revision 2) exceeded its progress deadline of 1m0s (ProgressDeadlineExceeded): 1 of 2 replicas updated, 2 available: ReplicaSet "checkout-5d8" has timed out progressing.`
+	if !ok || st.String() != want {
+		t.Errorf("Stalled() = %v %q\nwant %q", ok, st, want)
+	}
+	bad := rolloutObj("3", "checkout:v3", false)
+	bad.Object["spec"].(map[string]any)["replicas"] = "two"
+	if _, _, err := w.ObserveRollout(bad); err == nil {
+		t.Error("an unreadable Rollout gave no error")
+	}
+	if _, err := New(nil, nil, "checkout", Config{Namespace: "default", Deployment: "checkout", Rollout: "checkout"}, nil, nil); err == nil {
+		t.Error("a Deployment and a Rollout at once were accepted")
+	}
+}
+
+// Against a real API server with the Rollout CRD (the test plays the Argo
+// controller, numbering revisions): a new image in the Rollout's template
+// is a deploy with the previous image as baseline.
+func TestWatchRealRollout(t *testing.T) {
+	k := testenv.StartKubernetes(t)
+	dyn := k.InstallRolloutCRD(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ro := dyn.Resource(RolloutResource).Namespace("default")
+	if _, err := ro.Create(ctx, rolloutObj("1", "checkout:v1", false), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The watcher runs with exactly the rules the chart's
+	// rbac.rolloutDetection grants.
+	saDyn, err := dynamic.NewForConfig(k.GrantRole(t, "default", "watcher", []rbacv1.PolicyRule{
+		{APIGroups: []string{"argoproj.io"}, Resources: []string{"rollouts"}, Verbs: []string{"list", "watch"}},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		events []rollout.Event
+	)
+	w, err := New(k.Client, saDyn, "checkout", Config{Namespace: "default", Rollout: "checkout"}, func(e rollout.Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if v := w.Version(); v != "v1" {
+			return fmt.Errorf("version %q", v)
+		}
+		return nil
+	}, "the watcher to learn v1")
+	patch := []byte(`{"metadata":{"annotations":{"` + RolloutRevisionAnnotation + `":"2"}},` +
+		`"spec":{"template":{"spec":{"containers":[{"name":"app","image":"checkout:v2"}]}}}}`)
+	if _, err := ro.Patch(ctx, "checkout", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(events) != 1 || events[0].Version != "v2" || events[0].Baseline != "v1" {
+			return fmt.Errorf("events %+v", events)
+		}
+		return nil
+	}, "the deploy of v2")
 }

@@ -137,6 +137,12 @@ test suite asserts that each flag adds exactly these.
   resources: ["deployments"]
   verbs: ["list", "watch"]
 {{- end }}
+{{- if .Values.rbac.rolloutDetection }}
+# rollout/kubernetes: an informer on Argo Rollouts.
+- apiGroups: ["argoproj.io"]
+  resources: ["rollouts"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- if .Values.rbac.kubernetesExecutor }}
 # executor/kubernetes: read a workload and patch its template back;
 # ReplicaSets and ControllerRevisions hold the earlier templates.
