@@ -507,66 +507,33 @@ func (e *Executor) undoDone(ctx context.Context, hash string) (progress, error) 
 	return progress{done: true, msg: fmt.Sprintf("healthy on %s, %d/%d available", hash, st.AvailableReplicas, want)}, nil
 }
 
-// wait polls check until it is done, fails or the time is up.
+// Progress is the reading the shared wait loop sees.
+func (p progress) Progress() executor.Progress { return executor.Progress{Done: p.done, Msg: p.msg} }
+
+// wait polls check until it is done, fails or the time is up (see
+// executor.Wait); NotFound, Forbidden and Unauthorized end it.
 func (e *Executor) wait(ctx context.Context, log *zap.Logger, check func(context.Context) (progress, error)) (progress, error) {
-	var (
-		last    progress
-		lastErr error
-	)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		if ctx.Err() != nil {
-			return last, e.ctxError(ctx, last.msg, lastErr)
-		}
-		select {
-		case <-ctx.Done():
-			return last, e.ctxError(ctx, last.msg, lastErr)
-		case <-timer.C:
-		}
-		p, err := check(ctx)
-		switch {
-		case err == nil:
-			if p.done {
-				return p, nil
-			}
-			if p.msg != last.msg {
-				log.Info("waiting for rollout", zap.String("progress", p.msg))
-			}
-			last, lastErr = p, nil
-		case ctx.Err() != nil:
-			return last, e.ctxError(ctx, last.msg, lastErr)
-		case errors.Is(err, executor.ErrFailed):
-			return p, err
-		case apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
-			return last, fmt.Errorf("%s: %w: %w", e, executor.ErrFailed, err)
-		default:
-			if lastErr == nil || lastErr.Error() != err.Error() {
-				log.Warn("reading rollout status", zap.Error(err))
-			}
-			lastErr = err
-		}
-		timer.Reset(e.poll)
-	}
+	return executor.Wait(ctx, log, e.waiter(), check)
 }
 
-func (e *Executor) ctxError(ctx context.Context, state string, lastErr error) error {
-	if lastErr != nil {
-		state = fmt.Sprintf("%s (last error: %v)", state, lastErr)
+// waiter is the executor's wait loop.
+func (e *Executor) waiter() executor.Waiter {
+	return executor.Waiter{
+		Name: e.String(), Interval: e.poll, Timeout: e.timeout, OwnTimeout: errOwnTimeout,
+		Waiting: "waiting for rollout", Retrying: "reading rollout status",
+		Final: func(_ context.Context, err error) error {
+			if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+				return fmt.Errorf("%s: %w: %w", e, executor.ErrFailed, err)
+			}
+			return nil
+		},
 	}
-	if errors.Is(context.Cause(ctx), errOwnTimeout) {
-		return fmt.Errorf("%s: %w after %s: %s", e, executor.ErrTimeout, e.timeout, state)
-	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w: %w: %s", e, executor.ErrTimeout, ctx.Err(), state)
-	}
-	return fmt.Errorf("%s: %w: %s", e, ctx.Err(), state)
 }
 
 // fail wraps a request's error: the context's end, or ErrFailed.
 func (e *Executor) fail(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
-		return e.ctxError(ctx, what, err)
+		return e.waiter().ContextError(ctx, what, err)
 	}
 	if errors.Is(err, executor.ErrFailed) {
 		return fmt.Errorf("%s: %s: %w", e, what, err)

@@ -507,66 +507,40 @@ type progress struct {
 	msg string
 }
 
+// Progress is the reading the shared wait loop sees.
+func (p progress) Progress() executor.Progress { return executor.Progress{Done: p.done, Msg: p.msg} }
+
 // wait polls check until it reports done, fails or the time is up, and
-// returns the last progress seen. An error wrapping executor.ErrFailed, or
-// a final API error such as Forbidden, ends the wait; other errors (the
-// API server restarting, say) are logged and polled again.
+// returns the last progress seen (see executor.Wait). An error wrapping
+// executor.ErrFailed, or a final API error such as Forbidden, ends the
+// wait; other errors are logged and read again.
 func (e *Executor) wait(ctx context.Context, log *zap.Logger, check func(context.Context) (progress, error)) (progress, error) {
-	var (
-		last    progress
-		lastErr error
-	)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return last, e.ctxError(ctx, last.msg, lastErr)
-		case <-timer.C:
-		}
+	return executor.Wait(ctx, log, e.waiter(), func(ctx context.Context) (progress, error) {
 		p, err := check(ctx)
-		switch {
-		case err == nil:
-			if p.done {
-				return p, nil
-			}
-			if p.msg != last.msg {
-				log.Info("waiting", zap.String("progress", p.msg))
-			}
-			last, lastErr = p, nil
-		case ctx.Err() != nil:
-			return last, e.ctxError(ctx, last.msg, lastErr)
-		case errors.Is(err, executor.ErrFailed):
-			return last, fmt.Errorf("%s: %w", e, err)
-		case final(err):
-			return last, e.fail(ctx, "checking the resources", err)
-		default:
-			if lastErr == nil || lastErr.Error() != err.Error() {
-				log.Warn("checking the release", zap.Error(err))
-			}
-			lastErr = err
+		if errors.Is(err, executor.ErrFailed) {
+			err = fmt.Errorf("%s: %w", e, err) // check's failures do not name the release
 		}
-		timer.Reset(e.poll)
+		return p, err
+	})
+}
+
+// waiter is the executor's wait loop.
+func (e *Executor) waiter() executor.Waiter {
+	return executor.Waiter{
+		Name: e.String(), Interval: e.poll, Timeout: e.timeout, OwnTimeout: errOwnTimeout,
+		Waiting: "waiting", Retrying: "checking the release",
+		Final: func(ctx context.Context, err error) error {
+			if final(err) {
+				return e.fail(ctx, "checking the resources", err)
+			}
+			return nil
+		},
 	}
 }
 
-// ctxError is the error of an ended context: ErrTimeout when the
-// executor's own timeout ended it, otherwise the caller's context error
-// (with ErrTimeout for a deadline).
+// ctxError is the error of an ended context (see executor.Waiter.ContextError).
 func (e *Executor) ctxError(ctx context.Context, state string, lastErr error) error {
-	if lastErr != nil {
-		state = fmt.Sprintf("%s (last error: %v)", state, lastErr)
-	}
-	if state == "" {
-		state = "nothing read yet"
-	}
-	if errors.Is(context.Cause(ctx), errOwnTimeout) {
-		return fmt.Errorf("%s: %w after %s: %s", e, executor.ErrTimeout, e.timeout, state)
-	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w: %w: %s", e, executor.ErrTimeout, ctx.Err(), state)
-	}
-	return fmt.Errorf("%s: %w: %s", e, ctx.Err(), state)
+	return e.waiter().ContextError(ctx, state, lastErr)
 }
 
 // fail wraps the error of a step: the context's end, a missing permission,

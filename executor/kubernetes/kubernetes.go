@@ -260,78 +260,34 @@ type progress struct {
 	ready, want int32
 }
 
-// wait polls check until it reports done, fails or the time is up. An
-// error wrapping executor.ErrFailed ends the wait; other errors (the API
-// server restarting, say) are logged and polled again, unless they are
-// final API errors such as Forbidden.
+// Progress is the reading the shared wait loop sees.
+func (p progress) Progress() executor.Progress { return executor.Progress{Done: p.done, Msg: p.msg} }
+
+// wait polls check until it reports done, fails or the time is up (see
+// executor.Wait); final API errors such as Forbidden end it.
 func (e *Executor) wait(ctx context.Context, log *zap.Logger, check func(context.Context) (progress, error)) (progress, error) {
-	var (
-		last    progress
-		lastErr error
-		said    string
-	)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		if ctx.Err() != nil {
-			return last, e.ctxError(ctx, last, lastErr)
-		}
-		select {
-		case <-ctx.Done():
-			return last, e.ctxError(ctx, last, lastErr)
-		case <-timer.C:
-		}
-		p, err := check(ctx)
-		switch {
-		case err == nil:
-			last, lastErr = p, nil
-			if p.done {
-				return p, nil
-			}
-			if p.msg != said {
-				log.Info("waiting for rollout", zap.String("progress", p.msg))
-				said = p.msg
-			}
-		case ctx.Err() != nil:
-			return last, e.ctxError(ctx, last, lastErr)
-		case errors.Is(err, executor.ErrFailed):
-			return p, err
-		case final(err):
-			return last, fmt.Errorf("%s: %w: %w", e, executor.ErrFailed, err)
-		default:
-			if lastErr == nil || lastErr.Error() != err.Error() {
-				log.Warn("reading rollout status", zap.Error(err))
-			}
-			lastErr = err
-		}
-		timer.Reset(e.poll)
-	}
+	return executor.Wait(ctx, log, e.waiter(), check)
 }
 
-// ctxError is the error of an ended wait: ErrTimeout when the executor's
-// own timeout ended it, otherwise the caller's context error.
-func (e *Executor) ctxError(ctx context.Context, last progress, lastErr error) error {
-	state := last.msg
-	if lastErr != nil {
-		state = fmt.Sprintf("%s (last error: %v)", state, lastErr)
+// waiter is the executor's wait loop.
+func (e *Executor) waiter() executor.Waiter {
+	return executor.Waiter{
+		Name: e.String(), Interval: e.poll, Timeout: e.timeout, OwnTimeout: errOwnTimeout,
+		Waiting: "waiting for rollout", Retrying: "reading rollout status",
+		Final: func(_ context.Context, err error) error {
+			if final(err) {
+				return fmt.Errorf("%s: %w: %w", e, executor.ErrFailed, err)
+			}
+			return nil
+		},
 	}
-	if state == "" {
-		state = "no status read"
-	}
-	if errors.Is(context.Cause(ctx), errOwnTimeout) {
-		return fmt.Errorf("%s: %w after %s: %s", e, executor.ErrTimeout, e.timeout, state)
-	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w: %w: %s", e, executor.ErrTimeout, ctx.Err(), state)
-	}
-	return fmt.Errorf("%s: %w: %s", e, ctx.Err(), state)
 }
 
 // apiError wraps an error of a request made before the wait: the context's
 // end, or ErrFailed.
 func (e *Executor) apiError(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
-		return e.ctxError(ctx, progress{msg: what}, err)
+		return e.waiter().ContextError(ctx, what, err)
 	}
 	return fmt.Errorf("%s: %w: %s: %w", e, executor.ErrFailed, what, err)
 }
