@@ -212,7 +212,8 @@ func metricValue(t testing.TB, base, name string) string {
 }
 
 // kubeLoopConfig is one Guardian closing the loop on Kubernetes: deploys
-// learnt from the Deployment, rollback by the kubernetes executor.
+// learnt from the Deployment, rollback by the executor given as %[4]s
+// (kubeExecutor or helmExecutor).
 const kubeLoopConfig = `global:
   evaluation_interval: 1s
   state_dir: %[1]s/state
@@ -236,19 +237,23 @@ services:
     approval: {mode: manual}
     rollback:
       application:
-        kubernetes: {kubeconfig: %[2]s, namespace: default, deployment: checkout, timeout: 2m}
+        %[4]s
     recovery: {tolerance: 0.5, stable_for: 3s, timeout: 2m}
 `
 
-// The closed loop on a real control plane: the Deployment goes from v1 to
-// v2, the demo service follows its template, Guardian learns the deploy from
-// the Deployment, the trigger fires on v2's errors, the go comes through the
-// API, the kubernetes executor rolls back, the Deployment is on the v1
-// template again, recovery is confirmed and the report lists the revisions.
-func TestKubernetesClosedLoop(t *testing.T) {
-	k, ctx, demoURL, dir := kubeWorld(t, nil)
+// The rollback executors of kubeLoopConfig.
+const (
+	kubeExecutor = `kubernetes: {kubeconfig: %[2]s, namespace: default, deployment: checkout, timeout: 2m}`
+	helmExecutor = `helm: {kubeconfig: %[2]s, namespace: default, release: checkout, match_app_version: true, timeout: 2m}`
+)
+
+// startGuardian runs one Guardian on kubeLoopConfig with the given
+// executor and waits until it has learnt v1 from the Deployment.
+func startGuardian(t *testing.T, k *testenv.Kubernetes, dir, demoURL, exec string) (*guardianProc, *stack) {
+	t.Helper()
 	cfg := filepath.Join(dir, "guardian.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(kubeLoopConfig, dir, k.Kubeconfig, demoURL)), 0o600); err != nil {
+	text := fmt.Sprintf(strings.ReplaceAll(kubeLoopConfig, "%[4]s", exec), dir, k.Kubeconfig, demoURL)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := startProc(t, cfg)
@@ -265,15 +270,17 @@ func TestKubernetesClosedLoop(t *testing.T) {
 		}
 		return nil
 	}, "Guardian to learn v1 from the Deployment")
-	k.Kubectl(t, "set", "image", "deployment/checkout", "app=checkout:v2", "-n", "default")
-	rec := s.waitIncident(1, incident.AwaitingApproval, 120*time.Second)
-	if rec.Version != "v2" || rec.Baseline != "v1" {
-		t.Fatalf("incident %+v", rec)
-	}
+	return p, s
+}
+
+// approveRollback gives the go for incident 1, waits until it is
+// resolved and checks that the Deployment runs v1 again.
+func approveRollback(ctx context.Context, t *testing.T, k *testenv.Kubernetes, s *stack) incident.Record {
+	t.Helper()
 	if code := s.decide(1, "approve", apiToken, `{}`); code != http.StatusOK {
 		t.Fatalf("approve: %d", code)
 	}
-	rec = s.waitIncident(1, incident.Resolved, 180*time.Second)
+	rec := s.waitIncident(1, incident.Resolved, 180*time.Second)
 	got, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -281,20 +288,46 @@ func TestKubernetesClosedLoop(t *testing.T) {
 	if v := kuberollout.VersionOf(got, ""); v != "v1" {
 		t.Fatalf("deployment on %s after the rollback", v)
 	}
-	a := rec.Actions["incident-1/rollback.application"]
-	if a == nil || a.State != incident.ActionSucceeded || !strings.Contains(a.Output, "revision 2") || !strings.Contains(a.Output, "revision 1") {
-		t.Fatalf("action %+v", a)
-	}
+	return rec
+}
+
+// waitReport waits until incident 1's Markdown report says every one of
+// wants.
+func waitReport(t *testing.T, dir string, wants ...string) {
+	t.Helper()
 	testenv.Eventually(t, 20*time.Second, func() error {
 		md, err := os.ReadFile(filepath.Join(dir, "state", "reports", "incident-1.md"))
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(string(md), "revision 2") || !strings.Contains(string(md), "template of revision 1") {
-			return fmt.Errorf("report lacks the revisions")
+		for _, want := range wants {
+			if !strings.Contains(string(md), want) {
+				return fmt.Errorf("report lacks %q", want)
+			}
 		}
 		return nil
-	}, "the report to list the revisions")
+	}, "the report")
+}
+
+// The closed loop on a real control plane: the Deployment goes from v1 to
+// v2, the demo service follows its template, Guardian learns the deploy from
+// the Deployment, the trigger fires on v2's errors, the go comes through the
+// API, the kubernetes executor rolls back, the Deployment is on the v1
+// template again, recovery is confirmed and the report lists the revisions.
+func TestKubernetesClosedLoop(t *testing.T) {
+	k, ctx, demoURL, dir := kubeWorld(t, nil)
+	_, s := startGuardian(t, k, dir, demoURL, kubeExecutor)
+	k.Kubectl(t, "set", "image", "deployment/checkout", "app=checkout:v2", "-n", "default")
+	rec := s.waitIncident(1, incident.AwaitingApproval, 120*time.Second)
+	if rec.Version != "v2" || rec.Baseline != "v1" {
+		t.Fatalf("incident %+v", rec)
+	}
+	rec = approveRollback(ctx, t, k, s)
+	a := rec.Actions["incident-1/rollback.application"]
+	if a == nil || a.State != incident.ActionSucceeded || !strings.Contains(a.Output, "revision 2") || !strings.Contains(a.Output, "revision 1") {
+		t.Fatalf("action %+v", a)
+	}
+	waitReport(t, dir, "revision 2", "template of revision 1")
 }
 
 // A broken rollout on a real control plane: v2's pods never become ready,
@@ -305,24 +338,7 @@ func TestKubernetesClosedLoop(t *testing.T) {
 // recovery is confirmed on v1 and the report lists the revisions.
 func TestKubernetesBrokenRollout(t *testing.T) {
 	k, ctx, demoURL, dir := kubeWorld(t, nil)
-	cfg := filepath.Join(dir, "guardian.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(kubeLoopConfig, dir, k.Kubeconfig, demoURL)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := startProc(t, cfg)
-	s := &stack{t: t, apiURL: p.url}
-	testenv.Eventually(t, 60*time.Second, func() error {
-		var st []struct {
-			Current string `json:"current_version"`
-		}
-		if err := s.getJSON("/api/v1/status", &st); err != nil {
-			return err
-		}
-		if st[0].Current != "v1" {
-			return fmt.Errorf("current %q", st[0].Current)
-		}
-		return nil
-	}, "Guardian to learn v1 from the Deployment")
+	p, s := startGuardian(t, k, dir, demoURL, kubeExecutor)
 	patch := `{"spec":{"progressDeadlineSeconds":3,"template":{"metadata":{"annotations":{"` + testenv.NeverReadyAnnotation + `":"true"}},` +
 		`"spec":{"containers":[{"name":"app","image":"checkout:v2"}]}}}}`
 	k.Kubectl(t, "patch", "deployment/checkout", "-n", "default", "--type=strategic", "-p", patch)
@@ -338,16 +354,13 @@ func TestKubernetesBrokenRollout(t *testing.T) {
 	if v := metricValue(t, p.url, fired); v != "1" {
 		t.Errorf("%s = %q, want 1", fired, v)
 	}
-	if code := s.decide(1, "approve", apiToken, `{}`); code != http.StatusOK {
-		t.Fatalf("approve: %d", code)
-	}
-	rec = s.waitIncident(1, incident.Resolved, 180*time.Second)
+	rec = approveRollback(ctx, t, k, s)
 	got, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := kuberollout.VersionOf(got, ""); v != "v1" || got.Status.AvailableReplicas != 2 {
-		t.Fatalf("deployment on %s with %d available after the rollback", v, got.Status.AvailableReplicas)
+	if got.Status.AvailableReplicas != 2 {
+		t.Fatalf("%d of 2 replicas available after the rollback", got.Status.AvailableReplicas)
 	}
 	a := rec.Actions["incident-1/rollback.application"]
 	if a == nil || a.State != incident.ActionSucceeded || !strings.Contains(a.Output, "revision 2 → template of revision 1") {
@@ -357,48 +370,8 @@ func TestKubernetesBrokenRollout(t *testing.T) {
 	if v := metricValue(t, p.url, `guardian_triggers_fired_total{service="checkout",trigger="error-rate"}`); v != "" && v != "0" {
 		t.Errorf("error-rate fired %s times", v)
 	}
-	testenv.Eventually(t, 20*time.Second, func() error {
-		md, err := os.ReadFile(filepath.Join(dir, "state", "reports", "incident-1.md"))
-		if err != nil {
-			return err
-		}
-		for _, want := range []string{"ProgressDeadlineExceeded", "revision 2", "template of revision 1"} {
-			if !strings.Contains(string(md), want) {
-				return fmt.Errorf("report lacks %q", want)
-			}
-		}
-		return nil
-	}, "the report to tell the stall and the revisions")
+	waitReport(t, dir, "ProgressDeadlineExceeded", "revision 2", "template of revision 1")
 }
-
-// kubeHelmConfig closes the loop through Helm: deploys learnt from the
-// Deployment the release renders, rollback by the helm executor.
-const kubeHelmConfig = `global:
-  evaluation_interval: 1s
-  state_dir: %[1]s/state
-  auth: {tokens_file: %[1]s/tokens}
-services:
-  - name: checkout
-    scrape: {url: "%[3]s/metrics", interval: 1s, timeout: 900ms}
-    deploy:
-      kubernetes: {kubeconfig: %[2]s, namespace: default, deployment: checkout}
-    watch_window: 10m
-    triggers:
-      - name: error-rate
-        query: >-
-          (sum(rate(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.Window}}])) or vector(0))
-          / sum(rate(http_requests_total{version="{{.Version}}"}[{{.Window}}]))
-        window: 10s
-        above: 0.05
-        for: 2s
-        min_requests: 20
-        volume_query: 'sum(increase(http_requests_total{version="{{.Version}}"}[{{.Window}}]))'
-    approval: {mode: manual}
-    rollback:
-      application:
-        helm: {kubeconfig: %[2]s, namespace: default, release: checkout, match_app_version: true, timeout: 2m}
-    recovery: {tolerance: 0.5, stable_for: 3s, timeout: 2m}
-`
 
 // helmChart packages e2e/testdata/checkout-chart with appVersion app into
 // dir and returns the archive's path.
@@ -420,41 +393,14 @@ func TestHelmClosedLoop(t *testing.T) {
 	k, ctx, demoURL, dir := kubeWorld(t, func(t *testing.T, k *testenv.Kubernetes) {
 		k.Helm(t, "install", "checkout", helmChart(t, k, charts, "v1"), "--namespace", "default", "--wait", "--timeout", "2m")
 	})
-	cfg := filepath.Join(dir, "guardian.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(kubeHelmConfig, dir, k.Kubeconfig, demoURL)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := startProc(t, cfg)
-	s := &stack{t: t, apiURL: p.url}
-	testenv.Eventually(t, 60*time.Second, func() error {
-		var st []struct {
-			Current string `json:"current_version"`
-		}
-		if err := s.getJSON("/api/v1/status", &st); err != nil {
-			return err
-		}
-		if st[0].Current != "v1" {
-			return fmt.Errorf("current %q", st[0].Current)
-		}
-		return nil
-	}, "Guardian to learn v1 from the Deployment")
+	_, s := startGuardian(t, k, dir, demoURL, helmExecutor)
 	k.Helm(t, "upgrade", "checkout", helmChart(t, k, charts, "v2"), "--namespace", "default", "--wait", "--timeout", "2m")
 
 	rec := s.waitIncident(1, incident.AwaitingApproval, 120*time.Second)
 	if rec.Version != "v2" || rec.Baseline != "v1" || rec.Trigger != "error-rate" {
 		t.Fatalf("incident %+v", rec)
 	}
-	if code := s.decide(1, "approve", apiToken, `{}`); code != http.StatusOK {
-		t.Fatalf("approve: %d", code)
-	}
-	rec = s.waitIncident(1, incident.Resolved, 180*time.Second)
-	got, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v := kuberollout.VersionOf(got, ""); v != "v1" {
-		t.Fatalf("deployment on %s after the rollback", v)
-	}
+	rec = approveRollback(ctx, t, k, s)
 	a := rec.Actions["incident-1/rollback.application"]
 	if a == nil || a.State != incident.ActionSucceeded || !strings.Contains(a.Output, "revision 2 (chart checkout-1.0.0, app v2) → revision 1 (chart checkout-1.0.0, app v1)") ||
 		!strings.Contains(a.Output, "as revision 3") {
@@ -464,18 +410,7 @@ func TestHelmClosedLoop(t *testing.T) {
 	if !strings.Contains(history, "Rollback to 1") {
 		t.Errorf("helm history lacks the rollback:\n%s", history)
 	}
-	testenv.Eventually(t, 20*time.Second, func() error {
-		md, err := os.ReadFile(filepath.Join(dir, "state", "reports", "incident-1.md"))
-		if err != nil {
-			return err
-		}
-		for _, want := range []string{"helm checkout", "revision 2", "revision 1", "as revision 3"} {
-			if !strings.Contains(string(md), want) {
-				return fmt.Errorf("report lacks %q", want)
-			}
-		}
-		return nil
-	}, "the report to list the release's revisions")
+	waitReport(t, dir, "helm checkout", "revision 2", "revision 1", "as revision 3")
 }
 
 // kubeWorld is a real control plane with the checkout Deployment at v1 (two
