@@ -3,6 +3,8 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	k8s "k8s.io/client-go/kubernetes"
 
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/testenv"
@@ -96,41 +99,12 @@ func TestWatchRealDeployment(t *testing.T) {
 	if _, err := k.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu     sync.Mutex
-		events []rollout.Event
-	)
-	w, err := New(k.Client, nil, "checkout", Config{Namespace: "default", Deployment: "checkout"}, func(e rollout.Event) {
-		mu.Lock()
-		events = append(events, e)
-		mu.Unlock()
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	testenv.Eventually(t, 30*time.Second, func() error {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if w.version != "v1" {
-			return fmt.Errorf("version %q", w.version)
-		}
-		return nil
-	}, "the watcher to learn v1")
+	w := runWatcher(ctx, t, k.Client, nil, Config{Namespace: "default", Deployment: "checkout"})
 	patch := []byte(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"checkout:v2"}]`)
 	if _, err := k.Client.AppsV1().Deployments("default").Patch(ctx, "checkout", types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 30*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(events) != 1 || events[0].Version != "v2" || events[0].Baseline != "v1" {
-			return fmt.Errorf("events %+v", events)
-		}
-		return nil
-	}, "the deploy of v2")
+	w.waitEvents(t, "v2<-v1")
 	if _, ok := w.Stalled(); ok {
 		t.Fatal("a complete rollout reported stalled")
 	}
@@ -278,38 +252,62 @@ func TestWatchRealRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu     sync.Mutex
-		events []rollout.Event
-	)
-	w, err := New(k.Client, saDyn, "checkout", Config{Namespace: "default", Rollout: "checkout"}, func(e rollout.Event) {
-		mu.Lock()
-		events = append(events, e)
-		mu.Unlock()
+	w := runWatcher(ctx, t, k.Client, saDyn, Config{Namespace: "default", Rollout: "checkout"})
+	patch := []byte(`{"metadata":{"annotations":{"` + RolloutRevisionAnnotation + `":"2"}},` +
+		`"spec":{"template":{"spec":{"containers":[{"name":"app","image":"checkout:v2"}]}}}}`)
+	if _, err := ro.Patch(ctx, "checkout", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w.waitEvents(t, "v2<-v1")
+}
+
+// testWatcher is a running Watcher and the events it emitted.
+type testWatcher struct {
+	*Watcher
+	mu     sync.Mutex
+	events []rollout.Event
+}
+
+// runWatcher runs a watcher of cfg until ctx ends (waiting for it at t's
+// cleanup) and returns once it has learnt v1.
+func runWatcher(ctx context.Context, t *testing.T, client k8s.Interface, dyn dynamic.Interface, cfg Config) *testWatcher {
+	t.Helper()
+	tw := &testWatcher{}
+	w, err := New(client, dyn, "checkout", cfg, func(e rollout.Event) {
+		tw.mu.Lock()
+		tw.events = append(tw.events, e)
+		tw.mu.Unlock()
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	tw.Watcher = w
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if v := w.Version(); v != "v1" {
 			return fmt.Errorf("version %q", v)
 		}
 		return nil
 	}, "the watcher to learn v1")
-	patch := []byte(`{"metadata":{"annotations":{"` + RolloutRevisionAnnotation + `":"2"}},` +
-		`"spec":{"template":{"spec":{"containers":[{"name":"app","image":"checkout:v2"}]}}}}`)
-	if _, err := ro.Patch(ctx, "checkout", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	return tw
+}
+
+// waitEvents waits until the events emitted are want, as "version<-baseline".
+func (tw *testWatcher) waitEvents(t *testing.T, want ...string) {
+	t.Helper()
 	testenv.Eventually(t, 30*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(events) != 1 || events[0].Version != "v2" || events[0].Baseline != "v1" {
-			return fmt.Errorf("events %+v", events)
+		tw.mu.Lock()
+		defer tw.mu.Unlock()
+		var got []string
+		for _, e := range tw.events {
+			got = append(got, e.Version+"<-"+e.Baseline)
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("events %v, want %v", got, want)
 		}
 		return nil
-	}, "the deploy of v2")
+	}, "the deploys "+strings.Join(want, ", "))
 }
