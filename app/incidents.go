@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -12,12 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/config"
-	"github.com/rollback-guardian/guardian/executor"
-	"github.com/rollback-guardian/guardian/executor/argorollouts"
-	"github.com/rollback-guardian/guardian/executor/command"
-	"github.com/rollback-guardian/guardian/executor/helm"
-	kubeexec "github.com/rollback-guardian/guardian/executor/kubernetes"
-	"github.com/rollback-guardian/guardian/executor/webhook"
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/notify"
 	notifywebhook "github.com/rollback-guardian/guardian/notify/webhook"
@@ -27,30 +20,6 @@ import (
 	"github.com/rollback-guardian/guardian/trigger"
 	"github.com/rollback-guardian/guardian/verify"
 )
-
-// buildExecutor builds a rollback backend from its configuration.
-func buildExecutor(e *config.Executor, log *zap.Logger) (executor.Executor, string, error) {
-	switch {
-	case e == nil:
-		return nil, "", nil
-	case e.Command != nil:
-		x, err := command.New(*e.Command, log.Named("executor"))
-		return x, e.Name(), err
-	case e.Webhook != nil:
-		x, err := webhook.New(*e.Webhook, log.Named("executor"))
-		return x, e.Name(), err
-	case e.Kubernetes != nil:
-		x, err := kubeexec.New(*e.Kubernetes, log.Named("executor"))
-		return x, e.Name(), err
-	case e.ArgoRollouts != nil:
-		x, err := argorollouts.New(*e.ArgoRollouts, log.Named("executor"))
-		return x, e.Name(), err
-	case e.Helm != nil:
-		x, err := helm.New(*e.Helm, log.Named("executor"))
-		return x, e.Name(), err
-	}
-	return nil, "", errors.New("no executor type")
-}
 
 // buildNotifiers builds every receiver of the configuration.
 func buildNotifiers(cfg *config.Config, log *zap.Logger) (map[string]notify.Notifier, error) {

@@ -1,0 +1,39 @@
+package app
+
+import (
+	"errors"
+
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/executor"
+	"github.com/rollback-guardian/guardian/executor/argorollouts"
+	"github.com/rollback-guardian/guardian/executor/command"
+	"github.com/rollback-guardian/guardian/executor/helm"
+	kubeexec "github.com/rollback-guardian/guardian/executor/kubernetes"
+	"github.com/rollback-guardian/guardian/executor/webhook"
+)
+
+// buildExecutor builds a rollback backend from its configuration.
+func buildExecutor(e *config.Executor, log *zap.Logger) (executor.Executor, string, error) {
+	switch {
+	case e == nil:
+		return nil, "", nil
+	case e.Command != nil:
+		x, err := command.New(*e.Command, log.Named("executor"))
+		return x, e.Name(), err
+	case e.Webhook != nil:
+		x, err := webhook.New(*e.Webhook, log.Named("executor"))
+		return x, e.Name(), err
+	case e.Kubernetes != nil:
+		x, err := kubeexec.New(*e.Kubernetes, log.Named("executor"))
+		return x, e.Name(), err
+	case e.ArgoRollouts != nil:
+		x, err := argorollouts.New(*e.ArgoRollouts, log.Named("executor"))
+		return x, e.Name(), err
+	case e.Helm != nil:
+		x, err := helm.New(*e.Helm, log.Named("executor"))
+		return x, e.Name(), err
+	}
+	return nil, "", errors.New("no executor type")
+}
