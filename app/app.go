@@ -43,6 +43,9 @@ type Options struct {
 	// NoWatch disables reloading on changes of the config file; SIGHUP and
 	// POST /-/reload still reload.
 	NoWatch bool
+	// Fault, when set, is called at the incident driver's fault points
+	// (tests crash Guardian there).
+	Fault func(point string)
 }
 
 // App is the Guardian daemon.
@@ -443,8 +446,8 @@ func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier
 	}
 	a.st, a.outbox = st, ob
 	a.incidents = incident.NewManager(incident.Options{
-		Store: st, Env: a, Publisher: a, OnResolve: a.onResolve,
-		Logger: a.log.Named("incident"), Registry: a.opts.Registry, Now: a.now,
+		Store: st, Env: a, Publisher: a, Reporter: reporter{a},
+		Logger: a.log.Named("incident"), Registry: a.opts.Registry, Now: a.now, Fault: a.opts.Fault,
 	})
 	return nil
 }

@@ -1,19 +1,20 @@
 package incident
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/executor"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/store"
@@ -24,29 +25,33 @@ import (
 // bucket holds the incident records.
 const bucket = "incidents"
 
-// Errors callers branch on.
+// Errors of the Manager callers branch on (besides Next's).
 var (
-	ErrNotFound    = errors.New("no such incident")
-	ErrNoDecision  = errors.New("incident is not waiting for a decision")
-	ErrInvalidVote = errors.New("invalid decision")
+	ErrNotFound = errors.New("no such incident")
+	// ErrNoService: the incident's service is not configured now; the
+	// incident waits for it.
+	ErrNoService = errors.New("service not configured")
 )
 
-// Service is what the manager needs of a service's configuration now; it is
-// looked up at each step, so a reload takes effect on open incidents.
+// FaultBeforeReport is the fault point reached after a transition whose
+// effects write the report has been saved, and before the report is
+// written. Tests crash Guardian there.
+const FaultBeforeReport = "incident.before-report"
+
+// retryDelay spaces retries of a step that failed for a passing reason (the
+// store, a service missing after a reload).
+const retryDelay = 5 * time.Second
+
+// Service is what the driver needs of a service's configuration now; it is
+// looked up at each transition, so a reload takes effect on open incidents.
 type Service struct {
-	Approval config.Approval
-	Recovery config.Recovery
-	// Interval is the probe interval during verification.
-	Interval time.Duration
-	// Application rolls the application back; nil means none is configured
-	// and an approved rollback escalates at once.
-	Application     executor.Executor
-	ApplicationName string
-	// Database is the optional database step, never run without its own approval.
-	Database     executor.Executor
-	DatabaseName string
-	Verifier     *verify.Verifier
-	Query        trigger.QueryFunc
+	Rules Rules
+	// Application and Database are the executors Rules name; nil when none.
+	Application, Database executor.Executor
+	Verifier              *verify.Verifier
+	Query                 trigger.QueryFunc
+	// Gate asks the go/no-go channels that must be asked; nil when none.
+	Gate approval.Gate
 }
 
 // Env looks services up.
@@ -54,48 +59,61 @@ type Env interface {
 	Service(name string) (Service, bool)
 }
 
-// Publisher hands the timeline entry rec.Timeline[i] to the notification
-// outbox. It must persist it before returning nil.
+// Publisher hands the timeline entry rec.Timeline[i] (of a published type)
+// to the notification outbox. It must persist it before returning nil.
 type Publisher interface {
 	Publish(ctx context.Context, rec Record, i int) error
 }
 
-// ResolveHook runs when an incident is resolved (report, post-mortem); it
-// returns the measured impact and entries to add to the timeline.
-type ResolveHook func(ctx context.Context, rec Record) (Impact, []Entry)
+// Reporter measures an incident's impact and writes its report and, when
+// postmortem is set, the post-mortem invite. Writing again must replace,
+// not add: the driver runs it again when Guardian stopped before it
+// recorded the result.
+type Reporter interface {
+	Report(ctx context.Context, rec Record, postmortem bool) (ReportResult, error)
+}
 
 // Options configure a Manager.
 type Options struct {
 	Store     store.Store
 	Env       Env
 	Publisher Publisher
-	OnResolve ResolveHook
+	Reporter  Reporter
 	Logger    *zap.Logger
 	Registry  prometheus.Registerer
 	Now       func() time.Time
+	// Fault, when set, is called at the driver's fault points (such as
+	// FaultBeforeReport); tests use it to crash Guardian there.
+	Fault func(point string)
 }
 
-// Manager opens incidents and drives each through its state machine. Every
-// transition is saved before its side effect, so that a restart resumes
-// every open incident where it stopped and never runs a rollback twice.
+// Manager is the driver of the incident state machine: it declares
+// incidents, applies events through Next, saves every transition before it
+// runs the transition's effects, and feeds the effects' outcomes back as
+// events. A restart resumes every incident where it stopped and never runs
+// a rollback step twice.
 type Manager struct {
-	st   store.Store
-	env  Env
-	pub  Publisher
-	hook ResolveHook
-	log  *zap.Logger
-	now  func() time.Time
-	m    *managerMetrics
+	st    store.Store
+	env   Env
+	pub   Publisher
+	rep   Reporter
+	log   *zap.Logger
+	now   func() time.Time
+	fault func(string)
+	m     *managerMetrics
 
-	mu   sync.Mutex // serialises updates of records and the maps below
-	ctx  context.Context
-	open map[string]int64 // service → open incident
+	mu  sync.Mutex // serialises transitions and the maps below
+	ctx context.Context
+	// open is, by service, its open incident.
+	open map[string]int64
 	// last is, by service, the deploy of its latest incident: a trigger
-	// still firing for that deploy after the incident closed (or was
-	// held) does not open another.
-	last    map[string]lastIncident
-	wake    map[int64]chan struct{}
-	driving map[int64]bool
+	// still firing for that deploy after the incident closed (or was held)
+	// does not open another.
+	last map[string]lastIncident
+	// timers are the pending delayed effects, by effect key; running the
+	// effects under way, by key.
+	timers  map[string]*time.Timer
+	running map[string]bool
 	wg      sync.WaitGroup
 }
 
@@ -106,6 +124,12 @@ type managerMetrics struct {
 	open      *prometheus.GaugeVec
 }
 
+type lastIncident struct {
+	id       int64
+	version  string
+	deployed time.Time
+}
+
 // NewManager builds a manager; Run starts it.
 func NewManager(o Options) *Manager {
 	if o.Logger == nil {
@@ -114,15 +138,18 @@ func NewManager(o Options) *Manager {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Fault == nil {
+		o.Fault = func(string) {}
+	}
 	m := &Manager{
-		st: o.Store, env: o.Env, pub: o.Publisher, hook: o.OnResolve, log: o.Logger, now: o.Now,
-		open: map[string]int64{}, last: map[string]lastIncident{}, wake: map[int64]chan struct{}{}, driving: map[int64]bool{},
+		st: o.Store, env: o.Env, pub: o.Publisher, rep: o.Reporter, log: o.Logger, now: o.Now, fault: o.Fault,
+		open: map[string]int64{}, last: map[string]lastIncident{}, timers: map[string]*time.Timer{}, running: map[string]bool{},
 		m: &managerMetrics{
 			declared: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "guardian_incidents_declared_total", Help: "Incidents declared.",
 			}, []string{"service", "severity"}),
 			rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-				Name: "guardian_rollbacks_total", Help: "Rollbacks run, by step and result.",
+				Name: "guardian_rollbacks_total", Help: "Rollbacks run, by step and result (succeeded, failed, unknown).",
 			}, []string{"service", "step", "result"}),
 			decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "guardian_decisions_total", Help: "Go/no-go decisions, by step, outcome and whether a human or a policy decided.",
@@ -138,16 +165,12 @@ func NewManager(o Options) *Manager {
 	return m
 }
 
-type lastIncident struct {
-	id       int64
-	version  string
-	deployed time.Time
-}
-
-// Run resumes every open incident, then drives incidents until ctx ends.
+// Run resumes every incident that has work left (open ones, reports not
+// yet written, events not yet published), then drives incidents until ctx
+// ends, and waits for the effects under way.
 func (m *Manager) Run(ctx context.Context) error {
 	// Holding the lock while listing: an incident declared meanwhile is
-	// either listed here or started by Declare, never missed.
+	// either listed here or driven by Declare, never missed.
 	m.mu.Lock()
 	recs, err := m.List(ctx)
 	if err != nil {
@@ -155,186 +178,148 @@ func (m *Manager) Run(ctx context.Context) error {
 		return fmt.Errorf("loading incidents: %w", err)
 	}
 	m.ctx = ctx
-	for _, r := range recs {
+	var resume []Record
+	for i := len(recs) - 1; i >= 0; i-- { // oldest first
+		r := recs[i]
 		if l, ok := m.last[r.Service]; !ok || r.ID > l.id {
 			m.last[r.Service] = lastIncident{r.ID, r.Version, r.DeployedAt}
 		}
-	}
-	for _, r := range recs {
 		if r.State.Open() {
 			m.open[r.Service] = r.ID
 			m.m.open.WithLabelValues(r.Service, string(r.State)).Inc()
-			m.log.Info("resuming incident", zap.Int64("incident", r.ID), zap.String("service", r.Service), zap.String("state", r.State.String()))
-			m.startLocked(r.ID)
+		}
+		if r.State.Open() || r.Published < len(r.Timeline) || !r.reportDone() {
+			resume = append(resume, r)
 		}
 	}
 	m.mu.Unlock()
+	for _, r := range resume {
+		m.log.Info("resuming incident", zap.Int64("incident", r.ID), zap.String("service", r.Service), zap.String("state", r.State.String()))
+		m.restart(ctx, r.ID)
+	}
 	<-ctx.Done()
-	// No driver starts once this is set (startLocked checks it under m.mu),
-	// so every wg.Add happens before the Wait: a Declare racing the
-	// shutdown leaves its incident to the next Run.
+	// No effect starts once ctx is nil (every start checks it under m.mu),
+	// so every wg.Add happens before the Wait.
 	m.mu.Lock()
 	m.ctx = nil
+	for k, t := range m.timers {
+		if t.Stop() {
+			m.wg.Done()
+		}
+		delete(m.timers, k)
+	}
 	m.mu.Unlock()
 	m.wg.Wait()
 	return nil
 }
 
-// startLocked starts the driver of id unless it runs. Callers hold m.mu.
-func (m *Manager) startLocked(id int64) {
-	if m.ctx == nil || m.driving[id] {
-		return
+// restart applies Restart to id, again later while its service is missing.
+func (m *Manager) restart(ctx context.Context, id int64) {
+	_, err := m.apply(ctx, id, Restart{})
+	switch {
+	case err == nil, errors.Is(err, ErrIgnored):
+	case errors.Is(err, ErrNoService):
+		m.log.Warn("service no longer configured; the incident waits", zap.Int64("incident", id))
+		m.mu.Lock()
+		m.after(prefix(id)+"restart", m.now().Add(retryDelay), func(ctx context.Context) { m.restart(ctx, id) })
+		m.mu.Unlock()
+	default:
+		m.log.Error("resuming incident", zap.Int64("incident", id), zap.Error(err))
 	}
-	m.driving[id] = true
-	if m.wake[id] == nil {
-		m.wake[id] = make(chan struct{}, 1)
-	}
-	m.wg.Add(1)
-	ctx := m.ctx
-	go func() {
-		defer m.wg.Done()
-		m.drive(ctx, id)
-	}()
 }
 
-// Declare opens an incident for a firing trigger, unless the service has an
-// open one already; then the firing is added to that incident's timeline.
+func (r Record) reportDone() bool { return r.State.Open() || r.Report != nil }
+
+// Declare opens an incident for a firing trigger. When the service has an
+// open incident for the same deploy, the firing is added to its timeline
+// instead (once per trigger); an open incident for an older deploy is
+// closed as superseded first, unless a rollback step of it is running
+// (then nothing is declared: the trigger fires again at the next tick).
 func (m *Manager) Declare(ctx context.Context, d rollout.Event, v trigger.Verdict, references map[string]float64, severity string) (Record, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
 	if id, ok := m.open[d.Service]; ok {
-		rec, err := m.updateLocked(ctx, id, func(r *Record) error {
-			if r.Trigger == v.Trigger && r.Version == d.Version {
-				if val := EvidenceFrom(v).Value; val != nil && (r.Impact.PeakValue == nil || *val > *r.Impact.PeakValue) {
-					r.Impact.PeakValue = val
-				}
-				return errUnchanged
+		rec, _, err := m.load(ctx, id)
+		if err != nil {
+			return Record{}, false, err
+		}
+		if !d.At.After(rec.DeployedAt) || rec.Version == d.Version && rec.DeployedAt.Equal(d.At) {
+			next, err := m.applyLocked(ctx, id, AlsoFired{Trigger: v.Trigger, Summary: v.Summary()})
+			if err != nil && !rejected(err) {
+				return rec, false, err
 			}
-			r.add(now, "trigger.fired", "guardian", fmt.Sprintf("%s also firing: %s", v.Trigger, v.Summary()), nil)
-			return nil
-		})
-		return rec, false, err
+			if err != nil {
+				next = rec
+			}
+			return next, false, nil
+		}
+		if _, err := m.applyLocked(ctx, id, Superseded{Version: d.Version, DeployedAt: d.At}); err != nil {
+			if errors.Is(err, ErrBusy) {
+				return rec, false, nil
+			}
+			if !errors.Is(err, ErrFinished) {
+				return rec, false, err
+			}
+		}
 	}
 	if l, ok := m.last[d.Service]; ok && l.version == d.Version && l.deployed.Equal(d.At) {
-		rec, err := m.Get(ctx, l.id)
+		rec, _, err := m.load(ctx, l.id)
 		return rec, false, err
 	}
 	idn, err := m.st.NextID(ctx, bucket)
 	if err != nil {
 		return Record{}, false, fmt.Errorf("numbering incident: %w", err)
 	}
-	ev := EvidenceFrom(v)
-	rec := Record{
-		ID: int64(idn), Service: d.Service, Severity: severity, State: Detected,
-		Version: d.Version, Baseline: d.Baseline, Trigger: v.Trigger, Evidence: ev,
-		DeployedAt: d.At, DetectedAt: now, Step: executor.StepApplication, References: references,
+	rec, effs, err := Next(Record{}, Declare{
+		ID: int64(idn), Service: d.Service, Severity: severity, Version: d.Version, Baseline: d.Baseline,
+		Trigger: v.Trigger, Evidence: EvidenceFrom(v), DeployedAt: d.At, References: references,
+	}, Rules{}, m.now())
+	if err != nil {
+		return Record{}, false, err
 	}
-	rec.Impact.PeakValue = ev.Value
-	rec.Impact.BaselineValue = ev.BaselineValue
-	msg := fmt.Sprintf("%s declared for %s: %s %s is bad (%s)", severity, d.Service, d.Service, d.Version, v.Summary())
-	rec.add(now, "incident.declared", "guardian", msg, map[string]string{"trigger": v.Trigger, "baseline": d.Baseline})
-	if err := m.create(ctx, &rec); err != nil {
+	if err := m.create(ctx, rec); err != nil {
 		return Record{}, false, err
 	}
 	m.open[d.Service] = rec.ID
 	m.last[d.Service] = lastIncident{rec.ID, d.Version, d.At}
 	m.m.declared.WithLabelValues(d.Service, severity).Inc()
+	m.m.open.WithLabelValues(rec.Service, string(rec.State)).Inc()
 	m.log.Warn("incident declared", zap.Int64("incident", rec.ID), zap.String("service", d.Service),
 		zap.String("version", d.Version), zap.String("baseline", d.Baseline), zap.String("evidence", v.Summary()))
-	m.publishLocked(ctx, rec.ID)
-	m.startLocked(rec.ID)
+	svc, _ := m.env.Service(rec.Service)
+	rec = m.runLocked(ctx, rec, effs, svc)
 	return rec, true, nil
 }
 
-// Decide records a go (approve) or no-go for the step the incident waits on.
-// by names who decided (a token's name); reason is required for a no-go.
-func (m *Manager) Decide(ctx context.Context, id int64, approve bool, by, reason string) (Record, error) {
-	if by == "" || (!approve && reason == "") {
-		return Record{}, fmt.Errorf("%w: a no-go needs a reason", ErrInvalidVote)
+// rejected reports whether err is Next refusing an event.
+func rejected(err error) bool {
+	for _, e := range []error{ErrIgnored, ErrNoDecision, ErrInvalidVote, ErrBusy, ErrFinished} {
+		if errors.Is(err, e) {
+			return true
+		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	rec, err := m.updateLocked(ctx, id, func(r *Record) error {
-		return m.decideLocked(r, approve, by, reason, m.now())
-	})
-	if err != nil {
+	return false
+}
+
+// Vote records a person's go or no-go for the step the incident waits on.
+func (m *Manager) Vote(ctx context.Context, v approval.Vote) (Record, error) {
+	if err := v.Validate(); err != nil {
 		return Record{}, err
 	}
-	m.publishLocked(ctx, id)
-	m.startLocked(id)
-	m.kick(id)
-	return rec, nil
+	return m.apply(ctx, v.Incident, Voted{Vote: v})
 }
 
-// decideLocked applies a decision to r.
-func (m *Manager) decideLocked(r *Record, approve bool, by, reason string, now time.Time) error {
-	var step string
-	switch {
-	case r.State == AwaitingApproval || (r.State == Held && approve):
-		step = executor.StepApplication
-	case r.State == DBAwaitingApproval:
-		step = executor.StepDatabase
-	default:
-		return fmt.Errorf("%w: incident %d is %s", ErrNoDecision, r.ID, r.State)
-	}
-	r.Decisions = append(r.Decisions, Decision{Step: step, Approved: approve, By: by, Reason: reason, At: now})
-	verdict := "denied"
-	if approve {
-		verdict = "approved"
-	}
-	m.m.decisions.WithLabelValues(r.Service, step, verdict, actorKind(by)).Inc()
-	data := map[string]string{"step": step}
-	if reason != "" {
-		data["reason"] = reason
-	}
-	switch {
-	case approve && step == executor.StepApplication:
-		r.ApprovedAt = &now
-		r.setState(RollingBack)
-		r.add(now, "approval.granted", by, fmt.Sprintf("go: roll back %s %s → %s%s", r.Service, r.Version, r.Baseline, because(reason)), data)
-	case approve:
-		r.setState(DBRollingBack)
-		r.add(now, "approval.granted", by, fmt.Sprintf("go for the database step of %s%s", r.Service, because(reason)), data)
-	case step == executor.StepApplication:
-		r.setState(Held)
-		r.add(now, "approval.denied", by, fmt.Sprintf("no-go: %s stays on %s, watching goes on%s", r.Service, r.Version, because(reason)), data)
-	default:
-		r.setState(Escalated)
-		r.add(now, "approval.denied", by, fmt.Sprintf("no-go for the database step%s", because(reason)), data)
-		r.add(now, "incident.escalated", "guardian", fmt.Sprintf("%s not recovered and the database step was refused: a human must take over", r.Service), nil)
-	}
-	return nil
-}
-
-func because(reason string) string {
-	if reason == "" {
-		return ""
-	}
-	return " (" + reason + ")"
-}
-
-func actorKind(by string) string {
-	if len(by) > 7 && by[:7] == "policy:" {
-		return "policy"
-	}
-	return "human"
+// Close closes an open incident without resolution: by names who, channel
+// how, reason why. An incident whose rollback step runs cannot be closed
+// until the step ends (ErrBusy).
+func (m *Manager) Close(ctx context.Context, id int64, by, channel, reason string) (Record, error) {
+	return m.apply(ctx, id, CloseRequested{By: by, Channel: channel, Reason: reason})
 }
 
 // Get returns incident id.
 func (m *Manager) Get(ctx context.Context, id int64) (Record, error) {
-	kv, err := m.st.Get(ctx, bucket, store.Key(uint64(id)))
-	if errors.Is(err, store.ErrNotFound) {
-		return Record{}, fmt.Errorf("%w: %d", ErrNotFound, id)
-	}
-	if err != nil {
-		return Record{}, err
-	}
-	var r Record
-	if err := json.Unmarshal(kv.Value, &r); err != nil {
-		return Record{}, fmt.Errorf("decoding incident %d: %w", id, err)
-	}
-	return r, nil
+	r, _, err := m.load(ctx, id)
+	return r, err
 }
 
 // List returns every incident, newest first.
@@ -363,106 +348,362 @@ func (m *Manager) OpenFor(service string) (int64, bool) {
 	return id, ok
 }
 
-// errUnchanged tells updateLocked there is nothing to save.
-var errUnchanged = errors.New("unchanged")
+// apply is one transition: load, Next, save, then run the effects.
+func (m *Manager) apply(ctx context.Context, id int64, ev Event) (Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.applyLocked(ctx, id, ev)
+}
 
-// updateLocked loads id, applies f and saves it under its revision.
-func (m *Manager) updateLocked(ctx context.Context, id int64, f func(*Record) error) (Record, error) {
-	key := store.Key(uint64(id))
-	kv, err := m.st.Get(ctx, bucket, key)
+// needsService reports whether ev cannot be judged without the service's
+// rules (an approval, a probe, a restart that may start a step).
+func needsService(ev Event) bool {
+	switch ev.(type) {
+	case Restart, Tick, Voted, Probed:
+		return true
+	}
+	return false
+}
+
+func (m *Manager) applyLocked(ctx context.Context, id int64, ev Event) (Record, error) {
+	for attempt := 0; ; attempt++ {
+		rec, rev, err := m.load(ctx, id)
+		if err != nil {
+			return Record{}, err
+		}
+		svc, ok := m.env.Service(rec.Service)
+		if !ok && needsService(ev) && rec.State.Open() {
+			return rec, fmt.Errorf("incident %d: %w: %s", id, ErrNoService, rec.Service)
+		}
+		next, effs, err := Next(rec, ev, svc.Rules, m.now())
+		if err != nil {
+			return rec, err
+		}
+		if changed(rec, next) {
+			if err := m.save(ctx, next, rev); err != nil {
+				if errors.Is(err, store.ErrConflict) && attempt < 3 {
+					continue // another replica wrote it: judge again on the new record
+				}
+				return rec, err
+			}
+			m.observeLocked(rec, next)
+		}
+		return m.runLocked(ctx, next, effs, svc), nil
+	}
+}
+
+func changed(a, b Record) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return !bytes.Equal(x, y)
+}
+
+// observeLocked logs and counts what a transition did.
+func (m *Manager) observeLocked(before, after Record) {
+	log := m.log.With(zap.Int64("incident", after.ID), zap.String("service", after.Service))
+	if before.State != after.State {
+		m.m.open.WithLabelValues(after.Service, string(before.State)).Dec()
+		if after.State.Open() {
+			m.m.open.WithLabelValues(after.Service, string(after.State)).Inc()
+		} else if m.open[after.Service] == after.ID {
+			delete(m.open, after.Service)
+		}
+		log.Info("incident state", zap.String("from", string(before.State)), zap.String("to", string(after.State)))
+	}
+	for _, d := range after.Decisions[len(before.Decisions):] {
+		verdict := "denied"
+		if d.Approved {
+			verdict = "approved"
+		}
+		by := "human"
+		if strings.HasPrefix(d.By, "policy:") {
+			by = "policy"
+		}
+		m.m.decisions.WithLabelValues(after.Service, d.Step, verdict, by).Inc()
+		log.Info("go/no-go", zap.String("step", d.Step), zap.String("decision", verdict), zap.String("by", d.By), zap.String("channel", d.Channel))
+	}
+	for k, a := range after.Actions {
+		if b, ok := before.Actions[k]; ok && b.State == ActionStarted && a.State != ActionStarted {
+			m.m.rollbacks.WithLabelValues(after.Service, strings.TrimPrefix(a.Kind, "rollback."), string(a.State)).Inc()
+		}
+	}
+}
+
+// runLocked runs the effects of a saved transition: Publish at once, the
+// others in the background (none once Run is stopping: the next Run's
+// Restart brings them back). It returns the record as saved last.
+func (m *Manager) runLocked(ctx context.Context, rec Record, effs []Effect, svc Service) Record {
+	for _, e := range effs {
+		if p, ok := e.(Publish); ok {
+			if r, ok := m.publishLocked(ctx, p.Incident); ok {
+				rec = r
+			}
+		}
+	}
+	if m.ctx == nil {
+		return rec
+	}
+	id, run := rec.ID, m.ctx
+	for _, e := range effs {
+		switch e := e.(type) {
+		case WakeAt:
+			m.after(e.Key(), e.At, func(ctx context.Context) { m.tick(ctx, id) })
+		case Probe:
+			m.after(e.Key(), e.At, func(ctx context.Context) { m.probe(ctx, id) })
+		case WriteReport:
+			m.fault(FaultBeforeReport)
+			m.after(e.Key(), e.At, func(ctx context.Context) { m.report(ctx, id, e.Postmortem) })
+		case AskApproval:
+			if svc.Gate != nil {
+				req := e.Request
+				m.spawn(run, e.Key(), func(ctx context.Context) {
+					if err := svc.Gate.Request(ctx, req); err != nil {
+						m.log.Warn("asking for the go/no-go", zap.Int64("incident", id), zap.Error(err))
+					}
+				})
+			}
+		case RunStep:
+			m.spawn(run, e.Key(), func(ctx context.Context) { m.runStep(ctx, rec, e.Step, e.StepKey, svc, false) })
+		case AwaitStep:
+			m.spawn(run, e.Key(), func(ctx context.Context) { m.runStep(ctx, rec, e.Step, e.StepKey, svc, true) })
+		}
+	}
+	return rec
+}
+
+// after runs f at time at (replacing a pending one of the same key), in
+// the background. Callers hold m.mu.
+func (m *Manager) after(key string, at time.Time, f func(ctx context.Context)) {
+	if m.ctx == nil {
+		return
+	}
+	if t, ok := m.timers[key]; ok && t.Stop() {
+		m.wg.Done()
+	}
+	ctx := m.ctx
+	m.wg.Add(1)
+	var t *time.Timer
+	t = time.AfterFunc(max(at.Sub(m.now()), 0), func() {
+		defer m.wg.Done()
+		m.mu.Lock()
+		mine := m.timers[key] == t
+		if mine {
+			delete(m.timers, key)
+		}
+		m.mu.Unlock()
+		if mine && ctx.Err() == nil {
+			f(ctx)
+		}
+	})
+	m.timers[key] = t
+}
+
+// spawn runs f in the background unless an effect of the same key runs.
+// Callers hold m.mu.
+func (m *Manager) spawn(ctx context.Context, key string, f func(ctx context.Context)) {
+	if m.running[key] {
+		return
+	}
+	m.running[key] = true
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer func() {
+			m.mu.Lock()
+			delete(m.running, key)
+			m.mu.Unlock()
+		}()
+		f(ctx)
+	}()
+}
+
+// feed applies the outcome of an effect, retrying while the store or the
+// service's configuration is not there, until ctx ends.
+func (m *Manager) feed(ctx context.Context, id int64, ev Event) {
+	for ctx.Err() == nil {
+		_, err := m.apply(ctx, id, ev)
+		if err == nil || rejected(err) {
+			return
+		}
+		m.log.Error("recording an incident's step failed; retrying", zap.Int64("incident", id), zap.Error(err))
+		sleep(ctx, retryDelay)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (m *Manager) tick(ctx context.Context, id int64) {
+	_, err := m.apply(ctx, id, Tick{})
+	if errors.Is(err, ErrNoService) || err != nil && !rejected(err) {
+		m.log.Warn("incident waits", zap.Int64("incident", id), zap.Error(err))
+		m.mu.Lock()
+		m.after(prefix(id)+"wake", m.now().Add(retryDelay), func(ctx context.Context) { m.tick(ctx, id) })
+		m.mu.Unlock()
+	}
+}
+
+// runStep runs (or, after a restart, awaits) a rollback step and feeds its
+// outcome back. When ctx ends first the step stays started: the next Run
+// awaits it and never runs it again.
+func (m *Manager) runStep(ctx context.Context, rec Record, step, key string, svc Service, await bool) {
+	exe := svc.Application
+	if step == executor.StepDatabase {
+		exe = svc.Database
+	}
+	t := executor.Target{Incident: rec.ID, Service: rec.Service, Version: rec.Version, Baseline: rec.Baseline,
+		Step: step, IdempotencyKey: key, Reason: rec.Evidence.Summary}
+	var (
+		res executor.Result
+		err error
+	)
+	switch a, ok := exe.(executor.Attacher); {
+	case exe == nil:
+		err = fmt.Errorf("%w: no %s executor is configured now", executor.ErrFailed, step)
+	case await && ok:
+		res, err = a.Attach(ctx, t)
+	case await:
+		err = fmt.Errorf("%w: this executor cannot be followed across a restart", executor.ErrUnknown)
+	default:
+		res, err = exe.Rollback(ctx, t)
+	}
+	if ctx.Err() != nil && err != nil {
+		return
+	}
+	out := StepEnded{Key: key, Outcome: ActionSucceeded, Output: res.Output}
+	switch {
+	case errors.Is(err, executor.ErrUnknown):
+		out.Outcome, out.Err = ActionUnknown, err.Error()
+	case err != nil:
+		out.Outcome, out.Err = ActionFailed, err.Error()
+	}
+	m.feed(ctx, rec.ID, out)
+}
+
+// probe probes recovery once and feeds the result back.
+func (m *Manager) probe(ctx context.Context, id int64) {
+	rec, err := m.Get(ctx, id)
+	if err != nil {
+		m.log.Error("loading incident", zap.Int64("incident", id), zap.Error(err))
+		m.retry(id, "probe", func(ctx context.Context) { m.probe(ctx, id) })
+		return
+	}
+	if rec.State != Verifying {
+		return
+	}
+	svc, ok := m.env.Service(rec.Service)
+	if !ok || svc.Verifier == nil {
+		m.log.Warn("service no longer configured; verification waits", zap.Int64("incident", id), zap.String("service", rec.Service))
+		m.retry(id, "probe", func(ctx context.Context) { m.probe(ctx, id) })
+		return
+	}
+	since := m.now()
+	if rec.VerifyStartedAt != nil {
+		since = *rec.VerifyStartedAt
+	}
+	res := svc.Verifier.Probe(ctx, m.now(), since, rec.Service, rec.Baseline, rec.References, svc.Query)
+	if ctx.Err() != nil {
+		return
+	}
+	m.feed(ctx, id, Probed{Result: res})
+}
+
+// retry runs f again after retryDelay.
+func (m *Manager) retry(id int64, what string, f func(ctx context.Context)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.after(prefix(id)+what, m.now().Add(retryDelay), f)
+}
+
+// report writes the report and feeds the outcome back.
+func (m *Manager) report(ctx context.Context, id int64, postmortem bool) {
+	rec, err := m.Get(ctx, id)
+	if err != nil {
+		m.log.Error("loading incident", zap.Int64("incident", id), zap.Error(err))
+		m.retry(id, "report", func(ctx context.Context) { m.report(ctx, id, postmortem) })
+		return
+	}
+	if m.rep == nil {
+		return
+	}
+	res, err := m.rep.Report(ctx, rec, postmortem)
+	if ctx.Err() != nil {
+		return
+	}
+	ev := Reported{Result: res}
+	if err != nil {
+		m.log.Error("writing the incident report; will try again", zap.Int64("incident", id), zap.Error(err))
+		ev.Err = err.Error()
+	} else {
+		m.log.Info("incident report written", zap.Int64("incident", id), zap.String("markdown", res.Markdown), zap.String("invite", res.Invite))
+	}
+	m.feed(ctx, id, ev)
+}
+
+// load reads incident id and its revision.
+func (m *Manager) load(ctx context.Context, id int64) (Record, uint64, error) {
+	kv, err := m.st.Get(ctx, bucket, store.Key(uint64(id)))
 	if errors.Is(err, store.ErrNotFound) {
-		return Record{}, fmt.Errorf("%w: %d", ErrNotFound, id)
+		return Record{}, 0, fmt.Errorf("%w: %d", ErrNotFound, id)
 	}
 	if err != nil {
-		return Record{}, err
+		return Record{}, 0, err
 	}
 	var r Record
 	if err := json.Unmarshal(kv.Value, &r); err != nil {
-		return Record{}, fmt.Errorf("decoding incident %d: %w", id, err)
+		return Record{}, 0, fmt.Errorf("decoding incident %d: %w", id, err)
 	}
-	before := r.State
-	if err := f(&r); err != nil {
-		if errors.Is(err, errUnchanged) {
-			return r, nil
-		}
-		return Record{}, err
-	}
-	b, err := json.Marshal(r)
-	if err != nil {
-		return Record{}, err
-	}
-	if _, err := m.st.Put(ctx, bucket, key, b, kv.Revision); err != nil {
-		return Record{}, fmt.Errorf("saving incident %d: %w", id, err)
-	}
-	if !r.State.Open() {
-		delete(m.open, r.Service)
-	}
-	if before != r.State {
-		m.m.open.WithLabelValues(r.Service, string(before)).Dec()
-		if r.State.Open() {
-			m.m.open.WithLabelValues(r.Service, string(r.State)).Inc()
-		}
-		m.log.Info("incident state", zap.Int64("incident", r.ID), zap.String("service", r.Service),
-			zap.String("from", string(before)), zap.String("to", string(r.State)))
-	}
-	return r, nil
+	return r, kv.Revision, nil
 }
 
-func (m *Manager) create(ctx context.Context, r *Record) error {
+// save writes r over revision rev.
+func (m *Manager) save(ctx context.Context, r Record, rev uint64) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	if _, err := m.st.Put(ctx, bucket, store.Key(uint64(r.ID)), b, 0); err != nil {
+	if _, err := m.st.Put(ctx, bucket, store.Key(uint64(r.ID)), b, rev); err != nil {
 		return fmt.Errorf("saving incident %d: %w", r.ID, err)
 	}
-	m.m.open.WithLabelValues(r.Service, string(r.State)).Inc()
 	return nil
 }
 
+func (m *Manager) create(ctx context.Context, r Record) error { return m.save(ctx, r, 0) }
+
 // publishLocked hands unpublished timeline entries to the outbox, in order,
 // and records how far it got.
-func (m *Manager) publishLocked(ctx context.Context, id int64) {
-	if m.pub == nil {
-		return
+func (m *Manager) publishLocked(ctx context.Context, id int64) (Record, bool) {
+	rec, rev, err := m.load(ctx, id)
+	if err != nil || rec.Published >= len(rec.Timeline) {
+		return rec, false
 	}
-	_, err := m.updateLocked(ctx, id, func(r *Record) error {
-		start := r.Published
-		for r.Published < len(r.Timeline) {
-			if err := m.pub.Publish(ctx, *r, r.Published); err != nil {
+	start := rec.Published
+	for rec.Published < len(rec.Timeline) {
+		if m.pub != nil && rec.Timeline[rec.Published].Type.Published() {
+			if err := m.pub.Publish(ctx, rec, rec.Published); err != nil {
 				m.log.Warn("notification not queued; will retry", zap.Int64("incident", id), zap.Error(err))
+				m.after(prefix(id)+"publish", m.now().Add(retryDelay), func(ctx context.Context) {
+					m.mu.Lock()
+					defer m.mu.Unlock()
+					m.publishLocked(ctx, id)
+				})
 				break
 			}
-			r.Published++
 		}
-		if r.Published == start {
-			return errUnchanged
-		}
-		return nil
-	})
-	if err != nil {
+		rec.Published++
+	}
+	if rec.Published == start {
+		return rec, false
+	}
+	if err := m.save(ctx, rec, rev); err != nil {
 		m.log.Warn("recording published notifications", zap.Int64("incident", id), zap.Error(err))
+		return rec, false
 	}
-}
-
-func (m *Manager) kick(id int64) {
-	if c := m.wake[id]; c != nil {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// add appends a timeline entry.
-func (r *Record) add(at time.Time, typ, actor, msg string, data map[string]string) {
-	r.Timeline = append(r.Timeline, Entry{At: at, Type: typ, Actor: actor, Message: msg, Data: data})
-}
-
-func (r *Record) setState(s State) { r.State = s }
-
-// EventID is the notification id of timeline entry i: stable, so receivers
-// can drop duplicates after a restart.
-func EventID(id int64, i int) string {
-	return "evt_" + strconv.FormatInt(id, 10) + "_" + strconv.Itoa(i)
+	return rec, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,8 +16,10 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/approval"
+	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/executor"
+	"github.com/rollback-guardian/guardian/query"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/source"
 	"github.com/rollback-guardian/guardian/store"
@@ -66,15 +69,38 @@ func (p *published) Publish(_ context.Context, rec Record, i int) error {
 	return nil
 }
 
-func (p *published) types() []string {
+func (p *published) types() []event.Type {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]string, len(p.events))
+	out := make([]event.Type, len(p.events))
 	for i, e := range p.events {
-		out[i] = e[:strings.Index(e, "#")]
+		out[i] = event.Type(e[:strings.Index(e, "#")])
 	}
 	return out
 }
+
+// reporter counts the reports written.
+type reporter struct {
+	mu   sync.Mutex
+	n    int
+	fail bool
+}
+
+func (r *reporter) Report(_ context.Context, rec Record, postmortem bool) (ReportResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail {
+		return ReportResult{}, errors.New("disk full")
+	}
+	r.n++
+	res := ReportResult{Markdown: fmt.Sprintf("/r/incident-%d.md", rec.ID), JSON: fmt.Sprintf("/r/incident-%d.json", rec.ID)}
+	if postmortem {
+		res.Invite, res.PostmortemAt, res.PostmortemZone = fmt.Sprintf("/r/incident-%d-postmortem.ics", rec.ID), time.Now().Add(24*time.Hour), "UTC"
+	}
+	return res, nil
+}
+
+func (r *reporter) count() int { r.mu.Lock(); defer r.mu.Unlock(); return r.n }
 
 type harness struct {
 	t       *testing.T
@@ -83,20 +109,18 @@ type harness struct {
 	app, db *fakeExec
 	healthy atomic.Bool
 	pub     *published
+	rep     *reporter
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
 
-func newHarness(t *testing.T, st store.Store, approval config.Approval, withDB bool) *harness {
+func newHarness(t *testing.T, st store.Store, policy approval.Policy, withDB bool, opts ...any) *harness {
 	t.Helper()
-	h := &harness{t: t, st: st, app: &fakeExec{}, pub: &published{}}
+	h := &harness{t: t, st: st, app: &fakeExec{}, pub: &published{}, rep: &reporter{}}
 	if st == nil {
 		h.st = store.NewMemory()
 	}
-	def, err := trigger.FromConfig(config.Trigger{Name: "error-rate", Query: `errors{version="{{.Version}}"}`, Above: ptr(0.05), Window: config.Duration(20 * time.Millisecond)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	def := testDefinition(t)
 	q := func(_ context.Context, qs string, _ time.Time) (source.Result, error) {
 		v := 0.2
 		if h.healthy.Load() {
@@ -105,17 +129,27 @@ func newHarness(t *testing.T, st store.Store, approval config.Approval, withDB b
 		return source.Result{Vector: model.Vector{{Value: model.SampleValue(v)}}}, nil
 	}
 	svc := Service{
-		Approval: approval,
-		Recovery: config.Recovery{Tolerance: 0.1, StableFor: config.Duration(50 * time.Millisecond), Timeout: config.Duration(400 * time.Millisecond)},
-		Interval: 10 * time.Millisecond, Application: h.app, ApplicationName: "fake",
-		Verifier: verify.New([]trigger.Definition{def}, verify.Options{Tolerance: 0.1}), Query: q,
+		Rules: Rules{Approval: policy, StableFor: 50 * time.Millisecond, RecoveryTimeout: 400 * time.Millisecond,
+			ProbeInterval: 10 * time.Millisecond, Application: "fake"},
+		Application: h.app,
+		Verifier:    verify.New([]trigger.Definition{def}, verify.Options{Tolerance: 0.1}), Query: q,
 	}
 	if withDB {
 		h.db = &fakeExec{}
-		svc.Database, svc.DatabaseName = h.db, "migrate-down"
+		svc.Database, svc.Rules.Database = h.db, "migrate-down"
 	}
 	h.app.onRun = func() { h.healthy.Store(true) }
-	h.m = NewManager(Options{Store: h.st, Env: env{svc}, Publisher: h.pub, Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	mo := Options{Store: h.st, Publisher: h.pub, Reporter: h.rep, Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()}
+	for _, o := range opts {
+		switch o := o.(type) {
+		case func(*Service):
+			o(&svc)
+		case func(*Options):
+			o(&mo)
+		}
+	}
+	mo.Env = env{svc}
+	h.m = NewManager(mo)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan struct{})
 	go func() { defer close(h.done); _ = h.m.Run(ctx) }()
@@ -141,8 +175,20 @@ func (h *harness) stop() {
 
 func ptr(f float64) *float64 { return &f }
 
+func testDefinition(t *testing.T) trigger.Definition {
+	t.Helper()
+	q, err := query.New("query", `errors{version="{{.Version}}"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return trigger.Definition{Name: "error-rate", Query: q, Above: ptr(0.05), Window: 20 * time.Millisecond}
+}
+
+// deployedAt is when the v2 of every test was deployed.
+var deployedAt = time.Now().Add(-time.Minute)
+
 func firing() (rollout.Event, trigger.Verdict) {
-	d := rollout.Event{Service: "checkout", Version: "v2", Baseline: "v1", At: time.Now().Add(-time.Minute)}
+	d := rollout.Event{Service: "checkout", Version: "v2", Baseline: "v1", At: deployedAt}
 	v := 0.2
 	b := 0.004
 	return d, trigger.Verdict{Trigger: "error-rate", State: trigger.Firing, Outcome: trigger.Violated,
@@ -175,35 +221,47 @@ func (h *harness) waitState(id int64, s State) Record {
 	return rec
 }
 
-func types(r Record) []string {
-	var out []string
-	for _, e := range r.Timeline {
-		out = append(out, e.Type)
-	}
-	return out
+// settled waits until incident id has its report recorded and every event published.
+func (h *harness) settled(id int64) Record {
+	h.t.Helper()
+	var rec Record
+	testenv.Eventually(h.t, 5*time.Second, func() error {
+		var err error
+		if rec, err = h.m.Get(context.Background(), id); err != nil {
+			return err
+		}
+		if !rec.reportDone() || rec.Published < len(rec.Timeline) {
+			return fmt.Errorf("%s, report done %v, published %d of %d", rec.State, rec.reportDone(), rec.Published, len(rec.Timeline))
+		}
+		return nil
+	}, "the incident to settle")
+	return rec
 }
 
-func wantTypes(t *testing.T, got []string, want ...string) {
-	t.Helper()
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("timeline\n got %v\nwant %v", got, want)
-	}
+func (h *harness) vote(id int64, approve bool, by, reason string) (Record, error) {
+	return h.m.Vote(context.Background(), approval.Vote{Incident: id, Approve: approve, By: by, Channel: approval.ChannelAPI, Reason: reason})
 }
 
 func TestApproveRollbackResolve(t *testing.T) {
-	h := newHarness(t, nil, config.Approval{Mode: config.ApprovalManual}, false)
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Manual}, false)
 	rec := h.declare()
 	h.waitState(rec.ID, AwaitingApproval)
 	if h.app.n() != 0 {
 		t.Fatal("rolled back before the go")
 	}
-	if _, err := h.m.Decide(context.Background(), rec.ID, true, "token:alice", ""); err != nil {
+	if _, err := h.vote(rec.ID, true, "token:alice", ""); err != nil {
 		t.Fatal(err)
 	}
 	rec = h.waitState(rec.ID, Resolved)
-	wantTypes(t, types(rec), "incident.declared", "approval.requested", "approval.granted", "rollback.started",
+	wantTypes(t, types(rec)[:8], "incident.declared", "approval.requested", "approval.granted", "rollback.started",
 		"rollback.succeeded", "recovery.progress", "recovery.confirmed", "incident.resolved")
-	wantTypes(t, h.pub.types(), types(rec)...)
+	// The report is written once, and every published event went out once, in order.
+	rec = h.settled(rec.ID)
+	wantTypes(t, types(rec)[8:], event.ReportWritten, event.PostmortemScheduled)
+	wantPublished(t, h.pub, rec)
+	if h.rep.count() != 1 {
+		t.Fatalf("%d reports", h.rep.count())
+	}
 	if h.app.n() != 1 || h.app.calls[0].IdempotencyKey != "incident-1/rollback.application" || h.app.calls[0].Baseline != "v1" {
 		t.Fatalf("executor calls %+v", h.app.calls)
 	}
@@ -213,13 +271,13 @@ func TestApproveRollbackResolve(t *testing.T) {
 	if _, ok := h.m.OpenFor("checkout"); ok {
 		t.Fatal("resolved incident still open")
 	}
-	if _, err := h.m.Decide(context.Background(), rec.ID, true, "token:alice", ""); !errors.Is(err, ErrNoDecision) {
+	if _, err := h.vote(rec.ID, true, "token:alice", ""); !errors.Is(err, ErrNoDecision) {
 		t.Fatalf("deciding a resolved incident: %v", err)
 	}
 }
 
 func TestOneOpenIncidentPerService(t *testing.T) {
-	h := newHarness(t, nil, config.Approval{Mode: config.ApprovalManual}, false)
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Manual}, false)
 	rec := h.declare()
 	d, v := firing()
 	v.Trigger = "p99-latency"
@@ -233,13 +291,13 @@ func TestOneOpenIncidentPerService(t *testing.T) {
 }
 
 func TestDenyHolds(t *testing.T) {
-	h := newHarness(t, nil, config.Approval{Mode: config.ApprovalManual}, false)
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Manual}, false)
 	rec := h.declare()
 	h.waitState(rec.ID, AwaitingApproval)
-	if _, err := h.m.Decide(context.Background(), rec.ID, false, "token:bob", ""); !errors.Is(err, ErrInvalidVote) {
+	if _, err := h.vote(rec.ID, false, "token:bob", ""); !errors.Is(err, ErrInvalidVote) {
 		t.Fatalf("deny without reason: %v", err)
 	}
-	if _, err := h.m.Decide(context.Background(), rec.ID, false, "token:bob", "false positive: load test"); err != nil {
+	if _, err := h.vote(rec.ID, false, "token:bob", "false positive: load test"); err != nil {
 		t.Fatal(err)
 	}
 	rec = h.waitState(rec.ID, Held)
@@ -254,7 +312,7 @@ func TestDenyHolds(t *testing.T) {
 		t.Fatal("a held incident must stay open")
 	}
 	// A later go from the held state rolls back.
-	if _, err := h.m.Decide(context.Background(), rec.ID, true, "token:alice", "it is real after all"); err != nil {
+	if _, err := h.vote(rec.ID, true, "token:alice", "it is real after all"); err != nil {
 		t.Fatal(err)
 	}
 	h.waitState(rec.ID, Resolved)
@@ -274,7 +332,7 @@ func TestAutoAfter(t *testing.T) {
 		{"hold", Held, 0, "policy:auto_after"},
 	} {
 		t.Run(tc.onTimeout, func(t *testing.T) {
-			h := newHarness(t, nil, config.Approval{Mode: config.ApprovalAutoAfter, Timeout: config.Duration(100 * time.Millisecond), OnTimeout: tc.onTimeout}, false)
+			h := newHarness(t, nil, approval.Policy{Mode: approval.AutoAfter, Timeout: 100 * time.Millisecond, OnTimeout: approval.OnTimeout(tc.onTimeout)}, false)
 			rec := h.declare()
 			rec = h.waitState(rec.ID, tc.want)
 			if h.app.n() != tc.rollbacks {
@@ -293,14 +351,14 @@ func TestAutoAfter(t *testing.T) {
 func TestAutoAndSkipApproval(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		approval config.Approval
+		policy   approval.Policy
 		actor    string
 	}{
-		{"auto", config.Approval{Mode: config.ApprovalAuto}, "policy:auto"},
-		{"skip above", config.Approval{Mode: config.ApprovalManual, SkipApprovalAbove: ptr(0.1)}, "policy:skip_approval_above"},
+		{"auto", approval.Policy{Mode: approval.Auto}, "policy:auto"},
+		{"skip above", approval.Policy{Mode: approval.Manual, SkipAbove: ptr(0.1)}, "policy:skip_approval_above"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, nil, tc.approval, false)
+			h := newHarness(t, nil, tc.policy, false)
 			rec := h.waitState(h.declare().ID, Resolved)
 			if rec.Decisions[0].By != tc.actor || h.app.n() != 1 {
 				t.Fatalf("decisions %+v, rollbacks %d", rec.Decisions, h.app.n())
@@ -315,7 +373,7 @@ func TestAutoAndSkipApproval(t *testing.T) {
 }
 
 func TestExecutorFailureEscalates(t *testing.T) {
-	h := newHarness(t, nil, config.Approval{Mode: config.ApprovalAuto}, false)
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Auto}, false)
 	h.app.err = fmt.Errorf("%w: exit status 3", executor.ErrFailed)
 	rec := h.waitState(h.declare().ID, Failed)
 	got := types(rec)
@@ -335,7 +393,7 @@ func TestExecutorFailureEscalates(t *testing.T) {
 // Not recovered after the application rollback: the database step asks its
 // own approval, even under the auto policy, and never runs without it.
 func TestDatabaseStepNeedsItsOwnApproval(t *testing.T) {
-	h := newHarness(t, nil, config.Approval{Mode: config.ApprovalAuto}, true)
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Auto}, true)
 	h.app.onRun = nil // the application rollback does not help
 	rec := h.waitState(h.declare().ID, DBAwaitingApproval)
 	if h.app.n() != 1 || h.db.n() != 0 {
@@ -357,7 +415,7 @@ func TestDatabaseStepNeedsItsOwnApproval(t *testing.T) {
 		t.Fatal("database step ran without approval")
 	}
 	h.db.onRun = func() { h.healthy.Store(true) }
-	if _, err := h.m.Decide(context.Background(), rec.ID, true, "token:dba", "restore schema"); err != nil {
+	if _, err := h.vote(rec.ID, true, "token:dba", "restore schema"); err != nil {
 		t.Fatal(err)
 	}
 	rec = h.waitState(rec.ID, Resolved)
@@ -370,7 +428,7 @@ func TestDatabaseStepNeedsItsOwnApproval(t *testing.T) {
 }
 
 func TestNotRecoveredWithoutDatabaseEscalates(t *testing.T) {
-	h := newHarness(t, nil, config.Approval{Mode: config.ApprovalAuto}, false)
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Auto}, false)
 	h.app.onRun = nil
 	rec := h.waitState(h.declare().ID, Escalated)
 	got := types(rec)
@@ -381,39 +439,137 @@ func TestNotRecoveredWithoutDatabaseEscalates(t *testing.T) {
 // second time; verification decides.
 func TestResumeDoesNotRunRollbackTwice(t *testing.T) {
 	st := store.NewMemory()
-	h := newHarness(t, st, config.Approval{Mode: config.ApprovalManual}, false)
+	h := newHarness(t, st, approval.Policy{Mode: approval.Manual}, false)
 	rec := h.declare()
 	h.waitState(rec.ID, AwaitingApproval)
 	h.stop()
 	// Simulate the crash: the record says rolling_back with the action
 	// started, as saved just before the executor ran.
-	h.m.mu.Lock()
-	_, err := h.m.updateLocked(context.Background(), rec.ID, func(r *Record) error {
-		now := time.Now()
-		r.setState(RollingBack)
-		r.Actions = map[string]*Action{"incident-1/rollback.application": {Key: "incident-1/rollback.application", State: ActionStarted, StartedAt: now}}
-		r.add(now, "rollback.started", "guardian", "", nil)
-		return nil
-	})
-	h.m.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h2 := newHarness(t, st, config.Approval{Mode: config.ApprovalManual}, false)
+	crashed(t, h.m, rec.ID)
+	h2 := newHarness(t, st, approval.Policy{Mode: approval.Manual}, false)
 	h2.healthy.Store(true) // the rollback that was in flight took effect
 	rec = h2.waitState(rec.ID, Resolved)
 	if h2.app.n() != 0 {
 		t.Fatalf("the rollback ran again after the restart (%d calls)", h2.app.n())
 	}
-	if !strings.Contains(strings.Join(types(rec), ","), "rollback.resumed") {
+	if !inOrder(types(rec), event.RollbackStarted, event.RollbackResumed, event.RollbackUnknown, event.RecoveryConfirmed) {
 		t.Fatalf("timeline %v", types(rec))
+	}
+}
+
+// crashed rewrites incident id as a crash while its rollback ran leaves it.
+func crashed(t *testing.T, m *Manager, id int64) {
+	t.Helper()
+	r, rev, err := m.load(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	r.State = RollingBack
+	r.Actions = map[string]*Action{"incident-1/rollback.application": {Key: "incident-1/rollback.application", Kind: "rollback.application", State: ActionStarted, StartedAt: now}}
+	r.add(now, event.RollbackStarted, "guardian", "rolling back", nil)
+	if err := m.save(context.Background(), r, rev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func entryOf(r Record, typ event.Type) *Entry {
+	for i := range r.Timeline {
+		if r.Timeline[i].Type == typ {
+			return &r.Timeline[i]
+		}
+	}
+	return nil
+}
+
+func inOrder(got []event.Type, want ...event.Type) bool {
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
+
+// attachExec is an executor whose step can be followed across a restart.
+type attachExec struct {
+	fakeExec
+	release chan struct{}
+	attached atomic.Int32
+}
+
+func (a *attachExec) Attach(ctx context.Context, t executor.Target) (executor.Result, error) {
+	a.attached.Add(1)
+	select {
+	case <-a.release:
+		return executor.Result{Output: "rolled back (finished while Guardian was down)"}, nil
+	case <-ctx.Done():
+		return executor.Result{}, ctx.Err()
+	}
+}
+
+// The step found running after a restart is awaited: verification starts
+// only once it ended, with its outcome recorded.
+func TestResumeAwaitsTheRunningStep(t *testing.T) {
+	st := store.NewMemory()
+	h := newHarness(t, st, approval.Policy{Mode: approval.Manual}, false)
+	rec := h.declare()
+	h.waitState(rec.ID, AwaitingApproval)
+	h.stop()
+	crashed(t, h.m, rec.ID)
+
+	ax := &attachExec{release: make(chan struct{})}
+	h2 := newHarness(t, st, approval.Policy{Mode: approval.Manual}, false, func(s *Service) { s.Application = ax })
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if ax.attached.Load() != 1 {
+			return errors.New("not attached")
+		}
+		return nil
+	}, "the restarted driver to await the step")
+	if r, _ := h2.m.Get(context.Background(), rec.ID); r.State != RollingBack || last(r).Type != event.RollbackResumed {
+		t.Fatalf("before the step ended: %s %v", r.State, types(r))
+	}
+	h2.healthy.Store(true)
+	close(ax.release)
+	rec = h2.waitState(rec.ID, Resolved)
+	if ax.n() != 0 {
+		t.Fatal("the step ran again")
+	}
+	a := rec.Actions["incident-1/rollback.application"]
+	if a.State != ActionSucceeded || !strings.Contains(a.Output, "finished while Guardian was down") {
+		t.Fatalf("action %+v", a)
+	}
+	if !inOrder(types(rec), event.RollbackResumed, event.RollbackSucceeded, event.RecoveryProgress, event.RecoveryConfirmed) {
+		t.Fatalf("timeline %v", types(rec))
+	}
+	wantPublished(t, h.pub, h2.pub, h2.settled(rec.ID))
+}
+
+// wantPublished checks that the published events of rec, across the
+// harnesses of one store, went out once each and in order.
+func wantPublished(t *testing.T, pubs ...any) {
+	t.Helper()
+	rec := pubs[len(pubs)-1].(Record)
+	var got []event.Type
+	for _, p := range pubs[:len(pubs)-1] {
+		got = append(got, p.(*published).types()...)
+	}
+	var want []event.Type
+	for _, e := range rec.Timeline {
+		if e.Type.Published() {
+			want = append(want, e.Type)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("published\n got %v\nwant %v", got, want)
 	}
 }
 
 // A trigger still firing for the same deploy after its incident was
 // resolved does not open a second incident.
 func TestNoSecondIncidentForTheSameDeploy(t *testing.T) {
-	h := newHarness(t, nil, config.Approval{Mode: config.ApprovalAuto}, false)
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Auto}, false)
 	d, v := firing()
 	rec, _, err := h.m.Declare(context.Background(), d, v, nil, "SEV-1")
 	if err != nil {
@@ -436,7 +592,7 @@ func TestNoSecondIncidentForTheSameDeploy(t *testing.T) {
 // wg.Add against wg.Wait. The incident is kept and resumed by the next Run.
 func TestDeclareDuringShutdown(t *testing.T) {
 	for i := range 20 {
-		h := newHarness(t, nil, config.Approval{Mode: config.ApprovalManual}, false)
+		h := newHarness(t, nil, approval.Policy{Mode: approval.Manual}, false)
 		declared := make(chan Record, 1)
 		go func() {
 			d, v := firing()
@@ -453,5 +609,106 @@ func TestDeclareDuringShutdown(t *testing.T) {
 		if err != nil || !got.State.Open() {
 			t.Fatalf("incident %d after the shutdown: %+v, %v; want it kept open", rec.ID, got.State, err)
 		}
+	}
+}
+
+// An escalated incident does not leave the service unprotected: a newer
+// deploy that fires closes it as superseded and gets its own incident,
+// which rolls back.
+func TestNewerDeploySupersedesAnEscalatedIncident(t *testing.T) {
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Auto}, false)
+	h.app.onRun = nil // v2's rollback does not help: escalated
+	first := h.waitState(h.declare().ID, Escalated)
+
+	d, v := firing()
+	// v2 still firing: nothing new, and nothing added to the escalated incident.
+	again, created, err := h.m.Declare(context.Background(), d, v, nil, "SEV-1")
+	if err != nil || created || again.ID != first.ID || len(again.Timeline) != len(first.Timeline) {
+		t.Fatalf("v2 again: id %d created %v err %v, %d → %d entries", again.ID, created, err, len(first.Timeline), len(again.Timeline))
+	}
+	h.app.onRun = func() { h.healthy.Store(true) }
+	d.Version, d.Baseline, d.At = "v3", "v2", deployedAt.Add(30*time.Second)
+	third, created, err := h.m.Declare(context.Background(), d, v, nil, "SEV-1")
+	if err != nil || !created || third.ID != 2 || third.Version != "v3" {
+		t.Fatalf("v3: id %d created %v err %v", third.ID, created, err)
+	}
+	old := h.settled(first.ID)
+	closed := entryOf(old, event.IncidentClosed)
+	if old.State != Closed || closed == nil || closed.Data["superseded_by"] != "v3" {
+		t.Fatalf("old incident %s %v", old.State, types(old))
+	}
+	h.waitState(third.ID, Resolved)
+	if h.app.n() != 2 || h.app.calls[1].Version != "v3" || h.app.calls[1].IdempotencyKey != "incident-2/rollback.application" {
+		t.Fatalf("rollbacks %+v", h.app.calls)
+	}
+	if id, ok := h.m.OpenFor("checkout"); ok {
+		t.Fatalf("incident %d still open", id)
+	}
+}
+
+func TestCloseByAPerson(t *testing.T) {
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Manual}, false)
+	rec := h.waitState(h.declare().ID, AwaitingApproval)
+	if _, err := h.m.Close(context.Background(), rec.ID, "token:carol", "api", ""); !errors.Is(err, ErrInvalidVote) {
+		t.Fatalf("close without a reason: %v", err)
+	}
+	rec, err := h.m.Close(context.Background(), rec.ID, "token:carol", "api", "known issue, fixed forward")
+	if err != nil || rec.State != Closed {
+		t.Fatalf("close: %s %v", rec.State, err)
+	}
+	if _, err := h.m.Close(context.Background(), rec.ID, "token:carol", "api", "again"); !errors.Is(err, ErrFinished) {
+		t.Fatalf("closing twice: %v", err)
+	}
+	if _, err := h.vote(rec.ID, true, "token:alice", ""); !errors.Is(err, ErrNoDecision) {
+		t.Fatalf("approving a closed incident: %v", err)
+	}
+	rec = h.settled(rec.ID)
+	if _, ok := h.m.OpenFor("checkout"); ok || h.app.n() != 0 || h.rep.count() != 1 {
+		t.Fatalf("open %v rollbacks %d reports %d", ok, h.app.n(), h.rep.count())
+	}
+	if inOrder(types(rec), event.PostmortemScheduled) {
+		t.Fatal("a post-mortem for an incident without rollback")
+	}
+}
+
+// Guardian stops right after saving "resolved", before the report: the
+// next Run writes it, and it and its events exist exactly once.
+func TestReportCompletedAfterACrash(t *testing.T) {
+	st := store.NewMemory()
+	var h *harness
+	crashes := 0
+	h = newHarness(t, st, approval.Policy{Mode: approval.Auto}, false, nil, func(o *Options) {
+		o.Fault = func(point string) {
+			if point == FaultBeforeReport && crashes == 0 {
+				crashes++
+				h.cancel() // the report's timer finds the context ended
+			}
+		}
+	})
+	rec := h.waitState(h.declare().ID, Resolved)
+	h.stop()
+	if r, _ := h.m.Get(context.Background(), rec.ID); r.reportDone() || h.rep.count() != 0 {
+		t.Fatalf("the report was written before the crash (%d)", h.rep.count())
+	}
+	h2 := newHarness(t, st, approval.Policy{Mode: approval.Auto}, false)
+	rec = h2.settled(rec.ID)
+	if h2.rep.count() != 1 || h2.app.n() != 0 {
+		t.Fatalf("%d reports, %d rollbacks after the restart", h2.rep.count(), h2.app.n())
+	}
+	n := 0
+	for _, e := range rec.Timeline {
+		if e.Type == event.ReportWritten || e.Type == event.PostmortemScheduled {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("timeline %v", types(rec))
+	}
+	wantPublished(t, h.pub, h2.pub, rec)
+	// A third start finds nothing left to do.
+	h3 := newHarness(t, st, approval.Policy{Mode: approval.Auto}, false)
+	h3.stop()
+	if h3.rep.count() != 0 || len(h3.pub.types()) != 0 {
+		t.Fatalf("third start: %d reports, published %v", h3.rep.count(), h3.pub.types())
 	}
 }

@@ -1,14 +1,16 @@
-// Package incident holds the incident record and its state machine: a firing
-// trigger declares an incident, which goes through the go/no-go, the
-// application rollback, verification and, only if needed and separately
-// approved, the database step, to resolution. Every transition is persisted
-// before its side effect runs.
+// Package incident is the incident stage: the record and its timeline, the
+// state machine as a pure transition function (Next: record, event, now →
+// record, effects), and the Manager, the driver that persists each
+// transition before it runs the effects (go/no-go requests, rollback steps,
+// recovery probes, the report) and feeds their outcomes back as events.
 package incident
 
 import (
 	"math"
+	"strconv"
 	"time"
 
+	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/trigger"
 )
 
@@ -27,14 +29,27 @@ const (
 	DBRollingBack      State = "db_rolling_back"
 	Escalated          State = "escalated"
 	Failed             State = "failed"
+	// Closed ends an incident without resolution: a person closed it, or a
+	// newer deploy of the service superseded it.
+	Closed State = "closed"
 )
+
+// States lists every state, in the usual order of an incident.
+func States() []State {
+	return []State{Detected, AwaitingApproval, Held, RollingBack, Verifying, DBAwaitingApproval, DBRollingBack,
+		Resolved, Escalated, Failed, Closed}
+}
 
 // String returns the state's name.
 func (s State) String() string { return string(s) }
 
 // Open reports whether the incident still needs Guardian or a human.
-// Held, escalated and failed incidents are open: a human must close them.
-func (s State) Open() bool { return s != Resolved }
+// Held, escalated and failed incidents are open until a person closes them
+// or a newer deploy of the service supersedes them.
+func (s State) Open() bool { return s != Resolved && s != Closed && s != "" }
+
+// acting reports whether a rollback step's executor may be running.
+func (s State) acting() bool { return s == RollingBack || s == DBRollingBack }
 
 // Record is one incident as persisted.
 type Record struct {
@@ -57,27 +72,37 @@ type Record struct {
 	RollbackDoneAt    *time.Time `json:"rollback_done_at,omitempty"`
 	RecoveredAt       *time.Time `json:"recovered_at,omitempty"`
 	ResolvedAt        *time.Time `json:"resolved_at,omitempty"`
+	ClosedAt          *time.Time `json:"closed_at,omitempty"`
 
 	// ApprovalRequestedAt is when the current go/no-go was asked (the
 	// auto_after deadline counts from it); VerifyStartedAt when the current
 	// verification began (its timeout counts from it).
 	ApprovalRequestedAt *time.Time `json:"approval_requested_at,omitempty"`
 	VerifyStartedAt     *time.Time `json:"verify_started_at,omitempty"`
+	// RecoveredSince is when the probes began to find the service
+	// recovered without a break (the stable period counts from it);
+	// Recovering is the last probe's verdict.
+	RecoveredSince *time.Time `json:"recovered_since,omitempty"`
+	Recovering     bool       `json:"recovering,omitempty"`
 	// Step is the rollback step in progress: "application", then "database".
 	Step string `json:"step"`
 	// References are the baseline's values by trigger, taken when the
 	// deploy was seen: recovery is judged against them.
 	References map[string]float64 `json:"references,omitempty"`
 	// Published counts the timeline entries handed to the notification
-	// outbox; entries after it are published again after a restart.
+	// outbox (entries of unpublished types included); entries after it are
+	// handed over after a restart.
 	Published int `json:"published"`
 
 	// Decisions are the go/no-go answers, in order.
 	Decisions []Decision `json:"decisions,omitempty"`
 	// Actions are the side effects, by idempotency key.
 	Actions map[string]*Action `json:"actions,omitempty"`
-	// Impact is measured while the incident runs.
+	// Impact is measured when the report is written.
 	Impact Impact `json:"impact"`
+	// Report records the report (and invite) once written, under its
+	// idempotency key; until then a restart writes it.
+	Report *ReportFiles `json:"report,omitempty"`
 	// Timeline is every step, in order.
 	Timeline []Entry `json:"timeline"`
 }
@@ -85,23 +110,29 @@ type Record struct {
 // Entry is one step on the timeline: who or what did what, and why.
 type Entry struct {
 	At time.Time `json:"at"`
-	// Type is the event type, e.g. "incident.declared", "approval.granted",
-	// "rollback.started" (the same names as the notification events).
-	Type string `json:"type"`
+	// Type is the event type, e.g. "incident.declared": the same names as
+	// the notifications'.
+	Type event.Type `json:"type"`
 	// Actor is "guardian", "policy:auto_after", "token:alice", ...
 	Actor   string            `json:"actor"`
 	Message string            `json:"message"`
 	Data    map[string]string `json:"data,omitempty"`
+	// Count, when above 1, is how many times the same entry happened in a
+	// row; LastAt is the last time. Repeats are counted, not appended.
+	Count  int        `json:"count,omitempty"`
+	LastAt *time.Time `json:"last_at,omitempty"`
 }
 
 // Decision is one go/no-go answer.
 type Decision struct {
 	// Step is "application" or "database".
-	Step     string    `json:"step"`
-	Approved bool      `json:"approved"`
-	By       string    `json:"by"`
-	Reason   string    `json:"reason,omitempty"`
-	At       time.Time `json:"at"`
+	Step     string `json:"step"`
+	Approved bool   `json:"approved"`
+	By       string `json:"by"`
+	// Channel is how the answer came: "api", "cli", "policy", ...
+	Channel string    `json:"channel,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // ActionState is the progress of a side effect.
@@ -112,11 +143,14 @@ const (
 	ActionStarted   ActionState = "started"
 	ActionSucceeded ActionState = "succeeded"
 	ActionFailed    ActionState = "failed"
+	// ActionUnknown: the step outlived a restart and ended without telling
+	// its outcome.
+	ActionUnknown ActionState = "unknown"
 )
 
-// Action is a side effect (a rollback) under its idempotency key. It is
-// written as started before the executor runs; on restart, a started action
-// is never run again blindly.
+// Action is a rollback step under its idempotency key. It is written as
+// started before the executor runs; on restart, a started step is never run
+// again, it is awaited.
 type Action struct {
 	Key        string      `json:"key"`
 	Kind       string      `json:"kind"` // "rollback.application" or "rollback.database"
@@ -150,6 +184,53 @@ type Impact struct {
 	// FailedRequests estimates the requests that failed because of the
 	// deploy, when the trigger is a ratio with a volume query.
 	FailedRequests *float64 `json:"failed_requests,omitempty"`
+}
+
+// ReportFiles are an incident's written report and invite.
+type ReportFiles struct {
+	Key       string    `json:"key"`
+	WrittenAt time.Time `json:"written_at"`
+	Markdown  string    `json:"markdown"`
+	JSON      string    `json:"json"`
+	Invite    string    `json:"invite,omitempty"`
+}
+
+// ReportKey is the idempotency key of an incident's report (and invite).
+func ReportKey(id int64) string { return "incident-" + strconv.FormatInt(id, 10) + "/report" }
+
+// EventID is the notification id of the incident's published event number
+// seq (1, 2, ...): stable across restarts, so receivers can drop duplicates,
+// and without gaps, so they can tell one is missing.
+func EventID(id int64, seq int) string {
+	return "evt_" + strconv.FormatInt(id, 10) + "_" + strconv.Itoa(seq)
+}
+
+// Sequence is the number of timeline entry i among the published events
+// (1 for the first), or 0 when entry i is not published.
+func (r Record) Sequence(i int) int {
+	if i < 0 || i >= len(r.Timeline) || !r.Timeline[i].Type.Published() {
+		return 0
+	}
+	n := 0
+	for _, e := range r.Timeline[:i+1] {
+		if e.Type.Published() {
+			n++
+		}
+	}
+	return n
+}
+
+// add appends a timeline entry, or counts it when it repeats the last one.
+func (r *Record) add(at time.Time, typ event.Type, actor, msg string, data map[string]string) {
+	if n := len(r.Timeline); n > 0 {
+		last := &r.Timeline[n-1]
+		if last.Type == typ && last.Actor == actor && last.Message == msg {
+			last.Count = max(last.Count, 1) + 1
+			last.LastAt = &at
+			return
+		}
+	}
+	r.Timeline = append(r.Timeline, Entry{At: at, Type: typ, Actor: actor, Message: msg, Data: data})
 }
 
 // EvidenceFrom converts a verdict's evidence, dropping NaN and infinities.

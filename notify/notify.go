@@ -8,30 +8,9 @@ package notify
 import (
 	"context"
 	"time"
+
+	"github.com/rollback-guardian/guardian/event"
 )
-
-// EventType names what happened to an incident. The names are the same as
-// the incident timeline's entry types.
-type EventType string
-
-// Event types, in the order an incident usually emits them.
-const (
-	IncidentDeclared    EventType = "incident.declared"
-	ApprovalRequested   EventType = "approval.requested"
-	ApprovalGranted     EventType = "approval.granted"
-	ApprovalDenied      EventType = "approval.denied"
-	RollbackStarted     EventType = "rollback.started"
-	RollbackSucceeded   EventType = "rollback.succeeded"
-	RollbackFailed      EventType = "rollback.failed"
-	RecoveryConfirmed   EventType = "recovery.confirmed"
-	RecoveryFailed      EventType = "recovery.failed"
-	IncidentEscalated   EventType = "incident.escalated"
-	IncidentResolved    EventType = "incident.resolved"
-	PostmortemScheduled EventType = "postmortem.scheduled"
-)
-
-// String returns the event type's name.
-func (t EventType) String() string { return string(t) }
 
 // Event is one notification about an incident. Its JSON form is the wire
 // format receivers get (notify/webhook posts it as is) and the form the
@@ -39,8 +18,12 @@ func (t EventType) String() string { return string(t) }
 type Event struct {
 	// ID is unique per event, e.g. "evt_<incident>_<seq>", and is the
 	// webhook-id: delivery is at least once, so receivers dedupe on it.
-	ID   string    `json:"id"`
-	Type EventType `json:"type"`
+	ID string `json:"id"`
+	// Type is what happened, from Guardian's one vocabulary (package event).
+	Type event.Type `json:"type"`
+	// Sequence numbers the incident's events from 1, without gaps: a
+	// receiver that sees 5 after 3 knows it missed one.
+	Sequence int `json:"sequence,omitempty"`
 	// Time is when it happened (not when it was sent).
 	Time     time.Time `json:"timestamp"`
 	Incident int64     `json:"incident"`

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/notify"
 	"github.com/rollback-guardian/guardian/notify/webhook"
 	"github.com/rollback-guardian/guardian/sign"
@@ -50,7 +51,7 @@ func events(from, to int) []notify.Event {
 	for i := from; i <= to; i++ {
 		es = append(es, notify.Event{
 			ID:       fmt.Sprintf("evt_7_%d", i),
-			Type:     notify.IncidentDeclared,
+			Type:     event.IncidentDeclared,
 			Time:     time.Date(2025, 1, 1, 0, 0, i, 0, time.UTC),
 			Incident: 7,
 			Service:  "checkout",
@@ -382,7 +383,7 @@ func TestEnqueueRejects(t *testing.T) {
 		want     error
 	}{
 		{"unknown receiver", "nobody", events(1, 1)[0], notify.ErrUnknownReceiver},
-		{"no id", "oncall", notify.Event{Type: notify.IncidentDeclared}, notify.ErrInvalidEvent},
+		{"no id", "oncall", notify.Event{Type: event.IncidentDeclared}, notify.ErrInvalidEvent},
 		{"no type", "oncall", notify.Event{ID: "evt_1_1"}, notify.ErrInvalidEvent},
 	}
 	for _, tc := range tests {

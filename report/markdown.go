@@ -288,11 +288,18 @@ func (m *mdWriter) timeline() {
 			}
 			msg += strings.Join(kv, ", ")
 		}
+		if e.Count > 1 {
+			msg += fmt.Sprintf(" (%d times", e.Count)
+			if e.LastAt != nil {
+				msg += ", last at " + fmtTime(*e.LastAt, m.loc)
+			}
+			msg += ")"
+		}
 		off := ""
 		if !e.At.IsZero() {
 			off = fmtOffset(e.At.Sub(ref))
 		}
-		m.f("| %s | %s | %s | %s | %s |\n", fmtTime(e.At, m.loc), off, esc(e.Type), esc(e.Actor), esc(msg))
+		m.f("| %s | %s | %s | %s | %s |\n", fmtTime(e.At, m.loc), off, esc(string(e.Type)), esc(e.Actor), esc(msg))
 	}
 	m.f("\n")
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/incident"
 )
 
@@ -425,6 +426,18 @@ func outcomeSentence(r incident.Record, loc *time.Location) string {
 		return "The rollback failed: " + versionOf(r) + " may still be serving and the incident needs a human."
 	case incident.Escalated:
 		return "The service did not recover after the rollback; the incident was escalated to a human and stays open."
+	case incident.Closed:
+		s := "The incident was closed without resolution"
+		if r.ClosedAt != nil {
+			s += " at " + clock(*r.ClosedAt, ref, loc)
+		}
+		for i := len(r.Timeline) - 1; i >= 0; i-- {
+			if e := r.Timeline[i]; e.Type == event.IncidentClosed {
+				s += ": " + strings.TrimSuffix(oneLine(e.Message), ".")
+				break
+			}
+		}
+		return s + "."
 	}
 	return "The incident is still in progress (state " + orUnknown(r.State.String()) + ")."
 }

@@ -2,21 +2,34 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 
+	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/incident"
 )
 
-// DecisionRequest is the body of POST /api/v1/incidents/{id}/approve and /deny.
+// DecisionRequest is the body of POST /api/v1/incidents/{id}/approve,
+// /deny and /close.
 type DecisionRequest struct {
 	Reason string `json:"reason"`
 }
 
-// maxReason bounds a decision's reason.
-const maxReason = 2000
+// CLIUserAgent starts the User-Agent of Guardian's own CLI: its votes are
+// recorded as coming through the "cli" channel, others through "api".
+const CLIUserAgent = "guardian-cli/"
+
+// channel is the approval channel a request came through.
+func channel(r *http.Request) string {
+	if strings.HasPrefix(r.UserAgent(), CLIUserAgent) {
+		return approval.ChannelCLI
+	}
+	return approval.ChannelAPI
+}
 
 func (s *Server) incidents(w http.ResponseWriter) (Incidents, bool) {
 	if s.opts.Incidents == nil {
@@ -39,7 +52,8 @@ func (s *Server) incidentError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, incident.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
-	case errors.Is(err, incident.ErrNoDecision):
+	case errors.Is(err, incident.ErrNoDecision), errors.Is(err, incident.ErrBusy), errors.Is(err, incident.ErrFinished),
+		errors.Is(err, incident.ErrNoService):
 		writeJSON(w, http.StatusConflict, apiError{Error: err.Error()})
 	case errors.Is(err, incident.ErrInvalidVote):
 		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
@@ -113,37 +127,60 @@ func (s *Server) incidentReport(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// decide records a go or no-go. Only an authenticated request reaches the
-// incident; a rejected one is logged and leaves no trace on the timeline.
-func (s *Server) decide(w http.ResponseWriter, r *http.Request, approve bool) {
+// decisionRequest authenticates a write request about an incident and
+// reads its body. Only an authenticated request reaches the incident; a
+// rejected one is logged and leaves no trace on the timeline.
+func (s *Server) decisionRequest(w http.ResponseWriter, r *http.Request) (inc Incidents, id int64, by string, req DecisionRequest, ok bool) {
 	who, ok := s.authenticate(w, r)
 	if !ok {
-		return
+		return nil, 0, "", req, false
 	}
-	inc, ok := s.incidents(w)
-	if !ok {
-		return
+	if inc, ok = s.incidents(w); !ok {
+		return nil, 0, "", req, false
 	}
-	id, ok := incidentID(w, r)
-	if !ok {
-		return
+	if id, ok = incidentID(w, r); !ok {
+		return nil, 0, "", req, false
 	}
-	var req DecisionRequest
 	if r.ContentLength != 0 {
 		if err := decodeJSON(w, r, &req); err != nil {
 			writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
-			return
+			return nil, 0, "", req, false
 		}
 	}
-	if len(req.Reason) > maxReason {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: "reason is longer than 2000 characters"})
+	if len(req.Reason) > approval.MaxReason {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("reason is longer than %d characters", approval.MaxReason)})
+		return nil, 0, "", req, false
+	}
+	return inc, id, "token:" + who, req, true
+}
+
+// decide records a go or no-go through the approval seam.
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, approve bool) {
+	inc, id, by, req, ok := s.decisionRequest(w, r)
+	if !ok {
 		return
 	}
-	rec, err := inc.Decide(r.Context(), id, approve, "token:"+who, req.Reason)
+	v := approval.Vote{Incident: id, Approve: approve, By: by, Channel: channel(r), Reason: req.Reason}
+	rec, err := inc.Vote(r.Context(), v)
 	if err != nil {
 		s.incidentError(w, err)
 		return
 	}
-	s.log.Info("go/no-go recorded", zap.Int64("incident", id), zap.Bool("approve", approve), zap.String("by", who))
+	s.log.Info("go/no-go recorded", zap.Int64("incident", id), zap.Bool("approve", approve), zap.String("by", by), zap.String("channel", v.Channel))
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// close closes an incident without resolution; a reason is required.
+func (s *Server) close(w http.ResponseWriter, r *http.Request) {
+	inc, id, by, req, ok := s.decisionRequest(w, r)
+	if !ok {
+		return
+	}
+	rec, err := inc.Close(r.Context(), id, by, channel(r), req.Reason)
+	if err != nil {
+		s.incidentError(w, err)
+		return
+	}
+	s.log.Info("incident closed", zap.Int64("incident", id), zap.String("by", by), zap.String("reason", req.Reason))
 	writeJSON(w, http.StatusOK, rec)
 }

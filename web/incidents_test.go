@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +13,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/approval"
+	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/store"
@@ -22,7 +25,7 @@ import (
 type manualEnv struct{}
 
 func (manualEnv) Service(name string) (incident.Service, bool) {
-	return incident.Service{Approval: config.Approval{Mode: config.ApprovalManual}}, name == "checkout"
+	return incident.Service{Rules: incident.Rules{Approval: approval.Policy{Mode: approval.Manual}}}, name == "checkout"
 }
 
 // reports wraps the manager with a trivial report for the API test.
@@ -102,7 +105,8 @@ func TestIncidentAPI(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Decisions) != 1 || got.Decisions[0].By != "token:alice" || got.Decisions[0].Reason != "confirmed on dashboards" {
+	if len(got.Decisions) != 1 || got.Decisions[0].By != "token:alice" || got.Decisions[0].Reason != "confirmed on dashboards" ||
+		got.Decisions[0].Channel != "api" {
 		t.Fatalf("decisions %+v", got.Decisions)
 	}
 	if w := do(t, h, "POST", "/api/v1/incidents/1/approve", "Bearer "+goodToken, ``); w.Code != 409 {
@@ -110,5 +114,43 @@ func TestIncidentAPI(t *testing.T) {
 	}
 	if w := do(t, h, "GET", "/api/v1/incidents/1/report", "", ""); w.Code != 200 || w.Body.String() != "markdown report of incident 1" {
 		t.Fatalf("report: %d %q", w.Code, w.Body)
+	}
+	// The incident rolls back now (no executor here: it fails and waits
+	// for a human), who closes it through the CLI.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if r, _ := m.Get(context.Background(), rec.ID); r.State != incident.Failed {
+			return fmt.Errorf("state %s", r.State)
+		}
+		return nil
+	}, "the failed rollback")
+	for _, tc := range []struct {
+		auth, body string
+		code       int
+	}{
+		{"", `{"reason":"x"}`, 401},
+		{"Bearer " + goodToken, `{}`, 400},
+		{"Bearer " + goodToken, `{"reason":"rolled back by hand"}`, 200},
+		{"Bearer " + goodToken, `{"reason":"again"}`, 409},
+	} {
+		req := httptest.NewRequest("POST", "/api/v1/incidents/1/close", strings.NewReader(tc.body))
+		req.Header.Set("User-Agent", CLIUserAgent+"v1.0")
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != tc.code {
+			t.Fatalf("close %s: %d %s, want %d", tc.body, w.Code, w.Body, tc.code)
+		}
+	}
+	closed, _ := m.Get(context.Background(), rec.ID)
+	var e incident.Entry
+	for _, x := range closed.Timeline {
+		if x.Type == event.IncidentClosed {
+			e = x
+		}
+	}
+	if closed.State != incident.Closed || e.Actor != "token:alice" || e.Data["channel"] != "cli" || e.Data["reason"] != "rolled back by hand" {
+		t.Fatalf("closed: %s %+v", closed.State, e)
 	}
 }

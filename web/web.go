@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/rollout"
 )
@@ -51,7 +52,10 @@ type Options struct {
 type Incidents interface {
 	List(ctx context.Context) ([]incident.Record, error)
 	Get(ctx context.Context, id int64) (incident.Record, error)
-	Decide(ctx context.Context, id int64, approve bool, by, reason string) (incident.Record, error)
+	// Vote records a go or no-go (the approval seam).
+	Vote(ctx context.Context, v approval.Vote) (incident.Record, error)
+	// Close closes an incident without resolution.
+	Close(ctx context.Context, id int64, by, channel, reason string) (incident.Record, error)
 	// Report renders the incident report: format "markdown" or "json".
 	Report(ctx context.Context, id int64, format string) ([]byte, error)
 }
@@ -82,6 +86,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /api/v1/incidents/{id}/report", s.incidentReport)
 	s.mux.HandleFunc("POST /api/v1/incidents/{id}/approve", s.toLeader(func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, true) }))
 	s.mux.HandleFunc("POST /api/v1/incidents/{id}/deny", s.toLeader(func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, false) }))
+	s.mux.HandleFunc("POST /api/v1/incidents/{id}/close", s.toLeader(s.close))
 	s.mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		if opts.Status == nil {
 			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "not ready"})

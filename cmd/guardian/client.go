@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rollback-guardian/guardian/incident"
+	"github.com/rollback-guardian/guardian/web"
 )
 
 // clientFlags are the API client's settings for approve, deny, incidents and report.
@@ -70,6 +72,7 @@ func (c *clientFlags) do(ctx context.Context, method, path string, body any, aut
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("User-Agent", web.CLIUserAgent+cmp.Or(version, "dev"))
 	if auth {
 		tok, err := c.token()
 		if err != nil {
@@ -149,6 +152,38 @@ func newDecisionCmd(stdout io.Writer, approve bool) *cobra.Command {
 	return cmd
 }
 
+func newCloseCmd(stdout io.Writer) *cobra.Command {
+	var (
+		cf     clientFlags
+		reason string
+	)
+	cmd := &cobra.Command{
+		Use:   "close ID",
+		Short: "Close an incident without resolution (fixed forward, rolled back by hand, superseded...)",
+		Long: "Close an incident that Guardian cannot finish by itself: held, escalated, failed, or waiting for a go/no-go.\n" +
+			"An incident whose rollback step is running cannot be closed until the step ends.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			if reason == "" {
+				return errors.New("--reason is required with close")
+			}
+			var rec incident.Record
+			if err := cf.do(cmd.Context(), "POST", fmt.Sprintf("/api/v1/incidents/%d/close", id), map[string]string{"reason": reason}, true, &rec); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "incident #%d (%s): %s\n", rec.ID, rec.Service, rec.State)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	return cmd
+}
+
 func newIncidentsCmd(stdout io.Writer) *cobra.Command {
 	var cf clientFlags
 	cmd := &cobra.Command{
@@ -203,12 +238,20 @@ func printIncident(w io.Writer, r incident.Record) {
 		if d.Approved {
 			verdict = "go"
 		}
-		fmt.Fprintf(w, "  %s for the %s step by %s at %s %s\n", verdict, d.Step, d.By, d.At.UTC().Format(time.RFC3339), d.Reason)
+		via := ""
+		if d.Channel != "" {
+			via = " via " + d.Channel
+		}
+		fmt.Fprintf(w, "  %s for the %s step by %s%s at %s %s\n", verdict, d.Step, d.By, via, d.At.UTC().Format(time.RFC3339), d.Reason)
 	}
 	fmt.Fprintln(w, "Timeline:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, e := range r.Timeline {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.At.UTC().Format("15:04:05.000"), e.Type, e.Actor, e.Message)
+		msg := e.Message
+		if e.Count > 1 {
+			msg += fmt.Sprintf(" (%d times)", e.Count)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.At.UTC().Format("15:04:05.000"), e.Type, e.Actor, msg)
 	}
 	_ = tw.Flush()
 }

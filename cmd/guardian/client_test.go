@@ -13,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/report"
 	"github.com/rollback-guardian/guardian/rollout"
@@ -26,7 +26,7 @@ import (
 type heldEnv struct{}
 
 func (heldEnv) Service(name string) (incident.Service, bool) {
-	return incident.Service{Approval: config.Approval{Mode: config.ApprovalManual}}, name == "checkout"
+	return incident.Service{Rules: incident.Rules{Approval: approval.Policy{Mode: approval.Manual}}}, name == "checkout"
 }
 
 type withReport struct{ *incident.Manager }
@@ -99,8 +99,24 @@ func TestIncidentCommands(t *testing.T) {
 		t.Fatalf("approve: %d %q %q", code, out, errOut)
 	}
 	code, out, _ := cli("incidents", "show", "1")
-	if code != 0 || !strings.Contains(out, "no-go for the application step by token:alice") || !strings.Contains(out, "approval.denied") {
+	if code != 0 || !strings.Contains(out, "no-go for the application step by token:alice via cli") || !strings.Contains(out, "approval.denied") {
 		t.Fatalf("show: %d\n%s", code, out)
+	}
+	// No executor here: the rollback failed, and a person closes the incident.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if r, _ := m.Get(ctx, 1); r.State != incident.Failed {
+			return fmt.Errorf("state %s", r.State)
+		}
+		return nil
+	}, "the failed rollback")
+	if code, _, errOut := cli("close", "1"); code != 1 || !strings.Contains(errOut, "--reason is required") {
+		t.Fatalf("close without a reason: %d %q", code, errOut)
+	}
+	if code, out, errOut := cli("close", "1", "--reason", "rolled back by hand"); code != 0 || !strings.Contains(out, "closed") {
+		t.Fatalf("close: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := cli("close", "1", "--reason", "again"); code != 1 || !strings.Contains(errOut, "409") {
+		t.Fatalf("close again: %d %q", code, errOut)
 	}
 	if code, out, _ := cli("report", "1"); code != 0 || !strings.HasPrefix(out, "# Incident #1") {
 		t.Fatalf("report: %d %.100q", code, out)

@@ -17,7 +17,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/app"
+	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/demo"
+	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/trigger"
@@ -272,19 +274,18 @@ func decide(ctx context.Context, a *app.App, id int64, yes, flag bool) error {
 	if u := os.Getenv("USER"); u != "" {
 		by += ":" + u
 	}
+	v := approval.Vote{Incident: id, Approve: true, By: by, Channel: "terminal", Reason: "approved at the demo prompt"}
 	switch {
 	case flag:
-		_, err := a.Decide(ctx, id, true, by, "--yes given to guardian demo")
-		return err
-	case yes:
-		_, err := a.Decide(ctx, id, true, by, "approved at the demo prompt")
-		return err
+		v.Reason = "--yes given to guardian demo"
+	case !yes:
+		v.Approve, v.Reason = false, "declined at the demo prompt"
 	}
-	_, err := a.Decide(ctx, id, false, by, "declined at the demo prompt")
+	_, err := a.Vote(ctx, v)
 	return err
 }
 
-func hasEntry(r incident.Record, typ string) bool {
+func hasEntry(r incident.Record, typ event.Type) bool {
 	for _, e := range r.Timeline {
 		if e.Type == typ {
 			return true

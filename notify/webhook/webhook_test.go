@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/notify"
 	"github.com/rollback-guardian/guardian/notify/webhook"
 	"github.com/rollback-guardian/guardian/sign"
@@ -34,10 +35,10 @@ const rawSecret = "s3cr3t-hmac-key-never-logged"
 
 var sendTime = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 
-func event() notify.Event {
+func sampleEvent() notify.Event {
 	return notify.Event{
 		ID:       "evt_42_1",
-		Type:     notify.IncidentDeclared,
+		Type:     event.IncidentDeclared,
 		Time:     time.Date(2025, 3, 4, 6, 6, 0, 0, time.FixedZone("CET", 3600)),
 		Incident: 42,
 		Service:  "checkout",
@@ -109,7 +110,7 @@ func TestFormat(t *testing.T) {
 			defer srv.Close()
 			n := newNotifier(t, srv.URL+"/hook", tc.secret)
 
-			retry, err := n.Notify(context.Background(), event())
+			retry, err := n.Notify(context.Background(), sampleEvent())
 			if err != nil || retry {
 				t.Fatalf("Notify = %v, %v; want success", retry, err)
 			}
@@ -170,7 +171,7 @@ func TestUnsignedAndNullData(t *testing.T) {
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
 	n := newNotifier(t, srv.URL, "")
-	e := event()
+	e := sampleEvent()
 	e.Data = nil
 	if _, err := n.Notify(context.Background(), e); err != nil {
 		t.Fatal(err)
@@ -213,7 +214,7 @@ func TestStatusClassification(t *testing.T) {
 			srv := httptest.NewServer(rcv)
 			defer srv.Close()
 			n := newNotifier(t, srv.URL, rawSecret)
-			retry, err := n.Notify(context.Background(), event())
+			retry, err := n.Notify(context.Background(), sampleEvent())
 			if (err == nil) != tc.ok || retry != tc.retry {
 				t.Fatalf("status %d: Notify = retry %v, err %v; want ok=%v retry=%v", tc.code, retry, err, tc.ok, tc.retry)
 			}
@@ -238,11 +239,11 @@ func TestFailThenSucceed(t *testing.T) {
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
 	n := newNotifier(t, srv.URL, rawSecret)
-	retry, err := n.Notify(context.Background(), event())
+	retry, err := n.Notify(context.Background(), sampleEvent())
 	if err == nil || !retry {
 		t.Fatalf("first Notify = %v, %v; want a retryable error", retry, err)
 	}
-	retry, err = n.Notify(context.Background(), event())
+	retry, err = n.Notify(context.Background(), sampleEvent())
 	if err != nil || retry {
 		t.Fatalf("second Notify = %v, %v; want success", retry, err)
 	}
@@ -266,7 +267,7 @@ func TestTimeoutIsRetried(t *testing.T) {
 	defer close(release)
 	n := newNotifier(t, srv.URL, rawSecret, webhook.WithTimeout(50*time.Millisecond))
 	start := time.Now()
-	retry, err := n.Notify(context.Background(), event())
+	retry, err := n.Notify(context.Background(), sampleEvent())
 	if !retry || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Notify = %v, %v; want retry with a deadline error", retry, err)
 	}
@@ -283,7 +284,7 @@ func TestNetworkErrorIsRetriedAndRedacted(t *testing.T) {
 	url := srv.URL + "/hook?token=query-token-secret"
 	srv.Close() // nothing listens any more
 	n := newNotifier(t, url, rawSecret)
-	retry, err := n.Notify(context.Background(), event())
+	retry, err := n.Notify(context.Background(), sampleEvent())
 	if err == nil || !retry {
 		t.Fatalf("Notify to a closed port = %v, %v; want a retryable error", retry, err)
 	}
@@ -301,8 +302,8 @@ func TestSecretNeverLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err1 := n.Notify(context.Background(), event())
-	_, err2 := n.Notify(context.Background(), event())
+	_, err1 := n.Notify(context.Background(), sampleEvent())
+	_, err2 := n.Notify(context.Background(), sampleEvent())
 	if err1 == nil || err2 != nil {
 		t.Fatalf("want a failure then a success, got %v, %v", err1, err2)
 	}
@@ -384,7 +385,7 @@ func TestRetryAfter(t *testing.T) {
 				w.WriteHeader(tc.code)
 			}))
 			defer srv.Close()
-			_, err := newNotifier(t, srv.URL, rawSecret).Notify(context.Background(), event())
+			_, err := newNotifier(t, srv.URL, rawSecret).Notify(context.Background(), sampleEvent())
 			var ra notify.RetryAfterError
 			if !errors.As(err, &ra) {
 				t.Fatalf("error %v carries no RetryAfter", err)
