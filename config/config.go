@@ -7,12 +7,6 @@ import (
 	"time"
 
 	commoncfg "github.com/prometheus/common/config"
-
-	"github.com/rollback-guardian/guardian/executor/argorollouts"
-	"github.com/rollback-guardian/guardian/executor/command"
-	"github.com/rollback-guardian/guardian/executor/helm"
-	"github.com/rollback-guardian/guardian/executor/kubernetes"
-	"github.com/rollback-guardian/guardian/executor/webhook"
 )
 
 // Config is the whole configuration file.
@@ -158,19 +152,20 @@ type Rollback struct {
 	Database    *Executor `yaml:"database,omitempty"`
 }
 
-// Executor is exactly one rollback backend.
+// Executor is exactly one rollback backend. Each type is configured here
+// (executors.go, kubernetes.go) and built by its package under executor/.
 type Executor struct {
 	// Command runs a program (argv, no shell).
-	Command *command.Config `yaml:"command,omitempty"`
+	Command *CommandExecutor `yaml:"command,omitempty"`
 	// Webhook POSTs a signed JSON request to a deploy system.
-	Webhook *webhook.Config `yaml:"webhook,omitempty"`
+	Webhook *WebhookExecutor `yaml:"webhook,omitempty"`
 	// Kubernetes rolls a Deployment, StatefulSet or DaemonSet back to a
 	// previous revision, or switches a blue-green Service back.
-	Kubernetes *kubernetes.Config `yaml:"kubernetes,omitempty"`
+	Kubernetes *KubernetesExecutor `yaml:"kubernetes,omitempty"`
 	// ArgoRollouts aborts (and optionally undoes) an Argo Rollout.
-	ArgoRollouts *argorollouts.Config `yaml:"argo_rollouts,omitempty"`
+	ArgoRollouts *ArgoRolloutsExecutor `yaml:"argo_rollouts,omitempty"`
 	// Helm rolls a Helm release back to an earlier revision.
-	Helm *helm.Config `yaml:"helm,omitempty"`
+	Helm *HelmExecutor `yaml:"helm,omitempty"`
 }
 
 // Name describes the executor for logs and the timeline.

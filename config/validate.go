@@ -427,20 +427,20 @@ func (v *validator) executor(p string, e *Executor) {
 		return
 	}
 	if k := e.Kubernetes; k != nil {
-		if k.Kubeconfig != "" {
-			k.Kubeconfig = commoncfg.JoinDir(v.dir, k.Kubeconfig)
+		if k.Connection.Kubeconfig != "" {
+			k.Connection.Kubeconfig = commoncfg.JoinDir(v.dir, k.Connection.Kubeconfig)
 		}
 		v.pluginErrors(p+".kubernetes", k.Validate(), "")
 	}
 	if r := e.ArgoRollouts; r != nil {
-		if r.Kubeconfig != "" {
-			r.Kubeconfig = commoncfg.JoinDir(v.dir, r.Kubeconfig)
+		if r.Connection.Kubeconfig != "" {
+			r.Connection.Kubeconfig = commoncfg.JoinDir(v.dir, r.Connection.Kubeconfig)
 		}
 		v.pluginErrors(p+".argo_rollouts", r.Validate(), "")
 	}
 	if h := e.Helm; h != nil {
-		if h.Kubeconfig != "" {
-			h.Kubeconfig = commoncfg.JoinDir(v.dir, h.Kubeconfig)
+		if h.Connection.Kubeconfig != "" {
+			h.Connection.Kubeconfig = commoncfg.JoinDir(v.dir, h.Connection.Kubeconfig)
 		}
 		v.pluginErrors(p+".helm", h.Validate(), "")
 	}

@@ -70,7 +70,7 @@ var errOwnTimeout = errors.New("argo-rollouts executor timeout")
 type Option func(*Executor)
 
 // WithClients uses these clients instead of ones built from the
-// configuration; the namespace is then Config.Namespace or "default".
+// configuration; the namespace is then Config.Connection.Namespace or "default".
 func WithClients(d dynamic.Interface, c k8s.Interface) Option {
 	return func(e *Executor) { e.dyn, e.kube = d, c }
 }
@@ -106,7 +106,7 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Executor, error) {
 		logger = zap.NewNop()
 	}
 	e := &Executor{
-		cfg: cfg, namespace: cfg.Namespace, timeout: time.Duration(cfg.Timeout),
+		cfg: cfg, namespace: cfg.Connection.Namespace, timeout: time.Duration(cfg.Timeout),
 		poll: DefaultPollInterval, now: time.Now,
 	}
 	for _, o := range opts {

@@ -140,7 +140,7 @@ func newClients(ro *unstructured.Unstructured, rs ...runtime.Object) clients {
 
 func newExecutor(t *testing.T, cfg argorollouts.Config, c clients) *argorollouts.Executor {
 	t.Helper()
-	cfg.Namespace, cfg.Rollout = ns, "checkout"
+	cfg.Connection.Namespace, cfg.Rollout = ns, "checkout"
 	e, err := argorollouts.New(cfg, zaptest.NewLogger(t), argorollouts.WithClients(c.dyn, c.kube), argorollouts.WithPollInterval(10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

@@ -106,7 +106,7 @@ type Option func(*Executor)
 // WithActionConfig uses this Helm action configuration (its Releases
 // storage and KubeClient) and this client for the readiness checks,
 // instead of ones built from the configuration's kubeconfig; the namespace
-// is then Config.Namespace or "default". Unit tests pass Helm's memory
+// is then Config.Connection.Namespace or "default". Unit tests pass Helm's memory
 // storage driver and fake KubeClient.
 func WithActionConfig(cfg *action.Configuration, client k8s.Interface) Option {
 	return func(e *Executor) { e.actions, e.client = cfg, client }
@@ -154,7 +154,7 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Executor, error) {
 	e := &Executor{
 		cfg:       cfg,
 		sel:       selection{toRevision: cfg.ToRevision, matchAppVersion: cfg.MatchAppVersion},
-		namespace: cfg.Namespace,
+		namespace: cfg.Connection.Namespace,
 		timeout:   time.Duration(cfg.Timeout),
 		poll:      DefaultPollInterval,
 		now:       time.Now,

@@ -101,6 +101,37 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestReleaseNamesAsHelm checks that Config.Validate, whose release-name
+// check lives in package config without the Helm SDK, accepts exactly the
+// names chartutil.ValidateReleaseName accepts.
+func TestReleaseNamesAsHelm(t *testing.T) {
+	names := []string{"a", "-", ".", "a..b", "a-.b", "checkout.eu", "Checkout", "check_out", "shöp", "check out"}
+	for _, n := range []int{52, 53, 54, 63, 64} {
+		names = append(names, strings.Repeat("a", n), strings.Repeat("a", n-1)+"-", "a."+strings.Repeat("b", n-2))
+	}
+	const alphabet = "aZ09-._ "
+	for i := range 20000 {
+		var b strings.Builder
+		for x := i; x > 0; x /= len(alphabet) + 1 {
+			if d := x % (len(alphabet) + 1); d > 0 {
+				b.WriteByte(alphabet[d-1])
+			}
+		}
+		names = append(names, b.String())
+	}
+	for _, name := range names {
+		if name == "" {
+			continue // "missing", not a name check
+		}
+		c := Config{Release: name}
+		err := c.Validate()
+		got := err != nil && strings.Contains(err.Error(), "release: invalid Helm release name")
+		if want := chartutil.ValidateReleaseName(name) != nil; got != want {
+			t.Errorf("release %q: rejected %v, Helm rejects it: %v (%v)", name, got, want, err)
+		}
+	}
+}
+
 func TestConfigDefaults(t *testing.T) {
 	var c Config
 	if err := yaml.Unmarshal([]byte("release: checkout\nmax_history: 0\nwait: false"), &c); err != nil {
@@ -406,7 +437,7 @@ func newFixture(t *testing.T, cfg Config, client *fake.Clientset, history ...*re
 	if client == nil {
 		client = fake.NewClientset()
 	}
-	cfg.Release, cfg.Namespace = "checkout", ns
+	cfg.Release, cfg.Connection.Namespace = "checkout", ns
 	e, err := New(cfg, zaptest.NewLogger(t), WithActionConfig(ac, client), WithPollInterval(10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

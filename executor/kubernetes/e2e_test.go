@@ -174,11 +174,11 @@ func revisions(t *testing.T, k *testenv.Kubernetes, ns, app string) []string {
 }
 
 // e2eExecutor builds an executor from cfg that acts as ServiceAccount
-// "guardian" of cfg.Namespace, which has exactly RBACRules there: every
+// "guardian" of cfg.Connection.Namespace, which has exactly RBACRules there: every
 // end-to-end rollback proves the rules are enough.
 func e2eExecutor(t *testing.T, k *testenv.Kubernetes, cfg kubernetes.Config, opts ...kubernetes.Option) *kubernetes.Executor {
 	t.Helper()
-	cfg.Kubeconfig = grant(t, k, cfg.Namespace, "guardian", RBACRules)
+	cfg.Connection.Kubeconfig = grant(t, k, cfg.Connection.Namespace, "guardian", RBACRules)
 	if cfg.Timeout == 0 {
 		cfg.Timeout = model.Duration(e2eTimeout)
 	}

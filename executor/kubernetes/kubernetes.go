@@ -71,7 +71,7 @@ var errOwnTimeout = errors.New("kubernetes executor timeout")
 type Option func(*Executor)
 
 // WithClient uses c instead of a client built from the configuration's
-// kubeconfig; the namespace is then Config.Namespace or "default".
+// kubeconfig; the namespace is then Config.Connection.Namespace or "default".
 func WithClient(c kubernetes.Interface) Option { return func(e *Executor) { e.client = c } }
 
 // WithPollInterval reads the rollout's status every d instead of
@@ -98,7 +98,7 @@ type Executor struct {
 var _ executor.Executor = (*Executor)(nil)
 
 // New validates cfg (applying its defaults), builds a client from its
-// kubeconfig (see Config.Kubeconfig) and returns its executor. It does not
+// kubeconfig (see Connection.Kubeconfig) and returns its executor. It does not
 // contact the API server. A nil logger logs nothing.
 func New(cfg Config, logger *zap.Logger, opts ...Option) (*Executor, error) {
 	if err := cfg.Validate(); err != nil {
@@ -111,7 +111,7 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Executor, error) {
 		cfg:       cfg,
 		kind:      cfg.Kind(),
 		name:      cfg.TargetName(),
-		namespace: cfg.Namespace,
+		namespace: cfg.Connection.Namespace,
 		timeout:   time.Duration(cfg.Timeout),
 		poll:      DefaultPollInterval,
 		now:       time.Now,

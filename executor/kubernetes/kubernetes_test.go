@@ -96,8 +96,8 @@ func replicaSet(d *appsv1.Deployment, rev, version string) *appsv1.ReplicaSet {
 // newExecutor returns an executor over client with a short poll interval.
 func newExecutor(t *testing.T, cfg kubernetes.Config, client *fake.Clientset) *kubernetes.Executor {
 	t.Helper()
-	if cfg.Namespace == "" {
-		cfg.Namespace = ns
+	if cfg.Connection.Namespace == "" {
+		cfg.Connection.Namespace = ns
 	}
 	e, err := kubernetes.New(cfg, zaptest.NewLogger(t),
 		kubernetes.WithClient(client), kubernetes.WithPollInterval(10*time.Millisecond))
