@@ -63,11 +63,11 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		err  error
 		defs []trigger.Definition
 	)
-	if s.detector, err = rollout.NewDetector(sc.Name, sc.Deploy); err != nil {
+	if s.detector, err = rollout.NewDetector(sc.Name, detectorConfig(sc.Deploy)); err != nil {
 		return nil, nil, err
 	}
 	for _, tc := range sc.Triggers {
-		def, err := trigger.FromConfig(tc)
+		def, err := trigger.FromSpec(triggerSpec(tc))
 		if err != nil {
 			return nil, nil, err
 		}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/common/model"
 
-	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/query"
 	"github.com/rollback-guardian/guardian/source"
 )
@@ -86,8 +85,20 @@ type Detector struct {
 	serving []string             // serving at the last observation, sorted
 }
 
+// Config is how a service's fresh deploys are learnt from its metrics.
+type Config struct {
+	// VersionQuery is a PromQL template ({{.Service}}) returning one series
+	// per running version, labelled with VersionLabel, whose value is its
+	// traffic. Empty: deploys are only announced (API, Kubernetes).
+	VersionQuery string
+	// VersionLabel is the label naming the version; empty means "version".
+	VersionLabel string
+	// MinTraffic is the value above which a version counts as serving.
+	MinTraffic float64
+}
+
 // NewDetector builds a detector from the service's deploy settings.
-func NewDetector(service string, c config.Deploy) (*Detector, error) {
+func NewDetector(service string, c Config) (*Detector, error) {
 	d := &Detector{
 		service:    service,
 		label:      model.LabelName(c.VersionLabel),

@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/common/model"
 
-	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/source"
 )
 
@@ -31,7 +30,7 @@ func versions(traffic map[string]float64) source.Querier {
 
 func newDetector(t *testing.T) *Detector {
 	t.Helper()
-	d, err := NewDetector("checkout", config.Deploy{VersionQuery: `sum by (version) (rate(http_requests_total{service="{{.Service}}"}[1m]))`})
+	d, err := NewDetector("checkout", Config{VersionQuery: `sum by (version) (rate(http_requests_total{service="{{.Service}}"}[1m]))`})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +108,7 @@ func TestObserve(t *testing.T) {
 }
 
 func TestObserveMinTraffic(t *testing.T) {
-	d, err := NewDetector("checkout", config.Deploy{VersionQuery: `sum by (v) (x{service="{{.Service}}"})`, VersionLabel: "v", MinTraffic: 1})
+	d, err := NewDetector("checkout", Config{VersionQuery: `sum by (v) (x{service="{{.Service}}"})`, VersionLabel: "v", MinTraffic: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/query"
 )
 
@@ -17,8 +16,78 @@ const DefaultWindow = time.Minute
 // return, so callers can tell a bad definition from other failures.
 var ErrInvalidDefinition = errors.New("invalid trigger definition")
 
+// Policy says whether an empty result or NaN (on_no_data), or a failed
+// query (on_query_error), counts as a violation.
+type Policy string
+
+// Policies. An empty Policy is PolicyIgnore.
+const (
+	PolicyIgnore Policy = "ignore"
+	PolicyFire   Policy = "fire"
+)
+
+// String returns the policy's name.
+func (p Policy) String() string { return string(p) }
+
+// BaselineLimit is a limit relative to the baseline version: a ratio
+// (Ratio > 0, written "2x") or a difference (Delta, written "+0.02").
+type BaselineLimit struct {
+	// Ratio is the ratio when positive.
+	Ratio float64
+	// Delta is the difference, used when Ratio is 0.
+	Delta float64
+	// Text is the limit as written, for humans.
+	Text string
+}
+
+// IsRatio reports whether b is a ratio rather than a difference.
+func (b BaselineLimit) IsRatio() bool { return b.Ratio > 0 }
+
+// String returns the limit as written.
+func (b BaselineLimit) String() string { return b.Text }
+
+// Spec is a trigger as configured, in plain Go types: query texts, limits
+// and durations. FromSpec parses and validates it into a Definition.
+type Spec struct {
+	// Name identifies the trigger within its service.
+	Name string
+	// Query is the value query's template text; optional with Sequential,
+	// which then derives it (errors/requests).
+	Query string
+	// VolumeQuery is the sample size query's template text; empty when no
+	// minimum-traffic guard is configured.
+	VolumeQuery string
+	// Window is the value of {{.Window}}; 0 means DefaultWindow.
+	Window time.Duration
+	// Above, Below and AboveBaseline are the conditions (see Definition).
+	Above, Below  *float64
+	AboveBaseline *BaselineLimit
+	// Sequential configures an anytime-valid sequential test instead.
+	Sequential *SequentialSpec
+	// For, MinRequests, OnNoData, OnQueryError and Severity are as in
+	// Definition.
+	For                    time.Duration
+	MinRequests            float64
+	OnNoData, OnQueryError Policy
+	Severity               string
+}
+
+// SequentialSpec configures a trigger's sequential test in plain Go types
+// (see Sequential).
+type SequentialSpec struct {
+	// Errors and Requests are the count queries' template texts.
+	Errors, Requests string
+	// Alpha is the false-rollback budget over the whole watch.
+	Alpha float64
+	// MinEffect is the smallest regression worth acting on.
+	MinEffect BaselineLimit
+	// BaselineWindow is the period before the deploy whose baseline counts
+	// are compared with.
+	BaselineWindow time.Duration
+}
+
 // Definition is one trigger as the engine sees it: parsed templates and
-// typed limits. Build it with FromConfig, or by hand in tests.
+// typed limits. Build it with FromSpec, or by hand in tests.
 type Definition struct {
 	// Name identifies the trigger within its service.
 	Name string
@@ -36,7 +105,7 @@ type Definition struct {
 	Below *float64
 	// AboveBaseline is breached when the value is strictly greater than
 	// baseline*Ratio (Ratio > 0) or baseline+Delta (otherwise).
-	AboveBaseline *config.BaselineLimit
+	AboveBaseline *BaselineLimit
 	// Sequential, when set, judges the trigger with an anytime-valid
 	// sequential test on counts instead: Above is then the test's absolute
 	// limit, and Query (derived from its counts when not given) serves
@@ -49,25 +118,25 @@ type Definition struct {
 	MinRequests float64
 	// OnNoData says whether an empty result or a NaN value counts as a
 	// violation ("fire") or not ("ignore", also when empty).
-	OnNoData config.NoDataPolicy
+	OnNoData Policy
 	// OnQueryError says whether a failed query counts as a violation
 	// ("fire") or not ("ignore", also when empty).
-	OnQueryError config.NoDataPolicy
+	OnQueryError Policy
 	// Severity is the incident severity a firing trigger asks for.
 	Severity string
 }
 
-// FromConfig builds a Definition from its configuration: it parses and
+// FromSpec builds a Definition from its specification: it parses and
 // checks the query templates, applies the default window and validates the
 // result.
-func FromConfig(c config.Trigger) (Definition, error) {
+func FromSpec(c Spec) (Definition, error) {
 	d := Definition{
 		Name:          c.Name,
-		Window:        time.Duration(c.Window),
+		Window:        c.Window,
 		Above:         c.Above,
 		Below:         c.Below,
 		AboveBaseline: c.AboveBaseline,
-		For:           time.Duration(c.For),
+		For:           c.For,
 		MinRequests:   c.MinRequests,
 		OnNoData:      c.OnNoData,
 		OnQueryError:  c.OnQueryError,
@@ -78,7 +147,7 @@ func FromConfig(c config.Trigger) (Definition, error) {
 	}
 	var err error
 	if c.Sequential != nil {
-		if d.Sequential, err = sequentialFromConfig(c.Name, c.Sequential); err != nil {
+		if d.Sequential, err = sequentialFromSpec(c.Name, c.Sequential); err != nil {
 			return Definition{}, err
 		}
 	}
@@ -152,10 +221,10 @@ func (d Definition) Validate() error {
 	}
 	for _, p := range []struct {
 		field  string
-		policy config.NoDataPolicy
+		policy Policy
 	}{{"on_no_data", d.OnNoData}, {"on_query_error", d.OnQueryError}} {
 		switch p.policy {
-		case "", config.PolicyIgnore, config.PolicyFire:
+		case "", PolicyIgnore, PolicyFire:
 		default:
 			return bad("%s: unknown policy %q (want ignore or fire)", p.field, p.policy)
 		}
@@ -199,7 +268,7 @@ func floatPtrEqual(a, b *float64) bool {
 	return *a == *b
 }
 
-func baselineEqual(a, b *config.BaselineLimit) bool {
+func baselineEqual(a, b *BaselineLimit) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
@@ -207,9 +276,9 @@ func baselineEqual(a, b *config.BaselineLimit) bool {
 }
 
 // policy normalises an empty policy to ignore.
-func policy(p config.NoDataPolicy) config.NoDataPolicy {
+func policy(p Policy) Policy {
 	if p == "" {
-		return config.PolicyIgnore
+		return PolicyIgnore
 	}
 	return p
 }

@@ -5,17 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
-	"github.com/prometheus/common/model"
-
 	"github.com/rollback-guardian/guardian/query"
+	"github.com/rollback-guardian/guardian/source"
 )
 
 // ErrSeriesCount is wrapped by the error of a query that returned more than
-// one series: trigger queries must aggregate to a single value.
-var ErrSeriesCount = errors.New("want 1")
+// one series: trigger queries must aggregate to a single value. It is
+// source.ErrSeriesCount.
+var ErrSeriesCount = source.ErrSeriesCount
 
 // Eval evaluates the trigger once at ts for deploy d, running queries through
 // q, and moves the state machine (see the package documentation for the
@@ -274,35 +273,20 @@ func (t *Trigger) snapshotFor(ctx context.Context, d Deploy, q QueryFunc, qs str
 }
 
 // sample runs one instant query and returns its single sample; ok is false
-// for an empty vector. More than one series is an error wrapping ErrSeriesCount.
+// for an empty vector. More than one series is an error wrapping
+// ErrSeriesCount. The engine's warnings go to ev.
 func (t *Trigger) sample(ctx context.Context, q QueryFunc, what, qs string, ts time.Time, ev *Evidence) (float64, bool, error) {
-	res, err := q(ctx, qs, ts)
-	ev.Warnings = append(ev.Warnings, res.Warnings...)
-	if err != nil {
+	collect := source.QueryFunc(func(ctx context.Context, qs string, ts time.Time) (source.Result, error) {
+		res, err := q(ctx, qs, ts)
+		ev.Warnings = append(ev.Warnings, res.Warnings...)
+		return res, err
+	})
+	v, ok, err := source.Single(ctx, collect, qs, ts)
+	switch {
+	case errors.Is(err, ErrSeriesCount):
+		return 0, false, fmt.Errorf("trigger %q: %s %w", t.def.Name, what, err)
+	case err != nil:
 		return 0, false, fmt.Errorf("trigger %q: %s query at %s: %w", t.def.Name, what, ts.UTC().Format(time.RFC3339), err)
 	}
-	switch len(res.Vector) {
-	case 0:
-		return 0, false, nil
-	case 1:
-		return float64(res.Vector[0].Value), true, nil
-	}
-	return 0, false, fmt.Errorf("trigger %q: %s query returned %d series (%s), %w: aggregate it, e.g. with sum() or max()",
-		t.def.Name, what, len(res.Vector), seriesList(res.Vector, 3), ErrSeriesCount)
-}
-
-// seriesList names up to n series of v by their labels.
-func seriesList(v model.Vector, n int) string {
-	var b strings.Builder
-	for i, s := range v {
-		if i == n {
-			fmt.Fprintf(&b, ", … %d more", len(v)-n)
-			break
-		}
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(s.Metric.String())
-	}
-	return b.String()
+	return v, ok, nil
 }

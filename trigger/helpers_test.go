@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/common/model"
 
-	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/query"
 	"github.com/rollback-guardian/guardian/source"
 )
@@ -63,11 +62,11 @@ func above(v float64) func(*Definition) { return func(d *Definition) { d.Above =
 func below(v float64) func(*Definition) { return func(d *Definition) { d.Below = f64(v) } }
 func ratio(r float64) func(*Definition) {
 	return func(d *Definition) {
-		d.AboveBaseline = &config.BaselineLimit{Ratio: r, Text: fmt.Sprintf("%gx", r)}
+		d.AboveBaseline = &BaselineLimit{Ratio: r, Text: fmt.Sprintf("%gx", r)}
 	}
 }
 func delta(x float64) func(*Definition) {
-	return func(d *Definition) { d.AboveBaseline = &config.BaselineLimit{Delta: x, Text: fmt.Sprintf("+%g", x)} }
+	return func(d *Definition) { d.AboveBaseline = &BaselineLimit{Delta: x, Text: fmt.Sprintf("+%g", x)} }
 }
 func forDur(f time.Duration) func(*Definition) { return func(d *Definition) { d.For = f } }
 func minRequests(n float64) func(*Definition) {
@@ -80,10 +79,10 @@ func minRequests(n float64) func(*Definition) {
 		dd.VolumeQuery = q
 	}
 }
-func onNoData(p config.NoDataPolicy) func(*Definition) {
+func onNoData(p Policy) func(*Definition) {
 	return func(d *Definition) { d.OnNoData = p }
 }
-func onQueryError(p config.NoDataPolicy) func(*Definition) {
+func onQueryError(p Policy) func(*Definition) {
 	return func(d *Definition) { d.OnQueryError = p }
 }
 

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rollback-guardian/guardian/config"
 )
 
 func TestMinRequests(t *testing.T) {
@@ -27,7 +25,7 @@ func TestMinRequests(t *testing.T) {
 		{"exactly the minimum is judged", nil, value(0.5), value(50), Violated, f64(50)},
 		{"above the minimum is judged", nil, value(0.01), value(1534), OK, f64(1534)},
 		{"too little traffic wins over no data, even with on_no_data fire",
-			[]func(*Definition){onNoData(config.PolicyFire)}, none, value(3), NotEnoughEvidence, f64(3)},
+			[]func(*Definition){onNoData(PolicyFire)}, none, value(3), NotEnoughEvidence, f64(3)},
 		{"a failing volume query is a query error", nil, value(0.5), failing, QueryError, nil},
 		{"a failing value query is a query error before traffic is asked", nil, failing, value(12), QueryError, nil},
 	} {
@@ -67,10 +65,10 @@ func TestUnjudgedOutcomes(t *testing.T) {
 		outcome Outcome
 		fire    func(*Definition)
 	}{
-		{"empty vector", none, NoData, onNoData(config.PolicyFire)},
-		{"NaN", nan, NaN, onNoData(config.PolicyFire)},
-		{"failed query", failing, QueryError, onQueryError(config.PolicyFire)},
-		{"several series", series(3), QueryError, onQueryError(config.PolicyFire)},
+		{"empty vector", none, NoData, onNoData(PolicyFire)},
+		{"NaN", nan, NaN, onNoData(PolicyFire)},
+		{"failed query", failing, QueryError, onQueryError(PolicyFire)},
+		{"several series", series(3), QueryError, onQueryError(PolicyFire)},
 	} {
 		t.Run(tc.name+"/ignore", func(t *testing.T) {
 			for _, forD := range []time.Duration{0, 30 * time.Second} {
@@ -104,8 +102,8 @@ func TestUnjudgedOutcomes(t *testing.T) {
 			answer answer
 			mod    func(*Definition)
 		}{
-			{"on_query_error fire leaves no data alone", none, onQueryError(config.PolicyFire)},
-			{"on_no_data fire leaves query errors alone", failing, onNoData(config.PolicyFire)},
+			{"on_query_error fire leaves no data alone", none, onQueryError(PolicyFire)},
+			{"on_no_data fire leaves query errors alone", failing, onNoData(PolicyFire)},
 		} {
 			tr := newTrigger(t, def(t, above(0.05), tc.mod))
 			f := newFake(map[string]answer{valueQ: tc.answer})
@@ -264,7 +262,7 @@ func TestPropertyIgnoreNeverFires(t *testing.T) {
 		for i := range n {
 			seqV[i] = kinds[noEvidence[r.IntN(len(noEvidence))]].value
 		}
-		tr := newTrigger(t, def(t, above(0.5), forDur(forD), onNoData(config.PolicyFire), onQueryError(config.PolicyFire)))
+		tr := newTrigger(t, def(t, above(0.5), forDur(forD), onNoData(PolicyFire), onQueryError(PolicyFire)))
 		f := newFake(map[string]answer{valueQ: seq(seqV...)})
 		for i, v := range run(tr, f.query, n) {
 			want := Pending

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/source"
 )
 
@@ -93,8 +92,8 @@ func TestEqual(t *testing.T) {
 	}{
 		{"identical", func(*Definition) {}, true},
 		{"severity", func(d *Definition) { d.Severity = "SEV-3" }, true},
-		{"limit text only", func(d *Definition) { d.AboveBaseline = &config.BaselineLimit{Ratio: 2, Text: "2.0x"} }, true},
-		{"empty policy is ignore", func(d *Definition) { d.OnNoData = config.PolicyIgnore }, true},
+		{"limit text only", func(d *Definition) { d.AboveBaseline = &BaselineLimit{Ratio: 2, Text: "2.0x"} }, true},
+		{"empty policy is ignore", func(d *Definition) { d.OnNoData = PolicyIgnore }, true},
 		{"above threshold", above(0.06), false},
 		{"above removed", func(d *Definition) { d.Above = nil }, false},
 		{"below added", below(0.9), false},
@@ -105,8 +104,8 @@ func TestEqual(t *testing.T) {
 		{"min_requests", func(d *Definition) { d.MinRequests = 10 }, false},
 		{"volume query", func(d *Definition) { d.VolumeQuery = tmpl(t, `sum(requests)`) }, false},
 		{"query", func(d *Definition) { d.Query = tmpl(t, `max(err_ratio{version="{{.Version}}"})`) }, false},
-		{"on_no_data", onNoData(config.PolicyFire), false},
-		{"on_query_error", onQueryError(config.PolicyFire), false},
+		{"on_no_data", onNoData(PolicyFire), false},
+		{"on_query_error", onQueryError(PolicyFire), false},
 		{"name", func(d *Definition) { d.Name = "latency" }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,19 +118,19 @@ func TestEqual(t *testing.T) {
 	}
 }
 
-func TestFromConfig(t *testing.T) {
-	good := config.Trigger{
+func TestFromSpec(t *testing.T) {
+	good := Spec{
 		Name:          "error-rate",
 		Query:         `sum(rate(http_requests_total{service="{{.Service}}",version="{{.Version}}",code=~"5.."}[{{.Window}}])) / sum(rate(http_requests_total{service="{{.Service}}",version="{{.Version}}"}[{{.Window}}]))`,
 		Above:         f64(0.05),
-		AboveBaseline: &config.BaselineLimit{Ratio: 2, Text: "2x"},
-		For:           config.Duration(30 * time.Second),
+		AboveBaseline: &BaselineLimit{Ratio: 2, Text: "2x"},
+		For:           30 * time.Second,
 		MinRequests:   50,
 		VolumeQuery:   `sum(increase(http_requests_total{service="{{.Service}}",version="{{.Version}}"}[{{.Window}}]))`,
 		Severity:      "SEV-1",
 	}
 	t.Run("valid", func(t *testing.T) {
-		dd, err := FromConfig(good)
+		dd, err := FromSpec(good)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,22 +156,22 @@ func TestFromConfig(t *testing.T) {
 	})
 	for _, tc := range []struct {
 		name    string
-		mod     func(*config.Trigger)
+		mod     func(*Spec)
 		want    string
 		invalid bool // wraps ErrInvalidDefinition
 	}{
-		{"bad template", func(c *config.Trigger) { c.Query = `up{version="{{.Version"}` }, `trigger "error-rate": query`, false},
-		{"bad PromQL", func(c *config.Trigger) { c.Query = `sum(up` }, "invalid PromQL", false},
-		{"bad volume query", func(c *config.Trigger) { c.VolumeQuery = `sum(` }, "volume_query", false},
-		{"min_requests without volume_query", func(c *config.Trigger) { c.VolumeQuery = "" }, "min_requests needs a volume_query", true},
-		{"no condition", func(c *config.Trigger) { c.Above, c.AboveBaseline = nil, nil }, "no condition", true},
-		{"unknown policy", func(c *config.Trigger) { c.OnNoData = "panic" }, `unknown policy "panic"`, true},
-		{"negative for", func(c *config.Trigger) { c.For = config.Duration(-time.Second) }, "negative for", true},
+		{"bad template", func(c *Spec) { c.Query = `up{version="{{.Version"}` }, `trigger "error-rate": query`, false},
+		{"bad PromQL", func(c *Spec) { c.Query = `sum(up` }, "invalid PromQL", false},
+		{"bad volume query", func(c *Spec) { c.VolumeQuery = `sum(` }, "volume_query", false},
+		{"min_requests without volume_query", func(c *Spec) { c.VolumeQuery = "" }, "min_requests needs a volume_query", true},
+		{"no condition", func(c *Spec) { c.Above, c.AboveBaseline = nil, nil }, "no condition", true},
+		{"unknown policy", func(c *Spec) { c.OnNoData = "panic" }, `unknown policy "panic"`, true},
+		{"negative for", func(c *Spec) { c.For = -time.Second }, "negative for", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good
 			tc.mod(&c)
-			_, err := FromConfig(c)
+			_, err := FromSpec(c)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want it to mention %q", err, tc.want)
 			}
@@ -217,7 +216,7 @@ func TestSummary(t *testing.T) {
 		{"no data ignored", []func(*Definition){above(0.05)}, d,
 			map[string]answer{valueQ: none},
 			"error-rate v2: no data (ignored); inactive"},
-		{"NaN that fires", []func(*Definition){above(0.05), onNoData(config.PolicyFire)}, d,
+		{"NaN that fires", []func(*Definition){above(0.05), onNoData(PolicyFire)}, d,
 			map[string]answer{valueQ: nan},
 			"error-rate v2: value is NaN (counts as a violation: on_no_data fire); firing (was inactive)"},
 		{"query failed", []func(*Definition){above(0.05)}, d,

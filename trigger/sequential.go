@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/query"
 	"github.com/rollback-guardian/guardian/trigger/sequential"
 )
@@ -37,7 +36,7 @@ type Sequential struct {
 	Alpha float64
 	// MinEffect is the smallest regression worth acting on: a ratio above 1
 	// or a difference of error ratios.
-	MinEffect config.BaselineLimit
+	MinEffect BaselineLimit
 	// BaselineWindow is the period before the deploy whose baseline counts
 	// are compared with; 0 uses live baseline counts only.
 	BaselineWindow time.Duration
@@ -115,9 +114,9 @@ func (d Definition) testConfig() sequential.Config {
 	return c
 }
 
-// sequentialFromConfig parses a trigger's sequential settings.
-func sequentialFromConfig(name string, c *config.Sequential) (*Sequential, error) {
-	s := &Sequential{Alpha: c.Alpha, MinEffect: c.MinEffect, BaselineWindow: time.Duration(c.BaselineWindow)}
+// sequentialFromSpec parses a trigger's sequential settings.
+func sequentialFromSpec(name string, c *SequentialSpec) (*Sequential, error) {
+	s := &Sequential{Alpha: c.Alpha, MinEffect: c.MinEffect, BaselineWindow: c.BaselineWindow}
 	var err error
 	if s.Errors, err = parseTemplate(name+"/sequential.errors", c.Errors); err != nil {
 		return nil, fmt.Errorf("trigger %q: sequential.errors: %w", name, err)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/common/model"
 
-	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/query"
 	"github.com/rollback-guardian/guardian/source"
 	"github.com/rollback-guardian/guardian/trigger/sequential"
@@ -34,7 +33,7 @@ func seqDef(t testing.TB, mods ...func(*Definition)) Definition {
 		Window: time.Minute,
 		Sequential: &Sequential{
 			Errors: tmpl(t, errorsT), Requests: tmpl(t, requestsT),
-			Alpha: 0.001, MinEffect: config.BaselineLimit{Ratio: 1.5, Text: "1.5x"}, BaselineWindow: 30 * time.Minute,
+			Alpha: 0.001, MinEffect: BaselineLimit{Ratio: 1.5, Text: "1.5x"}, BaselineWindow: 30 * time.Minute,
 		},
 	}
 	for _, m := range mods {
@@ -128,34 +127,17 @@ func (l linear) source() *counter {
 	}}
 }
 
-func TestSequentialFromConfig(t *testing.T) {
-	yml := `
-services:
-  - name: checkout
-    scrape: { url: http://127.0.0.1:8080/metrics }
-    triggers:
-      - name: errors
-        above: 0.05
-        sequential:
-          errors: '` + errorsT + `'
-          requests: '` + requestsT + `'
-      - name: errors-delta
-        window: 2m
-        sequential:
-          errors: '` + errorsT + `'
-          requests: '` + requestsT + `'
-          alpha: 0.01
-          min_effect: "+0.01"
-          baseline_window: 1h
-`
-	cfg, err := config.Parse([]byte(yml))
-	if err != nil {
-		t.Fatal(err)
+func TestSequentialFromSpec(t *testing.T) {
+	seq := func(alpha float64, effect BaselineLimit, window time.Duration) *SequentialSpec {
+		return &SequentialSpec{Errors: errorsT, Requests: requestsT, Alpha: alpha, MinEffect: effect, BaselineWindow: window}
 	}
-	tcs := cfg.Services[0].Triggers
+	tcs := []Spec{
+		{Name: "errors", Above: f64(0.05), Sequential: seq(0.001, BaselineLimit{Ratio: 1.5, Text: "1.5x"}, 30*time.Minute)},
+		{Name: "errors-delta", Window: 2 * time.Minute, Sequential: seq(0.01, BaselineLimit{Delta: 0.01, Text: "+0.01"}, time.Hour)},
+	}
 	for _, tc := range []struct {
 		name   string
-		c      config.Trigger
+		c      Spec
 		alpha  float64
 		effect string
 		window time.Duration
@@ -168,7 +150,7 @@ services:
 			`((sum(increase(http_requests_total{service="checkout",version="v2",code=~"5.."}[2m]))) or vector(0)) / (sum(increase(http_requests_total{service="checkout",version="v2"}[2m])))`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dd, err := FromConfig(tc.c)
+			dd, err := FromSpec(tc.c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,8 +185,8 @@ func TestSequentialDefinitionValidate(t *testing.T) {
 	}{
 		{"alpha 0", alphaOf(0), "alpha 0 must be in (0, 0.5]"},
 		{"alpha 1", alphaOf(1), "alpha 1 must be in (0, 0.5]"},
-		{"ratio 1", func(d *Definition) { d.Sequential.MinEffect = config.BaselineLimit{Ratio: 1, Text: "1x"} }, "a ratio must be above 1"},
-		{"difference 0", func(d *Definition) { d.Sequential.MinEffect = config.BaselineLimit{Text: "+0"} }, "a difference must be in (0, 1)"},
+		{"ratio 1", func(d *Definition) { d.Sequential.MinEffect = BaselineLimit{Ratio: 1, Text: "1x"} }, "a ratio must be above 1"},
+		{"difference 0", func(d *Definition) { d.Sequential.MinEffect = BaselineLimit{Text: "+0"} }, "a difference must be in (0, 1)"},
 		{"no requests query", func(d *Definition) { d.Sequential.Requests = nil }, "needs errors and requests"},
 		{"with above_baseline", ratio(2), "cannot be combined with below or above_baseline"},
 		{"with below", below(0.1), "cannot be combined with below or above_baseline"},
@@ -317,7 +299,7 @@ func TestSequentialEval(t *testing.T) {
 			seqDef(t), d, linear{pre: pre}.source(),
 			[]tick{{0, NoData, Inactive}}, nil},
 		{"no requests with on_no_data fire",
-			seqDef(t, onNoData(config.PolicyFire)), d, linear{pre: pre}.source(),
+			seqDef(t, onNoData(PolicyFire)), d, linear{pre: pre}.source(),
 			[]tick{{0, NoData, Firing}}, nil},
 		{"a failing source: query error",
 			seqDef(t), d, &counter{fail: true},

@@ -46,7 +46,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/source"
 	"github.com/rollback-guardian/guardian/trigger/sequential"
 )
@@ -413,9 +412,9 @@ func (d Definition) breach(o Outcome) bool {
 	case Violated:
 		return true
 	case NoData, NaN:
-		return d.OnNoData == config.PolicyFire
+		return d.OnNoData == PolicyFire
 	case QueryError:
-		return d.OnQueryError == config.PolicyFire
+		return d.OnQueryError == PolicyFire
 	}
 	return false
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rollback-guardian/guardian/query"
+	"github.com/rollback-guardian/guardian/source"
 	"github.com/rollback-guardian/guardian/trigger"
 )
 
@@ -131,7 +132,7 @@ func (v *Verifier) check(ctx context.Context, ts time.Time, d trigger.Definition
 			c.Why = err.Error()
 			return c
 		}
-		n, ok, err := one(ctx, q, vq, ts)
+		n, ok, err := source.Single(ctx, source.QueryFunc(q), vq, ts)
 		switch {
 		case err != nil:
 			c.Why = "volume query failed: " + err.Error()
@@ -147,7 +148,7 @@ func (v *Verifier) check(ctx context.Context, ts time.Time, d trigger.Definition
 		return c
 	}
 	c.Query = qs
-	x, ok, err := one(ctx, q, qs, ts)
+	x, ok, err := source.Single(ctx, source.QueryFunc(q), qs, ts)
 	switch {
 	case err != nil:
 		c.Why = "query failed: " + err.Error()
@@ -200,20 +201,6 @@ func thresholds(d trigger.Definition) string {
 		fmt.Fprintf(&b, ", below %s", fmtNum(*d.Below))
 	}
 	return b.String()
-}
-
-func one(ctx context.Context, q trigger.QueryFunc, qs string, ts time.Time) (float64, bool, error) {
-	res, err := q(ctx, qs, ts)
-	if err != nil {
-		return 0, false, err
-	}
-	switch len(res.Vector) {
-	case 0:
-		return 0, false, nil
-	case 1:
-		return float64(res.Vector[0].Value), true, nil
-	}
-	return 0, false, fmt.Errorf("query returned %d series, want 1", len(res.Vector))
 }
 
 // maxBody bounds the body read by a smoke check.

@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
-	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/demo"
 	"github.com/rollback-guardian/guardian/source"
 	"github.com/rollback-guardian/guardian/trigger"
@@ -19,7 +18,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func def(t *testing.T, c config.Trigger) trigger.Definition {
+func def(t *testing.T, c trigger.Spec) trigger.Definition {
 	t.Helper()
 	if c.Name == "" {
 		c.Name = "error-rate"
@@ -27,7 +26,7 @@ func def(t *testing.T, c config.Trigger) trigger.Definition {
 	if c.Query == "" {
 		c.Query = `rate(errors{version="{{.Version}}"}[{{.Window}}])`
 	}
-	d, err := trigger.FromConfig(c)
+	d, err := trigger.FromSpec(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,26 +53,26 @@ func answers(value, volume *float64) trigger.QueryFunc {
 }
 
 func TestProbe(t *testing.T) {
-	ratio := &config.BaselineLimit{Ratio: 2, Text: "2x"}
+	ratio := &trigger.BaselineLimit{Ratio: 2, Text: "2x"}
 	for _, tc := range []struct {
 		name      string
-		trig      config.Trigger
+		trig      trigger.Spec
 		ref       *float64
 		value     *float64
 		volume    *float64
 		recovered bool
 		why       string
 	}{
-		{"within tolerance of baseline", config.Trigger{AboveBaseline: ratio}, f(0.01), f(0.0105), nil, true, "within 10% of baseline 0.01"},
-		{"above tolerance, no absolute", config.Trigger{AboveBaseline: ratio}, f(0.01), f(0.02), nil, false, "not back"},
-		{"under the absolute threshold", config.Trigger{Above: f(0.05), AboveBaseline: ratio}, f(0.01), f(0.03), nil, true, "within the absolute thresholds"},
-		{"over the absolute threshold", config.Trigger{Above: f(0.05)}, f(0.01), f(0.2), nil, false, "not back: baseline 0.01, above 0.05"},
-		{"no reference, absolute only", config.Trigger{Above: f(0.05)}, nil, f(0.01), nil, true, "within the absolute"},
-		{"no data", config.Trigger{Above: f(0.05)}, f(0.01), nil, nil, false, "no data"},
-		{"not enough traffic", config.Trigger{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(10), false, "not enough traffic"},
-		{"enough traffic", config.Trigger{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(60), true, "within"},
-		{"below-type back up", config.Trigger{Below: f(0.9)}, f(0.99), f(0.985), nil, true, "≥ baseline"},
-		{"below-type still low", config.Trigger{Below: f(0.9)}, f(0.99), f(0.5), nil, false, "not back"},
+		{"within tolerance of baseline", trigger.Spec{AboveBaseline: ratio}, f(0.01), f(0.0105), nil, true, "within 10% of baseline 0.01"},
+		{"above tolerance, no absolute", trigger.Spec{AboveBaseline: ratio}, f(0.01), f(0.02), nil, false, "not back"},
+		{"under the absolute threshold", trigger.Spec{Above: f(0.05), AboveBaseline: ratio}, f(0.01), f(0.03), nil, true, "within the absolute thresholds"},
+		{"over the absolute threshold", trigger.Spec{Above: f(0.05)}, f(0.01), f(0.2), nil, false, "not back: baseline 0.01, above 0.05"},
+		{"no reference, absolute only", trigger.Spec{Above: f(0.05)}, nil, f(0.01), nil, true, "within the absolute"},
+		{"no data", trigger.Spec{Above: f(0.05)}, f(0.01), nil, nil, false, "no data"},
+		{"not enough traffic", trigger.Spec{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(10), false, "not enough traffic"},
+		{"enough traffic", trigger.Spec{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(60), true, "within"},
+		{"below-type back up", trigger.Spec{Below: f(0.9)}, f(0.99), f(0.985), nil, true, "≥ baseline"},
+		{"below-type still low", trigger.Spec{Below: f(0.9)}, f(0.99), f(0.5), nil, false, "not back"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := New([]trigger.Definition{def(t, tc.trig)}, Options{Tolerance: 0.1})
@@ -111,7 +110,7 @@ func TestSmoke(t *testing.T) {
 	go func() { _ = srv.Serve(l) }()
 	defer func() { close(slow); _ = srv.Close() }()
 	base := "http://" + l.Addr().String()
-	d := def(t, config.Trigger{Above: f(0.05)})
+	d := def(t, trigger.Spec{Above: f(0.05)})
 	q := answers(f(0.001), nil)
 	probe := func(s Smoke) Result {
 		v := New([]trigger.Definition{d}, Options{Tolerance: 0.1, Smoke: []Smoke{s}, Client: &http.Client{}})
@@ -151,7 +150,7 @@ func TestSmoke(t *testing.T) {
 // Right after the rollback the window still holds data from before the
 // incident: no verdict until a whole window has passed.
 func TestProbeWaitsForAFullWindow(t *testing.T) {
-	v := New([]trigger.Definition{def(t, config.Trigger{Above: f(0.05), Window: config.Duration(10 * time.Second)})}, Options{})
+	v := New([]trigger.Definition{def(t, trigger.Spec{Above: f(0.05), Window: 10 * time.Second})}, Options{})
 	since := time.Unix(1000, 0)
 	q := answers(f(0.001), nil)
 	if r := v.Probe(context.Background(), since.Add(9*time.Second), since, "checkout", "v1", nil, q); r.Recovered || !strings.Contains(r.Summary(), "waiting 1s for a full 10s window") {

@@ -1,0 +1,53 @@
+package app
+
+import (
+	"time"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/rollout"
+	"github.com/rollback-guardian/guardian/trigger"
+)
+
+// The functions below turn the configuration's YAML types into the plain
+// inputs of the packages that judge and watch, which import no config.
+
+// triggerSpec is a configured trigger as package trigger takes it.
+func triggerSpec(c config.Trigger) trigger.Spec {
+	s := trigger.Spec{
+		Name:          c.Name,
+		Query:         c.Query,
+		VolumeQuery:   c.VolumeQuery,
+		Window:        time.Duration(c.Window),
+		Above:         c.Above,
+		Below:         c.Below,
+		AboveBaseline: baselineLimit(c.AboveBaseline),
+		For:           time.Duration(c.For),
+		MinRequests:   c.MinRequests,
+		OnNoData:      trigger.Policy(c.OnNoData),
+		OnQueryError:  trigger.Policy(c.OnQueryError),
+		Severity:      c.Severity,
+	}
+	if q := c.Sequential; q != nil {
+		s.Sequential = &trigger.SequentialSpec{
+			Errors:         q.Errors,
+			Requests:       q.Requests,
+			Alpha:          q.Alpha,
+			MinEffect:      *baselineLimit(&q.MinEffect),
+			BaselineWindow: time.Duration(q.BaselineWindow),
+		}
+	}
+	return s
+}
+
+// baselineLimit converts a baseline-relative limit; nil stays nil.
+func baselineLimit(b *config.BaselineLimit) *trigger.BaselineLimit {
+	if b == nil {
+		return nil
+	}
+	return &trigger.BaselineLimit{Ratio: b.Ratio, Delta: b.Delta, Text: b.Text}
+}
+
+// detectorConfig is a service's deploy detection as package rollout takes it.
+func detectorConfig(d config.Deploy) rollout.Config {
+	return rollout.Config{VersionQuery: d.VersionQuery, VersionLabel: d.VersionLabel, MinTraffic: d.MinTraffic}
+}
