@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -48,15 +47,29 @@ type Executor struct {
 	timeout   time.Duration
 	waitDelay time.Duration
 	logger    *zap.Logger
+	// runDir, when set, keeps each run's record and output (see WithRunDir).
+	runDir string
 }
 
-var _ executor.Executor = (*Executor)(nil)
+var (
+	_ executor.Executor = (*Executor)(nil)
+	_ executor.Attacher = (*Executor)(nil)
+)
+
+// Option configures an Executor.
+type Option func(*Executor)
+
+// WithRunDir keeps, in dir, each run's record (its process id and start
+// time, then its exit code) and its output, under the name of the step's
+// idempotency key. A Guardian restarted while a command runs finds it there
+// and waits for it instead of running it again (Attach).
+func WithRunDir(dir string) Option { return func(e *Executor) { e.runDir = dir } }
 
 // New validates cfg (applying its defaults) and returns its executor. It
 // reads PATH and HOME from Guardian's environment once, here. A program that
 // cannot be found now is only logged: it may be installed later, and
 // Rollback reports it then. A nil logger logs nothing.
-func New(cfg Config, logger *zap.Logger) (*Executor, error) {
+func New(cfg Config, logger *zap.Logger, opts ...Option) (*Executor, error) {
 	cfg.Command = slices.Clone(cfg.Command)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("command executor: %w", err)
@@ -80,6 +93,9 @@ func New(cfg Config, logger *zap.Logger) (*Executor, error) {
 		timeout:   time.Duration(cfg.Timeout),
 		waitDelay: waitDelay,
 		logger:    logger.With(zap.String("executor", Name), zap.String("command", cfg.Command[0])),
+	}
+	for _, o := range opts {
+		o(e)
 	}
 	if _, err := exec.LookPath(e.program()); err != nil {
 		e.logger.Warn("rollback command not found", zap.Error(err))
@@ -118,6 +134,10 @@ func (e *Executor) environ(t executor.Target) []string {
 // or wraps ctx's error when ctx ended first. The Result carries the output
 // in every case where the command started. When the command exits, any
 // process it left in its process group is killed.
+//
+// The command's stdout and stderr go to one file (in the run directory, see
+// WithRunDir, or a temporary one), so a command that outlives Guardian keeps
+// running and keeps its output.
 func (e *Executor) Rollback(ctx context.Context, t executor.Target) (executor.Result, error) {
 	name := e.argv[0]
 	log := e.logger.With(
@@ -150,51 +170,40 @@ func (e *Executor) Rollback(ctx context.Context, t executor.Target) (executor.Re
 		return err
 	}
 
-	// One pipe for stdout and stderr keeps their order. It is ours rather
-	// than exec's so that Wait returns when the command exits, and we decide
-	// how long to wait for the pipe.
-	pr, pw, err := os.Pipe()
+	// stdout and stderr share one file, which keeps their order and, unlike
+	// a pipe, outlives Guardian: a command still running when Guardian dies
+	// neither gets SIGPIPE nor loses its output.
+	run, err := e.newRun(t.IdempotencyKey)
 	if err != nil {
-		return executor.Result{}, fmt.Errorf("command %q: %w: creating output pipe: %w", name, executor.ErrFailed, err)
+		return executor.Result{}, fmt.Errorf("command %q: %w: %w", name, executor.ErrFailed, err)
 	}
-	defer pr.Close()
-	cmd.Stdout, cmd.Stderr = pw, pw
+	defer run.close()
+	cmd.Stdout, cmd.Stderr = run.out, run.out
 
 	log.Info("running rollback command")
 	err = cmd.Start()
-	pw.Close()
 	if err != nil {
+		run.record(runRecord{State: runNotStarted})
 		if ctx.Err() != nil {
 			return executor.Result{}, fmt.Errorf("command %q: %w", name, ctxError(ctx))
 		}
 		log.Warn("rollback command did not start", zap.Error(err))
 		return executor.Result{}, fmt.Errorf("command %q: %w: starting: %w", name, executor.ErrFailed, err)
 	}
-
-	out := newTailBuffer(executor.MaxOutput)
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		_, _ = io.Copy(out, pr)
-	}()
+	pid := cmd.Process.Pid
+	run.record(runRecord{State: runRunning, PID: pid, StartTicks: startTicks(pid), Deadline: time.Now().Add(e.timeout)})
 	waitErr := cmd.Wait()
-	_ = killGroup(cmd.Process.Pid) // stragglers still holding the pipe
-	timer := time.NewTimer(e.waitDelay)
-	select {
-	case <-copied:
-	case <-timer.C:
-		pr.Close() // someone left the process group with the pipe
-		<-copied
-	}
-	timer.Stop()
-
+	_ = killGroup(pid) // stragglers left in the group
+	out := run.output()
 	res := executor.Result{Output: out.String(), Details: map[string]string{}}
 	if n := out.truncated(); n > 0 {
 		res.Details["output_truncated_bytes"] = strconv.FormatInt(n, 10)
 	}
-	if code := cmd.ProcessState.ExitCode(); code >= 0 {
+	code := cmd.ProcessState.ExitCode()
+	if code >= 0 {
 		res.Details["exit_code"] = strconv.Itoa(code)
 	}
+	run.record(runRecord{State: runEnded, PID: pid, ExitCode: &code, Killed: killed.Load()})
 
 	switch {
 	case waitErr == nil:
@@ -207,13 +216,18 @@ func (e *Executor) Rollback(ctx context.Context, t executor.Target) (executor.Re
 	default:
 		var exitErr *exec.ExitError
 		if errors.As(waitErr, &exitErr) && exitErr.ExitCode() >= 0 {
-			err = fmt.Errorf("command %q: %w: exited with code %d%s", name, executor.ErrFailed, exitErr.ExitCode(), suffix(out))
+			err = exitError(name, exitErr.ExitCode(), out)
 		} else {
 			err = fmt.Errorf("command %q: %w: %w%s", name, executor.ErrFailed, waitErr, suffix(out))
 		}
 	}
 	log.Warn("rollback command failed", zap.Error(err))
 	return res, err
+}
+
+// exitError is the error of a command that exited with a non-zero code.
+func exitError(name string, code int, out *tailBuffer) error {
+	return fmt.Errorf("command %q: %w: exited with code %d%s", name, executor.ErrFailed, code, suffix(out))
 }
 
 // suffix is the output's end for an error message.
