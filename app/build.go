@@ -79,10 +79,10 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		defs = append(defs, def)
 	}
 	s.verifier = verifierFor(sc, defs)
-	if s.appExec, s.appExecName, err = buildExecutor(sc.Rollback.Application, log); err != nil {
+	if s.appExec, s.appExecName, err = buildExecutor(sc.Rollback.Application, log, runDir(cfg)); err != nil {
 		return nil, nil, fmt.Errorf("rollback.application: %w", err)
 	}
-	if s.dbExec, s.dbExecName, err = buildExecutor(sc.Rollback.Database, log); err != nil {
+	if s.dbExec, s.dbExecName, err = buildExecutor(sc.Rollback.Database, log, runDir(cfg)); err != nil {
 		return nil, nil, fmt.Errorf("rollback.database: %w", err)
 	}
 

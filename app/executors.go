@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"path/filepath"
 
 	"go.uber.org/zap"
 
@@ -14,13 +15,15 @@ import (
 	"github.com/rollback-guardian/guardian/executor/webhook"
 )
 
-// buildExecutor builds a rollback backend from its configuration.
-func buildExecutor(e *config.Executor, log *zap.Logger) (executor.Executor, string, error) {
+// buildExecutor builds a rollback backend from its configuration. runDir
+// keeps what an executor needs to find a rollback that outlived a restart
+// (a command's run records and output).
+func buildExecutor(e *config.Executor, log *zap.Logger, runDir string) (executor.Executor, string, error) {
 	switch {
 	case e == nil:
 		return nil, "", nil
 	case e.Command != nil:
-		x, err := command.New(*e.Command, log.Named("executor"))
+		x, err := command.New(*e.Command, log.Named("executor"), command.WithRunDir(filepath.Join(runDir, "command")))
 		return x, e.Name(), err
 	case e.Webhook != nil:
 		x, err := webhook.New(*e.Webhook, log.Named("executor"))
@@ -36,4 +39,13 @@ func buildExecutor(e *config.Executor, log *zap.Logger) (executor.Executor, stri
 		return x, e.Name(), err
 	}
 	return nil, "", errors.New("no executor type")
+}
+
+// runDir is where executors keep their runs: state_dir/runs.
+func runDir(cfg *config.Config) string {
+	d, err := filepath.Abs(cfg.Global.StateDir)
+	if err != nil {
+		d = cfg.Global.StateDir
+	}
+	return filepath.Join(d, "runs")
 }
