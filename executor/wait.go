@@ -95,21 +95,25 @@ func Wait[R Reading](ctx context.Context, log *zap.Logger, w Waiter, check func(
 }
 
 // ContextError is the error of a wait or step whose context ended, saying
-// what state it was in and the last read error: ErrTimeout when the
-// executor's own timeout ended it, otherwise the caller's context error
-// (with ErrTimeout for a deadline).
+// what state it was in and the last read error, which it wraps (so that
+// errors.Is and errors.As see it): ErrTimeout when the executor's own
+// timeout ended it, otherwise the caller's context error (with ErrTimeout
+// for a deadline).
 func (w Waiter) ContextError(ctx context.Context, state string, lastErr error) error {
-	if lastErr != nil {
-		state = fmt.Sprintf("%s (last error: %v)", state, lastErr)
+	var why error
+	switch {
+	case w.OwnTimeout != nil && errors.Is(context.Cause(ctx), w.OwnTimeout):
+		why = fmt.Errorf("%s: %w after %s", w.Name, ErrTimeout, w.Timeout)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		why = fmt.Errorf("%s: %w: %w", w.Name, ErrTimeout, ctx.Err())
+	default:
+		why = fmt.Errorf("%s: %w", w.Name, ctx.Err())
 	}
-	if state == "" {
-		state = "nothing read yet"
+	switch {
+	case lastErr != nil:
+		return fmt.Errorf("%w: %s (last error: %w)", why, state, lastErr)
+	case state == "":
+		return fmt.Errorf("%w: nothing read yet", why)
 	}
-	if w.OwnTimeout != nil && errors.Is(context.Cause(ctx), w.OwnTimeout) {
-		return fmt.Errorf("%s: %w after %s: %s", w.Name, ErrTimeout, w.Timeout, state)
-	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w: %w: %s", w.Name, ErrTimeout, ctx.Err(), state)
-	}
-	return fmt.Errorf("%s: %w: %s", w.Name, ctx.Err(), state)
+	return fmt.Errorf("%w: %s", why, state)
 }

@@ -3,6 +3,7 @@ package executor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,11 @@ import (
 type reading executor.Progress
 
 func (r reading) Progress() executor.Progress { return executor.Progress(r) }
+
+// apiError is a typed read error, as client-go's StatusError is.
+type apiError struct{ code int }
+
+func (e *apiError) Error() string { return fmt.Sprintf("the server answered %d", e.code) }
 
 var (
 	errTransient = errors.New("connection refused")
@@ -97,6 +103,59 @@ func TestWait(t *testing.T) {
 			}
 			if n := logs.FilterMessage("retrying").Len(); n != tc.retrying {
 				t.Errorf("%d retrying lines, want %d", n, tc.retrying)
+			}
+		})
+	}
+
+	// The last read error stays in the chain, whoever's time ran out.
+	for _, tc := range []struct {
+		name    string
+		ctx     func() (context.Context, context.CancelFunc)
+		want    []error
+		wantMsg string
+	}{
+		{
+			name: "own timeout",
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeoutCause(context.Background(), 20*time.Millisecond, errOwn)
+			},
+			want:    []error{executor.ErrTimeout},
+			wantMsg: "deployment shop/checkout: rollback timed out after 50ms: 1 of 2 (last error: the server answered 503)",
+		},
+		{
+			name: "caller's deadline",
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 20*time.Millisecond)
+			},
+			want:    []error{executor.ErrTimeout, context.DeadlineExceeded},
+			wantMsg: "deployment shop/checkout: rollback timed out: context deadline exceeded: 1 of 2 (last error: the server answered 503)",
+		},
+	} {
+		t.Run("last error with "+tc.name, func(t *testing.T) {
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			i := 0
+			_, err := executor.Wait(ctx, zap.NewNop(), w, func(context.Context) (reading, error) {
+				i++
+				if i == 1 {
+					return reading{Msg: "1 of 2"}, nil
+				}
+				return reading{}, &apiError{code: 503}
+			})
+			for _, want := range tc.want {
+				if !errors.Is(err, want) {
+					t.Errorf("error %v does not wrap %v", err, want)
+				}
+			}
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.code != 503 {
+				t.Errorf("errors.As(%v, *apiError) = %v, want the last read error", err, ae)
+			}
+			if errors.Is(err, executor.ErrFailed) {
+				t.Errorf("error %v wraps ErrFailed", err)
+			}
+			if err == nil || err.Error() != tc.wantMsg {
+				t.Errorf("error %q, want %q", err, tc.wantMsg)
 			}
 		})
 	}
