@@ -70,48 +70,90 @@ func revisionPatch(s *snapshot, rev *revision, marks map[string]string) ([]byte,
 	return json.Marshal(patch)
 }
 
-// statefulSet rolls a StatefulSet back to a ControllerRevision.
-type statefulSet struct{ e *Executor }
+// revisioned rolls back a workload whose history is ControllerRevisions: a
+// StatefulSet or a DaemonSet, which differ only in their typed client and
+// in how their object and status read.
+type revisioned[T metav1.Object] struct {
+	e      *Executor
+	client revisionedClient[T]
+	// spec returns the object's pod template, its selector and the
+	// generation its controller observed.
+	spec func(o T) (template corev1.PodTemplateSpec, selector *metav1.LabelSelector, observed int64)
+	// progress reads the object's rollout status; name is for messages.
+	progress func(o T, name string) (progress, error)
+}
 
-func (w *statefulSet) load(ctx context.Context) (*snapshot, error) {
+// revisionedClient is what revisioned uses of a typed client such as
+// StatefulSets(namespace).
+type revisionedClient[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
+}
+
+// statefulSet rolls a StatefulSet back to a ControllerRevision.
+func statefulSet(e *Executor) workload {
+	return &revisioned[*appsv1.StatefulSet]{
+		e: e, client: e.client.AppsV1().StatefulSets(e.namespace),
+		spec: func(o *appsv1.StatefulSet) (corev1.PodTemplateSpec, *metav1.LabelSelector, int64) {
+			return o.Spec.Template, o.Spec.Selector, o.Status.ObservedGeneration
+		},
+		progress: statefulSetProgress,
+	}
+}
+
+// daemonSet rolls a DaemonSet back to a ControllerRevision.
+func daemonSet(e *Executor) workload {
+	return &revisioned[*appsv1.DaemonSet]{
+		e: e, client: e.client.AppsV1().DaemonSets(e.namespace),
+		spec: func(o *appsv1.DaemonSet) (corev1.PodTemplateSpec, *metav1.LabelSelector, int64) {
+			return o.Spec.Template, o.Spec.Selector, o.Status.ObservedGeneration
+		},
+		progress: daemonSetProgress,
+	}
+}
+
+func (w *revisioned[T]) load(ctx context.Context) (*snapshot, error) {
 	e := w.e
-	o, err := e.client.AppsV1().StatefulSets(e.namespace).Get(ctx, e.name, metav1.GetOptions{})
+	o, err := w.client.Get(ctx, e.name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	h, err := e.history(ctx, o, o.Spec.Selector)
+	template, selector, observed := w.spec(o)
+	h, err := e.history(ctx, o, selector)
 	if err != nil {
 		return nil, err
 	}
 	return &snapshot{
-		resourceVersion: o.ResourceVersion, generation: o.Generation, observedGeneration: o.Status.ObservedGeneration,
-		annotations: o.Annotations, template: o.Spec.Template, history: h,
+		resourceVersion: o.GetResourceVersion(), generation: o.GetGeneration(), observedGeneration: observed,
+		annotations: o.GetAnnotations(), template: template, history: h,
 	}, nil
 }
 
-func (w *statefulSet) restore(ctx context.Context, s *snapshot, rev *revision, marks map[string]string) error {
+func (w *revisioned[T]) restore(ctx context.Context, s *snapshot, rev *revision, marks map[string]string) error {
 	e := w.e
 	patch, err := revisionPatch(s, rev, marks)
 	if err != nil {
 		return err
 	}
-	_, err = e.client.AppsV1().StatefulSets(e.namespace).Patch(ctx, e.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	_, err = w.client.Patch(ctx, e.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 	return err
 }
 
-// status is `kubectl rollout status` for a StatefulSet, stricter: the
-// controller observed the spec, every replica is ready, updated (above the
-// partition) and, without a partition, current and update revisions agree.
-func (w *statefulSet) status(ctx context.Context) (progress, error) {
+// status reads the rollout's progress as `kubectl rollout status` does
+// (see statefulSetProgress and daemonSetProgress).
+func (w *revisioned[T]) status(ctx context.Context) (progress, error) {
 	e := w.e
-	o, err := e.client.AppsV1().StatefulSets(e.namespace).Get(ctx, e.name, metav1.GetOptions{})
+	o, err := w.client.Get(ctx, e.name, metav1.GetOptions{})
 	if err != nil {
 		return progress{}, err
 	}
-	return statefulSetProgress(o, e.String())
+	return w.progress(o, e.String())
 }
 
-// statefulSetProgress reads a StatefulSet's status; name is for messages.
+// statefulSetProgress reads a StatefulSet's status as `kubectl rollout
+// status` does, stricter: the controller observed the spec, every replica
+// is ready, updated (above the partition) and, without a partition,
+// current and update revisions agree. name is for messages.
 func statefulSetProgress(o *appsv1.StatefulSet, name string) (progress, error) {
 	want := int32(1)
 	if o.Spec.Replicas != nil {
@@ -141,47 +183,9 @@ func statefulSetProgress(o *appsv1.StatefulSet, name string) (progress, error) {
 	return p, nil
 }
 
-// daemonSet rolls a DaemonSet back to a ControllerRevision.
-type daemonSet struct{ e *Executor }
-
-func (w *daemonSet) load(ctx context.Context) (*snapshot, error) {
-	e := w.e
-	o, err := e.client.AppsV1().DaemonSets(e.namespace).Get(ctx, e.name, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	h, err := e.history(ctx, o, o.Spec.Selector)
-	if err != nil {
-		return nil, err
-	}
-	return &snapshot{
-		resourceVersion: o.ResourceVersion, generation: o.Generation, observedGeneration: o.Status.ObservedGeneration,
-		annotations: o.Annotations, template: o.Spec.Template, history: h,
-	}, nil
-}
-
-func (w *daemonSet) restore(ctx context.Context, s *snapshot, rev *revision, marks map[string]string) error {
-	e := w.e
-	patch, err := revisionPatch(s, rev, marks)
-	if err != nil {
-		return err
-	}
-	_, err = e.client.AppsV1().DaemonSets(e.namespace).Patch(ctx, e.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
-	return err
-}
-
-// status is `kubectl rollout status` for a DaemonSet: the controller
-// observed the spec and every scheduled pod is updated and available.
-func (w *daemonSet) status(ctx context.Context) (progress, error) {
-	e := w.e
-	o, err := e.client.AppsV1().DaemonSets(e.namespace).Get(ctx, e.name, metav1.GetOptions{})
-	if err != nil {
-		return progress{}, err
-	}
-	return daemonSetProgress(o, e.String())
-}
-
-// daemonSetProgress reads a DaemonSet's status; name is for messages.
+// daemonSetProgress reads a DaemonSet's status as `kubectl rollout status`
+// does: the controller observed the spec and every scheduled pod is updated
+// and available. name is for messages.
 func daemonSetProgress(o *appsv1.DaemonSet, name string) (progress, error) {
 	st := o.Status
 	p := progress{ready: st.NumberAvailable, want: st.DesiredNumberScheduled}

@@ -89,9 +89,9 @@ type workload interface {
 func (e *Executor) workload() workload {
 	switch e.kind {
 	case KindStatefulSet:
-		return &statefulSet{e: e}
+		return statefulSet(e)
 	case KindDaemonSet:
-		return &daemonSet{e: e}
+		return daemonSet(e)
 	}
 	return &deployment{e: e}
 }
