@@ -97,7 +97,7 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer func() { _ = log.Sync() }()
-			a, err := app.New(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch})
+			a, err := app.New(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch, Fault: faultHook(log)})
 			if err != nil {
 				log.Error("cannot start", zap.Error(err))
 				return errSilent
