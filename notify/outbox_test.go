@@ -28,22 +28,17 @@ import (
 	"github.com/rollback-guardian/guardian/sign"
 	"github.com/rollback-guardian/guardian/store"
 	"github.com/rollback-guardian/guardian/store/bolt"
+	"github.com/rollback-guardian/guardian/testenv"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor waits for cond, up to 10s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.EventuallyTrue(t, 10*time.Second, cond, what)
 }
 
 func events(from, to int) []notify.Event {

@@ -7,6 +7,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -169,6 +170,8 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error, what string
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var err error
+	// Poll soon at first, then every 50ms.
+	wait := time.Millisecond
 	for {
 		if err = f(); err == nil {
 			return
@@ -177,10 +180,24 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error, what string
 		case <-ctx.Done():
 			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 			return
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, 50*time.Millisecond)
 	}
 }
+
+// EventuallyTrue is Eventually for a condition without an error to report.
+func EventuallyTrue(t testing.TB, timeout time.Duration, cond func() bool, what string) {
+	t.Helper()
+	Eventually(t, timeout, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	}, what)
+}
+
+var errNotYet = errors.New("not yet")
 
 // WaitHTTP waits until a GET of url answers 200.
 func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
