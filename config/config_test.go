@@ -35,6 +35,31 @@ func wants(t *testing.T, data []byte) []string {
 	return w
 }
 
+// needs returns the build tag that left out of this build a feature a bad
+// config needs ("# needs: kubernetes" or "helm" after its "# want: "
+// lines), or "".
+func needs(t *testing.T, data []byte) string {
+	t.Helper()
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "# ") {
+			break
+		}
+		feature, ok := strings.CutPrefix(line, "# needs: ")
+		if !ok {
+			continue
+		}
+		switch feature, _, _ = strings.Cut(feature, " "); feature {
+		case "kubernetes":
+			return kubernetesLeftOut
+		case "helm":
+			return helmTag()
+		default:
+			t.Fatalf("unknown feature %q", feature)
+		}
+	}
+	return ""
+}
+
 func TestBadConfigs(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -50,6 +75,9 @@ func TestBadConfigs(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := wants(t, data)
+			if tag := needs(t, data); tag != "" {
+				t.Skipf("a build with -tags %s rejects it as a slim build (TestSlimBuild)", tag)
+			}
 			cfg, raw, err := LoadFile(file)
 			if err == nil {
 				t.Fatalf("loaded without error: %+v", cfg)

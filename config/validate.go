@@ -168,7 +168,10 @@ func (v *validator) cluster(p string, c *Cluster) {
 
 func (v *validator) global(g *Global) {
 	v.postmortem("global.postmortem", &g.Postmortem)
-	if g.Cluster != nil {
+	switch {
+	case g.Cluster != nil && kubernetesLeftOut != "":
+		v.errorf("global.cluster", "%s", slimBuild("Kubernetes clustering", kubernetesLeftOut))
+	case g.Cluster != nil:
 		v.cluster("global.cluster", g.Cluster)
 	}
 	v.positive("global.evaluation_interval", g.EvaluationInterval)
@@ -349,31 +352,11 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 	if !labelRE.MatchString(s.Deploy.VersionLabel) {
 		v.errorf(p+".deploy.version_label", "invalid label name %q", s.Deploy.VersionLabel)
 	}
-	if k := s.Deploy.Kubernetes; k != nil {
-		kp := p + ".deploy.kubernetes"
-		if k.Namespace == "" {
-			v.errorf(kp+".namespace", "required")
-		}
-		switch {
-		case k.Deployment == "" && k.Rollout == "":
-			v.errorf(kp+".deployment", "required (or rollout)")
-		case k.Deployment != "" && k.Rollout != "":
-			v.errorf(kp+".rollout", "set deployment or rollout, not both")
-		}
-		switch k.OnProgressDeadline {
-		case "":
-			k.OnProgressDeadline = OnProgressDeadlineIncident
-		case OnProgressDeadlineIncident, OnProgressDeadlineIgnore:
-		default:
-			v.errorf(kp+".on_progress_deadline", "invalid value %q: want %s or %s", k.OnProgressDeadline, OnProgressDeadlineIncident, OnProgressDeadlineIgnore)
-		}
-		if k.Kubeconfig != "" {
-			path := commoncfg.JoinDir(v.dir, k.Kubeconfig)
-			if err := readable(path); err != nil {
-				v.errorf(kp+".kubeconfig", "cannot read %q: %s", k.Kubeconfig, reason(err))
-			}
-			k.Kubeconfig = path
-		}
+	switch k := s.Deploy.Kubernetes; {
+	case k != nil && kubernetesLeftOut != "":
+		v.errorf(p+".deploy.kubernetes", "%s", slimBuild("Kubernetes deploy detection", kubernetesLeftOut))
+	case k != nil:
+		v.kubernetesDeploy(p+".deploy.kubernetes", k)
 	}
 	if s.Deploy.MinTraffic < 0 {
 		v.errorf(p+".deploy.min_traffic", "must not be negative, got %g", s.Deploy.MinTraffic)
@@ -405,6 +388,33 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 	}
 }
 
+// kubernetesDeploy checks deploy detection from a Kubernetes workload.
+func (v *validator) kubernetesDeploy(p string, k *KubernetesDeploy) {
+	if k.Namespace == "" {
+		v.errorf(p+".namespace", "required")
+	}
+	switch {
+	case k.Deployment == "" && k.Rollout == "":
+		v.errorf(p+".deployment", "required (or rollout)")
+	case k.Deployment != "" && k.Rollout != "":
+		v.errorf(p+".rollout", "set deployment or rollout, not both")
+	}
+	switch k.OnProgressDeadline {
+	case "":
+		k.OnProgressDeadline = OnProgressDeadlineIncident
+	case OnProgressDeadlineIncident, OnProgressDeadlineIgnore:
+	default:
+		v.errorf(p+".on_progress_deadline", "invalid value %q: want %s or %s", k.OnProgressDeadline, OnProgressDeadlineIncident, OnProgressDeadlineIgnore)
+	}
+	if k.Kubeconfig != "" {
+		path := commoncfg.JoinDir(v.dir, k.Kubeconfig)
+		if err := readable(path); err != nil {
+			v.errorf(p+".kubeconfig", "cannot read %q: %s", k.Kubeconfig, reason(err))
+		}
+		k.Kubeconfig = path
+	}
+}
+
 // executor checks one rollback backend with the plugin's own validation,
 // giving each of its errors a field path and line.
 func (v *validator) executor(p string, e *Executor) {
@@ -425,6 +435,19 @@ func (v *validator) executor(p string, e *Executor) {
 	case n > 1:
 		v.errorf(p, "want exactly one executor, got %d", n)
 		return
+	}
+	for _, x := range []struct {
+		set        bool
+		field, tag string
+	}{
+		{e.Kubernetes != nil, "kubernetes", kubernetesLeftOut},
+		{e.ArgoRollouts != nil, "argo_rollouts", kubernetesLeftOut},
+		{e.Helm != nil, "helm", helmTag()},
+	} {
+		if x.set && x.tag != "" {
+			v.errorf(p+"."+x.field, "%s", slimBuild("the "+x.field+" executor", x.tag))
+			return
+		}
 	}
 	if k := e.Kubernetes; k != nil {
 		if k.Connection.Kubeconfig != "" {

@@ -1,0 +1,6 @@
+//go:build !nohelm
+
+package config
+
+// helmLeftOut is "nohelm" in builds without the helm executor.
+const helmLeftOut = ""
