@@ -1,3 +1,5 @@
+//go:build !nokubernetes
+
 package app
 
 import (
@@ -17,8 +19,6 @@ import (
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
@@ -27,7 +27,8 @@ import (
 )
 
 // clusterState is what several replicas share: the Lease they elect a
-// leader with, and the state ConfigMaps.
+// leader with, and the state ConfigMaps. Builds with -tags nokubernetes
+// have a stand-in (cluster_off.go).
 type clusterState struct {
 	cfg    config.Cluster
 	client kubernetes.Interface
@@ -42,35 +43,6 @@ type clusterState struct {
 // identitySep separates a replica's name from its advertised URL in the
 // Lease's holder identity.
 const identitySep = "|"
-
-// kubeClient builds a client from a kubeconfig file, or from the pod's
-// service account when the path is empty.
-func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
-	rc, err := kubeConfig(kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	return kubernetes.NewForConfig(rc)
-}
-
-// kubeConfig is the client configuration of a kubeconfig file, or the
-// in-cluster one when the path is empty.
-func kubeConfig(kubeconfig string) (*rest.Config, error) {
-	var (
-		rc  *rest.Config
-		err error
-	)
-	if kubeconfig != "" {
-		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		rc, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
-	}
-	rc.UserAgent = "guardian"
-	return rc, nil
-}
 
 func newClusterState(c *config.Cluster, log *zap.Logger, reg prometheus.Registerer) (*clusterState, error) {
 	client, err := kubeClient(c.Kubeconfig)

@@ -8,14 +8,14 @@ import (
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/executor"
-	"github.com/rollback-guardian/guardian/executor/argorollouts"
 	"github.com/rollback-guardian/guardian/executor/command"
-	"github.com/rollback-guardian/guardian/executor/helm"
-	kubeexec "github.com/rollback-guardian/guardian/executor/kubernetes"
 	"github.com/rollback-guardian/guardian/executor/webhook"
 )
 
-// buildExecutor builds a rollback backend from its configuration. runDir
+// buildExecutor builds a rollback backend from its configuration. The
+// executors that link heavy SDKs are built in their own files, which slim
+// builds leave out (executors_*.go; config rejects what they leave out,
+// the stand-ins only fail). runDir
 // keeps what an executor needs to find a rollback that outlived a restart
 // (a command's run records and output).
 func buildExecutor(e *config.Executor, log *zap.Logger, runDir string) (executor.Executor, string, error) {
@@ -29,13 +29,13 @@ func buildExecutor(e *config.Executor, log *zap.Logger, runDir string) (executor
 		x, err := webhook.New(*e.Webhook, log.Named("executor"))
 		return x, e.Name(), err
 	case e.Kubernetes != nil:
-		x, err := kubeexec.New(*e.Kubernetes, log.Named("executor"))
+		x, err := kubernetesExecutor(*e.Kubernetes, log.Named("executor"))
 		return x, e.Name(), err
 	case e.ArgoRollouts != nil:
-		x, err := argorollouts.New(*e.ArgoRollouts, log.Named("executor"))
+		x, err := argoRolloutsExecutor(*e.ArgoRollouts, log.Named("executor"))
 		return x, e.Name(), err
 	case e.Helm != nil:
-		x, err := helm.New(*e.Helm, log.Named("executor"))
+		x, err := helmExecutor(*e.Helm, log.Named("executor"))
 		return x, e.Name(), err
 	}
 	return nil, "", errors.New("no executor type")
