@@ -98,7 +98,7 @@ func BenchmarkIncidentTimings(b *testing.B) {
 				}, "the incident to be resolved")
 				at := func(typ string) time.Duration {
 					for _, e := range rec.Timeline {
-						if e.Type == typ {
+						if string(e.Type) == typ {
 							return e.At.Sub(fault)
 						}
 					}

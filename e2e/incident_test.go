@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,18 +29,22 @@ type receiver struct {
 	mu     sync.Mutex
 	seen   map[string]bool
 	events []receivedEvent
-	bad    []string
+	// deliveries counts every delivery by type, duplicates included.
+	deliveries map[string]int
+	bad        []string
 }
 
 type receivedEvent struct {
-	ID   string         `json:"id"`
-	Type string         `json:"type"`
-	Text string         `json:"text"`
-	Data map[string]any `json:"data"`
+	ID       string         `json:"id"`
+	Type     string         `json:"type"`
+	Sequence int            `json:"sequence"`
+	Incident int64          `json:"incident"`
+	Text     string         `json:"text"`
+	Data     map[string]any `json:"data"`
 }
 
 func newReceiver(t testing.TB) *receiver {
-	r := &receiver{t: t, seen: map[string]bool{}}
+	r := &receiver{t: t, seen: map[string]bool{}, deliveries: map[string]int{}}
 	key, err := sign.Key(webhookSecret)
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +67,7 @@ func newReceiver(t testing.TB) *receiver {
 		if e.ID != req.Header.Get(sign.HeaderID) {
 			r.bad = append(r.bad, "id differs from webhook-id")
 		}
+		r.deliveries[e.Type]++
 		if !r.seen[e.ID] {
 			r.seen[e.ID] = true
 			r.events = append(r.events, e)
@@ -79,11 +86,30 @@ func (r *receiver) types() []string {
 	return out
 }
 
+// sequence checks that incident id's events reached the receiver numbered
+// 1, 2, 3... without a gap, each with its id evt_<id>_<n>.
+func (r *receiver) sequence(id int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Incident != id {
+			continue
+		}
+		n++
+		if e.Sequence != n || e.ID != fmt.Sprintf("evt_%d_%d", id, n) {
+			return fmt.Errorf("event %d of incident %d is %s number %d", n, id, e.ID, e.Sequence)
+		}
+	}
+	return nil
+}
+
 // rollbackScript counts its runs in dir/rollbacks, waits delay, then asks
-// the demo service to go back to $GUARDIAN_BASELINE, as a deploy system would.
+// the demo service to go back to $GUARDIAN_BASELINE, as a deploy system
+// would, and writes when it ended (Unix nanoseconds) to dir/rollback-ended.
 func rollbackScript(t testing.TB, dir, demoURL string, delay time.Duration) string {
 	_, demoBin := bins(t)
-	return fmt.Sprintf(`echo "$GUARDIAN_IDEMPOTENCY_KEY" >> %s/rollbacks && sleep %g && exec %s rollback --admin %s`,
+	return fmt.Sprintf(`echo "$GUARDIAN_IDEMPOTENCY_KEY" >> %[1]s/rollbacks && sleep %[2]g && %[3]s rollback --admin %[4]s; rc=$?; date +%%s%%N >> %[1]s/rollback-ended; exit $rc`,
 		dir, delay.Seconds(), demoBin, demoURL)
 }
 
@@ -136,7 +162,7 @@ func (s *stack) decide(id int64, verb, token, body string) int {
 func timelineTypes(r incident.Record) []string {
 	var out []string
 	for _, e := range r.Timeline {
-		out = append(out, e.Type)
+		out = append(out, string(e.Type))
 	}
 	return out
 }
@@ -239,7 +265,7 @@ func TestIncidentLifecycle(t *testing.T) {
 	}
 	// Every event, signed, in order.
 	events := []string{"incident.declared", "approval.requested", "approval.granted", "rollback.started",
-		"rollback.succeeded", "recovery.confirmed", "incident.resolved", "postmortem.scheduled"}
+		"rollback.succeeded", "recovery.confirmed", "incident.resolved", "report.written", "postmortem.scheduled"}
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if got := rcv.types(); strings.Join(got, ",") != strings.Join(events, ",") {
 			return fmt.Errorf("events %v", got)
@@ -248,6 +274,9 @@ func TestIncidentLifecycle(t *testing.T) {
 	}, "every event at the receiver")
 	if len(rcv.bad) != 0 {
 		t.Fatalf("bad deliveries: %v", rcv.bad)
+	}
+	if err := rcv.sequence(1); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -277,9 +306,12 @@ func (s *stack) setRollback(script string) {
 	}, "the rollback command to be configured")
 }
 
-// Guardian is killed with SIGKILL while waiting for the go, and while the
-// rollback runs; each time it resumes the incident after a restart and the
-// rollback runs exactly once.
+// Guardian is killed with SIGKILL while waiting for the go, and five
+// seconds into a twenty-second rollback command; each time it resumes the
+// incident after a restart, the rollback runs exactly once, a command that
+// outlived the crash is awaited (verification starts only after it ended,
+// with its outcome recorded), and every event is delivered once, in order,
+// numbered without a gap.
 func TestCrashResume(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -287,7 +319,7 @@ func TestCrashResume(t *testing.T) {
 		crash incident.State
 	}{
 		{"awaiting_approval", 0, incident.AwaitingApproval},
-		{"rolling_back", 4 * time.Second, incident.RollingBack},
+		{"rolling_back", 20 * time.Second, incident.RollingBack},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rcv := newReceiver(t)
@@ -295,6 +327,7 @@ func TestCrashResume(t *testing.T) {
 			s.setRollback(rollbackScript(t, s.dir, s.demoURL, tc.delay))
 			s.deploy("v2", 0.20)
 			s.waitIncident(1, incident.AwaitingApproval, 90*time.Second)
+			var started time.Time
 			if tc.crash == incident.AwaitingApproval {
 				s.proc.crash()
 				s.waitIncident(1, incident.AwaitingApproval, 10*time.Second)
@@ -312,26 +345,165 @@ func TestCrashResume(t *testing.T) {
 					}
 					return nil
 				}, "the rollback to start")
+				started = time.Now()
 				if st := s.incident(1).State; st != incident.RollingBack {
 					t.Fatalf("state %s when crashing, want rolling_back", st)
 				}
+				// Five seconds into the twenty-second command.
+				time.Sleep(5 * time.Second)
 				s.proc.crash()
+				if time.Since(started) > tc.delay {
+					t.Fatalf("the restart took until after the command's end (%s)", time.Since(started))
+				}
 			}
 			rec := s.waitIncident(1, incident.Resolved, 120*time.Second)
 			if got := s.rollbacks(); len(got) != 1 {
 				t.Fatalf("rollback ran %d times: %v", len(got), got)
 			}
-			if tc.crash == incident.RollingBack && !inOrder(timelineTypes(rec), []string{"rollback.started", "rollback.resumed", "recovery.confirmed"}) {
-				t.Fatalf("timeline %v", timelineTypes(rec))
+			if tc.crash == incident.RollingBack {
+				if !inOrder(timelineTypes(rec), []string{"rollback.started", "rollback.resumed", "rollback.unknown", "recovery.confirmed"}) {
+					t.Fatalf("timeline %v", timelineTypes(rec))
+				}
+				// Verification began only once the command had ended, and
+				// the step's outcome is recorded, its output kept.
+				ended := commandEnded(t, s.dir)
+				for _, e := range rec.Timeline {
+					if e.Type == "rollback.unknown" && e.At.Before(ended) {
+						t.Fatalf("the step was called ended at %s, before the command ended at %s", e.At, ended)
+					}
+				}
+				if rec.VerifyStartedAt == nil || rec.VerifyStartedAt.Before(ended) {
+					t.Fatalf("verification started at %v, before the command ended at %s", rec.VerifyStartedAt, ended)
+				}
+				a := rec.Actions["incident-1/rollback.application"]
+				if a == nil || a.State != incident.ActionUnknown || a.FinishedAt == nil || !strings.Contains(a.Output, "rolled back") {
+					t.Fatalf("action %+v", a)
+				}
 			}
-			// Notifications survive the crash too: delivered in order, each once.
+			// Notifications survive the crash too: delivered in order, each once, without a gap.
+			want := []string{"incident.declared", "approval.requested", "approval.granted", "rollback.started", "recovery.confirmed", "incident.resolved"}
+			if tc.crash == incident.RollingBack {
+				want = []string{"incident.declared", "approval.requested", "approval.granted", "rollback.started", "rollback.resumed",
+					"rollback.unknown", "recovery.confirmed", "incident.resolved", "report.written"}
+			}
 			testenv.Eventually(t, 30*time.Second, func() error {
 				got := rcv.types()
-				if !inOrder(got, []string{"incident.declared", "approval.requested", "approval.granted", "rollback.started", "recovery.confirmed", "incident.resolved"}) {
+				if !inOrder(got, want) {
 					return fmt.Errorf("events %v", got)
 				}
-				return nil
+				return rcv.sequence(1)
 			}, "the events")
 		})
+	}
+}
+
+// commandEnded is when the rollback script ended.
+func commandEnded(t *testing.T, dir string) time.Time {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "rollback-ended"))
+	if err != nil {
+		t.Fatalf("the rollback command did not record its end: %v", err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Unix(0, ns)
+}
+
+// Guardian is killed (SIGKILL, at a fault point) after "resolved" is saved
+// and before the report is written. After the restart the report, the JSON
+// report and the invite exist exactly once, and report.written and
+// postmortem.scheduled are on the timeline and delivered exactly once.
+func TestCrashBeforeReport(t *testing.T) {
+	rcv := newReceiver(t)
+	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder", approval: "auto"})
+	s.proc.env = []string{"GUARDIAN_FAULT=" + incident.FaultBeforeReport}
+	s.setRollback(rollbackScript(t, s.dir, s.demoURL, 0))
+	// Restart Guardian armed with the fault point.
+	s.proc.stop(syscall.SIGTERM)
+	s.proc.start()
+	s.deploy("v2", 0.20)
+	s.proc.exited(150 * time.Second)
+	if !strings.Contains(s.proc.logs.String(), "fault point reached") {
+		t.Fatalf("Guardian exited, but not at the fault point:\n%s", s.proc.logs.String())
+	}
+	reports := filepath.Join(s.dir, "data", "reports")
+	if _, err := os.Stat(filepath.Join(reports, "incident-1.md")); !os.IsNotExist(err) {
+		t.Fatalf("the report exists before the restart: %v", err)
+	}
+	s.proc.env = nil
+	s.proc.start()
+	var rec incident.Record
+	testenv.Eventually(t, 60*time.Second, func() error {
+		rec = s.incident(1)
+		if rec.Report == nil || rec.Published < len(rec.Timeline) {
+			return fmt.Errorf("%s, report %v", rec.State, rec.Report)
+		}
+		return nil
+	}, "the report after the restart")
+	if rec.State != incident.Resolved {
+		t.Fatalf("state %s", rec.State)
+	}
+	counts := map[string]int{}
+	for _, e := range rec.Timeline {
+		counts[string(e.Type)]++
+	}
+	if counts["report.written"] != 1 || counts["postmortem.scheduled"] != 1 || counts["incident.resolved"] != 1 {
+		t.Fatalf("timeline %v", timelineTypes(rec))
+	}
+	entries, err := os.ReadDir(reports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != "incident-1-postmortem.ics,incident-1.json,incident-1.md" {
+		t.Fatalf("report directory: %v", names)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if !inOrder(rcv.types(), []string{"incident.resolved", "report.written", "postmortem.scheduled"}) {
+			return fmt.Errorf("events %v", rcv.types())
+		}
+		return rcv.sequence(1)
+	}, "the report's events")
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if rcv.deliveries["report.written"] != 1 || rcv.deliveries["postmortem.scheduled"] != 1 {
+		t.Fatalf("deliveries %v", rcv.deliveries)
+	}
+}
+
+// A rollback that fails leaves its incident open (failed) until a person
+// closes it; a newer deploy that fires meanwhile is not left unprotected:
+// it closes the old incident as superseded and gets its own, which rolls
+// back.
+func TestNewerDeployAfterAFailedRollback(t *testing.T) {
+	rcv := newReceiver(t)
+	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, rollback: "placeholder", approval: "auto"})
+	// The deploy system cannot roll v2 back, but v3 it can.
+	s.setRollback(`if [ "$GUARDIAN_VERSION" = v2 ]; then echo "v2 is pinned" >&2; exit 3; fi; ` + rollbackScript(t, s.dir, s.demoURL, 0))
+	s.deploy("v2", 0.20)
+	first := s.waitIncident(1, incident.Failed, 90*time.Second)
+	if first.Actions["incident-1/rollback.application"].State != incident.ActionFailed {
+		t.Fatalf("action %+v", first.Actions)
+	}
+	s.deploy("v3", 0.60) // worse than twice the 20 % of v2, its baseline
+	second := s.waitIncident(2, incident.Resolved, 120*time.Second)
+	if second.Version != "v3" {
+		t.Fatalf("second incident %+v", second)
+	}
+	old := s.incident(1)
+	if old.State != incident.Closed || !inOrder(timelineTypes(old), []string{"rollback.failed", "incident.escalated", "incident.closed"}) {
+		t.Fatalf("first incident %s %v", old.State, timelineTypes(old))
+	}
+	if got := s.rollbacks(); len(got) != 1 || got[0] != "incident-2/rollback.application" {
+		t.Fatalf("rollbacks %v", got)
+	}
+	// The failed incident's timeline did not grow tick after tick while v3 was judged.
+	if n := len(old.Timeline); n > 12 {
+		t.Fatalf("the first incident has %d entries: %v", n, timelineTypes(old))
 	}
 }

@@ -33,7 +33,9 @@ func bins(t testing.TB) (guardian, demoService string) {
 			return
 		}
 		for _, pkg := range []string{"guardian", "demo-service"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "../cmd/"+pkg).CombinedOutput()
+			// The faultpoints tag lets a test crash Guardian at a named
+			// point (GUARDIAN_FAULT); it does nothing otherwise.
+			out, err := exec.Command("go", "build", "-tags", "faultpoints", "-o", filepath.Join(binDir, pkg), "../cmd/"+pkg).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 				return
@@ -58,6 +60,8 @@ type guardianProc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	logs *testenv.Buffer
+	// env is added to Guardian's environment at the next start.
+	env []string
 }
 
 func startProc(t testing.TB, cfg string) *guardianProc {
@@ -89,6 +93,7 @@ func (p *guardianProc) start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cmd := exec.Command(p.bin, "run", "--config", p.cfg, "--log.format=json", "--log.level=debug")
+	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
@@ -113,6 +118,22 @@ func (p *guardianProc) stop(sig syscall.Signal) {
 		<-p.done
 	}
 	p.cmd = nil
+}
+
+// exited waits until Guardian exits by itself (at a fault point, say).
+func (p *guardianProc) exited(timeout time.Duration) {
+	p.t.Helper()
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		p.t.Fatalf("guardian still running after %s", timeout)
+	}
+	p.mu.Lock()
+	p.cmd = nil
+	p.mu.Unlock()
 }
 
 // crash kills Guardian with SIGKILL and starts it again on the same state.
