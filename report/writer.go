@@ -134,10 +134,14 @@ func MeasureImpact(ctx context.Context, rec incident.Record, def *trigger.Defini
 			qs = fmt.Sprintf(wrap, qs)
 		}
 		res, err := q(ctx, qs, *end)
-		if err != nil || len(res.Vector) != 1 || math.IsNaN(float64(res.Vector[0].Value)) {
+		if err != nil {
 			return 0, false
 		}
-		return float64(res.Vector[0].Value), true
+		v, ok, err := res.Single()
+		if err != nil || !ok || math.IsNaN(v) {
+			return 0, false
+		}
+		return v, true
 	}
 	peakWrap := "max_over_time((%s)[" + model.Duration(span).String() + ":" + model.Duration(step).String() + "])"
 	if peak, ok := val(def.Query, def.Window, peakWrap); ok && (imp.PeakValue == nil || peak > *imp.PeakValue) {
