@@ -58,8 +58,8 @@ func TestMeasureImpact(t *testing.T) {
 	spanText := model.Duration(span).String()
 	a := &answers{values: map[string]float64{
 		`max_over_time((errors{version="v2.4.1"}[1m])[` + spanText + `:5s])`: 0.25,
-		`requests{version="v2.4.1"}[` + spanText + `]`:                        10000,
-		`errors{version="v2.4.1"}[` + spanText + `]`:                          0.054,
+		`requests{version="v2.4.1"}[` + spanText + `]`:                       10000,
+		`errors{version="v2.4.1"}[` + spanText + `]`:                         0.054,
 	}}
 	imp := MeasureImpact(context.Background(), rec, impactDefinition(t), a.query, 5*time.Second)
 	if imp.PeakValue == nil || *imp.PeakValue != 0.25 {
