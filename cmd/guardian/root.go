@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -181,6 +182,10 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		Run: func(*cobra.Command, []string) {
+			if tags := config.SlimTags(); tags != "" {
+				// After the version line.
+				defer fmt.Fprintf(stdout, "slim build (-tags %s), without: %s\n", tags, strings.Join(config.LeftOut(), ", "))
+			}
 			v, rev := version, ""
 			if bi, ok := debug.ReadBuildInfo(); ok {
 				if v == "" {
