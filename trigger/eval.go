@@ -2,7 +2,6 @@ package trigger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -274,19 +273,16 @@ func (t *Trigger) snapshotFor(ctx context.Context, d Deploy, q QueryFunc, qs str
 
 // sample runs one instant query and returns its single sample; ok is false
 // for an empty vector. More than one series is an error wrapping
-// ErrSeriesCount. The engine's warnings go to ev.
+// ErrSeriesCount (see source.Result.Single). The engine's warnings go to ev.
 func (t *Trigger) sample(ctx context.Context, q QueryFunc, what, qs string, ts time.Time, ev *Evidence) (float64, bool, error) {
-	collect := source.QueryFunc(func(ctx context.Context, qs string, ts time.Time) (source.Result, error) {
-		res, err := q(ctx, qs, ts)
-		ev.Warnings = append(ev.Warnings, res.Warnings...)
-		return res, err
-	})
-	v, ok, err := source.Single(ctx, collect, qs, ts)
-	switch {
-	case errors.Is(err, ErrSeriesCount):
-		return 0, false, fmt.Errorf("trigger %q: %s %w", t.def.Name, what, err)
-	case err != nil:
+	res, err := q(ctx, qs, ts)
+	ev.Warnings = append(ev.Warnings, res.Warnings...)
+	if err != nil {
 		return 0, false, fmt.Errorf("trigger %q: %s query at %s: %w", t.def.Name, what, ts.UTC().Format(time.RFC3339), err)
+	}
+	v, ok, err := res.Single()
+	if err != nil {
+		return 0, false, fmt.Errorf("trigger %q: %s %w", t.def.Name, what, err)
 	}
 	return v, ok, nil
 }
