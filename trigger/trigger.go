@@ -312,6 +312,12 @@ func New(def Definition) (*Trigger, error) {
 // Definition returns the trigger's definition.
 func (t *Trigger) Definition() Definition { return t.def }
 
+// Name returns the definition's name.
+func (t *Trigger) Name() string { return t.def.Name }
+
+// Severity returns the severity the definition asks for when it fires.
+func (t *Trigger) Severity() string { return t.def.Severity }
+
 // State returns the current state.
 func (t *Trigger) State() State {
 	t.mu.Lock()
@@ -354,10 +360,12 @@ func (t *Trigger) resetLocked() {
 // CopyStateFrom carries old's state over a config reload: the state,
 // ActiveAt, deploy, baseline snapshots, the sequential test's progress and
 // last verdict, so that a pending trigger fires at the same time it would
-// have without the reload. It copies only when the definitions are Equal and
-// reports whether it did; otherwise t keeps its fresh, inactive state.
-func (t *Trigger) CopyStateFrom(old *Trigger) bool {
-	if old == nil || old == t || !t.def.Equal(old.def) {
+// have without the reload. It copies only when old is a *Trigger whose
+// definition is Equal and reports whether it did; otherwise t keeps its
+// fresh, inactive state.
+func (t *Trigger) CopyStateFrom(e Evaluator) bool {
+	old, ok := e.(*Trigger)
+	if !ok || old == nil || old == t || !t.def.Equal(old.def) {
 		return false
 	}
 	old.mu.Lock()
