@@ -1,0 +1,120 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/testenv"
+)
+
+// A Runner scrapes once started (a second Start starts nothing more), is
+// the same only for the same settings and retention, and Stop ends the
+// loop and closes the source, started or not.
+func TestRunner(t *testing.T) {
+	tg := newTarget(t, false)
+	tg.serve()
+	cfg := config.Scrape{URL: tg.srv.URL, Interval: config.Duration(20 * time.Millisecond), Timeout: config.Duration(10 * time.Second)}
+	r, err := NewRunner(cfg, Options{Dir: t.TempDir(), Retention: 7 * time.Minute}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := cfg
+	other.URL += "/other"
+	for _, tc := range []struct {
+		name      string
+		cfg       config.Scrape
+		retention time.Duration
+		want      bool
+	}{
+		{"same", cfg, 7 * time.Minute, true},
+		{"other retention", cfg, 8 * time.Minute, false},
+		{"other URL", other, 7 * time.Minute, false},
+	} {
+		if got := r.Same(tc.cfg, tc.retention); got != tc.want {
+			t.Errorf("%s: Same = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.Start(ctx)
+	r.Start(ctx)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := testutil.ToFloat64(r.Source().scrapes); n < 3 {
+			return fmt.Errorf("%g scrapes", n)
+		}
+		return nil
+	}, "three scrapes")
+	if got := single(t, r.Source(), "up", time.Now()); got != 1 {
+		t.Errorf("up = %v, want 1", got)
+	}
+	r.Stop()
+	if _, err := r.Source().Query(context.Background(), "up", time.Now()); !errors.Is(err, ErrClosed) {
+		t.Errorf("query after Stop: %v, want ErrClosed", err)
+	}
+
+	idle, err := NewRunner(cfg, Options{Dir: t.TempDir()}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle.Stop()
+	if _, err := idle.Source().Query(context.Background(), "up", time.Now()); !errors.Is(err, ErrClosed) {
+		t.Errorf("query after Stop of a runner never started: %v, want ErrClosed", err)
+	}
+	if _, err := NewRunner(config.Scrape{}, Options{Dir: t.TempDir()}, zaptest.NewLogger(t)); err == nil {
+		t.Error("a runner without a URL was built")
+	}
+}
+
+func TestRetention(t *testing.T) {
+	const margin = 2*time.Second + LookbackDelta // two 1s scrape intervals and the lookback
+	service := func(mod func(*config.Service)) config.Service {
+		sc := config.Service{Name: "checkout", WatchWindow: config.Duration(30 * time.Minute),
+			Scrape: &config.Scrape{URL: "http://127.0.0.1:8080/metrics", Interval: config.Duration(time.Second)}}
+		mod(&sc)
+		return sc
+	}
+	trig := func(tc config.Trigger) func(*config.Service) {
+		return func(sc *config.Service) { sc.Triggers = append(sc.Triggers, tc) }
+	}
+	for _, tc := range []struct {
+		name string
+		sc   config.Service
+		want time.Duration
+		err  string
+	}{
+		{"nothing to query", service(func(*config.Service) {}), margin, ""},
+		{"version query", service(func(sc *config.Service) { sc.Deploy.VersionQuery = `sum by (version) (rate(x[2m]))` }), 2*time.Minute + margin, ""},
+		{"trigger window", service(trig(config.Trigger{Name: "e", Query: `rate(x[{{.Window}}])`, Window: config.Duration(10 * time.Minute)})), 10*time.Minute + margin, ""},
+		{"default window", service(trig(config.Trigger{Name: "e", Query: `rate(x[{{.Window}}])`})), 3*time.Minute + margin, ""},
+		{"volume query", service(trig(config.Trigger{Name: "e", Query: `x`, VolumeQuery: `increase(x[15m])`})), 15*time.Minute + margin, ""},
+		{"since the deploy", service(trig(config.Trigger{Name: "e", Query: `increase(x[{{.SinceDeploy}}])`})), 30*time.Minute + margin, ""},
+		{"sequential baseline", service(trig(config.Trigger{Name: "e", Sequential: &config.Sequential{
+			Errors: `increase(e[{{.SinceDeploy}}])`, Requests: `increase(r[{{.Window}}])`, BaselineWindow: config.Duration(time.Hour)}})),
+			90*time.Minute + margin, ""},
+		{"bad version query", service(func(sc *config.Service) { sc.Deploy.VersionQuery = `sum(` }), 0, "deploy.version_query"},
+		{"bad trigger query", service(trig(config.Trigger{Name: "e", Query: `rate(x[`})), 0, "trigger e"},
+		{"bad sequential query", service(trig(config.Trigger{Name: "e", Sequential: &config.Sequential{Errors: `(`, Requests: `r`}})), 0, "trigger e: sequential"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Retention(tc.sc, 3*time.Minute)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want it to mention %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Retention = %s, %v; want %s", got, err, tc.want)
+			}
+		})
+	}
+}
