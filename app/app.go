@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/rollback-guardian/guardian/source/embedded"
 	"github.com/rollback-guardian/guardian/store"
 	"github.com/rollback-guardian/guardian/store/bolt"
+	"github.com/rollback-guardian/guardian/watch"
 	"github.com/rollback-guardian/guardian/web"
 )
 
@@ -48,12 +50,16 @@ type Options struct {
 	Fault func(point string)
 }
 
+// VerdictFunc observes every verdict of every trigger (the demo and tests
+// hook in here).
+type VerdictFunc = watch.VerdictFunc
+
 // App is the Guardian daemon.
 type App struct {
 	opts Options
 	log  *zap.Logger
 	now  func() time.Time
-	m    *metrics
+	m    *watch.Metrics
 	srcM *sourceMetrics
 	// engines are the PromQL engines the embedded sources share.
 	engines  *embedded.Engines
@@ -102,7 +108,7 @@ func New(opts Options) (*App, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		now:     opts.Now,
-		m:       newMetrics(opts.Registry),
+		m:       watch.NewMetrics(opts.Registry),
 		srcM:    newSourceMetrics(opts.Registry),
 		engines: embedded.NewEngines(),
 		loops:   map[*service]*loop{},
@@ -152,7 +158,7 @@ func (a *App) Apply(cfg *config.Config) error {
 		}
 		for name, s := range next.services {
 			if o, ok := old.services[name]; ok {
-				s.takeOver(o, equalDeploy(o.cfg.Deploy, s.cfg.Deploy))
+				s.watch.TakeOver(o.watch, equalDeploy(o.cfg.Deploy, s.cfg.Deploy))
 			}
 		}
 	}
@@ -162,15 +168,15 @@ func (a *App) Apply(cfg *config.Config) error {
 		for name, o := range old.services {
 			n, kept := next.services[name]
 			if o.embedded != nil && (!kept || n.embedded != o.embedded) {
-				o.embedded.stop()
+				o.embedded.Stop()
 			}
 			if !kept {
-				a.m.forget(name, "")
+				a.m.Forget(name, "")
 				continue
 			}
-			for _, tr := range o.triggers {
-				if !n.hasTrigger(tr.Definition().Name) {
-					a.m.forget(name, tr.Definition().Name)
+			for _, tr := range o.watch.TriggerNames() {
+				if !slices.Contains(n.watch.TriggerNames(), tr) {
+					a.m.Forget(name, tr)
 				}
 			}
 		}
@@ -202,10 +208,10 @@ func (a *App) build(cfg *config.Config, old *state) (*state, error) {
 		return nil, err
 	}
 	next := &state{cfg: cfg, tokens: tokens, notifiers: notifiers, services: map[string]*service{}}
-	var created []*embeddedRunner
+	var created []*embedded.Runner
 	fail := func(err error) (*state, error) {
 		for _, e := range created {
-			e.stop()
+			e.Stop()
 		}
 		return nil, err
 	}
@@ -234,7 +240,7 @@ func (a *App) Announce(ctx context.Context, service, version, baseline string) (
 	if !ok {
 		return rollout.Event{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
 	}
-	return s.announce(ctx, version, baseline, a.now())
+	return s.watch.Announce(ctx, version, baseline, a.now())
 }
 
 func (a *App) startLoop(s *service) {
@@ -242,12 +248,12 @@ func (a *App) startLoop(s *service) {
 	l := &loop{cancel: cancel, done: make(chan struct{})}
 	a.loops[s] = l
 	if s.embedded != nil {
-		s.embedded.start(a.running)
+		s.embedded.Start(a.running)
 	}
 	var wg sync.WaitGroup
 	if s.kwatch != nil {
-		s.kwatch.SetEmit(func(ev rollout.Event) { s.fromKubernetes(ctx, ev) },
-			func(v string) { s.learnVersion(ctx, v, a.now()) })
+		s.kwatch.SetEmit(func(ev rollout.Event) { s.watch.Deployed(ctx, ev) },
+			func(v string) { s.watch.Learn(ctx, v, a.now()) })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -259,7 +265,7 @@ func (a *App) startLoop(s *service) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		s.run(ctx, a.now)
+		s.watch.Run(ctx, a.now)
 	}()
 	go func() {
 		wg.Wait()
@@ -380,7 +386,7 @@ func (a *App) stopAll() {
 	for _, s := range st.services {
 		a.stopLoop(s)
 		if s.embedded != nil {
-			s.embedded.stop()
+			s.embedded.Stop()
 		}
 	}
 	a.running = nil
@@ -398,7 +404,7 @@ func (a *App) restoreServices(ctx context.Context, st *state) {
 			continue
 		}
 		if err == nil {
-			err = s.restore(kv.Value, a.now())
+			err = s.watch.Restore(kv.Value, a.now())
 		}
 		if err != nil {
 			s.log.Warn("deploy state not restored", zap.Error(err))

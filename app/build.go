@@ -3,23 +3,20 @@ package app
 import (
 	"context"
 	"fmt"
-	"reflect"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/rollback-guardian/guardian/config"
-	"github.com/rollback-guardian/guardian/query"
+	"github.com/rollback-guardian/guardian/executor"
 	"github.com/rollback-guardian/guardian/rollout"
-	kuberollout "github.com/rollback-guardian/guardian/rollout/kubernetes"
 	"github.com/rollback-guardian/guardian/source"
 	"github.com/rollback-guardian/guardian/source/embedded"
 	promsource "github.com/rollback-guardian/guardian/source/prometheus"
 	"github.com/rollback-guardian/guardian/trigger"
+	"github.com/rollback-guardian/guardian/verify"
+	"github.com/rollback-guardian/guardian/watch"
 )
 
 // sourceMetrics are shared by every embedded source of the App.
@@ -43,29 +40,43 @@ func (a *App) buildSources(cfg *config.Config) (map[string]source.Querier, error
 	return named, nil
 }
 
+// service is one guarded service as built from its configuration: its
+// watch stage, and what the incident manager needs.
+type service struct {
+	name     string
+	cfg      config.Service
+	interval time.Duration
+	querier  source.Querier   // counting wrapper around the service's source
+	embedded *embedded.Runner // nil when the service uses a named source
+	watch    *watch.Service
+	// triggers are the configured triggers (the watch also runs the
+	// built-in ones).
+	triggers []*trigger.Trigger
+	// kwatch learns deploys from a Kubernetes workload; nil without one.
+	kwatch workloadWatcher
+
+	appExec, dbExec         executor.Executor
+	appExecName, dbExecName string
+	verifier                *verify.Verifier
+	log                     *zap.Logger
+}
+
 // buildService builds one service; it reuses prev's embedded source while
 // the scrape settings and retention are unchanged, and returns the embedded
 // source it created, if any, so a failed build can release it.
-func (a *App) buildService(cfg *config.Config, sc config.Service, named map[string]source.Querier, prev *service) (*service, *embeddedRunner, error) {
+func (a *App) buildService(cfg *config.Config, sc config.Service, named map[string]source.Querier, prev *service) (*service, *embedded.Runner, error) {
 	log := a.log.With(zap.String("service", sc.Name))
 	s := &service{
-		name:        sc.Name,
-		cfg:         sc,
-		interval:    time.Duration(cfg.Global.EvaluationInterval),
-		log:         log,
-		m:           a.m,
-		onVerdict:   a.opts.OnVerdict,
-		onFiring:    a.onFiring,
-		persist:     a.persistService,
-		lastOutcome: map[string]trigger.Outcome{},
+		name:     sc.Name,
+		cfg:      sc,
+		interval: time.Duration(cfg.Global.EvaluationInterval),
+		log:      log,
 	}
-	var (
-		err  error
-		defs []trigger.Definition
-	)
-	if s.detector, err = rollout.NewDetector(sc.Name, detectorConfig(sc.Deploy)); err != nil {
+	detector, err := rollout.NewDetector(sc.Name, detectorConfig(sc.Deploy))
+	if err != nil {
 		return nil, nil, err
 	}
+	var defs []trigger.Definition
 	for _, tc := range sc.Triggers {
 		def, err := trigger.FromSpec(triggerSpec(tc))
 		if err != nil {
@@ -86,28 +97,14 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		return nil, nil, fmt.Errorf("rollback.database: %w", err)
 	}
 
+	var stalled trigger.StallFunc
 	if k := sc.Deploy.Kubernetes; k != nil {
-		rc, err := kubeConfig(k.Kubeconfig)
-		if err != nil {
+		if s.kwatch, stalled, err = kubernetesDeploys(sc.Name, k, log.Named("kubernetes")); err != nil {
 			return nil, nil, fmt.Errorf("deploy.kubernetes: %w", err)
-		}
-		client, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("deploy.kubernetes: %w", err)
-		}
-		dyn, err := dynamic.NewForConfig(rc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("deploy.kubernetes: %w", err)
-		}
-		s.kwatch, err = kuberollout.New(client, dyn, sc.Name,
-			kuberollout.Config{Namespace: k.Namespace, Deployment: k.Deployment, Rollout: k.Rollout, VersionLabel: k.VersionLabel},
-			nil, log.Named("kubernetes"))
-		if err != nil {
-			return nil, nil, err
 		}
 	}
 
-	var fresh *embeddedRunner
+	var fresh *embedded.Runner
 	var q source.Querier
 	if sc.Source != "" {
 		var ok bool
@@ -118,140 +115,77 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		if sc.Scrape == nil {
 			return nil, nil, fmt.Errorf("no source and no scrape settings")
 		}
-		retention, err := retentionFor(sc)
+		retention, err := embedded.Retention(sc, trigger.DefaultWindow)
 		if err != nil {
 			return nil, nil, err
 		}
-		if prev != nil && prev.embedded != nil && prev.embedded.same(*sc.Scrape, retention) {
+		if prev != nil && prev.embedded != nil && prev.embedded.Same(*sc.Scrape, retention) {
 			s.embedded = prev.embedded
 		} else {
 			dir, err := stateDir(cfg)
 			if err != nil {
 				return nil, nil, err
 			}
-			src, err := embedded.New(*sc.Scrape, embedded.Options{
+			fresh, err = embedded.NewRunner(*sc.Scrape, embedded.Options{
 				Retention:    retention,
 				Dir:          dir,
 				Metrics:      a.srcM,
 				Engines:      a.engines,
 				Target:       sc.Name,
 				QueryTimeout: time.Duration(cfg.Global.QueryTimeout),
-			}, log.Named("scrape"), nil)
+			}, log.Named("scrape"))
 			if err != nil {
 				return nil, nil, err
 			}
-			fresh = &embeddedRunner{src: src, cfg: *sc.Scrape, retention: retention}
 			s.embedded = fresh
 		}
-		q = s.embedded.src
+		q = s.embedded.Source()
 	}
-	s.querier = countingQuerier{q: q, service: sc.Name, m: a.m, timeout: time.Duration(cfg.Global.QueryTimeout)}
+	s.querier = a.m.Querier(sc.Name, q, time.Duration(cfg.Global.QueryTimeout))
+
+	evaluators := make([]trigger.Evaluator, 0, len(s.triggers)+1)
+	if p := progressDeadline(sc.Deploy.Kubernetes, stalled); p != nil {
+		evaluators = append(evaluators, p)
+	}
+	for _, tr := range s.triggers {
+		evaluators = append(evaluators, tr)
+	}
+	s.watch, err = watch.New(watch.Options{
+		Name: sc.Name, Detector: detector, Triggers: evaluators, Querier: s.querier,
+		Window: time.Duration(sc.WatchWindow), Interval: s.interval, Metrics: a.m, Logger: log,
+		OnVerdict: a.opts.OnVerdict, OnFiring: a.onFiring, Persist: a.persistService,
+	})
+	if err != nil {
+		if fresh != nil {
+			fresh.Stop()
+		}
+		return nil, nil, err
+	}
 	return s, fresh, nil
 }
 
-// retentionFor is just longer than the longest range any of the service's
-// queries looks back: the embedded source keeps no more history than that.
-func retentionFor(sc config.Service) (time.Duration, error) {
-	longest := time.Duration(0)
-	consider := func(text string, window time.Duration) error {
-		if text == "" {
-			return nil
-		}
-		t, err := query.New("q", text)
-		if err != nil {
-			return err
-		}
-		// Since-deploy ranges reach back over the whole watch window.
-		q, err := t.Render(query.Vars{Service: sc.Name, Version: "v", Baseline: "b", Window: window, SinceDeploy: time.Duration(sc.WatchWindow)})
-		if err != nil {
-			return err
-		}
-		r, err := query.MaxRange(q)
-		if err != nil {
-			return err
-		}
-		longest = max(longest, r)
+// progressDeadline is the built-in progress-deadline trigger of a service
+// whose deploys are learnt from a Kubernetes workload, judged from the
+// stalls its watcher sees; nil without one, or when
+// deploy.kubernetes.on_progress_deadline is "ignore" (the watcher only logs
+// a stall then).
+func progressDeadline(k *config.KubernetesDeploy, stalled trigger.StallFunc) *trigger.ProgressDeadline {
+	if k == nil || stalled == nil || k.OnProgressDeadline == config.OnProgressDeadlineIgnore {
 		return nil
 	}
-	if err := consider(sc.Deploy.VersionQuery, time.Minute); err != nil {
-		return 0, fmt.Errorf("deploy.version_query: %w", err)
-	}
-	for _, tc := range sc.Triggers {
-		w := time.Duration(tc.Window)
-		if w == 0 {
-			w = trigger.DefaultWindow
-		}
-		if err := consider(tc.Query, w); err != nil {
-			return 0, fmt.Errorf("trigger %s: %w", tc.Name, err)
-		}
-		if err := consider(tc.VolumeQuery, w); err != nil {
-			return 0, fmt.Errorf("trigger %s: %w", tc.Name, err)
-		}
-		if sq := tc.Sequential; sq != nil {
-			// The baseline's counts come from the period before the deploy.
-			bw := max(time.Duration(sq.BaselineWindow), time.Duration(sc.WatchWindow))
-			for _, text := range []string{sq.Errors, sq.Requests} {
-				if err := consider(text, bw); err != nil {
-					return 0, fmt.Errorf("trigger %s: sequential: %w", tc.Name, err)
-				}
-			}
-			longest = max(longest, time.Duration(sq.BaselineWindow)+time.Duration(sc.WatchWindow))
-		}
-	}
-	// A margin of two scrape intervals and the 5m lookback of instant
-	// selectors, so the oldest range still has its first samples.
-	interval := time.Duration(sc.Scrape.Interval)
-	return longest + 2*interval + 5*time.Minute, nil
+	return trigger.NewProgressDeadline(config.ProgressDeadlineTrigger, config.DefaultSeverity, stalled)
 }
 
-// embeddedRunner owns an embedded source and its scrape loop.
-type embeddedRunner struct {
-	src       *embedded.Source
-	cfg       config.Scrape
-	retention time.Duration
-
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+// workloadWatcher learns deploys from a Kubernetes workload's revisions
+// (rollout/kubernetes, built by kubernetesDeploys).
+type workloadWatcher interface {
+	// SetEmit sets the functions told of each fresh deploy and of the
+	// version running when the watch starts; call it before Run.
+	SetEmit(emit func(rollout.Event), learn func(version string))
+	// Run watches until ctx ends.
+	Run(ctx context.Context) error
 }
 
-func (e *embeddedRunner) same(c config.Scrape, retention time.Duration) bool {
-	return reflect.DeepEqual(e.cfg, c) && e.retention == retention
-}
-
-// start starts the scrape loop once.
-func (e *embeddedRunner) start(ctx context.Context) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.cancel != nil {
-		return
-	}
-	ctx, e.cancel = context.WithCancel(ctx)
-	e.done = make(chan struct{})
-	go func() {
-		defer close(e.done)
-		_ = e.src.Run(ctx)
-	}()
-}
-
-// stop ends the scrape loop and releases the source.
-func (e *embeddedRunner) stop() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.cancel != nil {
-		e.cancel()
-		<-e.done
-	}
-	_ = e.src.Close()
-}
-
-func (s *service) hasTrigger(name string) bool {
-	for _, tr := range s.triggers {
-		if tr.Definition().Name == name {
-			return true
-		}
-	}
-	return false
-}
-
+// equalDeploy reports whether a reload kept the deploy settings, so the
+// service keeps the versions it learnt.
 func equalDeploy(a, b config.Deploy) bool { return a == b }

@@ -1,9 +1,9 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"math"
 	"path/filepath"
 	"time"
 
@@ -43,7 +43,7 @@ func verifierFor(sc config.Service, defs []trigger.Definition) *verify.Verifier 
 		smoke = append(smoke, verify.Smoke{Name: s.Name, Method: s.Method, URL: s.URL, ExpectStatus: s.ExpectStatus,
 			BodyContains: s.BodyContains, Timeout: time.Duration(s.Timeout)})
 	}
-	return verify.New(defs, verify.Options{Tolerance: sc.Recovery.Tolerance, StableFor: time.Duration(sc.Recovery.StableFor), Smoke: smoke})
+	return verify.New(defs, verify.Options{Tolerance: sc.Recovery.Tolerance, Smoke: smoke})
 }
 
 // Service implements incident.Env: the service as configured now.
@@ -98,21 +98,11 @@ func (a *App) Publish(ctx context.Context, rec incident.Record, i int) error {
 	return nil
 }
 
-// onFiring declares an incident for a firing trigger (or adds to the open one).
-func (a *App) onFiring(ctx context.Context, s *service, d rollout.Event, v trigger.Verdict) {
-	refs := map[string]float64{}
-	severity := config.DefaultSeverity
-	for _, tr := range s.triggers {
-		def := tr.Definition()
-		if def.Name == v.Trigger && def.Severity != "" {
-			severity = def.Severity
-		}
-		if last, ok := tr.Last(); ok && last.Evidence.BaselineValue != nil && !math.IsNaN(*last.Evidence.BaselineValue) {
-			refs[def.Name] = *last.Evidence.BaselineValue
-		}
-	}
-	if _, _, err := a.incidents.Declare(ctx, d, v, refs, severity); err != nil {
-		s.log.Error("declaring the incident failed", zap.Error(err))
+// onFiring declares an incident for a firing trigger (or adds to the open
+// one) with the references and severity the watch stage gives.
+func (a *App) onFiring(ctx context.Context, d rollout.Event, v trigger.Verdict, refs map[string]float64, severity string) {
+	if _, _, err := a.incidents.Declare(ctx, d, v, refs, cmp.Or(severity, config.DefaultSeverity)); err != nil {
+		a.log.Error("declaring the incident failed", zap.String("service", d.Service), zap.Error(err))
 	}
 }
 

@@ -1,3 +1,5 @@
+//go:build !nokubernetes
+
 package app
 
 import (
@@ -5,15 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rollback-guardian/guardian/config"
-	"github.com/rollback-guardian/guardian/rollout"
 	kuberollout "github.com/rollback-guardian/guardian/rollout/kubernetes"
 	"github.com/rollback-guardian/guardian/trigger"
 )
@@ -38,17 +36,19 @@ func stallDeployment(rev, image string, stalled bool) *appsv1.Deployment {
 	return d
 }
 
-// The built-in progress-deadline trigger fires once while the watched
-// deploy's rollout is stalled, goes back to inactive when it progresses
-// again, ignores a stall of another version, and is off with "ignore".
+// A service that learns deploys from a Deployment gets the built-in
+// progress-deadline trigger, judged from the stalls its watcher saw: it fires
+// while the watched deploy's rollout is stalled, goes back to inactive when
+// it progresses again and ignores a stall of another version. With
+// on_progress_deadline: ignore, or without Kubernetes, there is none.
 func TestProgressDeadlineTrigger(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		policy string
-		// steps: the Deployment's state before each tick.
+		// steps: the Deployment's state before each evaluation.
 		steps []*appsv1.Deployment
 		want  []trigger.State
-		fired int
+		none  bool // no trigger is built
 	}{
 		{
 			name:   "stall fires, progress clears",
@@ -57,8 +57,13 @@ func TestProgressDeadlineTrigger(t *testing.T) {
 				stallDeployment("2", "checkout:v2", false), stallDeployment("2", "checkout:v2", true),
 				stallDeployment("2", "checkout:v2", true), stallDeployment("2", "checkout:v2", false),
 			},
-			want:  []trigger.State{trigger.Inactive, trigger.Firing, trigger.Firing, trigger.Inactive},
-			fired: 2,
+			want: []trigger.State{trigger.Inactive, trigger.Firing, trigger.Firing, trigger.Inactive},
+		},
+		{
+			name:   "default policy",
+			policy: "",
+			steps:  []*appsv1.Deployment{stallDeployment("2", "checkout:v2", true)},
+			want:   []trigger.State{trigger.Firing},
 		},
 		{
 			name:   "another version's stall",
@@ -66,12 +71,7 @@ func TestProgressDeadlineTrigger(t *testing.T) {
 			steps:  []*appsv1.Deployment{stallDeployment("3", "checkout:v3", true)},
 			want:   []trigger.State{trigger.Inactive},
 		},
-		{
-			name:   "ignore",
-			policy: config.OnProgressDeadlineIgnore,
-			steps:  []*appsv1.Deployment{stallDeployment("2", "checkout:v2", true)},
-			want:   []trigger.State{trigger.Inactive},
-		},
+		{name: "ignore", policy: config.OnProgressDeadlineIgnore, none: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kw, err := kuberollout.New(nil, nil, "checkout", kuberollout.Config{Namespace: "shop", Deployment: "checkout"}, nil, nil)
@@ -79,50 +79,35 @@ func TestProgressDeadlineTrigger(t *testing.T) {
 				t.Fatal(err)
 			}
 			kw.Observe(stallDeployment("1", "checkout:v1", false))
-			m := newMetrics(prometheus.NewRegistry())
-			deploy := rollout.Event{Service: "checkout", Version: "v2", Baseline: "v1", At: time.Unix(1000, 0), Origin: rollout.OriginKubernetes}
-			var verdicts []trigger.Verdict
-			fired := 0
-			s := &service{
-				name: "checkout",
-				cfg: config.Service{Name: "checkout", Deploy: config.Deploy{Kubernetes: &config.KubernetesDeploy{
-					Namespace: "shop", Deployment: "checkout", OnProgressDeadline: tc.policy}}},
-				m: m, log: zap.NewNop(), lastOutcome: map[string]trigger.Outcome{}, kwatch: kw,
-				watch:     &watch{deploy: deploy, until: deploy.At.Add(time.Hour)},
-				onVerdict: func(_ context.Context, _ rollout.Event, v trigger.Verdict) { verdicts = append(verdicts, v) },
-				onFiring:  func(context.Context, *service, rollout.Event, trigger.Verdict) { fired++ },
-			}
-			for i, d := range tc.steps {
-				kw.Observe(d)
-				n := len(verdicts)
-				s.checkStall(context.Background(), deploy.At.Add(time.Duration(i+1)*time.Second))
-				got := trigger.Inactive
-				if len(verdicts) > n {
-					v := verdicts[len(verdicts)-1]
-					got = v.State
-					if v.Trigger != config.ProgressDeadlineTrigger || v.Deploy.Version != "v2" {
-						t.Errorf("step %d: verdict %+v", i, v)
-					}
-					if v.State == trigger.Firing && v.Summary() != "progress-deadline v2: rollout of v2 (revision 2) exceeded its progress deadline of 30s "+
-						"(ProgressDeadlineExceeded): 1 of 2 replicas updated, 2 available: ReplicaSet \"checkout-2\" has timed out progressing.; firing"+
-						map[bool]string{true: " (was inactive)", false: ""}[v.Changed] {
-						t.Errorf("step %d: summary %q", i, v.Summary())
-					}
+			p := progressDeadline(&config.KubernetesDeploy{Namespace: "shop", Deployment: "checkout", OnProgressDeadline: tc.policy}, stallFunc(kw))
+			if tc.none {
+				if p != nil {
+					t.Fatalf("a progress-deadline trigger with policy %q", tc.policy)
 				}
-				if got != tc.want[i] {
-					t.Errorf("step %d: state %s, want %s", i, got, tc.want[i])
+				return
+			}
+			if p == nil {
+				t.Fatal("no progress-deadline trigger")
+			}
+			if p.Name() != config.ProgressDeadlineTrigger || p.Severity() != config.DefaultSeverity {
+				t.Errorf("name %q severity %q", p.Name(), p.Severity())
+			}
+			d := trigger.Deploy{Service: "checkout", Version: "v2", Baseline: "v1", At: time.Unix(1000, 0)}
+			for i, dep := range tc.steps {
+				kw.Observe(dep)
+				v := p.Eval(context.Background(), d.At.Add(time.Duration(i+1)*time.Second), d, nil)
+				if v.State != tc.want[i] {
+					t.Errorf("step %d: state %s, want %s", i, v.State, tc.want[i])
 				}
-			}
-			if fired != tc.fired {
-				t.Errorf("onFiring called %d times, want %d", fired, tc.fired)
-			}
-			wantCount := 0.0
-			if tc.fired > 0 {
-				wantCount = 1
-			}
-			if c := testutil.ToFloat64(m.triggersFired.WithLabelValues("checkout", config.ProgressDeadlineTrigger)); c != wantCount {
-				t.Errorf("guardian_triggers_fired_total = %g, want %g", c, wantCount)
+				if v.State == trigger.Firing && v.Summary() != "progress-deadline v2: rollout of v2 (revision 2) exceeded its progress deadline of 30s "+
+					"(ProgressDeadlineExceeded): 1 of 2 replicas updated, 2 available: ReplicaSet \"checkout-2\" has timed out progressing.; firing"+
+					map[bool]string{true: " (was inactive)", false: ""}[v.Changed] {
+					t.Errorf("step %d: summary %q", i, v.Summary())
+				}
 			}
 		})
+	}
+	if progressDeadline(nil, nil) != nil {
+		t.Error("a progress-deadline trigger without Kubernetes")
 	}
 }

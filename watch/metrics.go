@@ -1,11 +1,19 @@
-package app
+package watch
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rollback-guardian/guardian/source"
 )
 
-// metrics are the daemon's guardian_* metrics, registered once per App.
-type metrics struct {
+// Metrics are the watch stage's guardian_* metrics, shared by every
+// service of a daemon: register them once with NewMetrics.
+type Metrics struct {
 	evaluations     *prometheus.CounterVec
 	evalDuration    *prometheus.HistogramVec
 	queryErrors     *prometheus.CounterVec
@@ -17,8 +25,9 @@ type metrics struct {
 	versionQueryErr *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "guardian_evaluations_total",
 			Help: "Trigger evaluations by outcome (ok, violated, not_enough_evidence, no_data, nan, query_error).",
@@ -62,8 +71,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// forget drops the series of a service (or of one of its triggers) that is gone after a reload.
-func (m *metrics) forget(service string, trigger string) {
+// Forget drops the series of a service that is gone after a reload, or,
+// with a trigger name, those of one of its triggers.
+func (m *Metrics) Forget(service, trigger string) {
 	if trigger == "" {
 		for _, v := range []interface {
 			DeletePartialMatch(prometheus.Labels) int
@@ -76,4 +86,33 @@ func (m *metrics) forget(service string, trigger string) {
 	m.evaluations.DeletePartialMatch(l)
 	m.triggerState.DeletePartialMatch(l)
 	m.triggersFired.DeletePartialMatch(l)
+}
+
+// Querier wraps a service's source: every query is bounded by timeout
+// (none when 0), and a failure other than a cancellation is counted in
+// guardian_query_errors_total by its source.Reason and wrapped with the
+// service's name.
+func (m *Metrics) Querier(service string, q source.Querier, timeout time.Duration) source.Querier {
+	return countingQuerier{q: q, service: service, m: m, timeout: timeout}
+}
+
+type countingQuerier struct {
+	q       source.Querier
+	service string
+	m       *Metrics
+	timeout time.Duration
+}
+
+func (c countingQuerier) Query(ctx context.Context, q string, ts time.Time) (source.Result, error) {
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	res, err := c.q.Query(ctx, q, ts)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		c.m.queryErrors.WithLabelValues(c.service, source.Reason(err)).Inc()
+		return res, fmt.Errorf("querying %s: %w", c.service, err)
+	}
+	return res, err
 }

@@ -1,0 +1,148 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/rollback-guardian/guardian/source"
+)
+
+// The querier bounds each query by the timeout and counts failures by
+// reason, naming the service; a cancellation is neither counted nor wrapped.
+func TestQuerier(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+		err     error // the source's error; nil: a deadline error when one is set
+		reason  string
+		wrapped bool
+	}{
+		{"unavailable", 0, errDown, source.ReasonUnavailable, true},
+		{"bad query", 0, source.ErrBadQuery, source.ReasonBadQuery, true},
+		{"timeout applied", time.Hour, nil, source.ReasonTimeout, true},
+		{"canceled", 0, context.Canceled, "", false},
+		{"no timeout, no error", 0, nil, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMetrics(prometheus.NewRegistry())
+			inner := source.QueryFunc(func(ctx context.Context, q string, _ time.Time) (source.Result, error) {
+				if tc.err != nil {
+					return source.Result{}, tc.err
+				}
+				if _, ok := ctx.Deadline(); ok {
+					return source.Result{}, context.DeadlineExceeded // the deadline is set: pretend it passed
+				}
+				return source.Result{}, nil
+			})
+			_, err := m.Querier("checkout", inner, tc.timeout).Query(context.Background(), "up", t0)
+			switch {
+			case tc.wrapped:
+				if err == nil || !strings.HasPrefix(err.Error(), "querying checkout: ") {
+					t.Errorf("err %v, want it wrapped with the service", err)
+				}
+			case tc.err != nil:
+				if !errors.Is(err, tc.err) || strings.Contains(err.Error(), "checkout") {
+					t.Errorf("err %v, want %v as is", err, tc.err)
+				}
+			case err != nil:
+				t.Errorf("err %v", err)
+			}
+			if tc.err != nil && !errors.Is(err, tc.err) {
+				t.Errorf("err %v does not wrap %v", err, tc.err)
+			}
+			want := 0
+			if tc.reason != "" {
+				want = 1
+				if got := testutil.ToFloat64(m.queryErrors.WithLabelValues("checkout", tc.reason)); got != 1 {
+					t.Errorf("guardian_query_errors_total{reason=%q} = %v, want 1", tc.reason, got)
+				}
+			}
+			if n := testutil.CollectAndCount(m.queryErrors); n != want {
+				t.Errorf("guardian_query_errors_total has %d series, want %d", n, want)
+			}
+		})
+	}
+}
+
+// Forget drops the series of one trigger, or of a whole service, and
+// leaves the others.
+func TestForget(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	for _, svc := range []string{"checkout", "cart"} {
+		for _, trig := range []string{"error-rate", "latency"} {
+			m.evaluations.WithLabelValues(svc, trig, "ok").Inc()
+			m.triggerState.WithLabelValues(svc, trig).Set(1)
+			m.triggersFired.WithLabelValues(svc, trig).Inc()
+		}
+		m.watching.WithLabelValues(svc).Set(1)
+		m.deploys.WithLabelValues(svc, "api").Inc()
+	}
+	m.Forget("checkout", "latency")
+	if n := testutil.CollectAndCount(m.triggerState); n != 3 {
+		t.Errorf("%d trigger state series after forgetting one trigger, want 3", n)
+	}
+	if n := testutil.CollectAndCount(m.evaluations); n != 3 {
+		t.Errorf("%d evaluation series after forgetting one trigger, want 3", n)
+	}
+	m.Forget("checkout", "")
+	for name, c := range map[string]prometheus.Collector{"evaluations": m.evaluations, "fired": m.triggersFired, "watching": m.watching, "deploys": m.deploys} {
+		want := map[string]int{"evaluations": 2, "fired": 2, "watching": 1, "deploys": 1}[name]
+		if n := testutil.CollectAndCount(c); n != want {
+			t.Errorf("%s: %d series after forgetting checkout, want %d (cart's)", name, n, want)
+		}
+	}
+	if got := testutil.ToFloat64(m.watching.WithLabelValues("cart")); got != 1 {
+		t.Errorf("cart's watch gauge = %v", got)
+	}
+}
+
+// The metrics keep their names, help texts and labels.
+func TestMetricNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.evaluations.WithLabelValues("s", "t", "ok").Inc()
+	m.evalDuration.WithLabelValues("s").Observe(1)
+	m.queryErrors.WithLabelValues("s", "timeout").Inc()
+	m.triggerState.WithLabelValues("s", "t").Set(1)
+	m.triggersFired.WithLabelValues("s", "t").Inc()
+	m.deploys.WithLabelValues("s", "api").Inc()
+	m.watching.WithLabelValues("s").Set(1)
+	m.warnings.WithLabelValues("s").Inc()
+	m.versionQueryErr.WithLabelValues("s").Inc()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, mf := range mfs {
+		var labels []string
+		for _, l := range mf.GetMetric()[0].GetLabel() {
+			labels = append(labels, l.GetName())
+		}
+		got[mf.GetName()] = strings.Join(labels, ",") + " " + mf.GetHelp()
+	}
+	for name, want := range map[string]string{
+		"guardian_evaluations_total":            "outcome,service,trigger Trigger evaluations by outcome (ok, violated, not_enough_evidence, no_data, nan, query_error).",
+		"guardian_evaluation_duration_seconds":  "service Duration of one evaluation tick of a service: deploy detection and every trigger.",
+		"guardian_query_errors_total":           "reason,service Failed metric queries by reason (timeout, unavailable, bad_query, canceled, other).",
+		"guardian_trigger_state":                "service,trigger State of each trigger: 0 inactive, 1 pending, 2 firing.",
+		"guardian_triggers_fired_total":         "service,trigger Times a trigger went to firing.",
+		"guardian_deploys_total":                "service,source Fresh deploys seen, by how they were learnt (version_query, api).",
+		"guardian_watch_active":                 "service 1 while a service's watch window after a deploy is open.",
+		"guardian_query_warnings_total":         "service Queries that returned warnings.",
+		"guardian_version_query_failures_total": "service Failed deploy-detection (version_query) evaluations.",
+	} {
+		if got[name] != want {
+			t.Errorf("%s: %q, want %q", name, got[name], want)
+		}
+	}
+	if len(got) != 9 {
+		t.Errorf("%d metrics registered, want 9", len(got))
+	}
+}

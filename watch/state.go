@@ -1,0 +1,67 @@
+package watch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/rollout"
+)
+
+// savedState is what a service keeps across restarts: the versions it has
+// learnt and its open watch window, so that a restart in the middle of a
+// watch neither misses the bad deploy nor reports it twice.
+type savedState struct {
+	Detector rollout.State `json:"detector"`
+	Watch    *savedWatch   `json:"watch,omitempty"`
+}
+
+type savedWatch struct {
+	Deploy rollout.Event `json:"deploy"`
+	Until  time.Time     `json:"until"`
+	Fired  bool          `json:"fired"`
+}
+
+// save persists the learnt state when it changed. Callers hold s.mu.
+func (s *Service) save(ctx context.Context) {
+	if s.persist == nil || ctx.Err() != nil {
+		return
+	}
+	st := savedState{Detector: s.detector.State()}
+	if s.watch != nil {
+		st.Watch = &savedWatch{Deploy: s.watch.deploy, Until: s.watch.until, Fired: s.watch.fired}
+	}
+	b, err := json.Marshal(st)
+	if err != nil || string(b) == s.lastSaved {
+		return
+	}
+	if err := s.persist(ctx, s.name, b); err != nil {
+		s.log.Warn("saving the deploy state", zap.Error(err))
+		return
+	}
+	s.lastSaved = string(b)
+}
+
+// Restore takes over the state a service saved (through its PersistFunc)
+// before a restart: the versions it had learnt and its open watch, unless
+// that watch's window ended before now. Call it before Run.
+func (s *Service) Restore(b []byte, now time.Time) error {
+	var st savedState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("restoring the deploy state of %s: %w", s.name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.detector.Restore(st.Detector)
+	if w := st.Watch; w != nil && now.Before(w.Until) {
+		s.watch = &window{deploy: w.Deploy, until: w.Until, fired: w.Fired}
+		s.m.watching.WithLabelValues(s.name).Set(1)
+		s.log.Info("resuming the watch of a deploy after a restart", zap.String("version", w.Deploy.Version),
+			zap.String("baseline", w.Deploy.Baseline), zap.Time("until", w.Until))
+	}
+	s.lastSaved = string(b)
+	return nil
+}

@@ -1,0 +1,62 @@
+package watch
+
+import (
+	"time"
+
+	"github.com/rollback-guardian/guardian/trigger"
+)
+
+// ServiceStatus is what Guardian knows of one service right now.
+type ServiceStatus struct {
+	Name    string       `json:"name"`
+	Current string       `json:"current_version"`
+	Serving []string     `json:"serving_versions"`
+	Watch   *WatchStatus `json:"watch,omitempty"`
+}
+
+// WatchStatus is an open watch window after a deploy.
+type WatchStatus struct {
+	Version  string          `json:"version"`
+	Baseline string          `json:"baseline"`
+	Via      string          `json:"via"`
+	Since    time.Time       `json:"since"`
+	Until    time.Time       `json:"until"`
+	Triggers []TriggerStatus `json:"triggers"`
+}
+
+// TriggerStatus is one trigger's state and its last evidence.
+type TriggerStatus struct {
+	Name        string     `json:"name"`
+	State       string     `json:"state"`
+	ActiveSince *time.Time `json:"active_since,omitempty"`
+	Outcome     string     `json:"last_outcome,omitempty"`
+	Evidence    string     `json:"last_evidence,omitempty"`
+}
+
+// Status returns the service's versions and its open watch, if any, with
+// every trigger's state and last verdict.
+func (s *Service) Status() ServiceStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := ServiceStatus{Name: s.name, Current: s.detector.Current(), Serving: s.detector.Serving()}
+	if s.watch == nil {
+		return ss
+	}
+	w := &WatchStatus{
+		Version: s.watch.deploy.Version, Baseline: s.watch.deploy.Baseline,
+		Via: s.watch.deploy.Origin.String(), Since: s.watch.deploy.At, Until: s.watch.until,
+	}
+	for _, tr := range s.triggers {
+		ts := TriggerStatus{Name: tr.Name(), State: trigger.Inactive.String()}
+		if v, ok := tr.Last(); ok {
+			ts.State, ts.Outcome, ts.Evidence = v.State.String(), v.Outcome.String(), v.Summary()
+			if v.State != trigger.Inactive && !v.Evidence.ActiveSince.IsZero() {
+				at := v.Evidence.ActiveSince
+				ts.ActiveSince = &at
+			}
+		}
+		w.Triggers = append(w.Triggers, ts)
+	}
+	ss.Watch = w
+	return ss
+}

@@ -1,0 +1,367 @@
+// Package watch runs the per-service watch stage: it learns each fresh
+// deploy (from the version query, an API announcement or Kubernetes), opens
+// the deploy's watch window, evaluates every trigger at each tick of it and
+// hands the verdicts on; it saves what it learnt, so that a restart resumes
+// an open watch.
+package watch
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/rollout"
+	"github.com/rollback-guardian/guardian/source"
+	"github.com/rollback-guardian/guardian/trigger"
+)
+
+// VerdictFunc observes every verdict of every trigger.
+type VerdictFunc func(ctx context.Context, d rollout.Event, v trigger.Verdict)
+
+// FiringFunc is called with every firing verdict, at each tick while the
+// trigger fires, after the VerdictFunc. references are the baseline values
+// of the service's triggers in their last verdicts, by trigger name
+// (triggers without one are left out); severity is the firing trigger's,
+// empty when it sets none.
+type FiringFunc func(ctx context.Context, d rollout.Event, v trigger.Verdict, references map[string]float64, severity string)
+
+// PersistFunc saves a service's state (see Service.Restore) under the
+// service's name.
+type PersistFunc func(ctx context.Context, service string, state []byte) error
+
+// Options configure a Service.
+type Options struct {
+	// Name is the service's name, the service label of its metrics.
+	Name string
+	// Detector learns the service's versions and deploys.
+	Detector *rollout.Detector
+	// Triggers are evaluated in order at each tick of an open watch.
+	Triggers []trigger.Evaluator
+	// Querier runs every query: deploy detection, triggers and baseline
+	// snapshots (Metrics.Querier counts its failures).
+	Querier source.Querier
+	// Window is how long a watch stays open after its deploy.
+	Window time.Duration
+	// Interval is how often Run ticks.
+	Interval time.Duration
+	// Metrics are the daemon's watch metrics.
+	Metrics *Metrics
+	// Logger is the service's logger (default: none).
+	Logger *zap.Logger
+	// OnVerdict, OnFiring and Persist are optional.
+	OnVerdict VerdictFunc
+	OnFiring  FiringFunc
+	Persist   PersistFunc
+}
+
+// Service is one service's watch stage: its deploy detector, its triggers
+// and the watch window of its latest deploy. One goroutine runs it (Run,
+// or Tick in tests); Announce, Deployed, Learn and Status may be called
+// from others.
+type Service struct {
+	name      string
+	querier   source.Querier
+	window    time.Duration
+	interval  time.Duration
+	m         *Metrics
+	log       *zap.Logger
+	onVerdict VerdictFunc
+	onFiring  FiringFunc
+	persist   PersistFunc
+
+	// mu serialises ticks with deploy announcements.
+	mu       sync.Mutex
+	detector *rollout.Detector
+	triggers []trigger.Evaluator
+	watch    *window
+	// lastOutcome per trigger, to log a run of no-data or errors once.
+	lastOutcome map[string]trigger.Outcome
+	lastVQErr   string
+	// lastSaved is what persist saved last.
+	lastSaved string
+}
+
+// window is an open watch window after a deploy.
+type window struct {
+	deploy rollout.Event
+	until  time.Time
+	fired  bool
+}
+
+// New returns the watch stage of a service, with no watch open.
+func New(o Options) (*Service, error) {
+	switch {
+	case o.Detector == nil:
+		return nil, fmt.Errorf("watching service %s: no deploy detector", o.Name)
+	case o.Querier == nil:
+		return nil, fmt.Errorf("watching service %s: no querier", o.Name)
+	case o.Metrics == nil:
+		return nil, fmt.Errorf("watching service %s: no metrics", o.Name)
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return &Service{
+		name: o.Name, querier: o.Querier, window: o.Window, interval: o.Interval, m: o.Metrics, log: o.Logger,
+		onVerdict: o.OnVerdict, onFiring: o.OnFiring, persist: o.Persist,
+		detector: o.Detector, triggers: o.Triggers, lastOutcome: map[string]trigger.Outcome{},
+	}, nil
+}
+
+// Name returns the service's name.
+func (s *Service) Name() string { return s.name }
+
+// TriggerNames returns the names of the service's triggers, in order.
+func (s *Service) TriggerNames() []string {
+	names := make([]string, 0, len(s.triggers))
+	for _, tr := range s.triggers {
+		names = append(names, tr.Name())
+	}
+	return names
+}
+
+// Run ticks every Interval, starting at once, until ctx ends; now is the
+// clock.
+func (s *Service) Run(ctx context.Context, now func() time.Time) {
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		s.Tick(ctx, now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Tick runs deploy detection at ts, then, while a watch window is open,
+// every trigger, and returns the verdicts (each also counted, logged and
+// handed to OnVerdict and, when firing, OnFiring). The window closes at
+// its end. A tick cut short by ctx returns the verdicts so far.
+func (s *Service) Tick(ctx context.Context, ts time.Time) []trigger.Verdict {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := time.Now()
+	defer func() { s.m.evalDuration.WithLabelValues(s.name).Observe(time.Since(start).Seconds()) }()
+	defer s.save(ctx)
+
+	if s.detector.HasQuery() {
+		ev, err := s.detector.Observe(ctx, ts, s.querier)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.m.versionQueryErr.WithLabelValues(s.name).Inc()
+			if msg := err.Error(); msg != s.lastVQErr {
+				s.log.Warn("deploy detection failed", zap.Error(err))
+				s.lastVQErr = msg
+			}
+		case err == nil:
+			if s.lastVQErr != "" {
+				s.log.Info("deploy detection recovered")
+				s.lastVQErr = ""
+			}
+		}
+		if ev != nil {
+			s.startWatch(ctx, *ev)
+		}
+	}
+	if s.watch == nil {
+		return nil
+	}
+	if !ts.Before(s.watch.until) {
+		s.endWatch("watch window ended")
+		return nil
+	}
+	d := s.deployFor()
+	verdicts := make([]trigger.Verdict, 0, len(s.triggers))
+	for _, tr := range s.triggers {
+		v := tr.Eval(ctx, ts, d, s.querier.Query)
+		if ctx.Err() != nil {
+			return verdicts // shutting down or reloading: this verdict is not evidence
+		}
+		s.record(ctx, v)
+		verdicts = append(verdicts, v)
+	}
+	return verdicts
+}
+
+func (s *Service) deployFor() trigger.Deploy {
+	d := s.watch.deploy
+	return trigger.Deploy{Service: s.name, Version: d.Version, Baseline: d.Baseline, At: d.At}
+}
+
+// startWatch arms the triggers for a fresh deploy. Callers hold s.mu.
+func (s *Service) startWatch(ctx context.Context, ev rollout.Event) {
+	if s.watch != nil {
+		s.log.Info("new deploy replaces the open watch", zap.String("previous", s.watch.deploy.Version))
+	}
+	s.watch = &window{deploy: ev, until: ev.At.Add(s.window)}
+	s.m.deploys.WithLabelValues(s.name, ev.Origin.String()).Inc()
+	s.m.watching.WithLabelValues(s.name).Set(1)
+	s.log.Info("deploy seen: watching",
+		zap.String("version", ev.Version), zap.String("baseline", ev.Baseline),
+		zap.String("via", ev.Origin.String()), zap.Time("until", s.watch.until))
+	d := s.deployFor()
+	for _, tr := range s.triggers {
+		tr.Reset()
+		s.m.triggerState.WithLabelValues(s.name, tr.Name()).Set(0)
+		// The baseline's value before the deploy, taken now while the
+		// source still has it (the embedded source keeps a short history).
+		if d.Baseline == "" {
+			continue
+		}
+		v, ok, err := tr.Snapshot(ctx, d, s.querier.Query)
+		switch {
+		case err != nil:
+			s.log.Warn("baseline snapshot failed; will retry at evaluation", zap.String("trigger", tr.Name()), zap.Error(err))
+		case ok:
+			s.log.Debug("baseline snapshot", zap.String("trigger", tr.Name()), zap.String("baseline", d.Baseline), zap.Float64("value", v))
+		}
+	}
+}
+
+// endWatch closes the watch window. Callers hold s.mu.
+func (s *Service) endWatch(why string) {
+	s.log.Info(why, zap.String("version", s.watch.deploy.Version), zap.Bool("fired", s.watch.fired))
+	s.watch = nil
+	s.m.watching.WithLabelValues(s.name).Set(0)
+	for _, tr := range s.triggers {
+		tr.Reset()
+		s.m.triggerState.WithLabelValues(s.name, tr.Name()).Set(0)
+	}
+}
+
+// record counts, logs and publishes a verdict. Callers hold s.mu.
+func (s *Service) record(ctx context.Context, v trigger.Verdict) {
+	s.m.evaluations.WithLabelValues(s.name, v.Trigger, v.Outcome.String()).Inc()
+	s.m.triggerState.WithLabelValues(s.name, v.Trigger).Set(float64(v.State))
+	if len(v.Evidence.Warnings) > 0 {
+		s.m.warnings.WithLabelValues(s.name).Inc()
+	}
+	fields := []zap.Field{
+		zap.String("trigger", v.Trigger), zap.String("version", s.watch.deploy.Version),
+		zap.String("outcome", v.Outcome.String()), zap.String("state", v.State.String()),
+		zap.String("evidence", v.Summary()),
+	}
+	prev, seen := s.lastOutcome[v.Trigger]
+	s.lastOutcome[v.Trigger] = v.Outcome
+	switch {
+	case v.Changed && v.State == trigger.Firing:
+		s.watch.fired = true
+		s.m.triggersFired.WithLabelValues(s.name, v.Trigger).Inc()
+		s.log.Warn("trigger firing", append(fields, zap.String("baseline", s.watch.deploy.Baseline))...)
+	case v.Changed:
+		s.log.Info("trigger state changed", append(fields, zap.String("from", v.Previous.String()))...)
+	case isTrouble(v.Outcome) && (!seen || prev != v.Outcome):
+		s.log.Warn("trigger cannot judge", append(fields, zap.Error(v.Err))...)
+	default:
+		s.log.Debug("trigger evaluated", fields...)
+	}
+	if s.onVerdict != nil {
+		s.onVerdict(ctx, s.watch.deploy, v)
+	}
+	// After the verdict is told: the incident follows the firing trigger.
+	if v.State == trigger.Firing && s.onFiring != nil {
+		refs, severity := s.references(v.Trigger)
+		s.onFiring(ctx, s.watch.deploy, v, refs, severity)
+	}
+}
+
+// references returns every trigger's last baseline value and the severity
+// of the trigger named firing.
+func (s *Service) references(firing string) (map[string]float64, string) {
+	refs := map[string]float64{}
+	severity := ""
+	for _, tr := range s.triggers {
+		if tr.Name() == firing {
+			severity = tr.Severity()
+		}
+		if last, ok := tr.Last(); ok && last.Evidence.BaselineValue != nil && !math.IsNaN(*last.Evidence.BaselineValue) {
+			refs[tr.Name()] = *last.Evidence.BaselineValue
+		}
+	}
+	return refs, severity
+}
+
+func isTrouble(o trigger.Outcome) bool {
+	return o == trigger.NoData || o == trigger.NaN || o == trigger.QueryError
+}
+
+// Announce records a deploy announced through the API at ts and opens its
+// watch. The baseline defaults to the version current until now.
+func (s *Service) Announce(ctx context.Context, version, baseline string, ts time.Time) (rollout.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ev, err := s.detector.Announce(version, baseline, ts)
+	if err != nil {
+		return rollout.Event{}, err
+	}
+	s.startWatch(ctx, ev)
+	s.save(ctx)
+	return ev, nil
+}
+
+// Deployed records a deploy seen by a workload watcher (a new Kubernetes
+// revision) and opens its watch; a version seen before is a rollback to
+// it, learnt without a watch.
+func (s *Service) Deployed(ctx context.Context, ev rollout.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.detector.Known(ev.Version) {
+		// An earlier version back: a rollback, not a fresh deploy.
+		s.log.Info("deployment went back to a known version", zap.String("version", ev.Version))
+		s.detector.Learn(ev.Version, ev.At)
+		s.save(ctx)
+		return
+	}
+	if _, err := s.detector.Announce(ev.Version, ev.Baseline, ev.At); err != nil {
+		s.log.Warn("deploy from Kubernetes not usable", zap.String("version", ev.Version), zap.Error(err))
+		return
+	}
+	s.startWatch(ctx, ev)
+	s.save(ctx)
+}
+
+// Learn records the version a workload runs when watching it starts.
+func (s *Service) Learn(ctx context.Context, version string, ts time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.detector.Learn(version, ts)
+	s.save(ctx)
+}
+
+// TakeOver moves what old learnt into s across a config reload: the
+// versions seen (when keepDetector, that is the deploy settings did not
+// change), the open watch (its end recomputed with s's window), the state
+// of every trigger whose namesake in old judges the same way, and the
+// outcomes logged last. Neither may be running.
+func (s *Service) TakeOver(old *Service, keepDetector bool) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if keepDetector {
+		s.detector.CopyStateFrom(old.detector)
+	}
+	if old.watch != nil {
+		w := *old.watch
+		w.until = w.deploy.At.Add(s.window)
+		s.watch = &w
+	}
+	prev := map[string]trigger.Evaluator{}
+	for _, tr := range old.triggers {
+		prev[tr.Name()] = tr
+	}
+	for _, tr := range s.triggers {
+		if o, ok := prev[tr.Name()]; ok {
+			tr.CopyStateFrom(o)
+		}
+	}
+	for k, v := range old.lastOutcome {
+		s.lastOutcome[k] = v
+	}
+}
