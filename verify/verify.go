@@ -1,7 +1,7 @@
-// Package verify decides whether a service recovered after a rollback: the
-// trigger values of the running version are back within tolerance of the
-// baseline (or under the absolute thresholds) for a stable period, and every
-// smoke check passes.
+// Package verify judges whether a service recovered after a rollback: a
+// probe finds the trigger values of the running version back within
+// tolerance of the baseline (or under the absolute thresholds) and every
+// smoke check passing. The incident counts how long the probes hold.
 package verify
 
 import (
@@ -33,8 +33,6 @@ type Options struct {
 	// Tolerance is the relative distance to the baseline value still
 	// counted as recovered (0.1: within 10%).
 	Tolerance float64
-	// StableFor is how long every check must hold.
-	StableFor time.Duration
 	Smoke     []Smoke
 	Client    *http.Client
 }
@@ -250,24 +248,6 @@ func (v *Verifier) smoke(ctx context.Context, s Smoke) SmokeResult {
 		r.Detail = fmt.Sprintf("status %d", resp.StatusCode)
 	}
 	return r
-}
-
-// Stability tracks how long probes have been recovered without a break.
-type Stability struct {
-	since time.Time
-}
-
-// Observe records a probe at ts and returns how long the service has been
-// recovered (0 when this probe is not recovered).
-func (s *Stability) Observe(ts time.Time, recovered bool) time.Duration {
-	if !recovered {
-		s.since = time.Time{}
-		return 0
-	}
-	if s.since.IsZero() {
-		s.since = ts
-	}
-	return ts.Sub(s.since)
 }
 
 func fmtNum(f float64) string { return fmt.Sprintf("%.4g", f) }

@@ -161,17 +161,3 @@ func TestProbeWaitsForAFullWindow(t *testing.T) {
 	}
 }
 
-func TestStability(t *testing.T) {
-	var s Stability
-	t0 := time.Unix(100, 0)
-	steps := []struct {
-		at   int
-		ok   bool
-		want time.Duration
-	}{{0, true, 0}, {5, true, 5 * time.Second}, {6, false, 0}, {7, true, 0}, {20, true, 13 * time.Second}}
-	for _, st := range steps {
-		if got := s.Observe(t0.Add(time.Duration(st.at)*time.Second), st.ok); got != st.want {
-			t.Fatalf("at %d: %v, want %v", st.at, got, st.want)
-		}
-	}
-}
