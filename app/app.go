@@ -73,8 +73,8 @@ type App struct {
 
 	mu      sync.Mutex // serialises Apply with starting and stopping loops
 	state   atomic.Pointer[state]
-	running context.Context // nil until Run starts the loops
-	loops   map[*service]*loop
+	running context.Context     // nil until Run starts the loops
+	loops   map[*service]func() // each running service's stop
 	ready   atomic.Bool
 }
 
@@ -85,11 +85,6 @@ type state struct {
 	notifiers map[string]notify.Notifier
 	services  map[string]*service
 	order     []string
-}
-
-type loop struct {
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // New loads the configuration and builds the daemon; it does not start anything.
@@ -111,7 +106,7 @@ func New(opts Options) (*App, error) {
 		m:       watch.NewMetrics(opts.Registry),
 		srcM:    newSourceMetrics(opts.Registry),
 		engines: embedded.NewEngines(),
-		loops:   map[*service]*loop{},
+		loops:   map[*service]func(){},
 	}
 	a.reloader = config.NewReloader(opts.ConfigFile, a.Apply, opts.Logger.Named("config"), opts.Registry)
 	// LoadInitial applies the configuration through a.Apply.
@@ -244,39 +239,15 @@ func (a *App) Announce(ctx context.Context, service, version, baseline string) (
 }
 
 func (a *App) startLoop(s *service) {
-	ctx, cancel := context.WithCancel(a.running)
-	l := &loop{cancel: cancel, done: make(chan struct{})}
-	a.loops[s] = l
 	if s.embedded != nil {
 		s.embedded.Start(a.running)
 	}
-	var wg sync.WaitGroup
-	if s.kwatch != nil {
-		s.kwatch.SetEmit(func(ev rollout.Event) { s.watch.Deployed(ctx, ev) },
-			func(v string) { s.watch.Learn(ctx, v, a.now()) })
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.kwatch.Run(ctx); err != nil {
-				s.log.Error("watching the Deployment", zap.Error(err))
-			}
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.watch.Run(ctx, a.now)
-	}()
-	go func() {
-		wg.Wait()
-		close(l.done)
-	}()
+	a.loops[s] = s.watch.Start(a.running, a.now, s.kwatch)
 }
 
 func (a *App) stopLoop(s *service) {
-	if l, ok := a.loops[s]; ok {
-		l.cancel()
-		<-l.done
+	if stop, ok := a.loops[s]; ok {
+		stop()
 		delete(a.loops, s)
 	}
 }
@@ -371,7 +342,12 @@ func (a *App) startAll(ctx context.Context) {
 	defer a.mu.Unlock()
 	a.running = ctx
 	st := a.state.Load()
-	a.restoreServices(ctx, st)
+	for _, name := range st.order {
+		s := st.services[name]
+		if err := a.saved().Restore(ctx, s.watch, a.now()); err != nil {
+			s.log.Warn("deploy state not restored", zap.Error(err))
+		}
+	}
 	for _, name := range st.order {
 		a.startLoop(st.services[name])
 	}
@@ -392,37 +368,9 @@ func (a *App) stopAll() {
 	a.running = nil
 }
 
-// servicesBucket holds each service's learnt deploy state.
-const servicesBucket = "services"
-
-// restoreServices loads what each service had learnt before a restart.
-func (a *App) restoreServices(ctx context.Context, st *state) {
-	for _, name := range st.order {
-		s := st.services[name]
-		kv, err := a.st.Get(ctx, servicesBucket, name)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err == nil {
-			err = s.watch.Restore(kv.Value, a.now())
-		}
-		if err != nil {
-			s.log.Warn("deploy state not restored", zap.Error(err))
-		}
-	}
-}
-
-// persistService saves a service's deploy state (last write wins: one
-// loop per service writes it).
-func (a *App) persistService(ctx context.Context, name string, b []byte) error {
-	rev := uint64(0)
-	if kv, err := a.st.Get(ctx, servicesBucket, name); err == nil {
-		rev = kv.Revision
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	_, err := a.st.Put(ctx, servicesBucket, name, b, rev)
-	return err
+// saved keeps the services' learnt state in the state store.
+func (a *App) saved() watch.StoreState {
+	return watch.StoreState{Store: func() store.Store { return a.st }}
 }
 
 // openState opens the state file under state_dir and builds the outbox and
@@ -452,7 +400,7 @@ func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier
 	}
 	a.st, a.outbox = st, ob
 	a.incidents = incident.NewManager(incident.Options{
-		Store: st, Env: a, Publisher: a, Reporter: reporter{a},
+		Store: st, Env: a, Publisher: notify.Publisher{Outbox: ob, Receivers: a.receivers}, Reporter: reporter{a},
 		Logger: a.log.Named("incident"), Registry: a.opts.Registry, Now: a.now, Fault: a.opts.Fault,
 	})
 	return nil

@@ -1,8 +1,8 @@
 package app
 
 import (
-	"context"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,7 +53,7 @@ type service struct {
 	// built-in ones).
 	triggers []*trigger.Trigger
 	// kwatch learns deploys from a Kubernetes workload; nil without one.
-	kwatch workloadWatcher
+	kwatch watch.Feed
 
 	appExec, dbExec         executor.Executor
 	appExecName, dbExecName string
@@ -153,7 +153,7 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 	s.watch, err = watch.New(watch.Options{
 		Name: sc.Name, Detector: detector, Triggers: evaluators, Querier: s.querier,
 		Window: time.Duration(sc.WatchWindow), Interval: s.interval, Metrics: a.m, Logger: log,
-		OnVerdict: a.opts.OnVerdict, OnFiring: a.onFiring, Persist: a.persistService,
+		OnVerdict: a.opts.OnVerdict, OnFiring: a.onFiring, Persist: a.saved().Persist,
 	})
 	if err != nil {
 		if fresh != nil {
@@ -176,16 +176,6 @@ func progressDeadline(k *config.KubernetesDeploy, stalled trigger.StallFunc) *tr
 	return trigger.NewProgressDeadline(config.ProgressDeadlineTrigger, config.DefaultSeverity, stalled)
 }
 
-// workloadWatcher learns deploys from a Kubernetes workload's revisions
-// (rollout/kubernetes, built by kubernetesDeploys).
-type workloadWatcher interface {
-	// SetEmit sets the functions told of each fresh deploy and of the
-	// version running when the watch starts; call it before Run.
-	SetEmit(emit func(rollout.Event), learn func(version string))
-	// Run watches until ctx ends.
-	Run(ctx context.Context) error
-}
-
 // equalDeploy reports whether a reload kept the deploy settings, so the
 // service keeps the versions it learnt.
-func equalDeploy(a, b config.Deploy) bool { return a == b }
+func equalDeploy(a, b config.Deploy) bool { return reflect.DeepEqual(a, b) }

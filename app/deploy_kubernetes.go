@@ -10,12 +10,13 @@ import (
 	"github.com/rollback-guardian/guardian/config"
 	kuberollout "github.com/rollback-guardian/guardian/rollout/kubernetes"
 	"github.com/rollback-guardian/guardian/trigger"
+	"github.com/rollback-guardian/guardian/watch"
 )
 
 // kubernetesDeploys builds the watcher of deploy.kubernetes's Deployment or
 // Rollout and the stall function of its progress-deadline trigger
 // (client-go; left out of builds with -tags nokubernetes).
-func kubernetesDeploys(service string, k *config.KubernetesDeploy, log *zap.Logger) (workloadWatcher, trigger.StallFunc, error) {
+func kubernetesDeploys(service string, k *config.KubernetesDeploy, log *zap.Logger) (watch.Feed, trigger.StallFunc, error) {
 	rc, err := kubeConfig(k.Kubeconfig)
 	if err != nil {
 		return nil, nil, err

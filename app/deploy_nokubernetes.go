@@ -7,10 +7,11 @@ import (
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/trigger"
+	"github.com/rollback-guardian/guardian/watch"
 )
 
 // kubernetesDeploys is left out of this build; config rejects
 // deploy.kubernetes before it gets here.
-func kubernetesDeploys(string, *config.KubernetesDeploy, *zap.Logger) (workloadWatcher, trigger.StallFunc, error) {
+func kubernetesDeploys(string, *config.KubernetesDeploy, *zap.Logger) (watch.Feed, trigger.StallFunc, error) {
 	return nil, nil, errLeftOut("deploy detection from Kubernetes (deploy.kubernetes)", "nokubernetes")
 }

@@ -67,33 +67,10 @@ func (a *App) Service(name string) (incident.Service, bool) {
 	return incident.Service{Rules: rules, Application: s.appExec, Database: s.dbExec, Verifier: s.verifier, Query: s.querier.Query}, true
 }
 
-// Publish implements incident.Publisher: timeline entry i of rec goes to
-// the outbox of every receiver of the service, persisted before it returns.
-func (a *App) Publish(ctx context.Context, rec incident.Record, i int) error {
-	e := rec.Timeline[i]
-	s, ok := a.state.Load().services[rec.Service]
-	if !ok {
-		return nil
-	}
-	data := map[string]any{
-		"version": rec.Version, "baseline": rec.Baseline, "trigger": rec.Trigger,
-		"actor": e.Actor, "evidence": rec.Evidence.Summary,
-	}
-	for k, v := range e.Data {
-		data[k] = v
-	}
-	if e.Count > 1 {
-		data["count"] = e.Count
-	}
-	seq := rec.Sequence(i)
-	ev := notify.Event{
-		ID: incident.EventID(rec.ID, seq), Type: e.Type, Sequence: seq, Time: e.At, Incident: rec.ID,
-		Service: rec.Service, Severity: rec.Severity, State: rec.State.String(), Text: e.Message, Data: data,
-	}
-	for _, name := range s.cfg.Notify {
-		if err := a.outbox.Enqueue(ctx, name, ev); err != nil {
-			return fmt.Errorf("queueing %s for %s: %w", ev.Type, name, err)
-		}
+// receivers names the notifiers of a service as configured now.
+func (a *App) receivers(service string) []string {
+	if s, ok := a.state.Load().services[service]; ok {
+		return s.cfg.Notify
 	}
 	return nil
 }

@@ -3,12 +3,14 @@ package watch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/rollout"
+	"github.com/rollback-guardian/guardian/store"
 )
 
 // savedState is what a service keeps across restarts: the versions it has
@@ -64,4 +66,40 @@ func (s *Service) Restore(b []byte, now time.Time) error {
 	}
 	s.lastSaved = string(b)
 	return nil
+}
+
+// Bucket holds each service's saved state in a store.Store, by name.
+const Bucket = "services"
+
+// StoreState saves and restores services' state in a store.Store.
+type StoreState struct {
+	// Store is read at each call, so it may be set after the services are
+	// built.
+	Store func() store.Store
+}
+
+// Persist is a PersistFunc: it saves a service's state (last write wins:
+// one loop per service writes it).
+func (ss StoreState) Persist(ctx context.Context, service string, b []byte) error {
+	st := ss.Store()
+	rev := uint64(0)
+	if kv, err := st.Get(ctx, Bucket, service); err == nil {
+		rev = kv.Revision
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	_, err := st.Put(ctx, Bucket, service, b, rev)
+	return err
+}
+
+// Restore gives s the state it saved before a restart, if any.
+func (ss StoreState) Restore(ctx context.Context, s *Service, now time.Time) error {
+	kv, err := ss.Store().Get(ctx, Bucket, s.Name())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("loading the state of %s: %w", s.Name(), err)
+	}
+	return s.Restore(kv.Value, now)
 }

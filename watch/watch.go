@@ -124,6 +124,43 @@ func (s *Service) TriggerNames() []string {
 	return names
 }
 
+// Feed learns deploys from outside the metrics, such as a Kubernetes
+// workload's revisions (rollout/kubernetes).
+type Feed interface {
+	// SetEmit sets the functions told of each fresh deploy and of the
+	// version running when the feed starts; it is called before Run.
+	SetEmit(emit func(rollout.Event), learn func(version string))
+	// Run feeds until ctx ends.
+	Run(ctx context.Context) error
+}
+
+// Start runs the service (Run) and, when not nil, its feed, whose deploys
+// open watches (Deployed, Learn), until stop is called; stop returns once
+// both ended.
+func (s *Service) Start(ctx context.Context, now func() time.Time, feed Feed) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if feed != nil {
+		feed.SetEmit(func(ev rollout.Event) { s.Deployed(ctx, ev) }, func(v string) { s.Learn(ctx, v, now()) })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := feed.Run(ctx); err != nil {
+				s.log.Error("watching the workload", zap.Error(err))
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.Run(ctx, now)
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
 // Run ticks every Interval, starting at once, until ctx ends; now is the
 // clock.
 func (s *Service) Run(ctx context.Context, now func() time.Time) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/source"
+	"github.com/rollback-guardian/guardian/store"
 	"github.com/rollback-guardian/guardian/testenv"
 	"github.com/rollback-guardian/guardian/trigger"
 )
@@ -465,5 +466,71 @@ func TestNewNeedsItsParts(t *testing.T) {
 		Triggers: []trigger.Evaluator{trigger.NewProgressDeadline("progress-deadline", "", nil)}})
 	if err != nil || s.Name() != "checkout" || !slices.Equal(s.TriggerNames(), []string{"progress-deadline"}) {
 		t.Errorf("New = %v, %v", s, err)
+	}
+}
+
+// The state kept in a store survives a restart: saved under the service's
+// name over its last revision, restored into a fresh Service.
+func TestStoreState(t *testing.T) {
+	ctx := context.Background()
+	st := store.NewMemory()
+	ss := StoreState{Store: func() store.Store { return st }}
+	f := newFixture(t, fixtureOpts{})
+	if err := ss.Restore(ctx, f.svc, tick(1)); err != nil {
+		t.Fatalf("nothing saved yet: %v", err)
+	}
+	for range 2 { // the second save goes over the first's revision
+		if err := ss.Persist(ctx, "checkout", []byte(savedV2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := newFixture(t, fixtureOpts{})
+	if err := ss.Restore(ctx, g.svc, tick(5)); err != nil {
+		t.Fatal(err)
+	}
+	if w := g.svc.Status().Watch; w == nil || w.Version != "v2" {
+		t.Fatalf("restored watch %+v", w)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.Restore(ctx, g.svc, tick(5)); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("restoring from a closed store: %v", err)
+	}
+}
+
+// feed plays a Kubernetes workload watch: the running version at start,
+// then one fresh deploy.
+type feed struct {
+	emit    func(rollout.Event)
+	learn   func(string)
+	stopped chan struct{}
+}
+
+func (f *feed) SetEmit(emit func(rollout.Event), learn func(string)) { f.emit, f.learn = emit, learn }
+
+func (f *feed) Run(ctx context.Context) error {
+	f.learn("v1")
+	f.emit(rollout.Event{Service: "checkout", Version: "v2", Baseline: "v1", At: t0, Origin: rollout.OriginAPI})
+	<-ctx.Done()
+	close(f.stopped)
+	return nil
+}
+
+func TestStartRunsTheFeed(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	fd := &feed{stopped: make(chan struct{})}
+	stop := f.svc.Start(context.Background(), func() time.Time { return t0 }, fd)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if w := f.svc.Status().Watch; w == nil || w.Version != "v2" {
+			return fmt.Errorf("watch %+v", w)
+		}
+		return nil
+	}, "the fed deploy to open a watch")
+	stop()
+	select {
+	case <-fd.stopped:
+	default:
+		t.Fatal("stop returned before the feed ended")
 	}
 }
