@@ -44,8 +44,12 @@ func TestSlimBuild(t *testing.T) {
 		if code != 1 {
 			t.Fatalf("a build with -tags %s: exit %d, want 1; stdout %q", tags, code, out.String())
 		}
-		if got := strings.TrimSpace(errb.String()); got != file+": "+strings.Join(want, "\n") {
-			t.Errorf("a build with -tags %s:\n%s\nwant:\n%s: %s", tags, got, file, strings.Join(want, "\n"))
+		lines := make([]string, len(want))
+		for i, w := range want {
+			lines[i] = file + ": " + w
+		}
+		if got := strings.TrimSpace(errb.String()); got != strings.Join(lines, "\n") {
+			t.Errorf("a build with -tags %s:\n%s\nwant:\n%s", tags, got, strings.Join(lines, "\n"))
 		}
 	}
 
