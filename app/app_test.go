@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/demo"
 	"github.com/rollback-guardian/guardian/testenv"
 )
@@ -319,5 +320,20 @@ func TestRestartResumesWatch(t *testing.T) {
 	}, "v2 to be judged again after the restart")
 	if got := f.deploys(); got != 0 {
 		t.Fatalf("the restart reported the deploy again (%v)", got)
+	}
+}
+
+// A reload builds new configuration values: deploy settings that did not
+// change compare equal even where they are pointers, so the service keeps
+// the versions it learnt.
+func TestEqualDeploy(t *testing.T) {
+	a := config.Deploy{VersionLabel: "version", Kubernetes: &config.KubernetesDeploy{Namespace: "shop", Deployment: "checkout"}}
+	b := config.Deploy{VersionLabel: "version", Kubernetes: &config.KubernetesDeploy{Namespace: "shop", Deployment: "checkout"}}
+	if !equalDeploy(a, b) {
+		t.Fatal("equal deploy settings from two loads differ")
+	}
+	b.Kubernetes.Deployment = "cart"
+	if equalDeploy(a, b) {
+		t.Fatal("a changed Deployment compares equal")
 	}
 }
