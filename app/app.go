@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,9 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/rollback-guardian/guardian/cluster"
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/notify"
+	"github.com/rollback-guardian/guardian/plugin"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/source/embedded"
 	"github.com/rollback-guardian/guardian/store"
@@ -41,7 +44,7 @@ type Options struct {
 	// Listener, when set, replaces listening on global.listen_address.
 	Listener net.Listener
 	// OnVerdict, when set, sees every trigger verdict.
-	OnVerdict VerdictFunc
+	OnVerdict watch.VerdictFunc
 	// NoWatch disables reloading on changes of the config file; SIGHUP and
 	// POST /-/reload still reload.
 	NoWatch bool
@@ -49,10 +52,6 @@ type Options struct {
 	// (tests crash Guardian there).
 	Fault func(point string)
 }
-
-// VerdictFunc observes every verdict of every trigger (the demo and tests
-// hook in here).
-type VerdictFunc = watch.VerdictFunc
 
 // App is the Guardian daemon.
 type App struct {
@@ -66,7 +65,7 @@ type App struct {
 	reloader *config.Reloader
 
 	// Durable state and incidents, set up by the first Apply.
-	cluster   *clusterState // nil without global.cluster
+	cluster   *cluster.Cluster // nil without global.cluster
 	st        store.Store
 	outbox    *notify.Outbox
 	incidents *incident.Manager
@@ -166,13 +165,9 @@ func (a *App) Apply(cfg *config.Config) error {
 				o.embedded.Stop()
 			}
 			if !kept {
-				a.m.Forget(name, "")
-				continue
-			}
-			for _, tr := range o.watch.TriggerNames() {
-				if !slices.Contains(n.watch.TriggerNames(), tr) {
-					a.m.Forget(name, tr)
-				}
+				a.m.Retire(o.watch, nil)
+			} else {
+				a.m.Retire(o.watch, n.watch)
 			}
 		}
 		if old.cfg.Global.ListenAddress != cfg.Global.ListenAddress {
@@ -194,11 +189,11 @@ func (a *App) build(cfg *config.Config, old *state) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	notifiers, err := buildNotifiers(cfg, a.log)
+	notifiers, err := plugin.Notifiers(cfg, a.log)
 	if err != nil {
 		return nil, err
 	}
-	named, err := a.buildSources(cfg)
+	named, err := plugin.Sources(cfg, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +294,7 @@ func (a *App) Run(ctx context.Context) error {
 		if a.cluster == nil {
 			g.Add(func() error { return a.work(ctx) }, func(error) { cancel() })
 		} else {
-			g.Add(func() error { return a.lead(ctx, l.Addr().String()) }, func(error) { cancel() })
+			g.Add(func() error { return a.cluster.Run(ctx, l.Addr().String(), a.work, a.ready.Store) }, func(error) { cancel() })
 		}
 	}
 	err := g.Run()
@@ -368,6 +363,19 @@ func (a *App) stopAll() {
 	a.running = nil
 }
 
+// forward tells the web server where to send a write request when this
+// replica is a follower.
+func (a *App) forward(r *http.Request) (*url.URL, bool, error) {
+	if a.cluster == nil {
+		return nil, false, nil
+	}
+	return a.cluster.Forward(r)
+}
+
+// ErrLostLeadership ends Run when another replica took over: the process
+// exits and, restarted, joins as a follower.
+var ErrLostLeadership = cluster.ErrLostLeadership
+
 // saved keeps the services' learnt state in the state store.
 func (a *App) saved() watch.StoreState {
 	return watch.StoreState{Store: func() store.Store { return a.st }}
@@ -379,11 +387,11 @@ func (a *App) saved() watch.StoreState {
 func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier) error {
 	var st store.Store
 	if cfg.Global.Cluster != nil {
-		cs, err := newClusterState(cfg.Global.Cluster, a.log.Named("cluster"), a.opts.Registry)
+		cs, err := cluster.New(*cfg.Global.Cluster, a.log.Named("cluster"), a.opts.Registry)
 		if err != nil {
 			return err
 		}
-		a.cluster, st = cs, cs.store
+		a.cluster, st = cs, cs.Store()
 	} else {
 		dir, err := stateDir(cfg)
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/demo"
 	"github.com/rollback-guardian/guardian/testenv"
+	"github.com/rollback-guardian/guardian/watch"
 )
 
 func TestMain(m *testing.M) {
@@ -178,17 +179,17 @@ func (f *fixture) deploys() float64 {
 	return 0
 }
 
-func (f *fixture) trigger(name string) TriggerStatus {
+func (f *fixture) trigger(name string) watch.TriggerStatus {
 	w := f.app.Status()[0].Watch
 	if w == nil {
-		return TriggerStatus{}
+		return watch.TriggerStatus{}
 	}
 	for _, tr := range w.Triggers {
 		if tr.Name == name {
 			return tr
 		}
 	}
-	return TriggerStatus{}
+	return watch.TriggerStatus{}
 }
 
 // A reload through POST /-/reload keeps the pending state of a trigger whose
@@ -199,7 +200,7 @@ func TestReloadKeepsPendingTrigger(t *testing.T) {
 	if err := f.demo.Deploy(demo.Version{Version: "v2", ErrorRate: 0.5}); err != nil {
 		t.Fatal(err)
 	}
-	var pending TriggerStatus
+	var pending watch.TriggerStatus
 	testenv.Eventually(t, 30*time.Second, func() error {
 		pending = f.trigger("error-rate")
 		if pending.State != "pending" || pending.ActiveSince == nil {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"time"
 
@@ -10,10 +11,10 @@ import (
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/executor"
+	"github.com/rollback-guardian/guardian/plugin"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/source"
 	"github.com/rollback-guardian/guardian/source/embedded"
-	promsource "github.com/rollback-guardian/guardian/source/prometheus"
 	"github.com/rollback-guardian/guardian/trigger"
 	"github.com/rollback-guardian/guardian/verify"
 	"github.com/rollback-guardian/guardian/watch"
@@ -23,22 +24,6 @@ import (
 type sourceMetrics = embedded.Metrics
 
 func newSourceMetrics(reg prometheus.Registerer) *sourceMetrics { return embedded.NewMetrics(reg) }
-
-// buildSources creates a querier per named source.
-func (a *App) buildSources(cfg *config.Config) (map[string]source.Querier, error) {
-	named := map[string]source.Querier{}
-	for _, sc := range cfg.Sources {
-		if sc.Prometheus == nil {
-			return nil, fmt.Errorf("source %s: no source type", sc.Name)
-		}
-		q, err := promsource.New(*sc.Prometheus, a.log.Named("source").With(zap.String("source", sc.Name)))
-		if err != nil {
-			return nil, fmt.Errorf("source %s: %w", sc.Name, err)
-		}
-		named[sc.Name] = q
-	}
-	return named, nil
-}
 
 // service is one guarded service as built from its configuration: its
 // watch stage, and what the incident manager needs.
@@ -90,16 +75,16 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		defs = append(defs, def)
 	}
 	s.verifier = verifierFor(sc, defs)
-	if s.appExec, s.appExecName, err = buildExecutor(sc.Rollback.Application, log, runDir(cfg)); err != nil {
+	if s.appExec, s.appExecName, err = plugin.Executor(sc.Rollback.Application, log, runDir(cfg)); err != nil {
 		return nil, nil, fmt.Errorf("rollback.application: %w", err)
 	}
-	if s.dbExec, s.dbExecName, err = buildExecutor(sc.Rollback.Database, log, runDir(cfg)); err != nil {
+	if s.dbExec, s.dbExecName, err = plugin.Executor(sc.Rollback.Database, log, runDir(cfg)); err != nil {
 		return nil, nil, fmt.Errorf("rollback.database: %w", err)
 	}
 
 	var stalled trigger.StallFunc
 	if k := sc.Deploy.Kubernetes; k != nil {
-		if s.kwatch, stalled, err = kubernetesDeploys(sc.Name, k, log.Named("kubernetes")); err != nil {
+		if s.kwatch, stalled, err = plugin.DeployFeed(sc.Name, k, log.Named("kubernetes")); err != nil {
 			return nil, nil, fmt.Errorf("deploy.kubernetes: %w", err)
 		}
 	}
@@ -112,32 +97,23 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 			return nil, nil, fmt.Errorf("undefined source %q", sc.Source)
 		}
 	} else {
-		if sc.Scrape == nil {
-			return nil, nil, fmt.Errorf("no source and no scrape settings")
-		}
-		retention, err := embedded.Retention(sc, trigger.DefaultWindow)
+		dir, err := stateDir(cfg)
 		if err != nil {
 			return nil, nil, err
 		}
-		if prev != nil && prev.embedded != nil && prev.embedded.Same(*sc.Scrape, retention) {
-			s.embedded = prev.embedded
-		} else {
-			dir, err := stateDir(cfg)
-			if err != nil {
-				return nil, nil, err
-			}
-			fresh, err = embedded.NewRunner(*sc.Scrape, embedded.Options{
-				Retention:    retention,
-				Dir:          dir,
-				Metrics:      a.srcM,
-				Engines:      a.engines,
-				Target:       sc.Name,
-				QueryTimeout: time.Duration(cfg.Global.QueryTimeout),
-			}, log.Named("scrape"))
-			if err != nil {
-				return nil, nil, err
-			}
-			s.embedded = fresh
+		var prevRunner *embedded.Runner
+		if prev != nil {
+			prevRunner = prev.embedded
+		}
+		var isNew bool
+		s.embedded, isNew, err = embedded.RunnerFor(prevRunner, sc, trigger.DefaultWindow, embedded.Options{
+			Dir: dir, Metrics: a.srcM, Engines: a.engines, Target: sc.Name, QueryTimeout: time.Duration(cfg.Global.QueryTimeout),
+		}, log.Named("scrape"))
+		if err != nil {
+			return nil, nil, err
+		}
+		if isNew {
+			fresh = s.embedded
 		}
 		q = s.embedded.Source()
 	}
@@ -179,3 +155,12 @@ func progressDeadline(k *config.KubernetesDeploy, stalled trigger.StallFunc) *tr
 // equalDeploy reports whether a reload kept the deploy settings, so the
 // service keeps the versions it learnt.
 func equalDeploy(a, b config.Deploy) bool { return reflect.DeepEqual(a, b) }
+
+// runDir is where executors keep their runs: state_dir/runs.
+func runDir(cfg *config.Config) string {
+	d, err := filepath.Abs(cfg.Global.StateDir)
+	if err != nil {
+		d = cfg.Global.StateDir
+	}
+	return filepath.Join(d, "runs")
+}

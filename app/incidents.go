@@ -3,7 +3,6 @@ package app
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"path/filepath"
 	"time"
 
@@ -12,29 +11,11 @@ import (
 	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/incident"
-	"github.com/rollback-guardian/guardian/notify"
-	notifywebhook "github.com/rollback-guardian/guardian/notify/webhook"
 	"github.com/rollback-guardian/guardian/report"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/trigger"
 	"github.com/rollback-guardian/guardian/verify"
 )
-
-// buildNotifiers builds every receiver of the configuration.
-func buildNotifiers(cfg *config.Config, log *zap.Logger) (map[string]notify.Notifier, error) {
-	out := map[string]notify.Notifier{}
-	for _, n := range cfg.Notifiers {
-		if n.Webhook == nil {
-			return nil, fmt.Errorf("notifier %s: no receiver", n.Name)
-		}
-		w, err := notifywebhook.New(*n.Webhook, log.Named("notify").With(zap.String("receiver", n.Name)))
-		if err != nil {
-			return nil, fmt.Errorf("notifier %s: %w", n.Name, err)
-		}
-		out[n.Name] = w
-	}
-	return out, nil
-}
 
 // verifierFor builds the recovery check of a service.
 func verifierFor(sc config.Service, defs []trigger.Definition) *verify.Verifier {

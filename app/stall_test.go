@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/plugin"
 	kuberollout "github.com/rollback-guardian/guardian/rollout/kubernetes"
 	"github.com/rollback-guardian/guardian/trigger"
 )
@@ -79,7 +80,7 @@ func TestProgressDeadlineTrigger(t *testing.T) {
 				t.Fatal(err)
 			}
 			kw.Observe(stallDeployment("1", "checkout:v1", false))
-			p := progressDeadline(&config.KubernetesDeploy{Namespace: "shop", Deployment: "checkout", OnProgressDeadline: tc.policy}, stallFunc(kw))
+			p := progressDeadline(&config.KubernetesDeploy{Namespace: "shop", Deployment: "checkout", OnProgressDeadline: tc.policy}, plugin.StallFunc(kw))
 			if tc.none {
 				if p != nil {
 					t.Fatalf("a progress-deadline trigger with policy %q", tc.policy)

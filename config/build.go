@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"errors"
 	"strings"
 )
 
@@ -15,8 +16,9 @@ import (
 //
 // The build_*.go files set one constant per tag. Validation consults them,
 // so that a configuration naming a feature this build left out is rejected
-// when it is loaded, with its field path and line; app builds the feature
-// only in the builds that have it (app/*_on.go, app/*_off.go).
+// when it is loaded, with its field path and line; packages plugin and
+// cluster build the feature only in the builds that have it, and their
+// stand-ins fail with ErrLeftOut.
 
 // helmTag is the build tag that left the helm executor out of this build,
 // or "".
@@ -61,4 +63,11 @@ func LeftOut() []string {
 // slimBuild is the error for a feature this build left out.
 func slimBuild(what, tag string) string {
 	return "this Guardian is a slim build without " + what + " (built with -tags " + tag + "); use the full build"
+}
+
+// ErrLeftOut is the error of a stand-in asked to build a feature this slim
+// build left out. Validation rejects such a configuration first; this only
+// guards.
+func ErrLeftOut(what string) error {
+	return errors.New(slimBuild(what, SlimTags()))
 }

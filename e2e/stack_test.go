@@ -27,6 +27,7 @@ import (
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/testenv"
 	"github.com/rollback-guardian/guardian/trigger"
+	"github.com/rollback-guardian/guardian/watch"
 )
 
 // Mode is the metric source under test.
@@ -210,7 +211,7 @@ func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 		s.proc = startProc(t, s.cfgPath)
 		s.apiURL = s.proc.url
 		testenv.Eventually(t, 60*time.Second, func() error {
-			var st []app.ServiceStatus
+			var st []watch.ServiceStatus
 			if err := s.getJSON("/api/v1/status", &st); err != nil {
 				return err
 			}
@@ -322,7 +323,7 @@ func (s *stack) status() string {
 }
 
 // watch returns the open watch, or nil.
-func (s *stack) watch() *app.WatchStatus { return s.app.Status()[0].Watch }
+func (s *stack) watch() *watch.WatchStatus { return s.app.Status()[0].Watch }
 
 func (s *stack) deploy(version string, errorRate float64) {
 	s.t.Helper()

@@ -21,7 +21,7 @@ const (
 	dbKey  = "incident-7/rollback.database"
 )
 
-func fptr(f float64) *float64 { return &f }
+func fptr(f float64) *float64     { return &f }
 func tptr(t time.Time) *time.Time { return &t }
 
 // rules are a manual policy with both steps configured.
@@ -105,7 +105,7 @@ type outcome struct {
 }
 
 func ok(s State, effs string) outcome { return outcome{state: s, effs: effs} }
-func no(err error) outcome          { return outcome{err: err} }
+func no(err error) outcome            { return outcome{err: err} }
 
 // table is every state × every event: what the machine does.
 func table() map[State]map[string]outcome {
@@ -152,7 +152,7 @@ func table() map[State]map[string]outcome {
 			"restart": ok(AwaitingApproval, ""), "tick": ok(AwaitingApproval, ""),
 			"go": ok(RollingBack, "Publish,RunStep"), "no-go": ok(Held, "Publish"),
 		}),
-		Held: merge(parked(Held), map[string]outcome{"go": ok(RollingBack, "Publish,RunStep")}),
+		Held:        merge(parked(Held), map[string]outcome{"go": ok(RollingBack, "Publish,RunStep")}),
 		RollingBack: acting(RollingBack),
 		Verifying: merge(ignoredSteps, ignoredReports, noVotes, closable(Verifying), map[string]outcome{
 			"restart": ok(Verifying, "Probe"), "tick": no(ErrIgnored),

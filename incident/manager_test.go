@@ -350,9 +350,9 @@ func TestAutoAfter(t *testing.T) {
 
 func TestAutoAndSkipApproval(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		policy   approval.Policy
-		actor    string
+		name   string
+		policy approval.Policy
+		actor  string
 	}{
 		{"auto", approval.Policy{Mode: approval.Auto}, "policy:auto"},
 		{"skip above", approval.Policy{Mode: approval.Manual, SkipAbove: ptr(0.1)}, "policy:skip_approval_above"},
@@ -495,7 +495,7 @@ func inOrder(got []event.Type, want ...event.Type) bool {
 // attachExec is an executor whose step can be followed across a restart.
 type attachExec struct {
 	fakeExec
-	release chan struct{}
+	release  chan struct{}
 	attached atomic.Int32
 }
 

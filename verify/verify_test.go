@@ -160,4 +160,3 @@ func TestProbeWaitsForAFullWindow(t *testing.T) {
 		t.Fatalf("not judged after a full window: %s", r.Summary())
 	}
 }
-

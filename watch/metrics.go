@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,6 +87,21 @@ func (m *Metrics) Forget(service, trigger string) {
 	m.evaluations.DeletePartialMatch(l)
 	m.triggerState.DeletePartialMatch(l)
 	m.triggersFired.DeletePartialMatch(l)
+}
+
+// Retire forgets the series of old that next, its replacement after a
+// reload, no longer has: all of them when next is nil (the service is
+// gone), otherwise those of the triggers it dropped.
+func (m *Metrics) Retire(old, next *Service) {
+	if next == nil {
+		m.Forget(old.Name(), "")
+		return
+	}
+	for _, tr := range old.TriggerNames() {
+		if !slices.Contains(next.TriggerNames(), tr) {
+			m.Forget(old.Name(), tr)
+		}
+	}
 }
 
 // Querier wraps a service's source: every query is bounded by timeout

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rollback-guardian/guardian/source"
+	"github.com/rollback-guardian/guardian/trigger"
 )
 
 // The querier bounds each query by the timeout and counts failures by
@@ -144,5 +145,25 @@ func TestMetricNames(t *testing.T) {
 	}
 	if len(got) != 9 {
 		t.Errorf("%d metrics registered, want 9", len(got))
+	}
+}
+
+// After a reload, Retire forgets a dropped trigger's series, or a gone
+// service's, and keeps the others.
+func TestRetire(t *testing.T) {
+	f := newFixture(t, fixtureOpts{}) // error-rate and latency
+	only := newFixture(t, fixtureOpts{metrics: f.m, triggers: func(t *testing.T) []trigger.Evaluator {
+		return []trigger.Evaluator{metricTrigger(t, "error-rate", 0, "")}
+	}})
+	for _, trig := range []string{"error-rate", "latency"} {
+		f.m.triggerState.WithLabelValues("checkout", trig).Set(1)
+	}
+	f.m.Retire(f.svc, only.svc)
+	if n := testutil.CollectAndCount(f.m.triggerState); n != 1 {
+		t.Fatalf("%d trigger state series after dropping latency, want 1", n)
+	}
+	f.m.Retire(only.svc, nil)
+	if n := testutil.CollectAndCount(f.m.triggerState); n != 0 {
+		t.Fatalf("%d trigger state series after the service went, want 0", n)
 	}
 }

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -132,4 +133,23 @@ func Retention(sc config.Service, defaultWindow time.Duration) (time.Duration, e
 		interval = time.Duration(sc.Scrape.Interval)
 	}
 	return longest + 2*interval + LookbackDelta, nil
+}
+
+// RunnerFor returns the runner of service sc's embedded source across a
+// reload: prev when it has the same scrape settings and retention (its data
+// kept), otherwise a new runner (fresh), which the caller stops if the
+// reload fails. opts.Retention is computed here (Retention with
+// defaultWindow).
+func RunnerFor(prev *Runner, sc config.Service, defaultWindow time.Duration, opts Options, logger *zap.Logger) (r *Runner, fresh bool, err error) {
+	if sc.Scrape == nil {
+		return nil, false, errors.New("no source and no scrape settings")
+	}
+	if opts.Retention, err = Retention(sc, defaultWindow); err != nil {
+		return nil, false, err
+	}
+	if prev != nil && prev.Same(*sc.Scrape, opts.Retention) {
+		return prev, false, nil
+	}
+	r, err = NewRunner(*sc.Scrape, opts, logger)
+	return r, err == nil, err
 }

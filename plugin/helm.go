@@ -1,6 +1,6 @@
 //go:build !nohelm && !nokubernetes
 
-package app
+package plugin
 
 import (
 	"go.uber.org/zap"
@@ -10,12 +10,7 @@ import (
 	"github.com/rollback-guardian/guardian/executor/helm"
 )
 
-// helmExecutor builds a helm executor (the Helm SDK; left out of builds
-// with -tags nohelm or nokubernetes).
+// helmExecutor builds a helm executor (the Helm SDK).
 func helmExecutor(c config.HelmExecutor, log *zap.Logger) (executor.Executor, error) {
-	x, err := helm.New(c, log)
-	if err != nil {
-		return nil, err // not a typed nil in the interface
-	}
-	return x, nil
+	return nonNil(helm.New(c, log))
 }

@@ -1,6 +1,6 @@
 //go:build nohelm || nokubernetes
 
-package app
+package plugin
 
 import (
 	"go.uber.org/zap"
@@ -9,8 +9,7 @@ import (
 	"github.com/rollback-guardian/guardian/executor"
 )
 
-// helmExecutor is left out of this build; config rejects the helm
-// executor before it gets here.
+// helmExecutor is left out of this build.
 func helmExecutor(config.HelmExecutor, *zap.Logger) (executor.Executor, error) {
-	return nil, errLeftOut("the helm executor", config.SlimTags())
+	return nil, config.ErrLeftOut("the helm executor")
 }

@@ -1,6 +1,12 @@
 //go:build !nokubernetes
 
-package app
+// Package cluster runs Guardian as several replicas on Kubernetes: the
+// replicas elect a leader through a coordination.k8s.io Lease (client-go's
+// leader election), only the leader evaluates and acts, state lives in
+// ConfigMaps written with optimistic concurrency (store/kubernetes), and
+// followers forward the write API to the leader. Builds with -tags
+// nokubernetes leave it out (off.go).
+package cluster
 
 import (
 	"cmp"
@@ -23,13 +29,18 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/kube"
+	"github.com/rollback-guardian/guardian/store"
 	kubestore "github.com/rollback-guardian/guardian/store/kubernetes"
 )
 
-// clusterState is what several replicas share: the Lease they elect a
-// leader with, and the state ConfigMaps. Builds with -tags nokubernetes
-// have a stand-in (cluster_off.go).
-type clusterState struct {
+// ErrLostLeadership ends Run when another replica took over: the process
+// exits and, restarted, joins as a follower.
+var ErrLostLeadership = errors.New("lost the leadership")
+
+// Cluster is this replica's part of several: the Lease it campaigns for,
+// and the state ConfigMaps.
+type Cluster struct {
 	cfg    config.Cluster
 	client kubernetes.Interface
 	store  *kubestore.Store
@@ -44,8 +55,9 @@ type clusterState struct {
 // Lease's holder identity.
 const identitySep = "|"
 
-func newClusterState(c *config.Cluster, log *zap.Logger, reg prometheus.Registerer) (*clusterState, error) {
-	client, err := kubeClient(c.Kubeconfig)
+// New connects to the API server and the state ConfigMaps of c.
+func New(c config.Cluster, log *zap.Logger, reg prometheus.Registerer) (*Cluster, error) {
+	client, err := kube.Client(c.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -53,7 +65,7 @@ func newClusterState(c *config.Cluster, log *zap.Logger, reg prometheus.Register
 	if err != nil {
 		return nil, err
 	}
-	cs := &clusterState{cfg: *c, client: client, store: st, log: log,
+	cs := &Cluster{cfg: c, client: client, store: st, log: log,
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "guardian_leader", Help: "1 while this replica is the leader."})}
 	if reg != nil {
 		reg.MustRegister(cs.gauge)
@@ -61,14 +73,17 @@ func newClusterState(c *config.Cluster, log *zap.Logger, reg prometheus.Register
 	return cs, nil
 }
 
-// ErrLostLeadership ends Run when another replica took over: the process
-// exits and, restarted, joins as a follower.
-var ErrLostLeadership = errors.New("lost the leadership")
+// Store is the state the replicas share: ConfigMaps written with
+// optimistic concurrency.
+func (cs *Cluster) Store() store.Store { return cs.store }
 
-// lead campaigns for the Lease; while leading it does the work, and it
-// serves (forwarding the write API) as a follower otherwise.
-func (a *App) lead(ctx context.Context, listen string) error {
-	cs := a.cluster
+// Run campaigns for the Lease until ctx ends. While leading it runs work
+// (evaluate, act, notify); it reports itself ready to serve as a follower
+// too, which forwards the write API to the leader (Forward). Losing the
+// lead ends Run with ErrLostLeadership: the process exits and, restarted,
+// joins as a follower. listen is this replica's listen address, advertised
+// to the others unless advertise_url says otherwise.
+func (cs *Cluster) Run(ctx context.Context, listen string, work func(ctx context.Context) error, ready func(bool)) error {
 	name := cmp.Or(cs.cfg.Identity, os.Getenv("POD_NAME"))
 	if name == "" {
 		name, _ = os.Hostname()
@@ -100,7 +115,7 @@ func (a *App) lead(ctx context.Context, listen string) error {
 				cs.leading.Store(true)
 				cs.gauge.Set(1)
 				cs.log.Info("leading: evaluating and acting", zap.String("identity", identity))
-				if err := a.work(lctx); err != nil && lctx.Err() == nil {
+				if err := work(lctx); err != nil && lctx.Err() == nil {
 					workErr.Store(&err)
 				}
 			},
@@ -119,9 +134,9 @@ func (a *App) lead(ctx context.Context, listen string) error {
 	if err != nil {
 		return fmt.Errorf("leader election: %w", err)
 	}
-	a.ready.Store(true) // a follower serves too: it forwards the write API
+	ready(true) // a follower serves too: it forwards the write API
 	le.Run(ctx)
-	a.ready.Store(false)
+	ready(false)
 	if p := workErr.Load(); p != nil {
 		return *p
 	}
@@ -132,11 +147,10 @@ func (a *App) lead(ctx context.Context, listen string) error {
 	return nil
 }
 
-// forward tells the web server where to send a write request when this
-// replica is a follower.
-func (a *App) forward(*http.Request) (*url.URL, bool, error) {
-	cs := a.cluster
-	if cs == nil || cs.leading.Load() {
+// Forward tells the web server where to send a write request when this
+// replica is a follower: the leader's advertised URL.
+func (cs *Cluster) Forward(*http.Request) (*url.URL, bool, error) {
+	if cs.leading.Load() {
 		return nil, false, nil
 	}
 	p := cs.leader.Load()

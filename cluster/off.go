@@ -1,0 +1,42 @@
+//go:build nokubernetes
+
+// Package cluster would run Guardian as several replicas on Kubernetes; this
+// slim build (-tags nokubernetes) leaves it out: config rejects
+// global.cluster, and New only fails.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/store"
+)
+
+// ErrLostLeadership ends Run when another replica took over; it never
+// happens in a build without Kubernetes.
+var ErrLostLeadership = errors.New("lost the leadership")
+
+// Cluster is never built in a build without Kubernetes.
+type Cluster struct{}
+
+// New fails: this build has no Kubernetes clustering.
+func New(config.Cluster, *zap.Logger, prometheus.Registerer) (*Cluster, error) {
+	return nil, config.ErrLeftOut("Kubernetes clustering (global.cluster)")
+}
+
+// Store is nil.
+func (*Cluster) Store() store.Store { return nil }
+
+// Run fails.
+func (*Cluster) Run(context.Context, string, func(context.Context) error, func(bool)) error {
+	return config.ErrLeftOut("Kubernetes clustering (global.cluster)")
+}
+
+// Forward never forwards.
+func (*Cluster) Forward(*http.Request) (*url.URL, bool, error) { return nil, false, nil }

@@ -1,0 +1,98 @@
+// Package plugin builds the plugins a configuration names — rollback
+// executors, notification receivers, metric sources and the deploy feed of
+// a Kubernetes workload — and is where a
+// slim build leaves out those that link heavy SDKs, as Prometheus leaves out
+// service-discovery plugins: -tags nohelm drops the helm executor (the Helm
+// SDK), -tags nokubernetes everything that talks to the Kubernetes API
+// (client-go). Config rejects a configuration naming a left-out plugin with
+// its field path and line; the stand-ins here only fail (config.ErrLeftOut).
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/executor"
+	"github.com/rollback-guardian/guardian/executor/command"
+	"github.com/rollback-guardian/guardian/executor/webhook"
+	"github.com/rollback-guardian/guardian/notify"
+	notifywebhook "github.com/rollback-guardian/guardian/notify/webhook"
+	"github.com/rollback-guardian/guardian/source"
+	promsource "github.com/rollback-guardian/guardian/source/prometheus"
+)
+
+// Executor builds a rollback executor from its configuration, and its name
+// for logs and the timeline; nil configuration, nil executor. runDir keeps
+// what an executor needs to find a rollback that outlived a restart (a
+// command's run records and output).
+func Executor(e *config.Executor, log *zap.Logger, runDir string) (executor.Executor, string, error) {
+	log = log.Named("executor")
+	var (
+		x   executor.Executor
+		err error
+	)
+	switch {
+	case e == nil:
+		return nil, "", nil
+	case e.Command != nil:
+		x, err = nonNil(command.New(*e.Command, log, command.WithRunDir(filepath.Join(runDir, "command"))))
+	case e.Webhook != nil:
+		x, err = nonNil(webhook.New(*e.Webhook, log))
+	case e.Kubernetes != nil:
+		x, err = kubernetesExecutor(*e.Kubernetes, log)
+	case e.ArgoRollouts != nil:
+		x, err = argoRolloutsExecutor(*e.ArgoRollouts, log)
+	case e.Helm != nil:
+		x, err = helmExecutor(*e.Helm, log)
+	default:
+		return nil, "", errors.New("no executor type")
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return x, e.Name(), nil
+}
+
+// nonNil keeps a constructor's typed nil pointer out of the interface.
+func nonNil[T executor.Executor](x T, err error) (executor.Executor, error) {
+	if err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// Notifiers builds every receiver of the configuration, by name.
+func Notifiers(cfg *config.Config, log *zap.Logger) (map[string]notify.Notifier, error) {
+	out := map[string]notify.Notifier{}
+	for _, n := range cfg.Notifiers {
+		if n.Webhook == nil {
+			return nil, fmt.Errorf("notifier %s: no receiver", n.Name)
+		}
+		w, err := notifywebhook.New(*n.Webhook, log.Named("notify").With(zap.String("receiver", n.Name)))
+		if err != nil {
+			return nil, fmt.Errorf("notifier %s: %w", n.Name, err)
+		}
+		out[n.Name] = w
+	}
+	return out, nil
+}
+
+// Sources builds a querier per named source of the configuration.
+func Sources(cfg *config.Config, log *zap.Logger) (map[string]source.Querier, error) {
+	named := map[string]source.Querier{}
+	for _, sc := range cfg.Sources {
+		if sc.Prometheus == nil {
+			return nil, fmt.Errorf("source %s: no source type", sc.Name)
+		}
+		q, err := promsource.New(*sc.Prometheus, log.Named("source").With(zap.String("source", sc.Name)))
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", sc.Name, err)
+		}
+		named[sc.Name] = q
+	}
+	return named, nil
+}
