@@ -9,6 +9,16 @@
 # chart in deploy/helm/guardian mounts its ConfigMap elsewhere and passes
 # --config itself). The base image carries CA certificates, the IANA time zone
 # database (for global.postmortem.time_zone) and /etc/passwd with "nonroot".
+#
+# TAGS are Go build tags. The slim image for sidecars leaves out everything
+# that talks to the Kubernetes API (the kubernetes, argo_rollouts and helm
+# executors, deploy.kubernetes, global.cluster; about a third of the full
+# image's size and less than half its memory); a configuration that uses
+# them is rejected with the field and line:
+#
+#   docker build --build-arg TAGS=nokubernetes -t guardian:slim .
+#
+# TAGS=nohelm leaves out only the helm executor (the Helm SDK).
 
 ARG GO_VERSION=1.26
 
@@ -16,6 +26,7 @@ FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 ARG TARGETOS
 ARG TARGETARCH
 ARG VERSION=dev
+ARG TAGS=""
 WORKDIR /src
 # Modules first, so that a source change does not download them again.
 COPY go.mod go.sum ./
@@ -24,7 +35,7 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/guardian ./cmd/guardian
+    go build -trimpath -tags "${TAGS}" -ldflags "-s -w -X main.version=${VERSION}" -o /out/guardian ./cmd/guardian
 # The default working directory holds state_dir (./data by default), so it
 # must be writable by the non-root user.
 RUN mkdir -p /out/state/data

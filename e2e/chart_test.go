@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -538,6 +539,14 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"a secret file named tokens beside auth tokens", "auth: {tokens: {ci: 0123456789abcdef0123}}\nsecrets: {files: {tokens: x}}\n", "tokens"},
 		{"unknown top-level value", "replica: 2\n", "replica"},
 		{"unknown rbac flag", "rbac: {kubernetes: true}\n", "kubernetes"},
+		{"slim image in cluster mode", "image: {slim: true}\nreplicas: 2\n", "image.slim: cluster mode"},
+		{"slim image with a Kubernetes rbac flag", "image: {slim: true}\nrbac: {deployDetection: true}\n", "image.slim: rbac.deployDetection"},
+		{"slim image with global.cluster", "image: {slim: true}\nconfig: {global: {cluster: {namespace: shop}}}\n", "image.slim: config.global.cluster"},
+		{"slim image with deploy.kubernetes", "image: {slim: true}\nconfig: {services: [{name: a}, {name: b, deploy: {kubernetes: {namespace: shop, deployment: b}}}]}\n",
+			"image.slim: config.services[1].deploy.kubernetes"},
+		{"slim image with the helm executor", "mode: sidecar\nimage: {slim: true}\nconfig: {services: [{name: a, rollback: {database: {helm: {release: a}}}}]}\n",
+			"image.slim: config.services[0].rollback.database.helm"},
+		{"slim not a boolean", "image: {slim: \"yes\"}\n", "slim"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := chartRenderErr(t, tc.values)
@@ -546,6 +555,35 @@ func TestChartRejectsBadValues(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error does not mention %q: %v", tc.want, err)
+			}
+		})
+	}
+}
+
+// TestChartSlimImage: image.slim runs the <tag>-slim image (built with
+// -tags nokubernetes) in either mode, a digest still names the image, and
+// the default is the full image.
+func TestChartSlimImage(t *testing.T) {
+	for _, tc := range []struct{ name, values, want string }{
+		{"full by default", "mode: sidecar\n", "ghcr.io/rollback-guardian/guardian:0.1.0"},
+		{"slim sidecar", "mode: sidecar\nimage: {slim: true}\n", "ghcr.io/rollback-guardian/guardian:0.1.0-slim"},
+		{"slim standalone with a tag", "image: {slim: true, tag: v2.0.0}\n", "ghcr.io/rollback-guardian/guardian:v2.0.0-slim"},
+		{"a digest names the image", "image: {slim: true, digest: \"sha256:0123\"}\n", "ghcr.io/rollback-guardian/guardian@sha256:0123"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := chartRender(t, tc.values)
+			var spec map[string]any
+			if strings.HasPrefix(tc.values, "mode: sidecar") {
+				var patch map[string]any
+				if err := yaml.Unmarshal([]byte(str(dig(one(t, objs, "ConfigMap", "guardian-sidecar"), "data", "patch.yaml"))), &patch); err != nil {
+					t.Fatal(err)
+				}
+				spec = dig(patch, "spec", "template", "spec").(map[string]any)
+			} else {
+				spec = podSpec(one(t, objs, "Deployment", chartRelease))
+			}
+			if got := str(container(t, spec, "guardian")["image"]); got != tc.want {
+				t.Errorf("image %q, want %q", got, tc.want)
 			}
 		})
 	}
@@ -1107,6 +1145,29 @@ func TestDockerfile(t *testing.T) {
 	if !slices.Contains(final, "COPY --from=build /out/guardian /guardian") {
 		t.Errorf("final stage does not copy the binary: %q", final)
 	}
+	// TAGS reaches go build, and the slim builds the header documents
+	// link neither client-go's API types and clientset nor the Helm SDK.
+	if !slices.Contains(stages[0], `ARG TAGS=""`) || !strings.Contains(build, `go build -trimpath -tags "${TAGS}" `) {
+		t.Errorf("the build stage does not pass ARG TAGS to go build -tags:\n%s", build)
+	}
+	documented := regexp.MustCompile(`--build-arg TAGS=(\S+) -t guardian:slim`).FindAllSubmatch(b, -1)
+	if len(documented) == 0 {
+		t.Error("the header does not document the slim image (--build-arg TAGS=... -t guardian:slim)")
+	}
+	for _, m := range documented {
+		tags := string(m[1])
+		deps, err := exec.Command("go", "list", "-tags", tags, "-deps", "../cmd/guardian").Output()
+		if err != nil {
+			t.Fatalf("go list -tags %s: %v", tags, err)
+		}
+		for _, dep := range strings.Fields(string(deps)) {
+			if strings.HasPrefix(dep, "helm.sh/") || strings.HasPrefix(dep, "k8s.io/api/") || strings.HasPrefix(dep, "k8s.io/client-go/kubernetes") {
+				t.Errorf("the slim image (-tags %s) links %s", tags, dep)
+				break
+			}
+		}
+	}
+
 	// -X main.version needs the variable.
 	src, err := os.ReadFile("../cmd/guardian/root.go")
 	if err != nil || !bytes.Contains(src, []byte("var version = ")) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, `make test`, .ci/run): installs what the tests
-# need, checks formatting, vets, lints, and runs every test with the race
-# detector, end-to-end suites against real components included.
+# need, checks formatting, vets, lints, checks the slim builds, and runs
+# every test with the race detector, end-to-end suites against real
+# components included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,5 +18,15 @@ echo "== go vet"
 go vet ./...
 echo "== staticcheck"
 .cache/bin/staticcheck ./...
+echo "== slim builds (-tags nokubernetes, -tags nohelm)"
+# They compile, lint clean (nokubernetes selects every file a slim build
+# has), and reject what they leave out (TestSlimBuild).
+for tags in nokubernetes nohelm; do
+  go build -tags "$tags" ./...
+done
+go vet -tags nokubernetes ./...
+.cache/bin/staticcheck -tags nokubernetes ./...
+go test -count=1 -tags nokubernetes ./config/ ./cmd/guardian/
+go test -count=1 -tags nohelm -run TestSlimBuild ./config/ ./cmd/guardian/
 echo "== go test -race"
 go test -race -count=1 -timeout 25m "$@" ./...

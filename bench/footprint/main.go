@@ -1,19 +1,22 @@
 // Command footprint measures what one Guardian costs while it watches 1, 10,
 // 100 and 1,000 services through the embedded source: resident memory and
-// CPU per evaluation tick.
+// CPU per evaluation tick, in the full build and in the slim one.
 //
 // It runs three kinds of process so that each measurement sees Guardian
-// alone: the orchestrator (no flags) starts one synthetic metrics server
-// (-serve: every service's /metrics at /svc/N/metrics, about 250 series
-// each: request counters by version, method and code, a latency histogram,
-// build info and Go-runtime-like gauges), then, for each service count, a
-// fresh Guardian process (-guardian N) built with app.New from a generated
-// configuration: each service scraped every 5 s, evaluated every 5 s, with
-// the example's error-rate and p99-latency triggers and a sequential
-// trigger. The Guardian process announces a deploy (v1 → v2) of every
-// service so that every trigger is evaluated at every tick, lets it run,
-// then reads its VmRSS and RssAnon from /proc/self/status after a GC and
-// its CPU time (getrusage) over a number of ticks.
+// alone: the orchestrator (no flags) builds this command once per build
+// flavour (go build -tags ...; the full build and the slim one, -tags
+// nokubernetes, by default) and cmd/guardian likewise (stripped, for the
+// executable's size), starts one synthetic metrics server (-serve: every
+// service's /metrics at /svc/N/metrics, about 250 series each: request
+// counters by version, method and code, a latency histogram, build info and
+// Go-runtime-like gauges), then, for each build and service count, a fresh
+// Guardian process (-guardian N) of that build, built with app.New from a
+// generated configuration: each service scraped every 5 s, evaluated every
+// 5 s, with the example's error-rate and p99-latency triggers and a
+// sequential trigger. The Guardian process announces a deploy (v1 → v2) of
+// every service so that every trigger is evaluated at every tick, lets it
+// run, then reads its VmRSS and RssAnon from /proc/self/status after a GC
+// and its CPU time (getrusage) over a number of ticks.
 //
 //	go run ./bench/footprint
 package main
@@ -56,10 +59,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		guardian = fs.Int("guardian", 0, "run one Guardian watching this many services and print its figures (internal)")
 		target   = fs.String("target", "", "address of the metrics server (internal)")
 		counts   = fs.String("services", "1,10,100,1000", "service counts to measure")
+		builds   = fs.String("builds", "full=,slim=nokubernetes", "builds to measure: name=tags, comma-separated (several tags of one build joined with +)")
 		warmup   = fs.Duration("warmup", 15*time.Second, "time before measuring")
 		measure  = fs.Duration("measure", 15*time.Second, "time over which CPU is measured")
 		interval = fs.Duration("interval", 5*time.Second, "scrape and evaluation interval")
-		heap     = fs.String("heapprofile", "", "write each Guardian's heap profile to this path prefix (with the service count appended)")
+		heap     = fs.String("heapprofile", "", "write each Guardian's heap profile to this path prefix (with the build and the service count appended)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -71,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case *guardian > 0:
 		err = runGuardian(*guardian, *target, *warmup, *measure, *interval, *heap, stdout)
 	default:
-		err = orchestrate(*counts, *warmup, *measure, *interval, *heap, stdout, stderr)
+		err = orchestrate(*builds, *counts, *warmup, *measure, *interval, *heap, stdout, stderr)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -95,14 +99,89 @@ type result struct {
 	ScrapeErrors float64 `json:"scrape_failures"`
 }
 
-func orchestrate(counts string, warmup, measure, interval time.Duration, heap string, stdout, stderr io.Writer) error {
-	self, err := os.Executable()
+// build is one build flavour: this command and cmd/guardian built with
+// its tags.
+type build struct {
+	name, tags string
+	bench      string // this command, built with the tags
+	size       int64  // bytes of cmd/guardian, stripped
+}
+
+// parseBuilds reads -builds: "full=,slim=nokubernetes" (tags joined by +).
+func parseBuilds(spec string) ([]build, error) {
+	var bs []build
+	for _, b := range strings.Split(spec, ",") {
+		name, tags, ok := strings.Cut(strings.TrimSpace(b), "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("invalid build %q: want name=tags", b)
+		}
+		bs = append(bs, build{name: name, tags: strings.ReplaceAll(tags, "+", ",")})
+	}
+	return bs, nil
+}
+
+// compile builds this command (for the measurement) and cmd/guardian (for
+// the executable's size) with b's tags into dir, both stripped as the
+// Dockerfile builds them.
+func (b *build) compile(dir string, stderr io.Writer) error {
+	b.bench = filepath.Join(dir, "footprint-"+b.name)
+	guardian := filepath.Join(dir, "guardian-"+b.name)
+	for _, out := range []struct{ path, pkg string }{
+		{b.bench, "github.com/rollback-guardian/guardian/bench/footprint"},
+		{guardian, "github.com/rollback-guardian/guardian/cmd/guardian"},
+	} {
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-tags", b.tags, "-o", out.path, out.pkg)
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("building %s with -tags %q: %w", out.pkg, b.tags, err)
+		}
+	}
+	st, err := os.Stat(guardian)
 	if err != nil {
 		return err
 	}
+	b.size = st.Size()
+	return nil
+}
+
+// tagsText is the build's tags for the table.
+func (b build) tagsText() string {
+	if b.tags == "" {
+		return "no tags"
+	}
+	return "-tags " + b.tags
+}
+
+func orchestrate(buildSpec, counts string, warmup, measure, interval time.Duration, heap string, stdout, stderr io.Writer) error {
+	builds, err := parseBuilds(buildSpec)
+	if err != nil {
+		return err
+	}
+	var ns []int
+	for _, c := range strings.Split(counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("invalid service count %q", c)
+		}
+		ns = append(ns, n)
+	}
+	start := time.Now()
+	dir, err := os.MkdirTemp("", "guardian-footprint-builds-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for i := range builds {
+		if err := builds[i].compile(dir, stderr); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "built %s (%s): guardian %.1f MB (%s)\n", builds[i].name, builds[i].tagsText(),
+			float64(builds[i].size)/1e6, time.Since(start).Round(time.Second))
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := exec.CommandContext(ctx, self, "-serve")
+	srv := exec.CommandContext(ctx, builds[0].bench, "-serve")
 	srv.Stderr = stderr
 	out, err := srv.StdoutPipe()
 	if err != nil {
@@ -118,33 +197,40 @@ func orchestrate(counts string, warmup, measure, interval time.Duration, heap st
 	}
 	addr = strings.TrimSpace(addr)
 
-	var rows []result
-	start := time.Now()
-	for _, c := range strings.Split(counts, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil || n <= 0 {
-			return fmt.Errorf("invalid service count %q", c)
+	type row struct {
+		b build
+		r result
+	}
+	var rows []row
+	for _, b := range builds {
+		for _, n := range ns {
+			heapPrefix := heap
+			if heap != "" {
+				heapPrefix = heap + "." + b.name
+			}
+			cmd := exec.CommandContext(ctx, b.bench, "-guardian", strconv.Itoa(n), "-target", addr,
+				"-warmup", warmup.String(), "-measure", measure.String(), "-interval", interval.String(), "-heapprofile", heapPrefix)
+			cmd.Stderr = stderr
+			out, err := cmd.Output()
+			if err != nil {
+				return fmt.Errorf("%s build, guardian with %d services: %w", b.name, n, err)
+			}
+			var r result
+			if err := json.Unmarshal(out, &r); err != nil {
+				return fmt.Errorf("%s build, guardian with %d services: %w (%s)", b.name, n, err, out)
+			}
+			fmt.Fprintf(stderr, "%s build, %d services: %.1f MiB (%s)\n", b.name, n, r.RSS, time.Since(start).Round(time.Second))
+			rows = append(rows, row{b, r})
 		}
-		cmd := exec.CommandContext(ctx, self, "-guardian", strconv.Itoa(n), "-target", addr,
-			"-warmup", warmup.String(), "-measure", measure.String(), "-interval", interval.String(), "-heapprofile", heap)
-		cmd.Stderr = stderr
-		b, err := cmd.Output()
-		if err != nil {
-			return fmt.Errorf("guardian with %d services: %w", n, err)
-		}
-		var r result
-		if err := json.Unmarshal(b, &r); err != nil {
-			return fmt.Errorf("guardian with %d services: %w (%s)", n, err, b)
-		}
-		fmt.Fprintf(stderr, "%d services: %.1f MiB\n", n, r.RSS)
-		rows = append(rows, r)
 	}
 	fmt.Fprintf(stdout, "Footprint: scrape and evaluation every %s, %s warm-up, CPU over %s, GOMAXPROCS %d, %s in all.\n\n",
 		interval, warmup, measure, runtime.GOMAXPROCS(0), time.Since(start).Round(time.Second))
-	fmt.Fprintln(stdout, "| services | series scraped | VmRSS | RssAnon (heap, stacks) | RssFile (mapped binary, chunk files) | Go heap in use | RssAnon per service | CPU per tick | CPU per service per tick | share of one core | trigger evaluations per tick |")
-	fmt.Fprintln(stdout, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, r := range rows {
-		fmt.Fprintf(stdout, "| %d | %d | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %s | %.1f ms | %.2f ms | %.2f%% | %.0f |\n",
+	fmt.Fprintln(stdout, "| build | executable | services | series scraped | VmRSS | RssAnon (heap, stacks) | RssFile (mapped binary, chunk files) | Go heap in use | RssAnon per service | CPU per tick | CPU per service per tick | share of one core | trigger evaluations per tick |")
+	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, x := range rows {
+		r := x.r
+		fmt.Fprintf(stdout, "| %s (%s) | %.1f MB | %d | %d | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %s | %.1f ms | %.2f ms | %.2f%% | %.0f |\n",
+			x.b.name, x.b.tagsText(), float64(x.b.size)/1e6,
 			r.Services, r.Series, r.RSS, r.RSSAnon, r.RSSFile, r.HeapInuse, perService(r), r.CPUPerTick, r.CPUPerTick/float64(r.Services),
 			100*r.CPUPerTick/float64(interval.Milliseconds()), r.Evaluations/r.Ticks)
 	}

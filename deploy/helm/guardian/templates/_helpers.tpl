@@ -46,7 +46,43 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) (ternary "-slim" "" (eq .Values.image.slim true)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+With image.slim, fail on what the slim image left out (it is built with
+-tags nokubernetes): cluster mode, the RBAC of Kubernetes features, and
+config keys that need the Kubernetes API. Guardian would refuse such a
+config itself; the chart says so before anything is installed.
+*/}}
+{{- define "guardian.slimCheck" -}}
+{{- if .Values.image.slim }}
+{{- $full := "the slim image (built with -tags nokubernetes) does not talk to the Kubernetes API; use the full image (image.slim: false)" }}
+{{- if include "guardian.cluster" . }}
+{{- fail (printf "image.slim: cluster mode (cluster.enabled, or replicas > 1): %s" $full) }}
+{{- end }}
+{{- range $flag := list "deployDetection" "rolloutDetection" "kubernetesExecutor" "argoRollouts" "helm" "leaderElection" "stateConfigMaps" }}
+{{- if index $.Values.rbac $flag }}
+{{- fail (printf "image.slim: rbac.%s: %s" $flag $full) }}
+{{- end }}
+{{- end }}
+{{- $cfg := .Values.config | default dict }}
+{{- if dig "global" "cluster" nil $cfg }}
+{{- fail (printf "image.slim: config.global.cluster: %s" $full) }}
+{{- end }}
+{{- range $i, $s := $cfg.services | default list }}
+{{- if dig "deploy" "kubernetes" nil $s }}
+{{- fail (printf "image.slim: config.services[%d].deploy.kubernetes: %s" $i $full) }}
+{{- end }}
+{{- range $step := list "application" "database" }}
+{{- range $x := list "kubernetes" "argo_rollouts" "helm" }}
+{{- if dig "rollback" $step $x nil $s }}
+{{- fail (printf "image.slim: config.services[%d].rollback.%s.%s: %s" $i $step $x $full) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -107,6 +143,7 @@ global.cluster's lease, state prefix and namespace where the config leaves
 them out.
 */}}
 {{- define "guardian.config" -}}
+{{- include "guardian.slimCheck" . }}
 {{- $cfg := deepCopy (.Values.config | default dict) }}
 {{- $global := deepCopy (get $cfg "global" | default dict) }}
 {{- $_ := set $global "listen_address" (printf "0.0.0.0:%d" (int .Values.containerPort)) }}
