@@ -26,7 +26,8 @@ for tags in nokubernetes nohelm; do
 done
 go vet -tags nokubernetes ./...
 .cache/bin/staticcheck -tags nokubernetes ./...
-go test -count=1 -tags nokubernetes ./config/ ./cmd/guardian/
+go test -count=1 -tags nokubernetes ./config/ ./cmd/guardian/ ./plugin/
 go test -count=1 -tags nohelm -run TestSlimBuild ./config/ ./cmd/guardian/
+go test -count=1 -tags nohelm ./plugin/
 echo "== go test -race"
 go test -race -count=1 -timeout 25m "$@" ./...
