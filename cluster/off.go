@@ -27,7 +27,7 @@ type Cluster struct{}
 
 // New fails: this build has no Kubernetes clustering.
 func New(config.Cluster, *zap.Logger, prometheus.Registerer) (*Cluster, error) {
-	return nil, config.ErrLeftOut("Kubernetes clustering (global.cluster)")
+	return nil, config.LeftOutError("Kubernetes clustering (global.cluster)")
 }
 
 // Store is nil.
@@ -35,7 +35,7 @@ func (*Cluster) Store() store.Store { return nil }
 
 // Run fails.
 func (*Cluster) Run(context.Context, string, func(context.Context) error, func(bool)) error {
-	return config.ErrLeftOut("Kubernetes clustering (global.cluster)")
+	return config.LeftOutError("Kubernetes clustering (global.cluster)")
 }
 
 // Forward never forwards.

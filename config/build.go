@@ -18,7 +18,7 @@ import (
 // so that a configuration naming a feature this build left out is rejected
 // when it is loaded, with its field path and line; packages plugin and
 // cluster build the feature only in the builds that have it, and their
-// stand-ins fail with ErrLeftOut.
+// stand-ins fail with LeftOutError.
 
 // helmTag is the build tag that left the helm executor out of this build,
 // or "".
@@ -65,9 +65,9 @@ func slimBuild(what, tag string) string {
 	return "this Guardian is a slim build without " + what + " (built with -tags " + tag + "); use the full build"
 }
 
-// ErrLeftOut is the error of a stand-in asked to build a feature this slim
+// LeftOutError is the error of a stand-in asked to build a feature this slim
 // build left out. Validation rejects such a configuration first; this only
 // guards.
-func ErrLeftOut(what string) error {
+func LeftOutError(what string) error {
 	return errors.New(slimBuild(what, SlimTags()))
 }

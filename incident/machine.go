@@ -46,10 +46,10 @@ type Declare struct {
 	References map[string]float64
 }
 
-// Restart: Guardian (re)started with the incident in its store.
+// Restart is Guardian (re)starting with the incident in its store.
 type Restart struct{}
 
-// Tick: a time the machine asked for (WakeAt) has come.
+// Tick is a time the machine asked for (WakeAt) coming.
 type Tick struct{}
 
 // Voted is a person's go or no-go.
@@ -87,16 +87,16 @@ type ReportResult struct {
 	PostmortemZone string
 }
 
-// AlsoFired: another trigger fired for the same deploy.
+// AlsoFired is another trigger firing for the same deploy.
 type AlsoFired struct{ Trigger, Summary string }
 
-// Superseded: a newer deploy of the service fired a trigger.
+// Superseded is a newer deploy of the service firing a trigger.
 type Superseded struct {
 	Version    string
 	DeployedAt time.Time
 }
 
-// CloseRequested: a person closes the incident.
+// CloseRequested is a person closing the incident.
 type CloseRequested struct{ By, Channel, Reason string }
 
 func (Declare) isEvent()        {}

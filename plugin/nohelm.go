@@ -11,5 +11,5 @@ import (
 
 // helmExecutor is left out of this build.
 func helmExecutor(config.HelmExecutor, *zap.Logger) (executor.Executor, error) {
-	return nil, config.ErrLeftOut("the helm executor")
+	return nil, config.LeftOutError("the helm executor")
 }

@@ -13,15 +13,15 @@ import (
 
 // kubernetesExecutor is left out of this build.
 func kubernetesExecutor(config.KubernetesExecutor, *zap.Logger) (executor.Executor, error) {
-	return nil, config.ErrLeftOut("the kubernetes executor")
+	return nil, config.LeftOutError("the kubernetes executor")
 }
 
 // argoRolloutsExecutor is left out of this build.
 func argoRolloutsExecutor(config.ArgoRolloutsExecutor, *zap.Logger) (executor.Executor, error) {
-	return nil, config.ErrLeftOut("the argo_rollouts executor")
+	return nil, config.LeftOutError("the argo_rollouts executor")
 }
 
 // DeployFeed is left out of this build.
 func DeployFeed(string, *config.KubernetesDeploy, *zap.Logger) (watch.Feed, trigger.StallFunc, error) {
-	return nil, nil, config.ErrLeftOut("deploy detection from Kubernetes (deploy.kubernetes)")
+	return nil, nil, config.LeftOutError("deploy detection from Kubernetes (deploy.kubernetes)")
 }

@@ -5,7 +5,7 @@
 // service-discovery plugins: -tags nohelm drops the helm executor (the Helm
 // SDK), -tags nokubernetes everything that talks to the Kubernetes API
 // (client-go). Config rejects a configuration naming a left-out plugin with
-// its field path and line; the stand-ins here only fail (config.ErrLeftOut).
+// its field path and line; the stand-ins here only fail (config.LeftOutError).
 package plugin
 
 import (
