@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rollback-guardian/guardian/testenv"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -86,16 +87,10 @@ func writeFile(t *testing.T, path, body string) {
 	}
 }
 
-// eventually polls cond until it holds or a deadline passes.
+// eventually waits for cond, up to 5s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.EventuallyTrue(t, 5*time.Second, cond, what)
 }
 
 // await returns the result of a Request, failing the test if it takes too long.
