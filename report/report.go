@@ -1,6 +1,7 @@
 // Package report renders an incident as its report — Markdown for people,
-// JSON for programs — schedules its post-mortem as an iCalendar invite, and
-// writes them to disk.
+// JSON for programs — measures its impact from the firing trigger's
+// queries, schedules its post-mortem as an iCalendar invite, and writes them
+// to disk (Writer, the incident driver's report effect).
 package report
 
 import (

@@ -1,6 +1,6 @@
 // Package store is Guardian's durable state seam: a small key-value store of
-// named buckets with optimistic concurrency, used by the incident manager and
-// the notification outbox. The embedded bbolt implementation (store/bolt) is
+// named buckets with optimistic concurrency, used by the incident manager,
+// the notification outbox and the watch stage's learnt state. The embedded bbolt implementation (store/bolt) is
 // the default; NewMemory serves unit tests; a Kubernetes-backed one
 // (ConfigMaps with resourceVersion checks) can be added behind the same
 // interface without touching callers.

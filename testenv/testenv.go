@@ -1,6 +1,7 @@
 // Package testenv starts the real components that Guardian's end-to-end
-// tests run against (Prometheus today), as loopback processes owned by the
-// test. A missing component skips the test on a laptop and fails it in CI
+// tests run against (Prometheus, a Kubernetes control plane), as loopback
+// processes owned by the test, and the polling helpers the tests share
+// (Eventually). A missing component skips the test on a laptop and fails it in CI
 // (when the CI environment variable is set).
 package testenv
 

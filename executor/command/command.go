@@ -2,7 +2,9 @@
 // argv directly, no shell, with templated arguments, a minimal environment
 // carrying the target as GUARDIAN_* variables, a timeout that kills the
 // whole process group, and the interleaved stdout and stderr kept (the last
-// 64 KiB) for the incident's timeline.
+// 64 KiB) for the incident's timeline. A run's record and output stay in a
+// run directory, so a Guardian restarted while the command runs waits for it
+// rather than running it again (Attach).
 package command
 
 import (
