@@ -438,14 +438,7 @@ func TestNotRecoveredWithoutDatabaseEscalates(t *testing.T) {
 // A restart finds the rollback started but not finished: it is not run a
 // second time; verification decides.
 func TestResumeDoesNotRunRollbackTwice(t *testing.T) {
-	st := store.NewMemory()
-	h := newHarness(t, st, approval.Policy{Mode: approval.Manual}, false)
-	rec := h.declare()
-	h.waitState(rec.ID, AwaitingApproval)
-	h.stop()
-	// Simulate the crash: the record says rolling_back with the action
-	// started, as saved just before the executor ran.
-	crashed(t, h.m, rec.ID)
+	_, st, rec := crashedDuringRollback(t)
 	h2 := newHarness(t, st, approval.Policy{Mode: approval.Manual}, false)
 	h2.healthy.Store(true) // the rollback that was in flight took effect
 	rec = h2.waitState(rec.ID, Resolved)
@@ -455,6 +448,20 @@ func TestResumeDoesNotRunRollbackTwice(t *testing.T) {
 	if !inOrder(types(rec), event.RollbackStarted, event.RollbackResumed, event.RollbackUnknown, event.RecoveryConfirmed) {
 		t.Fatalf("timeline %v", types(rec))
 	}
+}
+
+// crashedDuringRollback declares an incident, stops the manager and leaves
+// the record as a crash while its rollback ran would: rolling_back, the
+// step saved as started.
+func crashedDuringRollback(t *testing.T) (*harness, store.Store, Record) {
+	t.Helper()
+	st := store.NewMemory()
+	h := newHarness(t, st, approval.Policy{Mode: approval.Manual}, false)
+	rec := h.declare()
+	h.waitState(rec.ID, AwaitingApproval)
+	h.stop()
+	crashed(t, h.m, rec.ID)
+	return h, st, rec
 }
 
 // crashed rewrites incident id as a crash while its rollback ran leaves it.
@@ -512,12 +519,7 @@ func (a *attachExec) Attach(ctx context.Context, t executor.Target) (executor.Re
 // The step found running after a restart is awaited: verification starts
 // only once it ended, with its outcome recorded.
 func TestResumeAwaitsTheRunningStep(t *testing.T) {
-	st := store.NewMemory()
-	h := newHarness(t, st, approval.Policy{Mode: approval.Manual}, false)
-	rec := h.declare()
-	h.waitState(rec.ID, AwaitingApproval)
-	h.stop()
-	crashed(t, h.m, rec.ID)
+	h, st, rec := crashedDuringRollback(t)
 
 	ax := &attachExec{release: make(chan struct{})}
 	h2 := newHarness(t, st, approval.Policy{Mode: approval.Manual}, false, func(s *Service) { s.Application = ax })
