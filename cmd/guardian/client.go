@@ -117,27 +117,34 @@ func parseID(s string) (int64, error) {
 }
 
 func newDecisionCmd(stdout io.Writer, approve bool) *cobra.Command {
+	if approve {
+		return newIncidentActionCmd(stdout, "approve", "Give the go for an incident's rollback (or its database step)", "", false)
+	}
+	return newIncidentActionCmd(stdout, "deny", "Give the no-go: the incident is held, watching goes on", "", true)
+}
+
+func newCloseCmd(stdout io.Writer) *cobra.Command {
+	return newIncidentActionCmd(stdout, "close", "Close an incident without resolution (fixed forward, rolled back by hand, superseded...)",
+		"Close an incident that Guardian cannot finish by itself: held, escalated, failed, or waiting for a go/no-go.\n"+
+			"An incident whose rollback step is running cannot be closed until the step ends.", true)
+}
+
+// newIncidentActionCmd is a command that POSTs /api/v1/incidents/ID/verb
+// with a reason (required when needReason) and prints the incident's state.
+func newIncidentActionCmd(stdout io.Writer, verb, short, long string, needReason bool) *cobra.Command {
 	var (
 		cf     clientFlags
 		reason string
 	)
-	use, short := "approve ID", "Give the go for an incident's rollback (or its database step)"
-	if !approve {
-		use, short = "deny ID", "Give the no-go: the incident is held, watching goes on"
-	}
 	cmd := &cobra.Command{
-		Use: use, Short: short, Args: cobra.ExactArgs(1),
+		Use: verb + " ID", Short: short, Long: long, Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID(args[0])
 			if err != nil {
 				return err
 			}
-			if !approve && reason == "" {
-				return errors.New("--reason is required with deny")
-			}
-			verb := "approve"
-			if !approve {
-				verb = "deny"
+			if needReason && reason == "" {
+				return fmt.Errorf("--reason is required with %s", verb)
 			}
 			var rec incident.Record
 			if err := cf.do(cmd.Context(), "POST", fmt.Sprintf("/api/v1/incidents/%d/%s", id, verb), map[string]string{"reason": reason}, true, &rec); err != nil {
@@ -148,39 +155,11 @@ func newDecisionCmd(stdout io.Writer, approve bool) *cobra.Command {
 		},
 	}
 	cf.register(cmd)
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required with deny)")
-	return cmd
-}
-
-func newCloseCmd(stdout io.Writer) *cobra.Command {
-	var (
-		cf     clientFlags
-		reason string
-	)
-	cmd := &cobra.Command{
-		Use:   "close ID",
-		Short: "Close an incident without resolution (fixed forward, rolled back by hand, superseded...)",
-		Long: "Close an incident that Guardian cannot finish by itself: held, escalated, failed, or waiting for a go/no-go.\n" +
-			"An incident whose rollback step is running cannot be closed until the step ends.",
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
-			if err != nil {
-				return err
-			}
-			if reason == "" {
-				return errors.New("--reason is required with close")
-			}
-			var rec incident.Record
-			if err := cf.do(cmd.Context(), "POST", fmt.Sprintf("/api/v1/incidents/%d/close", id), map[string]string{"reason": reason}, true, &rec); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "incident #%d (%s): %s\n", rec.ID, rec.Service, rec.State)
-			return nil
-		},
+	help := "why"
+	if needReason {
+		help = "why (required)"
 	}
-	cf.register(cmd)
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	cmd.Flags().StringVar(&reason, "reason", "", help)
 	return cmd
 }
 
