@@ -224,7 +224,7 @@ func runDemo(ctx context.Context, o demoOptions, in io.Reader, out io.Writer, lo
 		for ; printed < len(rec.Timeline); printed++ {
 			e := rec.Timeline[printed]
 			say("%-20s %-26s %s", e.Type, e.Actor, e.Message)
-			if e.Type == "incident.declared" {
+			if e.Type == event.IncidentDeclared {
 				say("detected %s after the deploy", e.At.Sub(deployedAt).Round(100*time.Millisecond))
 			}
 		}
@@ -247,15 +247,15 @@ func runDemo(ctx context.Context, o demoOptions, in io.Reader, out io.Writer, lo
 				answers <- strings.EqualFold(strings.TrimSpace(line), "y") || strings.EqualFold(strings.TrimSpace(line), "yes")
 			}()
 		case incident.Resolved:
-			if !hasEntry(rec, "report.written") {
+			if !hasEntry(rec, event.ReportWritten) {
 				continue // the report is being written
 			}
 			say("done in %s: checkout is back on %s", time.Since(start).Round(100*time.Millisecond), rec.Baseline)
 			for _, e := range rec.Timeline {
 				switch e.Type {
-				case "report.written":
+				case event.ReportWritten:
 					fmt.Fprintf(out, "  incident report: %s\n                   %s\n", e.Data["markdown"], e.Data["json"])
-				case "postmortem.scheduled":
+				case event.PostmortemScheduled:
 					fmt.Fprintf(out, "  post-mortem invite: %s\n", e.Data["invite"])
 				}
 			}
