@@ -679,6 +679,9 @@ func (m *Manager) create(ctx context.Context, r Record) error { return m.save(ct
 // publishLocked hands unpublished timeline entries to the outbox, in order,
 // and records how far it got.
 func (m *Manager) publishLocked(ctx context.Context, id int64) (Record, bool) {
+	// Queued events must be counted as published even while Guardian
+	// stops, or the next start queues them again.
+	ctx = context.WithoutCancel(ctx)
 	rec, rev, err := m.load(ctx, id)
 	if err != nil || rec.Published >= len(rec.Timeline) {
 		return rec, false
