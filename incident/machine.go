@@ -39,6 +39,7 @@ type Declare struct {
 	ID                int64
 	Service, Severity string
 	Version, Baseline string
+	BaselineWhy       string
 	Trigger           string
 	Evidence          Evidence
 	DeployedAt        time.Time
@@ -258,13 +259,18 @@ func (r *Record) declare(d Declare, now time.Time) ([]Effect, error) {
 	}
 	*r = Record{
 		ID: d.ID, Service: d.Service, Severity: d.Severity, State: Detected,
-		Version: d.Version, Baseline: d.Baseline, Trigger: d.Trigger, Evidence: d.Evidence,
+		Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy, Trigger: d.Trigger, Evidence: d.Evidence,
 		DeployedAt: d.DeployedAt, DetectedAt: now, Step: executor.StepApplication, References: d.References,
 	}
 	r.Impact.PeakValue = d.Evidence.Value
 	r.Impact.BaselineValue = d.Evidence.BaselineValue
-	r.add(now, event.IncidentDeclared, "guardian", fmt.Sprintf("%s declared for %s: %s %s is bad (%s)",
-		d.Severity, d.Service, d.Service, d.Version, d.Evidence.Summary), map[string]string{"trigger": d.Trigger, "baseline": d.Baseline})
+	data := map[string]string{"trigger": d.Trigger, "baseline": d.Baseline}
+	msg := fmt.Sprintf("%s declared for %s: %s %s is bad (%s)", d.Severity, d.Service, d.Service, d.Version, d.Evidence.Summary)
+	if d.BaselineWhy != "" {
+		msg += fmt.Sprintf("; baseline %s: %s", d.Baseline, d.BaselineWhy)
+		data["baseline_why"] = d.BaselineWhy
+	}
+	r.add(now, event.IncidentDeclared, "guardian", msg, data)
 	// The go/no-go is decided in the next transition, so that a declared
 	// incident is saved before anything is asked or run.
 	return []Effect{WakeAt{Incident: r.ID, At: now}}, nil

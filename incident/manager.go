@@ -271,7 +271,7 @@ func (m *Manager) Declare(ctx context.Context, d rollout.Event, v trigger.Verdic
 		return Record{}, false, fmt.Errorf("numbering incident: %w", err)
 	}
 	rec, effs, err := Next(Record{}, Declare{
-		ID: int64(idn), Service: d.Service, Severity: severity, Version: d.Version, Baseline: d.Baseline,
+		ID: int64(idn), Service: d.Service, Severity: severity, Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy,
 		Trigger: v.Trigger, Evidence: EvidenceFrom(v), DeployedAt: d.At, References: references,
 	}, Rules{}, m.now())
 	if err != nil {

@@ -58,9 +58,12 @@ type Record struct {
 	Service  string `json:"service"`
 	Severity string `json:"severity"`
 	State    State  `json:"state"`
-	// Version is the bad version; Baseline the version to roll back to.
-	Version  string `json:"version"`
-	Baseline string `json:"baseline"`
+	// Version is the bad version; Baseline the version to roll back to,
+	// and BaselineWhy why it was chosen (what served most before the
+	// deploy, say).
+	Version     string `json:"version"`
+	Baseline    string `json:"baseline"`
+	BaselineWhy string `json:"baseline_why,omitempty"`
 	// Trigger names the trigger that fired; Evidence is its verdict then.
 	Trigger  string   `json:"trigger"`
 	Evidence Evidence `json:"evidence"`

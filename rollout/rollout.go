@@ -1,12 +1,18 @@
-// Package rollout learns of a service's fresh deploys: a new value of the
-// version label in its metrics, or an announcement through the API. The
-// version serving before the new one is the baseline it is judged against.
+// Package rollout learns of a service's fresh deploys: a version that starts
+// serving in the service's metrics, or an announcement through the API or
+// from a Kubernetes workload. A version that was never seen is a deploy; so
+// is a version seen before that comes back after other versions replaced
+// it (a redeploy, typically after a rollback), unless it is the version the
+// latest deploy replaced (that is a rollback). The baseline a deploy is
+// judged against is what served most just before it — the stable version
+// beside a canary — and the event says why.
 package rollout
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -47,6 +53,12 @@ type Event struct {
 	Service  string
 	Version  string
 	Baseline string // "" when no earlier version is known
+	// BaselineWhy says why Baseline was chosen, such as "served 95% of
+	// the traffic just before the deploy".
+	BaselineWhy string `json:",omitempty"`
+	// Redeploy: Version served before and came back after other versions
+	// replaced it.
+	Redeploy bool `json:",omitempty"`
 	At       time.Time
 	Origin   Origin
 	// Traffic is the new version's value in the version query (0 for announcements).
@@ -59,7 +71,11 @@ func (e Event) String() string {
 	if b == "" {
 		b = "(none)"
 	}
-	return fmt.Sprintf("%s deployed %s (baseline %s) via %s", e.Service, e.Version, b, e.Origin)
+	what := "deployed"
+	if e.Redeploy {
+		what = "deployed again"
+	}
+	return fmt.Sprintf("%s %s %s (baseline %s) via %s", e.Service, what, e.Version, b, e.Origin)
 }
 
 // Errors of announcements.
@@ -70,6 +86,11 @@ var (
 
 // maxSeen bounds the versions remembered; the oldest are forgotten first.
 const maxSeen = 64
+
+// goneAfter is how many observations in a row a version must be missing,
+// while others serve, before it counts as replaced: one missing
+// observation (a scrape gap) is not a change of version.
+const goneAfter = 2
 
 // Detector follows one service's running versions. It is not safe for
 // concurrent use; the service loop owns it.
@@ -83,6 +104,22 @@ type Detector struct {
 	current string
 	seen    map[string]time.Time // version → first seen
 	serving []string             // serving at the last observation, sorted
+	// traffic is each version's traffic at the last observation.
+	traffic map[string]float64
+	// missing counts, for versions that served and stopped, the
+	// observations in a row without them; replaced holds those missing for
+	// goneAfter observations while others served.
+	missing  map[string]int
+	replaced map[string]bool
+	// last is the latest deploy: a return to the version it replaced is a
+	// rollback.
+	last *Deployed
+}
+
+// Deployed names a deploy: Version replaced Baseline.
+type Deployed struct {
+	Version  string `json:"version"`
+	Baseline string `json:"baseline"`
 }
 
 // Config is how a service's fresh deploys are learnt from its metrics.
@@ -104,6 +141,9 @@ func NewDetector(service string, c Config) (*Detector, error) {
 		label:      model.LabelName(c.VersionLabel),
 		minTraffic: c.MinTraffic,
 		seen:       map[string]time.Time{},
+		traffic:    map[string]float64{},
+		missing:    map[string]int{},
+		replaced:   map[string]bool{},
 	}
 	if d.label == "" {
 		d.label = "version"
@@ -124,22 +164,53 @@ func (d *Detector) Current() string { return d.current }
 // Serving returns the versions serving at the last observation.
 func (d *Detector) Serving() []string { return slices.Clone(d.serving) }
 
+// ServingByTraffic returns the versions serving at the last observation,
+// most traffic first (by name for equal traffic).
+func (d *Detector) ServingByTraffic() []string {
+	out := slices.Clone(d.serving)
+	sortByTraffic(out, d.traffic)
+	return out
+}
+
+// sortByTraffic sorts versions by traffic, most first, then by name, so
+// choices are deterministic.
+func sortByTraffic(vs []string, traffic map[string]float64) {
+	sort.SliceStable(vs, func(i, j int) bool {
+		if traffic[vs[i]] != traffic[vs[j]] {
+			return traffic[vs[i]] > traffic[vs[j]]
+		}
+		return vs[i] < vs[j]
+	})
+}
+
 // HasQuery reports whether the detector watches a version query.
 func (d *Detector) HasQuery() bool { return d.tmpl != nil }
 
 // State is what a detector has learnt, in a form that survives a restart.
 type State struct {
-	Primed  bool                 `json:"primed"`
-	Current string               `json:"current"`
-	Seen    map[string]time.Time `json:"seen"`
-	Serving []string             `json:"serving"`
+	Primed   bool                 `json:"primed"`
+	Current  string               `json:"current"`
+	Seen     map[string]time.Time `json:"seen"`
+	Serving  []string             `json:"serving"`
+	Traffic  map[string]float64   `json:"traffic,omitempty"`
+	Missing  map[string]int       `json:"missing,omitempty"`
+	Replaced []string             `json:"replaced,omitempty"`
+	Last     *Deployed            `json:"last_deploy,omitempty"`
 }
 
 // State returns what d has learnt.
 func (d *Detector) State() State {
-	st := State{Primed: d.primed, Current: d.current, Serving: slices.Clone(d.serving), Seen: make(map[string]time.Time, len(d.seen))}
-	for k, v := range d.seen {
-		st.Seen[k] = v
+	st := State{Primed: d.primed, Current: d.current, Serving: slices.Clone(d.serving), Seen: maps.Clone(d.seen)}
+	if len(d.traffic) > 0 {
+		st.Traffic = maps.Clone(d.traffic)
+	}
+	if len(d.missing) > 0 {
+		st.Missing = maps.Clone(d.missing)
+	}
+	st.Replaced = slices.Sorted(maps.Keys(d.replaced))
+	if d.last != nil {
+		l := *d.last
+		st.Last = &l
 	}
 	return st
 }
@@ -147,27 +218,34 @@ func (d *Detector) State() State {
 // Restore takes over a state saved before a restart.
 func (d *Detector) Restore(st State) {
 	d.primed, d.current, d.serving = st.Primed, st.Current, slices.Clone(st.Serving)
-	d.seen = make(map[string]time.Time, len(st.Seen))
-	for k, v := range st.Seen {
-		d.seen[k] = v
+	d.seen = maps.Clone(st.Seen)
+	if d.seen == nil {
+		d.seen = map[string]time.Time{}
+	}
+	d.traffic, d.missing, d.replaced = map[string]float64{}, map[string]int{}, map[string]bool{}
+	maps.Copy(d.traffic, st.Traffic)
+	maps.Copy(d.missing, st.Missing)
+	for _, v := range st.Replaced {
+		d.replaced[v] = true
+	}
+	d.last = nil
+	if st.Last != nil {
+		l := *st.Last
+		d.last = &l
 	}
 }
 
 // CopyStateFrom takes over what old has learnt, so a reload that keeps the
 // deploy settings neither forgets versions nor reports a deploy twice.
-func (d *Detector) CopyStateFrom(old *Detector) {
-	d.primed, d.current, d.serving = old.primed, old.current, slices.Clone(old.serving)
-	d.seen = make(map[string]time.Time, len(old.seen))
-	for k, v := range old.seen {
-		d.seen[k] = v
-	}
-}
+func (d *Detector) CopyStateFrom(old *Detector) { d.Restore(old.State()) }
 
 // Observe runs the version query at ts. The first observation only learns
-// what is running. Later, a version with traffic that was never seen before
-// is a fresh deploy, with the previously current version as its baseline.
-// A version seen before that comes back (a rollback) becomes current without
-// an event.
+// what is running. Later, a version that starts serving is a fresh deploy
+// when it was never seen, or when it was replaced by other versions and is
+// not the version the latest deploy replaced (see Returns); its baseline is
+// the version that served most at the previous observation. A version that
+// comes back to replace the latest deploy (a rollback) becomes current
+// without an event.
 func (d *Detector) Observe(ctx context.Context, ts time.Time, q source.Querier) (*Event, error) {
 	if d.tmpl == nil {
 		return nil, nil
@@ -193,13 +271,7 @@ func (d *Detector) Observe(ctx context.Context, ts time.Time, q source.Querier) 
 	for v := range traffic {
 		serving = append(serving, v)
 	}
-	// Most traffic first, then by name, so choices are deterministic.
-	sort.Slice(serving, func(i, j int) bool {
-		if traffic[serving[i]] != traffic[serving[j]] {
-			return traffic[serving[i]] > traffic[serving[j]]
-		}
-		return serving[i] < serving[j]
-	})
+	sortByTraffic(serving, traffic)
 
 	if !d.primed {
 		if len(serving) == 0 {
@@ -210,32 +282,108 @@ func (d *Detector) Observe(ctx context.Context, ts time.Time, q source.Querier) 
 			d.remember(v, ts)
 		}
 		d.current = serving[0]
-		d.serving = sortedCopy(serving)
+		d.serving, d.traffic = sortedCopy(serving), traffic
 		return nil, nil
 	}
 
-	var fresh []string
+	before, beforeTraffic := d.serving, d.traffic
+	var starting []string // serving now, not at the last observation
 	for _, v := range serving {
-		if _, ok := d.seen[v]; !ok {
-			fresh = append(fresh, v)
+		if !slices.Contains(before, v) {
+			starting = append(starting, v)
+		}
+	}
+	// Versions that stopped serving: missing once is a gap, missing for
+	// goneAfter observations while others serve is a replacement.
+	for v := range d.missing {
+		if _, ok := traffic[v]; ok {
+			delete(d.missing, v)
+		} else if len(serving) > 0 {
+			d.missing[v]++
+		}
+	}
+	for _, v := range before {
+		if _, ok := traffic[v]; !ok && len(serving) > 0 && d.missing[v] == 0 {
+			d.missing[v] = 1
+		}
+	}
+	for v, n := range d.missing {
+		if n >= goneAfter {
+			d.replaced[v] = true
+			delete(d.missing, v)
+		}
+	}
+	d.serving, d.traffic = sortedCopy(serving), traffic
+
+	var ev *Event
+	for _, v := range starting {
+		_, known := d.seen[v]
+		switch {
+		case known && !d.replaced[v]:
+			continue // back after a gap, or after no traffic at all: no change
+		case known && d.Returns(v):
+			d.replaced[v] = false
+			delete(d.replaced, v)
+			d.current = v // a rollback
+			continue
+		}
+		if ev == nil {
+			ev = &Event{Service: d.service, Version: v, At: ts, Origin: OriginVersionQuery, Traffic: traffic[v], Redeploy: known}
 		}
 	}
 	for _, v := range serving {
 		d.remember(v, ts)
 	}
-	d.serving = sortedCopy(serving)
-	if len(fresh) > 0 {
-		ev := &Event{
-			Service: d.service, Version: fresh[0], Baseline: d.current,
-			At: ts, Origin: OriginVersionQuery, Traffic: traffic[fresh[0]],
-		}
-		d.current = fresh[0]
+	if ev != nil {
+		delete(d.replaced, ev.Version)
+		ev.Baseline, ev.BaselineWhy = d.baselineFor(ev.Version, before, beforeTraffic)
+		d.current = ev.Version
+		d.last = &Deployed{Version: ev.Version, Baseline: ev.Baseline}
 		return ev, nil
 	}
 	if len(serving) > 0 && !slices.Contains(serving, d.current) {
 		d.current = serving[0] // the current version stopped serving: e.g. rolled back
 	}
 	return nil, nil
+}
+
+// baselineFor is the baseline of a deploy of version: of the versions that
+// served at the previous observation, the one with the most traffic;
+// failing that, the version current until now.
+func (d *Detector) baselineFor(version string, before []string, traffic map[string]float64) (string, string) {
+	var total float64
+	cands := make([]string, 0, len(before))
+	for _, v := range before {
+		if v != version {
+			cands = append(cands, v)
+		}
+		total += traffic[v]
+	}
+	if len(cands) == 0 {
+		if d.current != "" && d.current != version {
+			return d.current, "the version serving until the deploy"
+		}
+		return "", ""
+	}
+	sortByTraffic(cands, traffic)
+	b := cands[0]
+	switch {
+	case len(before) == 1 || total <= 0:
+		return b, "the only version serving just before the deploy"
+	default:
+		return b, fmt.Sprintf("served %.0f%% of the traffic just before the deploy", 100*traffic[b]/total)
+	}
+}
+
+// Returns reports whether version coming back is a rollback: it is the
+// version the latest deploy replaced (or, without a deploy on record, a
+// version seen before).
+func (d *Detector) Returns(version string) bool {
+	if d.last == nil {
+		_, known := d.seen[version]
+		return known
+	}
+	return version == d.last.Baseline
 }
 
 // Known reports whether version was seen before.
@@ -249,12 +397,14 @@ func (d *Detector) Known(version string) bool {
 func (d *Detector) Learn(version string, ts time.Time) {
 	d.primed = true
 	d.remember(version, ts)
+	delete(d.replaced, version)
 	d.current = version
 }
 
 // Announce records a deploy announced through the API. An empty baseline
 // means the version current until now.
 func (d *Detector) Announce(version, baseline string, ts time.Time) (Event, error) {
+	explicit := baseline
 	if err := ValidVersion(version); err != nil {
 		return Event{}, err
 	}
@@ -272,9 +422,16 @@ func (d *Detector) Announce(version, baseline string, ts time.Time) (Event, erro
 	if baseline != "" {
 		d.remember(baseline, ts)
 	}
+	_, known := d.seen[version]
 	d.remember(version, ts)
+	delete(d.replaced, version)
 	d.current = version
-	return Event{Service: d.service, Version: version, Baseline: baseline, At: ts, Origin: OriginAPI}, nil
+	d.last = &Deployed{Version: version, Baseline: baseline}
+	why := "given with the announcement"
+	if explicit == "" {
+		why = "the version current until the announcement"
+	}
+	return Event{Service: d.service, Version: version, Baseline: baseline, BaselineWhy: why, Redeploy: known, At: ts, Origin: OriginAPI}, nil
 }
 
 // ValidVersion checks a version string from outside: not empty, at most 256

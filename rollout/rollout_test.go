@@ -74,6 +74,47 @@ func TestObserve(t *testing.T) {
 			{map[string]float64{"v1": 10}, "", "v1"},
 			{map[string]float64{"v3": 10}, "v3<-v1", "v3"},
 		}},
+		{"a version rolled back and deployed again is a deploy", []step{
+			{traffic: map[string]float64{"v1": 10}, wantCurrent: "v1"},
+			{map[string]float64{"v1": 8, "v2": 2}, "v2<-v1", "v2"},
+			{map[string]float64{"v2": 10}, "", "v2"},
+			{map[string]float64{"v2": 10}, "", "v2"},
+			{map[string]float64{"v1": 2, "v2": 8}, "", "v1"}, // the rollback to v1: no deploy
+			{map[string]float64{"v1": 10}, "", "v1"},
+			{map[string]float64{"v1": 10}, "", "v1"},
+			{map[string]float64{"v1": 8, "v2": 2}, "v2<-v1 again", "v2"},
+		}},
+		{"a version missing for one observation has not changed", []step{
+			{traffic: map[string]float64{"v1": 5, "v2": 5}, wantCurrent: "v1"},
+			{map[string]float64{"v1": 5}, "", "v1"},
+			{map[string]float64{"v1": 5, "v2": 5}, "", "v1"},
+			{map[string]float64{}, "", "v1"},
+			{map[string]float64{}, "", "v1"},
+			{map[string]float64{}, "", "v1"},
+			{map[string]float64{"v1": 5, "v2": 5}, "", "v1"},
+		}},
+		{"a canary is judged against the stable version beside it", []step{
+			{traffic: map[string]float64{"1.4.0": 95, "1.5.1": 5}, wantCurrent: "1.4.0"},
+			{map[string]float64{"1.4.0": 95, "1.5.1": 3, "1.6.0": 2}, "1.6.0<-1.4.0", "1.6.0"},
+			{map[string]float64{"1.4.0": 95, "1.6.0": 5}, "", "1.6.0"},
+			{map[string]float64{"1.4.0": 95, "1.6.0": 5, "2.0.0": 1}, "2.0.0<-1.4.0", "2.0.0"},
+		}},
+		{"a version that no longer serves is not the baseline", []step{
+			{traffic: map[string]float64{"1.4.0": 95, "1.7.1": 5}, wantCurrent: "1.4.0"},
+			{map[string]float64{"1.4.0": 100}, "", "1.4.0"},
+			{map[string]float64{"1.4.0": 100}, "", "1.4.0"},
+			{map[string]float64{"1.4.0": 95, "1.8.0": 5}, "1.8.0<-1.4.0", "1.8.0"},
+		}},
+		{"canary v1 → v3 → v1 → v4 beside a stable v1", []step{
+			{traffic: map[string]float64{"v1": 100}, wantCurrent: "v1"},
+			{map[string]float64{"v1": 95, "v3": 5}, "v3<-v1", "v3"},
+			{map[string]float64{"v1": 100}, "", "v1"},
+			{map[string]float64{"v1": 100}, "", "v1"},
+			{map[string]float64{"v1": 95, "v4": 5}, "v4<-v1", "v4"},
+			{map[string]float64{"v1": 100}, "", "v1"},
+			{map[string]float64{"v1": 100}, "", "v1"},
+			{map[string]float64{"v1": 95, "v3": 5}, "v3<-v1 again", "v3"},
+		}},
 		{"NaN and zero traffic do not count", []step{
 			{map[string]float64{"v1": 10}, "", "v1"},
 			{map[string]float64{"v1": 10, "v2": math.NaN()}, "", "v1"},
@@ -92,6 +133,12 @@ func TestObserve(t *testing.T) {
 				got := ""
 				if ev != nil {
 					got = ev.Version + "<-" + ev.Baseline
+					if ev.Redeploy {
+						got += " again"
+					}
+					if ev.Baseline != "" && ev.BaselineWhy == "" {
+						t.Errorf("step %d: no reason for baseline %s", i, ev.Baseline)
+					}
 					if !ev.At.Equal(ts) || ev.Origin != OriginVersionQuery || ev.Service != "checkout" {
 						t.Errorf("step %d: event %+v", i, ev)
 					}
@@ -104,6 +151,44 @@ func TestObserve(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The event says why its baseline was chosen, and the state that decides
+// returns and redeploys survives a restart.
+func TestBaselineWhyAndState(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Unix(1_700_000_000, 0)
+	d := newDetector(t)
+	steps := []map[string]float64{{"v1": 95, "v2": 5}, {"v1": 95, "v3": 5}}
+	var ev *Event
+	for i, tr := range steps {
+		var err error
+		if ev, err = d.Observe(ctx, t0.Add(time.Duration(i)*time.Second), versions(tr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ev == nil || ev.Baseline != "v1" || ev.BaselineWhy != "served 95% of the traffic just before the deploy" {
+		t.Fatalf("event %+v", ev)
+	}
+	if got := d.ServingByTraffic(); len(got) != 2 || got[0] != "v1" || got[1] != "v3" {
+		t.Fatalf("serving by traffic %v", got)
+	}
+	// v3 is replaced by v1 alone, twice; a restarted detector still knows
+	// that v1 coming back was the rollback and v3 coming back a redeploy.
+	for i := range 2 {
+		if _, err := d.Observe(ctx, t0.Add(time.Duration(2+i)*time.Second), versions(map[string]float64{"v1": 100})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newDetector(t)
+	r.Restore(d.State())
+	ev, err := r.Observe(ctx, t0.Add(5*time.Second), versions(map[string]float64{"v1": 95, "v3": 5}))
+	if err != nil || ev == nil || ev.Version != "v3" || !ev.Redeploy || ev.Baseline != "v1" {
+		t.Fatalf("after a restart: %+v %v", ev, err)
+	}
+	if !r.Returns("v1") || r.Returns("v3") {
+		t.Fatal("returns")
 	}
 }
 

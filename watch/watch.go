@@ -348,9 +348,11 @@ func (s *Service) Announce(ctx context.Context, version, baseline string, ts tim
 func (s *Service) Deployed(ctx context.Context, ev rollout.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.detector.Known(ev.Version) {
-		// An earlier version back: a rollback, not a fresh deploy.
-		s.log.Info("deployment went back to a known version", zap.String("version", ev.Version))
+	if s.detector.Returns(ev.Version) {
+		// The version the latest deploy replaced is back: a rollback, not
+		// a fresh deploy. Any other version, even one seen before, is a
+		// deploy to judge.
+		s.log.Info("deployment went back to the version before the latest deploy", zap.String("version", ev.Version))
 		s.detector.Learn(ev.Version, ev.At)
 		s.save(ctx)
 		return

@@ -213,7 +213,8 @@ func TestProgressDeadline(t *testing.T) {
 }
 
 // Deploys announced through the API and seen by a workload watcher open a
-// watch; a version seen before is a rollback, learnt without one.
+// watch; the version the latest deploy replaced coming back is a rollback,
+// learnt without one; another version seen before is a deploy again.
 func TestAnnounceAndDeployed(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	ctx := context.Background()
@@ -242,21 +243,27 @@ func TestAnnounceAndDeployed(t *testing.T) {
 	if n := f.logs.FilterMessage("new deploy replaces the open watch").Len(); n != 1 {
 		t.Errorf("logged %d replaced watches, want 1", n)
 	}
-	f.svc.Deployed(ctx, rollout.Event{Service: "checkout", Version: "v1", Baseline: "v3", At: tick(3), Origin: rollout.OriginKubernetes})
-	if st := f.svc.Status(); st.Current != "v1" || st.Watch == nil || st.Watch.Version != "v3" {
-		t.Errorf("a rollback to v1: %+v", st)
+	// Back to v2, the version v3 replaced: a rollback, learnt without a watch.
+	f.svc.Deployed(ctx, rollout.Event{Service: "checkout", Version: "v2", Baseline: "v3", At: tick(3), Origin: rollout.OriginKubernetes})
+	if st := f.svc.Status(); st.Current != "v2" || st.Watch == nil || st.Watch.Version != "v3" {
+		t.Errorf("a rollback to v2: %+v", st)
 	}
-	f.svc.Deployed(ctx, rollout.Event{Service: "checkout", Version: "v4", Baseline: "v4", At: tick(4), Origin: rollout.OriginKubernetes})
-	if w := f.svc.Status().Watch; w.Version != "v3" {
+	// v1, seen long ago, coming back after v2 and v3 served: a deploy to judge.
+	f.svc.Deployed(ctx, rollout.Event{Service: "checkout", Version: "v1", Baseline: "v2", At: tick(4), Origin: rollout.OriginKubernetes})
+	if w := f.svc.Status().Watch; w == nil || w.Version != "v1" || w.Baseline != "v2" {
+		t.Errorf("v1 back after other versions: %+v", w)
+	}
+	f.svc.Deployed(ctx, rollout.Event{Service: "checkout", Version: "v4", Baseline: "v4", At: tick(5), Origin: rollout.OriginKubernetes})
+	if w := f.svc.Status().Watch; w.Version != "v1" {
 		t.Errorf("an unusable deploy replaced the watch: %+v", w)
 	}
-	for origin, want := range map[string]float64{"api": 1, "kubernetes": 1} {
+	for origin, want := range map[string]float64{"api": 1, "kubernetes": 2} {
 		if got := testutil.ToFloat64(f.m.deploys.WithLabelValues("checkout", origin)); got != want {
 			t.Errorf("guardian_deploys_total{source=%q} = %v, want %v", origin, got, want)
 		}
 	}
 	if len(f.saved) == 0 || !strings.Contains(string(f.saved[len(f.saved)-1]), `"current":"v1"`) {
-		t.Errorf("the rollback was not saved")
+		t.Errorf("the last deploy was not saved")
 	}
 }
 
