@@ -1,6 +1,8 @@
 // Package event is Guardian's vocabulary of what happens to an incident: one
 // typed name per step of the procedure, shared by the incident timeline, the
-// notifications receivers get and the incident report.
+// notifications receivers get and the incident report; and of what happens
+// to a metric source that Guardian cannot judge without (source.unreachable,
+// source.recovered).
 package event
 
 // Type names one step of an incident, such as "incident.declared". The names
@@ -51,6 +53,16 @@ const (
 	ReportWritten Type = "report.written"
 	// PostmortemScheduled: the post-mortem invite was written.
 	PostmortemScheduled Type = "postmortem.scheduled"
+
+	// SourceUnreachable is bound to no incident: a metric source (a named
+	// Prometheus source, or a service's own scrape) has failed for a
+	// transport reason for longer than global.source_alert_after. No trigger
+	// can judge the services that use it meanwhile, and none rolls back for
+	// lack of data.
+	SourceUnreachable Type = "source.unreachable"
+	// SourceRecovered is bound to no incident: an unreachable metric source
+	// answered again.
+	SourceRecovered Type = "source.recovered"
 )
 
 // types lists every Type with whether receivers are told of it.
@@ -76,9 +88,12 @@ var types = []struct {
 	{IncidentClosed, true},
 	{ReportWritten, true},
 	{PostmortemScheduled, true},
+	{SourceUnreachable, true},
+	{SourceRecovered, true},
 }
 
-// All returns every event type, in the order an incident usually emits them.
+// All returns every event type, in the order an incident usually emits them,
+// then the metric-source types.
 func All() []Type {
 	out := make([]Type, len(types))
 	for i, e := range types {

@@ -33,6 +33,8 @@ func TestVocabulary(t *testing.T) {
 		{ReportWritten, true},
 		{IncidentClosed, true},
 		{RecoveryProgress, false},
+		{SourceUnreachable, true},
+		{SourceRecovered, true},
 	} {
 		if got := tc.t.Published(); got != tc.want {
 			t.Errorf("%s.Published() = %v, want %v", tc.t, got, tc.want)
