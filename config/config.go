@@ -33,6 +33,12 @@ type Global struct {
 	StateDir string `yaml:"state_dir"`
 	// QueryTimeout bounds each query (default 10s).
 	QueryTimeout Duration `yaml:"query_timeout"`
+	// SourceAlertAfter is how long a metric source (a named source, or a
+	// service's own scrape) may fail for a transport reason (unavailable,
+	// timeout) before the notifiers of the services using it are told that
+	// it is unreachable, and told again once it answers (default 2m; 0 turns
+	// it off).
+	SourceAlertAfter Duration `yaml:"source_alert_after"`
 	// Postmortem schedules the post-mortem of each resolved incident.
 	Postmortem Postmortem `yaml:"postmortem"`
 	// Auth configures bearer tokens for the write API.

@@ -110,7 +110,7 @@ func TestFullExample(t *testing.T) {
 	}
 	g := cfg.Global
 	if g.EvaluationInterval.Std() != 5*time.Second || g.ListenAddress != "127.0.0.1:9095" ||
-		g.StateDir != "./data" || g.QueryTimeout.Std() != 10*time.Second {
+		g.StateDir != "./data" || g.QueryTimeout.Std() != 10*time.Second || g.SourceAlertAfter.Std() != 5*time.Minute {
 		t.Errorf("global = %+v", g)
 	}
 	if want := filepath.Join("testdata", "good", "secrets", "tokens"); g.Auth.TokensFile != want {
@@ -229,6 +229,7 @@ sources:
 		{"listen_address", cfg.Global.ListenAddress, "127.0.0.1:9095"},
 		{"state_dir", cfg.Global.StateDir, "./data"},
 		{"query_timeout", cfg.Global.QueryTimeout, Duration(10 * time.Second)},
+		{"source_alert_after", cfg.Global.SourceAlertAfter, Duration(2 * time.Minute)},
 		{"tokens_file", cfg.Global.Auth.TokensFile, ""},
 		{"scrape.interval", cfg.Services[0].Scrape.Interval, Duration(5 * time.Second)},
 		{"scrape.timeout", cfg.Services[0].Scrape.Timeout, Duration(5 * time.Second)},
@@ -277,6 +278,43 @@ func TestScrapeTimeoutDefault(t *testing.T) {
 			}
 			if got := cfg.Services[0].Scrape.Timeout.Std(); got != tc.want {
 				t.Errorf("timeout = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// global.source_alert_after defaults to 2m; 0 turns the alert off; a
+// value that is not a non-negative duration is an error naming the field
+// and its line.
+func TestSourceAlertAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		want        time.Duration
+		err         string
+	}{
+		{"default", "", 2 * time.Minute, ""},
+		{"set", "30s", 30 * time.Second, ""},
+		{"off", "0", 0, ""},
+		{"negative", "-1m", 0, `global.source_alert_after: invalid duration "-1m": must not be negative (line 3)`},
+		{"not a duration", "soon", 0, `global.source_alert_after: invalid duration "soon" (line 3)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := minimal
+			if tc.value != "" {
+				text = "\nglobal:\n  source_alert_after: " + tc.value + "\n" + minimal
+			}
+			cfg, err := Parse([]byte(text))
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("err = %v, want %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Global.SourceAlertAfter.Std(); got != tc.want {
+				t.Errorf("source_alert_after = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -18,6 +18,7 @@ const (
 	DefaultListenAddress      = "127.0.0.1:9095"
 	DefaultStateDir           = "./data"
 	DefaultQueryTimeout       = Duration(10 * time.Second)
+	DefaultSourceAlertAfter   = Duration(2 * time.Minute)
 	DefaultScrapeInterval     = Duration(5 * time.Second)
 	// DefaultMaxScrapeTimeout caps the default scrape timeout, which is
 	// otherwise the scrape interval.
@@ -35,6 +36,7 @@ func (c *Config) setDefaults() {
 		ListenAddress:      DefaultListenAddress,
 		StateDir:           DefaultStateDir,
 		QueryTimeout:       DefaultQueryTimeout,
+		SourceAlertAfter:   DefaultSourceAlertAfter,
 		Postmortem: Postmortem{
 			Delay: Duration(12 * time.Hour), BusinessDays: true, At: "10:00", TimeZone: "UTC",
 			Duration: Duration(time.Hour),
