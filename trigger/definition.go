@@ -64,12 +64,13 @@ type Spec struct {
 	AboveBaseline *BaselineLimit
 	// Sequential configures an anytime-valid sequential test instead.
 	Sequential *SequentialSpec
-	// For, MinRequests, OnNoData, OnQueryError and Severity are as in
-	// Definition.
+	// For, MinRequests, OnNoData, OnQueryError, Severity and SlowerThan
+	// are as in Definition.
 	For                    time.Duration
 	MinRequests            float64
 	OnNoData, OnQueryError Policy
 	Severity               string
+	SlowerThan             time.Duration
 }
 
 // SequentialSpec configures a trigger's sequential test in plain Go types
@@ -124,6 +125,12 @@ type Definition struct {
 	OnQueryError Policy
 	// Severity is the incident severity a firing trigger asks for.
 	Severity string
+	// SlowerThan, when positive, declares a latency trigger: what it judges
+	// is requests slower than this (a sequential test's Errors then count
+	// the requests slower than it, e.g. a histogram's count minus its
+	// bucket at that bound), so an incident's impact is told in slow
+	// requests, not failed ones. It does not change a verdict.
+	SlowerThan time.Duration
 }
 
 // FromSpec builds a Definition from its specification: it parses and
@@ -141,6 +148,7 @@ func FromSpec(c Spec) (Definition, error) {
 		OnNoData:      c.OnNoData,
 		OnQueryError:  c.OnQueryError,
 		Severity:      c.Severity,
+		SlowerThan:    c.SlowerThan,
 	}
 	if d.Window == 0 {
 		d.Window = DefaultWindow
@@ -214,6 +222,8 @@ func (d Definition) Validate() error {
 		return bad("negative window %s", d.Window)
 	case d.For < 0:
 		return bad("negative for %s", d.For)
+	case d.SlowerThan < 0:
+		return bad("negative slower_than %s", d.SlowerThan)
 	case d.MinRequests < 0 || math.IsNaN(d.MinRequests):
 		return bad("min_requests %g must be a non-negative number", d.MinRequests)
 	case d.MinRequests > 0 && d.VolumeQuery == nil:
@@ -234,10 +244,9 @@ func (d Definition) Validate() error {
 
 // Equal reports whether d and o judge the same way: same name, query and
 // volume query texts, window, limits, sequential test, for, min_requests
-// and policies (an
-// empty policy equals "ignore"). Severity and the limits' original text are
-// not compared: they do not change a verdict, so editing them keeps a
-// trigger's pending state across a reload.
+// and policies (an empty policy equals "ignore"). Severity, SlowerThan and
+// the limits' original text are not compared: they do not change a
+// verdict, so editing them keeps a trigger's pending state across a reload.
 func (d Definition) Equal(o Definition) bool {
 	return d.Name == o.Name &&
 		templateText(d.Query) == templateText(o.Query) &&

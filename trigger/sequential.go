@@ -79,18 +79,27 @@ type SequentialEvidence struct {
 	// error ratios as MinEffect is written, with an anytime-valid interval
 	// at level 1-Alpha; NaN without a baseline.
 	Effect, EffectLower, EffectUpper float64
-	// BaselineRequestsQuery is the baseline's requests query as sent (the
-	// errors query is Evidence.BaselineQuery).
+	// BaselineRequestsQuery is the baseline's requests query since the
+	// deploy as sent (the errors query is Evidence.BaselineQuery), at the
+	// evaluation time.
 	BaselineRequestsQuery string
+	// BaselineWindow is the range of the pre-deploy baseline queries, and
+	// PreDeployErrorsQuery and PreDeployRequestsQuery those queries as sent,
+	// evaluated at the deploy time (once per deploy); empty when they were
+	// not run (no baseline, no baseline window or no deploy time).
+	BaselineWindow                               time.Duration
+	PreDeployErrorsQuery, PreDeployRequestsQuery string
 	// Note says why nothing was judged (no deploy time, nothing since the
 	// deploy), when that is the case.
 	Note string
 }
 
-// seqSnapshot is the baseline's counts over the window before a deploy.
+// seqSnapshot is the baseline's counts over the window before a deploy,
+// with the queries that counted them.
 type seqSnapshot struct {
-	deploy Deploy
-	counts sequential.Counts // zero when it had no data
+	deploy             Deploy
+	counts             sequential.Counts // zero when it had no data
+	errorsQ, requestsQ string
 }
 
 // seqState is a sequential trigger's test of one deploy.
@@ -184,41 +193,54 @@ func (t *Trigger) seqVars(d Deploy, version string, since time.Duration) query.V
 
 // takeSeqSnapshot queries the baseline's counts over the baseline window
 // before d.At.
-func (t *Trigger) takeSeqSnapshot(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (sequential.Counts, error) {
+func (t *Trigger) takeSeqSnapshot(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (*seqSnapshot, error) {
 	s := t.def.Sequential
 	vars := t.seqVars(d, d.Baseline, s.BaselineWindow)
 	eq, err := s.Errors.Render(vars)
 	if err != nil {
-		return sequential.Counts{}, fmt.Errorf("trigger %q: rendering the baseline errors query for %s: %w", t.def.Name, d.Baseline, err)
+		return nil, fmt.Errorf("trigger %q: rendering the baseline errors query for %s: %w", t.def.Name, d.Baseline, err)
 	}
 	rq, err := s.Requests.Render(vars)
 	if err != nil {
-		return sequential.Counts{}, fmt.Errorf("trigger %q: rendering the baseline requests query for %s: %w", t.def.Name, d.Baseline, err)
+		return nil, fmt.Errorf("trigger %q: rendering the baseline requests query for %s: %w", t.def.Name, d.Baseline, err)
 	}
 	c, _, err := t.counts(ctx, q, "pre-deploy baseline", eq, rq, d.At, ev)
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	return &seqSnapshot{deploy: d, counts: c, errorsQ: eq, requestsQ: rq}, nil
 }
 
 // seqSnapshotFor returns the pre-deploy baseline counts of d, querying them
 // only when Snapshot did not take them yet.
 func (t *Trigger) seqSnapshotFor(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (sequential.Counts, error) {
+	s, err := t.seqSnapshotOf(ctx, d, q, ev)
+	if s == nil {
+		return sequential.Counts{}, err
+	}
+	return s.counts, err
+}
+
+// seqSnapshotOf returns the pre-deploy baseline snapshot of d, taking it
+// only when Snapshot did not take it yet; nil when there is none to take.
+func (t *Trigger) seqSnapshotOf(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (*seqSnapshot, error) {
 	if d.Baseline == "" || t.def.Sequential.BaselineWindow <= 0 || d.At.IsZero() {
-		return sequential.Counts{}, nil
+		return nil, nil
 	}
 	t.mu.Lock()
 	s := t.seqSnap
 	t.mu.Unlock()
 	if s != nil && s.deploy.Equal(d) {
-		return s.counts, nil
+		return s, nil
 	}
-	c, err := t.takeSeqSnapshot(ctx, d, q, ev)
+	s, err := t.takeSeqSnapshot(ctx, d, q, ev)
 	if err != nil {
-		return c, err
+		return nil, err
 	}
 	t.mu.Lock()
-	t.seqSnap = &seqSnapshot{deploy: d, counts: c}
+	t.seqSnap = s
 	t.mu.Unlock()
-	return c, nil
+	return s, nil
 }
 
 // seqStateFor returns the test of deploy d, starting it (with the
@@ -300,6 +322,12 @@ func (t *Trigger) judgeSequential(ctx context.Context, ts time.Time, d Deploy, q
 	if err != nil {
 		return QueryError, err
 	}
+	t.mu.Lock()
+	if snap := t.seqSnap; snap != nil && snap.deploy.Equal(d) {
+		se.BaselineWindow = s.BaselineWindow
+		se.PreDeployErrorsQuery, se.PreDeployRequestsQuery = snap.errorsQ, snap.requestsQ
+	}
+	t.mu.Unlock()
 	nc, ok, err := t.counts(ctx, q, "new version", eq, ev.VolumeQuery, ts, ev)
 	if err != nil {
 		return QueryError, err
