@@ -107,9 +107,24 @@ func (m *Metrics) Retire(old, next *Service) {
 // Querier wraps a service's source: every query is bounded by timeout
 // (none when 0), and a failure other than a cancellation is counted in
 // guardian_query_errors_total by its source.Reason and wrapped with the
-// service's name.
-func (m *Metrics) Querier(service string, q source.Querier, timeout time.Duration) source.Querier {
-	return countingQuerier{q: q, service: service, m: m, timeout: timeout}
+// service's name. Options add to what the wrapper does (ObserveWith).
+func (m *Metrics) Querier(service string, q source.Querier, timeout time.Duration, opts ...QuerierOption) source.Querier {
+	c := countingQuerier{q: q, service: service, m: m, timeout: timeout}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// QuerierOption adds to what the wrapper Querier returns does.
+type QuerierOption func(*countingQuerier)
+
+// ObserveWith has the wrapper tell observe the outcome of every query but a
+// canceled one: a nil error on success, otherwise the source's error as the
+// source returned it (classify it with source.Reason). A nil observe does
+// nothing. ctx is the query's context, without the wrapper's timeout.
+func ObserveWith(observe func(ctx context.Context, err error)) QuerierOption {
+	return func(c *countingQuerier) { c.observe = observe }
 }
 
 type countingQuerier struct {
@@ -117,16 +132,22 @@ type countingQuerier struct {
 	service string
 	m       *Metrics
 	timeout time.Duration
+	observe func(ctx context.Context, err error)
 }
 
 func (c countingQuerier) Query(ctx context.Context, q string, ts time.Time) (source.Result, error) {
+	qctx := ctx
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		qctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	res, err := c.q.Query(ctx, q, ts)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	res, err := c.q.Query(qctx, q, ts)
+	canceled := errors.Is(err, context.Canceled)
+	if c.observe != nil && !canceled {
+		c.observe(ctx, err)
+	}
+	if err != nil && !canceled {
 		c.m.queryErrors.WithLabelValues(c.service, source.Reason(err)).Inc()
 		return res, fmt.Errorf("querying %s: %w", c.service, err)
 	}

@@ -71,6 +71,80 @@ func TestQuerier(t *testing.T) {
 	}
 }
 
+// With ObserveWith the querier tells the observer every outcome but a
+// cancellation: nil on success, the source's own error (not wrapped with the
+// service) on failure, its own timeout included; it still counts failures.
+func TestQuerierObserve(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		timeout  time.Duration
+		err      error // the source's error; nil: a deadline error when one is set
+		observed bool
+		want     error  // what the observer gets
+		counted  string // the reason counted, if any
+	}{
+		{"success", 0, nil, true, nil, ""},
+		{"unavailable", 0, errDown, true, errDown, source.ReasonUnavailable},
+		{"bad query", 0, source.ErrBadQuery, true, source.ErrBadQuery, source.ReasonBadQuery},
+		{"timeout", time.Hour, nil, true, context.DeadlineExceeded, source.ReasonTimeout},
+		{"canceled", 0, context.Canceled, false, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMetrics(prometheus.NewRegistry())
+			inner := source.QueryFunc(func(ctx context.Context, q string, _ time.Time) (source.Result, error) {
+				if tc.err != nil {
+					return source.Result{}, tc.err
+				}
+				if _, ok := ctx.Deadline(); ok {
+					return source.Result{}, context.DeadlineExceeded
+				}
+				return source.Result{}, nil
+			})
+			type key struct{}
+			ctx := context.WithValue(context.Background(), key{}, "tick")
+			var got []error
+			q := m.Querier("checkout", inner, tc.timeout, ObserveWith(func(octx context.Context, err error) {
+				if octx.Value(key{}) != "tick" {
+					t.Error("the observer does not get the query's context")
+				}
+				if _, ok := octx.Deadline(); ok {
+					t.Error("the observer's context carries the query timeout")
+				}
+				got = append(got, err)
+			}))
+			_, _ = q.Query(ctx, "up", t0)
+			switch {
+			case !tc.observed && len(got) != 0:
+				t.Errorf("observed %v, want nothing", got)
+			case tc.observed && len(got) != 1:
+				t.Fatalf("observed %d outcomes, want 1", len(got))
+			case tc.observed && tc.want == nil && got[0] != nil:
+				t.Errorf("observed %v, want success", got[0])
+			case tc.observed && tc.want != nil && (!errors.Is(got[0], tc.want) || strings.Contains(got[0].Error(), "checkout")):
+				t.Errorf("observed %v, want the source's %v", got[0], tc.want)
+			}
+			want := 0
+			if tc.counted != "" {
+				want = 1
+			}
+			if n := testutil.CollectAndCount(m.queryErrors); n != want {
+				t.Errorf("guardian_query_errors_total has %d series, want %d", n, want)
+			}
+			if tc.counted != "" {
+				if n := testutil.ToFloat64(m.queryErrors.WithLabelValues("checkout", tc.counted)); n != 1 {
+					t.Errorf("guardian_query_errors_total{reason=%q} = %v, want 1", tc.counted, n)
+				}
+			}
+		})
+	}
+	// A nil observer is no option at all.
+	m := NewMetrics(prometheus.NewRegistry())
+	ok := source.QueryFunc(func(context.Context, string, time.Time) (source.Result, error) { return source.Result{}, nil })
+	if _, err := m.Querier("checkout", ok, 0, ObserveWith(nil)).Query(context.Background(), "up", t0); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Forget drops the series of one trigger, or of a whole service, and
 // leaves the others.
 func TestForget(t *testing.T) {
