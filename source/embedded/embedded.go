@@ -82,6 +82,11 @@ type Options struct {
 	// Engines, when set, lends the Source a PromQL engine shared with the
 	// other Sources of the same settings; default an engine of its own.
 	Engines *Engines
+	// OnScrape, when set, is told the outcome of every scrape that ran to
+	// its end, after the scrape: a nil error on success, otherwise the
+	// scrape's error (an unreachable target or a 5xx answer wraps
+	// source.ErrUnavailable, a timeout is a net.Error, see source.Reason).
+	OnScrape func(ctx context.Context, err error)
 }
 
 // Engines shares PromQL engines between Sources. An engine keeps no state
@@ -165,6 +170,7 @@ type Source struct {
 	duration prometheus.Observer
 	series   *prometheus.GaugeVec
 	target   string
+	onScrape func(ctx context.Context, err error)
 
 	// mu guards closed; readers of the head hold it shared.
 	mu     sync.RWMutex
@@ -261,6 +267,7 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		duration:      m.duration.WithLabelValues(opts.Target),
 		series:        m.series,
 		target:        opts.Target,
+		onScrape:      opts.OnScrape,
 		scrapeState:   newScrapeState(),
 	}
 	s.floor.Store(math.MinInt64)

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -382,6 +383,61 @@ func TestScrapeFailures(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(s.scrapes); got != 5 {
 		t.Errorf("guardian_scrapes_total = %v, want 5", got)
+	}
+}
+
+// OnScrape hears every scrape's outcome, classified the way source.Reason
+// reads query errors: a 5xx and a refused connection are the target being
+// unavailable, a 404 is not; a scrape cut short or a closed source is not
+// an outcome.
+func TestOnScrape(t *testing.T) {
+	tg := newTarget(t, false)
+	var got []string
+	s := newSource(t, tg.srv.URL, &clock{t: start}, Options{OnScrape: func(_ context.Context, err error) {
+		got = append(got, cmp.Or(source.Reason(err), "ok"))
+	}}, nil)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		status int
+		want   string
+	}{
+		{"success", 0, "ok"},
+		{"server error", http.StatusServiceUnavailable, source.ReasonUnavailable},
+		{"not found", http.StatusNotFound, source.ReasonOther},
+		{"success again", 0, "ok"},
+	} {
+		tg.status.Store(int32(tc.status))
+		got = nil
+		_ = s.ScrapeOnce(ctx)
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s: OnScrape heard %v, want [%s]", tc.name, got, tc.want)
+		}
+	}
+
+	got = nil
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	_ = s.ScrapeOnce(canceled)
+	if len(got) != 0 {
+		t.Errorf("a scrape cut short: OnScrape heard %v, want nothing", got)
+	}
+
+	tg.srv.Close()
+	_ = s.ScrapeOnce(ctx)
+	if len(got) != 1 || got[0] != source.ReasonUnavailable {
+		t.Errorf("connection refused: OnScrape heard %v, want [%s]", got, source.ReasonUnavailable)
+	}
+
+	got = nil
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ScrapeOnce(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("scrape after Close: %v, want ErrClosed", err)
+	}
+	if len(got) != 0 {
+		t.Errorf("a closed source: OnScrape heard %v, want nothing", got)
 	}
 }
 

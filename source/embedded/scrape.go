@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"go.uber.org/zap"
+
+	"github.com/rollback-guardian/guardian/source"
 )
 
 // acceptHeader offers the formats Prometheus 3 asks for by default
@@ -111,7 +113,18 @@ func newScrapeState() scrapeState {
 // the previous scrape stale, as Prometheus does, and returns the error. A
 // scrape cut short because ctx is done records nothing. Then samples older
 // than the retention are dropped.
+//
+// Options.OnScrape is told the outcome, unless the scrape was cut short or
+// the source is closed.
 func (s *Source) ScrapeOnce(ctx context.Context) error {
+	err := s.scrapeOnce(ctx)
+	if s.onScrape != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+		s.onScrape(ctx, err)
+	}
+	return err
+}
+
+func (s *Source) scrapeOnce(ctx context.Context) error {
 	s.scrapeMu.Lock()
 	defer s.scrapeMu.Unlock()
 
@@ -167,7 +180,7 @@ func (s *Source) fetch(ctx context.Context) (string, error) {
 		_ = resp.Body.Close()
 	}()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("server returned HTTP status %s", resp.Status)
+		return "", statusError{code: resp.StatusCode, status: resp.Status}
 	}
 	s.body.Reset()
 	n, err := s.body.ReadFrom(io.LimitReader(resp.Body, s.bodySizeLimit+1))
@@ -178,6 +191,20 @@ func (s *Source) fetch(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("body exceeds the limit of %d bytes", s.bodySizeLimit)
 	}
 	return resp.Header.Get("Content-Type"), nil
+}
+
+// statusError is a scrape answered with a status other than 200 OK. A 5xx
+// is the target failing: it is source.ErrUnavailable.
+type statusError struct {
+	code   int
+	status string
+}
+
+func (e statusError) Error() string { return "server returned HTTP status " + e.status }
+
+// Is reports a 5xx as source.ErrUnavailable.
+func (e statusError) Is(target error) bool {
+	return target == source.ErrUnavailable && e.code >= 500
 }
 
 // ingest appends one scrape's outcome at t (ms) and commits it.
