@@ -45,7 +45,8 @@ func (a *App) Service(name string) (incident.Service, bool) {
 	if s.dbExec != nil {
 		rules.Database = s.dbExecName
 	}
-	return incident.Service{Rules: rules, Application: s.appExec, Database: s.dbExec, Verifier: s.verifier, Query: s.querier.Query}, true
+	return incident.Service{Rules: rules, Application: s.appExec, Database: s.dbExec, Verifier: s.verifier, Query: s.querier.Query,
+		Serving: s.watch.Serving}, true
 }
 
 // receivers names the notifiers of a service as configured now.

@@ -497,7 +497,7 @@ func (r *Record) stepEnded(e StepEnded, rules Rules, now time.Time) ([]Effect, e
 func (r *Record) verifying(now time.Time) []Effect {
 	r.setState(Verifying)
 	r.VerifyStartedAt = &now
-	r.RecoveredSince, r.Recovering = nil, false
+	r.RecoveredSince, r.Recovering, r.VerifyStatus = nil, false, ""
 	return []Effect{Probe{Incident: r.ID, At: now}}
 }
 
@@ -505,13 +505,20 @@ func (r *Record) probed(res verify.Result, rules Rules, now time.Time) ([]Effect
 	if r.State != Verifying {
 		return nil, fmt.Errorf("%w: probe while %s", ErrIgnored, r.State)
 	}
-	if res.Recovered != r.Recovering {
-		r.Recovering = res.Recovered
+	// Progress: the verdict flipped, or what it waits for changed.
+	if res.Recovered != r.Recovering || res.Status != r.VerifyStatus {
 		msg := "values back toward baseline: " + res.Summary()
-		if !res.Recovered {
+		switch {
+		case !res.Recovered && r.Recovering:
 			msg = "not recovered again: " + res.Summary()
+		case !res.Recovered:
+			msg = "not recovered yet: " + res.Summary()
 		}
+		r.Recovering, r.VerifyStatus = res.Recovered, res.Status
 		r.add(now, event.RecoveryProgress, "guardian", msg, nil)
+	}
+	if res.Running != "" {
+		r.Running = res.Running
 	}
 	if !res.Recovered {
 		r.RecoveredSince = nil
@@ -519,18 +526,19 @@ func (r *Record) probed(res verify.Result, rules Rules, now time.Time) ([]Effect
 		r.RecoveredSince = &now
 	}
 	if res.Recovered && now.Sub(*r.RecoveredSince) >= rules.StableFor {
-		r.RecoveredAt = &now
-		r.add(now, event.RecoveryConfirmed, "guardian", fmt.Sprintf("%s recovered on %s: %s", r.Service, r.Baseline, res.Summary()), nil)
-		r.setState(Resolved)
-		r.ResolvedAt = &now
-		r.add(now, event.IncidentResolved, "guardian", fmt.Sprintf("incident #%d resolved: %s rolled back %s → %s and stable", r.ID, r.Service, r.Version, r.Baseline), nil)
-		return []Effect{r.writeReport(now)}, nil
+		return r.resolve(now, fmt.Sprintf("%s recovered on %s: %s", r.Service, r.running(), res.Summary())), nil
 	}
 	start := now
 	if r.VerifyStartedAt != nil {
 		start = *r.VerifyStartedAt
 	}
 	if !now.Before(start.Add(rules.RecoveryTimeout)) {
+		if !res.Bad && res.SmokePassed() {
+			// Too little traffic to judge the triggers, but nothing says the
+			// service is still bad and the smoke checks pass.
+			return r.resolve(now, fmt.Sprintf("%s recovered on %s within %s, judged without enough traffic for the triggers: every smoke check passes and nothing shows it still bad (%s)",
+				r.Service, r.running(), rules.RecoveryTimeout, res.Summary())), nil
+		}
 		return r.notRecovered(res, rules, now), nil
 	}
 	interval := rules.ProbeInterval
@@ -540,8 +548,31 @@ func (r *Record) probed(res verify.Result, rules Rules, now time.Time) ([]Effect
 	return []Effect{Probe{Incident: r.ID, At: now.Add(interval)}}, nil
 }
 
+// resolve confirms the recovery and resolves the incident.
+func (r *Record) resolve(now time.Time, confirmed string) []Effect {
+	r.RecoveredAt = &now
+	r.add(now, event.RecoveryConfirmed, "guardian", confirmed, nil)
+	r.setState(Resolved)
+	r.ResolvedAt = &now
+	r.add(now, event.IncidentResolved, "guardian", fmt.Sprintf("incident #%d resolved: %s rolled back %s → %s and stable", r.ID, r.Service, r.Version, r.running()), nil)
+	return []Effect{r.writeReport(now)}
+}
+
+// running is the version serving after the rollback, as verification saw
+// it (the baseline until it says).
+func (r *Record) running() string {
+	if r.Running != "" {
+		return r.Running
+	}
+	return r.Baseline
+}
+
 func (r *Record) notRecovered(res verify.Result, rules Rules, now time.Time) []Effect {
-	r.add(now, event.RecoveryFailed, "guardian", fmt.Sprintf("%s not recovered within %s: %s", r.Service, rules.RecoveryTimeout, res.Summary()), nil)
+	why := res.Summary()
+	if !res.Bad {
+		why = "no evidence of recovery: too little traffic for the triggers and no smoke check passing (" + why + ")"
+	}
+	r.add(now, event.RecoveryFailed, "guardian", fmt.Sprintf("%s not recovered within %s: %s", r.Service, rules.RecoveryTimeout, why), nil)
 	if r.Step == executor.StepApplication && rules.Database != "" {
 		r.setState(DBAwaitingApproval)
 		r.ApprovalRequestedAt = &now

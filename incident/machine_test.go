@@ -544,3 +544,65 @@ func TestSequenceHasNoGaps(t *testing.T) {
 		t.Fatalf("sequence %v", got)
 	}
 }
+
+// At the recovery timeout, the evidence decides: waiting for traffic with
+// every smoke check passing resolves; waiting without any evidence, or
+// evidence that the service is still bad, does not.
+func TestRecoveryTimeoutWeighsTheEvidence(t *testing.T) {
+	smokeOK := []verify.SmokeResult{{Name: "healthz", OK: true, Detail: "status 200"}}
+	waiting := verify.Result{Running: "v1", Status: "error-rate: waiting for traffic",
+		Checks: []verify.Check{{Trigger: "error-rate", Waiting: true, Why: "waiting for traffic: 40 of 100 requests since the rollback"}}}
+	for _, tc := range []struct {
+		name  string
+		res   verify.Result
+		state State
+		text  string
+	}{
+		{"waiting, smoke passing", func() verify.Result { r := waiting; r.Smoke = smokeOK; return r }(), Resolved, "judged without enough traffic"},
+		{"waiting, no smoke check", waiting, DBAwaitingApproval, "no evidence of recovery"},
+		{"still bad", verify.Result{Bad: true, Status: "error-rate: not back", Checks: []verify.Check{{Trigger: "error-rate", Why: "0.2 not back"}}},
+			DBAwaitingApproval, "0.2 not back"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := step(t, inState(t, Verifying), Probed{Result: tc.res}, rules(), t0.Add(15*time.Minute))
+			if r.State != tc.state || !strings.Contains(strings.Join(messages(r), "\n"), tc.text) {
+				t.Fatalf("%s %v", r.State, messages(r))
+			}
+		})
+	}
+}
+
+// While it waits, verification says so on the timeline, once per change of
+// what it waits for (not per new figure), and records the version it found
+// serving.
+func TestRecoveryProgress(t *testing.T) {
+	rl := rules()
+	r := inState(t, Verifying)
+	probe := func(status, why string, recovered bool, at time.Duration) {
+		t.Helper()
+		r, _ = step(t, r, Probed{Result: verify.Result{Running: "1.4.0", Recovered: recovered, Status: status,
+			Checks: []verify.Check{{Trigger: "error-rate", Waiting: !recovered, Why: why}}}}, rl, t0.Add(at))
+	}
+	probe("error-rate: waiting for a full window", "waiting 50s for a full 1m window", false, 10*time.Second)
+	probe("error-rate: waiting for a full window", "waiting 40s for a full 1m window", false, 20*time.Second)
+	probe("error-rate: waiting for traffic", "waiting for traffic: 71 of 100 requests since the rollback", false, time.Minute)
+	probe("error-rate: waiting for traffic", "waiting for traffic: 80 of 100 requests since the rollback", false, 70*time.Second)
+	probe("recovered on 1.4.0", "0.001 within 10% of baseline 0.004", true, 2*time.Minute)
+	probe("recovered on 1.4.0", "0.001 within 10% of baseline 0.004", true, 3*time.Minute)
+	if r.State != Resolved || r.Running != "1.4.0" {
+		t.Fatalf("%s running %q", r.State, r.Running)
+	}
+	got := messages(r)[1:]
+	if len(got) != 5 || !strings.Contains(got[0], "waiting 50s") || !strings.Contains(got[1], "71 of 100") ||
+		!strings.Contains(got[2], "values back") || !strings.Contains(got[3], "recovered on 1.4.0") || !strings.Contains(got[4], "v2 → 1.4.0") {
+		t.Fatalf("timeline:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+func messages(r Record) []string {
+	var out []string
+	for _, e := range r.Timeline {
+		out = append(out, e.Message)
+	}
+	return out
+}

@@ -52,6 +52,10 @@ type Service struct {
 	Query                 trigger.QueryFunc
 	// Gate asks the go/no-go channels that must be asked; nil when none.
 	Gate approval.Gate
+	// Serving returns the versions serving now, most traffic first; nil
+	// when deploy detection cannot tell (verification then judges the
+	// baseline).
+	Serving func() []string
 }
 
 // Env looks services up.
@@ -607,7 +611,12 @@ func (m *Manager) probe(ctx context.Context, id int64) {
 	if rec.VerifyStartedAt != nil {
 		since = *rec.VerifyStartedAt
 	}
-	res := svc.Verifier.Probe(ctx, m.now(), since, rec.Service, rec.Baseline, rec.References, svc.Query)
+	var serving []string
+	if svc.Serving != nil {
+		serving = svc.Serving()
+	}
+	res := svc.Verifier.Probe(ctx, m.now(), verify.Target{Service: rec.Service, Bad: rec.Version, Baseline: rec.Baseline,
+		Serving: serving, References: rec.References, Since: since}, svc.Query)
 	if ctx.Err() != nil {
 		return
 	}

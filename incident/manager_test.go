@@ -253,11 +253,16 @@ func TestApproveRollbackResolve(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec = h.waitState(rec.ID, Resolved)
-	wantTypes(t, types(rec)[:8], "incident.declared", "approval.requested", "approval.granted", "rollback.started",
-		"rollback.succeeded", "recovery.progress", "recovery.confirmed", "incident.resolved")
+	// Verification waits for a whole window after the rollback, then sees
+	// the values back: two progress entries.
+	wantTypes(t, types(rec)[:9], "incident.declared", "approval.requested", "approval.granted", "rollback.started",
+		"rollback.succeeded", "recovery.progress", "recovery.progress", "recovery.confirmed", "incident.resolved")
+	if m := rec.Timeline[5].Message; !strings.Contains(m, "waiting") {
+		t.Fatalf("first progress %q", m)
+	}
 	// The report is written once, and every published event went out once, in order.
 	rec = h.settled(rec.ID)
-	wantTypes(t, types(rec)[8:], event.ReportWritten, event.PostmortemScheduled)
+	wantTypes(t, types(rec)[9:], event.ReportWritten, event.PostmortemScheduled)
 	wantPublished(t, h.pub, rec)
 	if h.rep.count() != 1 {
 		t.Fatalf("%d reports", h.rep.count())

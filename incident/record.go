@@ -87,6 +87,11 @@ type Record struct {
 	// Recovering is the last probe's verdict.
 	RecoveredSince *time.Time `json:"recovered_since,omitempty"`
 	Recovering     bool       `json:"recovering,omitempty"`
+	// VerifyStatus is what the last probe was at, without figures (a new
+	// one is a progress entry); Running the version verification found
+	// serving after the rollback.
+	VerifyStatus string `json:"verify_status,omitempty"`
+	Running      string `json:"running,omitempty"`
 	// Step is the rollback step in progress: "application", then "database".
 	Step string `json:"step"`
 	// References are the baseline's values by trigger, taken when the

@@ -44,7 +44,13 @@ type Check struct {
 	Value     *float64 `json:"value,omitempty"`
 	Reference *float64 `json:"baseline,omitempty"`
 	Recovered bool     `json:"recovered"`
-	Why       string   `json:"why"`
+	// Waiting: the check could not judge yet (too little traffic, no data,
+	// not a whole window since the rollback); otherwise a check that did
+	// not recover is evidence that the service is still bad.
+	Waiting bool   `json:"waiting,omitempty"`
+	Why     string `json:"why"`
+	// status is Why without its figures: what the check is at.
+	status string
 }
 
 // SmokeResult is one smoke check's outcome.
@@ -56,10 +62,20 @@ type SmokeResult struct {
 
 // Result is one probe.
 type Result struct {
-	At        time.Time     `json:"at"`
-	Recovered bool          `json:"recovered"`
-	Checks    []Check       `json:"checks"`
-	Smoke     []SmokeResult `json:"smoke,omitempty"`
+	At time.Time `json:"at"`
+	// Running is the version judged: what serves now.
+	Running   string `json:"running"`
+	Recovered bool   `json:"recovered"`
+	// Bad: the evidence says the service is not back (a check with enough
+	// data not back, a smoke check failing, the bad version still
+	// serving). A result neither Recovered nor Bad is still waiting for
+	// evidence.
+	Bad    bool          `json:"bad,omitempty"`
+	Checks []Check       `json:"checks"`
+	Smoke  []SmokeResult `json:"smoke,omitempty"`
+	// Status says what the probe is at, in words without figures: the
+	// same Status on two probes means nothing changed but the numbers.
+	Status string `json:"status"`
 }
 
 // Summary describes the result in one line.
@@ -72,6 +88,36 @@ func (r Result) Summary() string {
 		parts = append(parts, "smoke "+s.Name+": "+s.Detail)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// SmokePassed reports whether smoke checks ran and all passed.
+func (r Result) SmokePassed() bool {
+	if len(r.Smoke) == 0 {
+		return false
+	}
+	for _, s := range r.Smoke {
+		if !s.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// Target is what a probe judges.
+type Target struct {
+	Service string
+	// Bad is the version rolled back from; Baseline the version rolled
+	// back to.
+	Bad, Baseline string
+	// Serving are the versions serving now, most traffic first, as deploy
+	// detection sees them; nil when it cannot tell. The version judged is
+	// the first that is not Bad, or Baseline without any.
+	Serving []string
+	// References are the baseline's values by trigger name, from before the
+	// deploy.
+	References map[string]float64
+	// Since is when the rollback finished.
+	Since time.Time
 }
 
 // Verifier probes a service's recovery.
@@ -88,72 +134,108 @@ func New(defs []trigger.Definition, opts Options) *Verifier {
 	return &Verifier{defs: defs, opts: opts}
 }
 
-// Probe judges once, at ts, the running version's trigger values against
-// references (the baseline's values from before the deploy, by trigger
-// name), then runs the smoke checks (only when the values recovered, so a
-// broken service is not hammered). since is when the rollback finished: a
-// trigger is not judged before a whole window of data from after it exists,
-// so values from before the incident cannot pass for a recovery.
-func (v *Verifier) Probe(ctx context.Context, ts, since time.Time, service, running string, references map[string]float64, q trigger.QueryFunc) Result {
-	res := Result{At: ts, Recovered: true}
+// Probe judges, once at ts, the version that runs now (see Target) against
+// the references, then runs the smoke checks unless a trigger already shows
+// the service still bad (a broken service is not hammered). A trigger is
+// not judged before a whole window of data from after the rollback exists,
+// so values from before the incident cannot pass for a recovery; when its
+// window holds less traffic than its min_requests, it is judged over
+// everything since the rollback, so that a service with little traffic
+// recovers as soon as enough requests came. The bad version still serving
+// is not a recovery.
+func (v *Verifier) Probe(ctx context.Context, ts time.Time, t Target, q trigger.QueryFunc) Result {
+	res := Result{At: ts, Running: t.Baseline, Recovered: true}
+	var statuses []string
+	chosen := false
+	for _, s := range t.Serving {
+		switch {
+		case s == t.Bad:
+			res.Recovered, res.Bad = false, true
+			res.Checks = append(res.Checks, Check{Trigger: "rollback", Why: fmt.Sprintf("%s still serves", t.Bad), status: "still serving"})
+			statuses = append(statuses, t.Bad+" still serving")
+		case !chosen:
+			res.Running, chosen = s, true // the most traffic
+		}
+	}
 	for _, d := range v.defs {
-		if wait := since.Add(d.Window).Sub(ts); wait > 0 {
+		if wait := t.Since.Add(d.Window).Sub(ts); wait > 0 {
 			res.Recovered = false
-			res.Checks = append(res.Checks, Check{Trigger: d.Name,
+			res.Checks = append(res.Checks, Check{Trigger: d.Name, Waiting: true, status: "waiting for a full window",
 				Why: fmt.Sprintf("waiting %s for a full %s window of data after the rollback", wait.Round(time.Second), d.Window)})
+			statuses = append(statuses, d.Name+": waiting for a full window")
 			continue
 		}
-		c := v.check(ctx, ts, d, service, running, references, q)
+		c := v.check(ctx, ts, d, t, res.Running, q)
 		res.Recovered = res.Recovered && c.Recovered
+		res.Bad = res.Bad || (!c.Recovered && !c.Waiting)
 		res.Checks = append(res.Checks, c)
+		statuses = append(statuses, d.Name+": "+c.status)
 	}
-	if !res.Recovered {
-		return res
+	if !res.Bad {
+		for _, s := range v.opts.Smoke {
+			sr := v.smoke(ctx, s)
+			res.Recovered = res.Recovered && sr.OK
+			res.Bad = res.Bad || !sr.OK
+			res.Smoke = append(res.Smoke, sr)
+			if !sr.OK {
+				statuses = append(statuses, "smoke "+sr.Name+" failing")
+			}
+		}
 	}
-	for _, s := range v.opts.Smoke {
-		sr := v.smoke(ctx, s)
-		res.Recovered = res.Recovered && sr.OK
-		res.Smoke = append(res.Smoke, sr)
+	switch {
+	case res.Recovered:
+		res.Status = "recovered on " + res.Running
+	default:
+		res.Status = strings.Join(statuses, "; ")
 	}
 	return res
 }
 
-func (v *Verifier) check(ctx context.Context, ts time.Time, d trigger.Definition, service, running string, references map[string]float64, q trigger.QueryFunc) Check {
-	vars := query.Vars{Service: service, Version: running, Window: d.Window}
+func (v *Verifier) check(ctx context.Context, ts time.Time, d trigger.Definition, t Target, running string, q trigger.QueryFunc) Check {
+	vars := query.Vars{Service: t.Service, Version: running, Window: d.Window}
 	c := Check{Trigger: d.Name}
-	if ref, ok := references[d.Name]; ok && !math.IsNaN(ref) {
+	if ref, ok := t.References[d.Name]; ok && !math.IsNaN(ref) {
 		c.Reference = &ref
 	}
+	waiting := func(status, why string) Check {
+		c.Waiting, c.status, c.Why = true, status, why
+		return c
+	}
 	if d.VolumeQuery != nil && d.MinRequests > 0 {
-		vq, err := d.VolumeQuery.Render(vars)
+		n, ok, err := v.volume(ctx, ts, d, vars, q)
 		if err != nil {
-			c.Why = err.Error()
-			return c
+			return waiting("volume query failing", "volume query failed: "+err.Error())
 		}
-		n, ok, err := source.Single(ctx, source.QueryFunc(q), vq, ts)
-		switch {
-		case err != nil:
-			c.Why = "volume query failed: " + err.Error()
-			return c
-		case !ok || n < d.MinRequests:
-			c.Why = fmt.Sprintf("not enough traffic yet (%s < %s requests)", fmtOpt(n, ok), fmtNum(d.MinRequests))
-			return c
+		if !ok || n < d.MinRequests {
+			// Too little traffic in the window: judge over everything
+			// since the rollback.
+			since := ts.Sub(t.Since).Truncate(time.Second)
+			if since > d.Window {
+				wide := vars
+				wide.Window = since
+				if n2, ok2, err := v.volume(ctx, ts, d, wide, q); err == nil && ok2 && n2 >= d.MinRequests {
+					vars, n, ok = wide, n2, true
+				} else if err == nil && ok2 {
+					n, ok = n2, true
+				}
+			}
+			if !ok || n < d.MinRequests {
+				return waiting("waiting for traffic", fmt.Sprintf("waiting for traffic: %s of %s requests since the rollback",
+					fmtOpt(n, ok), fmtNum(d.MinRequests)))
+			}
 		}
 	}
 	qs, err := d.Query.Render(vars)
 	if err != nil {
-		c.Why = err.Error()
-		return c
+		return waiting("query failing", err.Error())
 	}
 	c.Query = qs
 	x, ok, err := source.Single(ctx, source.QueryFunc(q), qs, ts)
 	switch {
 	case err != nil:
-		c.Why = "query failed: " + err.Error()
-		return c
+		return waiting("query failing", "query failed: "+err.Error())
 	case !ok || math.IsNaN(x):
-		c.Why = "no data for " + running
-		return c
+		return waiting("no data", "no data for "+running)
 	}
 	c.Value = &x
 
@@ -179,15 +261,33 @@ func (v *Verifier) check(ctx context.Context, ts time.Time, d trigger.Definition
 			reasons = append(reasons, fmt.Sprintf("%s within the absolute thresholds%s", fmtNum(x), thresholds(d)))
 		}
 	}
+	c.status = "back"
 	if !c.Recovered {
 		ref := "unknown"
 		if c.Reference != nil {
 			ref = fmtNum(*c.Reference)
 		}
 		reasons = append(reasons, fmt.Sprintf("%s not back: baseline %s%s", fmtNum(x), ref, thresholds(d)))
+		c.status = "not back"
+	}
+	if vars.Window != d.Window {
+		reasons = append(reasons, fmt.Sprintf("over the %s since the rollback", vars.Window))
 	}
 	c.Why = strings.Join(reasons, "; ")
 	return c
+}
+
+// volume is the traffic of d's volume query with vars.
+func (v *Verifier) volume(ctx context.Context, ts time.Time, d trigger.Definition, vars query.Vars, q trigger.QueryFunc) (float64, bool, error) {
+	vq, err := d.VolumeQuery.Render(vars)
+	if err != nil {
+		return 0, false, err
+	}
+	n, ok, err := source.Single(ctx, source.QueryFunc(q), vq, ts)
+	if ok && math.IsNaN(n) {
+		return 0, false, err
+	}
+	return n, ok, err
 }
 
 func thresholds(d trigger.Definition) string {

@@ -69,7 +69,7 @@ func TestProbe(t *testing.T) {
 		{"over the absolute threshold", trigger.Spec{Above: f(0.05)}, f(0.01), f(0.2), nil, false, "not back: baseline 0.01, above 0.05"},
 		{"no reference, absolute only", trigger.Spec{Above: f(0.05)}, nil, f(0.01), nil, true, "within the absolute"},
 		{"no data", trigger.Spec{Above: f(0.05)}, f(0.01), nil, nil, false, "no data"},
-		{"not enough traffic", trigger.Spec{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(10), false, "not enough traffic"},
+		{"not enough traffic", trigger.Spec{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(10), false, "waiting for traffic: 10 of 50 requests since the rollback"},
 		{"enough traffic", trigger.Spec{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(60), true, "within"},
 		{"below-type back up", trigger.Spec{Below: f(0.9)}, f(0.99), f(0.985), nil, true, "≥ baseline"},
 		{"below-type still low", trigger.Spec{Below: f(0.9)}, f(0.99), f(0.5), nil, false, "not back"},
@@ -80,7 +80,7 @@ func TestProbe(t *testing.T) {
 			if tc.ref != nil {
 				refs["error-rate"] = *tc.ref
 			}
-			r := v.Probe(context.Background(), time.Unix(3600, 0), time.Unix(0, 0), "checkout", "v1", refs, answers(tc.value, tc.volume))
+			r := v.Probe(context.Background(), time.Unix(3600, 0), Target{Service: "checkout", Bad: "v2", Baseline: "v1", References: refs, Since: time.Unix(0, 0)}, answers(tc.value, tc.volume))
 			if r.Recovered != tc.recovered || !strings.Contains(r.Summary(), tc.why) {
 				t.Fatalf("recovered %v (%s), want %v with %q", r.Recovered, r.Summary(), tc.recovered, tc.why)
 			}
@@ -115,7 +115,7 @@ func TestSmoke(t *testing.T) {
 	probe := func(s Smoke) Result {
 		v := New([]trigger.Definition{d}, Options{Tolerance: 0.1, Smoke: []Smoke{s}, Client: &http.Client{}})
 		defer v.opts.Client.CloseIdleConnections()
-		return v.Probe(context.Background(), time.Now(), time.Time{}, "checkout", "v1", nil, q)
+		return v.Probe(context.Background(), time.Now(), Target{Service: "checkout", Bad: "v2", Baseline: "v1"}, q)
 	}
 	for _, tc := range []struct {
 		name    string
@@ -142,7 +142,7 @@ func TestSmoke(t *testing.T) {
 	}
 	// Smoke checks are not run while the values have not recovered.
 	v := New([]trigger.Definition{d}, Options{Smoke: []Smoke{{URL: base + "/healthz"}}})
-	if r := v.Probe(context.Background(), time.Now(), time.Time{}, "checkout", "v1", nil, answers(f(0.5), nil)); r.Recovered || len(r.Smoke) != 0 {
+	if r := v.Probe(context.Background(), time.Now(), Target{Service: "checkout", Bad: "v2", Baseline: "v1"}, answers(f(0.5), nil)); r.Recovered || len(r.Smoke) != 0 {
 		t.Fatalf("%+v", r)
 	}
 }
@@ -153,10 +153,99 @@ func TestProbeWaitsForAFullWindow(t *testing.T) {
 	v := New([]trigger.Definition{def(t, trigger.Spec{Above: f(0.05), Window: 10 * time.Second})}, Options{})
 	since := time.Unix(1000, 0)
 	q := answers(f(0.001), nil)
-	if r := v.Probe(context.Background(), since.Add(9*time.Second), since, "checkout", "v1", nil, q); r.Recovered || !strings.Contains(r.Summary(), "waiting 1s for a full 10s window") {
+	if r := v.Probe(context.Background(), since.Add(9*time.Second), Target{Service: "checkout", Bad: "v2", Baseline: "v1", Since: since}, q); r.Recovered || !strings.Contains(r.Summary(), "waiting 1s for a full 10s window") {
 		t.Fatalf("judged too early: %s", r.Summary())
 	}
-	if r := v.Probe(context.Background(), since.Add(10*time.Second), since, "checkout", "v1", nil, q); !r.Recovered {
+	if r := v.Probe(context.Background(), since.Add(10*time.Second), Target{Service: "checkout", Bad: "v2", Baseline: "v1", Since: since}, q); !r.Recovered {
 		t.Fatalf("not judged after a full window: %s", r.Summary())
 	}
+}
+
+// At little traffic a trigger's window never holds min_requests: it is
+// judged over everything since the rollback as soon as that holds enough.
+func TestProbeAtLowTraffic(t *testing.T) {
+	d := def(t, trigger.Spec{Above: f(0.05), Window: time.Minute, MinRequests: 100,
+		VolumeQuery: `sum(increase(requests{version="{{.Version}}"}[{{.Window}}]))`})
+	v := New([]trigger.Definition{d}, Options{Tolerance: 0.1})
+	since := time.Unix(10_000, 0)
+	// 1 request a second: the 1m window holds 60, the time since the
+	// rollback as many as its seconds.
+	q := func(_ context.Context, qs string, ts time.Time) (source.Result, error) {
+		n := 60.0
+		if !strings.Contains(qs, "[1m]") {
+			n = ts.Sub(since).Seconds()
+		}
+		if strings.Contains(qs, "requests") {
+			return source.Result{Vector: model.Vector{{Value: model.SampleValue(n)}}}, nil
+		}
+		return source.Result{Vector: model.Vector{{Value: 0.01}}}, nil
+	}
+	tgt := Target{Service: "checkout", Bad: "v2", Baseline: "v1", Since: since}
+	r := v.Probe(context.Background(), since.Add(90*time.Second), tgt, q)
+	if r.Recovered || r.Bad || !r.Checks[0].Waiting || !strings.Contains(r.Summary(), "waiting for traffic: 90 of 100 requests since the rollback") {
+		t.Fatalf("at 90 requests: %+v %s", r, r.Summary())
+	}
+	later := v.Probe(context.Background(), since.Add(95*time.Second), tgt, q)
+	if later.Status != r.Status || later.Summary() == r.Summary() {
+		t.Fatalf("status %q vs %q: the figures changed, not the situation", later.Status, r.Status)
+	}
+	r = v.Probe(context.Background(), since.Add(2*time.Minute), tgt, q)
+	if !r.Recovered || !strings.Contains(r.Summary(), "over the 2m0s since the rollback") || !strings.Contains(r.Checks[0].Query, "[2m]") {
+		t.Fatalf("at 120 requests: %+v %s", r, r.Summary())
+	}
+}
+
+// The version judged is what serves now; the bad version still serving is
+// evidence the rollback has not taken effect.
+func TestProbeJudgesWhatServes(t *testing.T) {
+	v := New([]trigger.Definition{def(t, trigger.Spec{Above: f(0.05)})}, Options{})
+	q := answers(f(0.001), nil)
+	for _, tc := range []struct {
+		name    string
+		serving []string
+		running string
+		bad     bool
+	}{
+		{"stable serves alone", []string{"1.4.0"}, "1.4.0", false},
+		{"bad canary still serving", []string{"1.4.0", "1.6.0"}, "1.4.0", true},
+		{"unknown: the baseline", nil, "1.5.1", false},
+		{"only the bad version", []string{"1.6.0"}, "1.5.1", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := v.Probe(context.Background(), time.Unix(3600, 0), Target{Service: "checkout", Bad: "1.6.0", Baseline: "1.5.1",
+				Serving: tc.serving}, q)
+			if r.Running != tc.running || r.Bad != tc.bad || r.Recovered == tc.bad {
+				t.Fatalf("%+v", r)
+			}
+			if tc.bad && !strings.Contains(r.Summary(), "1.6.0 still serves") {
+				t.Fatalf("summary %s", r.Summary())
+			}
+		})
+	}
+}
+
+// Smoke checks run while the triggers only wait for evidence, so that they
+// can decide at little traffic.
+func TestSmokeRunsWhileWaiting(t *testing.T) {
+	ok := httpOK(t)
+	d := def(t, trigger.Spec{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`})
+	v := New([]trigger.Definition{d}, Options{Smoke: []Smoke{{URL: ok}}, Client: &http.Client{}})
+	defer v.opts.Client.CloseIdleConnections()
+	r := v.Probe(context.Background(), time.Unix(3600, 0), Target{Service: "checkout", Bad: "v2", Baseline: "v1"}, answers(f(0.001), f(3)))
+	if r.Recovered || r.Bad || !r.SmokePassed() {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// httpOK serves 200 on a loopback URL.
+func httpOK(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), ReadHeaderTimeout: time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + l.Addr().String() + "/"
 }

@@ -16,8 +16,12 @@ type ServiceStatus struct {
 
 // WatchStatus is an open watch window after a deploy.
 type WatchStatus struct {
-	Version  string          `json:"version"`
-	Baseline string          `json:"baseline"`
+	Version  string `json:"version"`
+	Baseline string `json:"baseline"`
+	// BaselineWhy says why Baseline was chosen.
+	BaselineWhy string `json:"baseline_why,omitempty"`
+	// Redeploy: Version served before and came back.
+	Redeploy bool            `json:"redeploy,omitempty"`
 	Via      string          `json:"via"`
 	Since    time.Time       `json:"since"`
 	Until    time.Time       `json:"until"`
@@ -43,8 +47,8 @@ func (s *Service) Status() ServiceStatus {
 		return ss
 	}
 	w := &WatchStatus{
-		Version: s.watch.deploy.Version, Baseline: s.watch.deploy.Baseline,
-		Via: s.watch.deploy.Origin.String(), Since: s.watch.deploy.At, Until: s.watch.until,
+		Version: s.watch.deploy.Version, Baseline: s.watch.deploy.Baseline, BaselineWhy: s.watch.deploy.BaselineWhy,
+		Redeploy: s.watch.deploy.Redeploy, Via: s.watch.deploy.Origin.String(), Since: s.watch.deploy.At, Until: s.watch.until,
 	}
 	for _, tr := range s.triggers {
 		ts := TriggerStatus{Name: tr.Name(), State: trigger.Inactive.String()}
@@ -59,4 +63,15 @@ func (s *Service) Status() ServiceStatus {
 	}
 	ss.Watch = w
 	return ss
+}
+
+// Serving returns the versions serving at the last observation of deploy
+// detection, most traffic first; nil when it watches no version query.
+func (s *Service) Serving() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.detector.HasQuery() {
+		return nil
+	}
+	return s.detector.ServingByTraffic()
 }

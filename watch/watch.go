@@ -240,8 +240,8 @@ func (s *Service) startWatch(ctx context.Context, ev rollout.Event) {
 	s.m.deploys.WithLabelValues(s.name, ev.Origin.String()).Inc()
 	s.m.watching.WithLabelValues(s.name).Set(1)
 	s.log.Info("deploy seen: watching",
-		zap.String("version", ev.Version), zap.String("baseline", ev.Baseline),
-		zap.String("via", ev.Origin.String()), zap.Time("until", s.watch.until))
+		zap.String("version", ev.Version), zap.String("baseline", ev.Baseline), zap.String("baseline_why", ev.BaselineWhy),
+		zap.Bool("redeploy", ev.Redeploy), zap.String("via", ev.Origin.String()), zap.Time("until", s.watch.until))
 	d := s.deployFor()
 	for _, tr := range s.triggers {
 		tr.Reset()

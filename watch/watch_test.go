@@ -322,7 +322,7 @@ func TestRestore(t *testing.T) {
 		}
 		a, _ := json.Marshal(f.svc.Status())
 		b, _ := json.Marshal(g.svc.Status())
-		if string(a) != string(b) || !strings.Contains(string(a), `"version":"v2","baseline":"v1","via":"api"`) {
+		if string(a) != string(b) || !strings.Contains(string(a), `"version":"v2","baseline":"v1","baseline_why":"the version current until the announcement","via":"api"`) {
 			t.Errorf("restored %s\nsaved    %s", b, a)
 		}
 	})
