@@ -259,6 +259,9 @@ func (t *Trigger) seqStateFor(ctx context.Context, d Deploy, q QueryFunc, ev *Ev
 	}
 	st = &seqState{deploy: d, watch: t.test.Watch(d.Baseline != "", pre)}
 	t.mu.Lock()
+	if l := t.latch; l != nil && l.deploy.Equal(d) {
+		st.decision, st.decidedAt = sequential.Regressed, l.at
+	}
 	t.seq = st
 	t.mu.Unlock()
 	return st, nil

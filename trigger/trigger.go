@@ -273,6 +273,7 @@ type Trigger struct {
 	test    *sequential.Test
 	seqSnap *seqSnapshot
 	seq     *seqState
+	latch   *latched
 }
 
 // rendered holds the queries rendered for one deploy.
@@ -345,6 +346,7 @@ func (t *Trigger) Reset() {
 	t.resetLocked()
 	t.snap = nil
 	t.seqSnap = nil
+	t.latch = nil
 }
 
 func (t *Trigger) resetLocked() {
@@ -370,13 +372,13 @@ func (t *Trigger) CopyStateFrom(e Evaluator) bool {
 	}
 	old.mu.Lock()
 	state, activeAt, deploy, bound, snap, last := old.state, old.activeAt, old.deploy, old.bound, old.snap, old.last
-	seqSnap, seq := old.seqSnap, old.seq
+	seqSnap, seq, latch := old.seqSnap, old.seq, old.latch
 	old.mu.Unlock()
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.state, t.activeAt, t.deploy, t.bound, t.snap = state, activeAt, deploy, bound, snap
-	t.seqSnap, t.seq = seqSnap, seq
+	t.seqSnap, t.seq, t.latch = seqSnap, seq, latch
 	t.rendered = nil // rendered again by the next Eval
 	if last != nil {
 		l := *last

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/store"
+	"github.com/rollback-guardian/guardian/trigger"
 )
 
 // savedState is what a service keeps across restarts: the versions it has
@@ -25,6 +26,16 @@ type savedWatch struct {
 	Deploy rollout.Event `json:"deploy"`
 	Until  time.Time     `json:"until"`
 	Fired  bool          `json:"fired"`
+	// Regressed holds, by trigger, when a sequential test decided that
+	// the deploy regressed: the decision stands for the deploy.
+	Regressed map[string]time.Time `json:"regressed,omitempty"`
+}
+
+// latcher is a trigger whose decision stands for its deploy once taken
+// (a sequential test that found a regression).
+type latcher interface {
+	Regressed() (time.Time, bool)
+	Latch(d trigger.Deploy, at time.Time)
 }
 
 // save persists the learnt state when it changed. Callers hold s.mu.
@@ -35,6 +46,16 @@ func (s *Service) save(ctx context.Context) {
 	st := savedState{Detector: s.detector.State()}
 	if s.watch != nil {
 		st.Watch = &savedWatch{Deploy: s.watch.deploy, Until: s.watch.until, Fired: s.watch.fired}
+		for _, tr := range s.triggers {
+			if l, ok := tr.(latcher); ok {
+				if at, ok := l.Regressed(); ok {
+					if st.Watch.Regressed == nil {
+						st.Watch.Regressed = map[string]time.Time{}
+					}
+					st.Watch.Regressed[tr.Name()] = at
+				}
+			}
+		}
 	}
 	b, err := json.Marshal(st)
 	if err != nil || string(b) == s.lastSaved {
@@ -61,6 +82,13 @@ func (s *Service) Restore(b []byte, now time.Time) error {
 	if w := st.Watch; w != nil && now.Before(w.Until) {
 		s.watch = &window{deploy: w.Deploy, until: w.Until, fired: w.Fired}
 		s.m.watching.WithLabelValues(s.name).Set(1)
+		for _, tr := range s.triggers {
+			if at, ok := w.Regressed[tr.Name()]; ok {
+				if l, ok := tr.(latcher); ok {
+					l.Latch(s.deployFor(), at)
+				}
+			}
+		}
 		s.log.Info("resuming the watch of a deploy after a restart", zap.String("version", w.Deploy.Version),
 			zap.String("baseline", w.Deploy.Baseline), zap.Time("until", w.Until))
 	}

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/rollout"
@@ -539,5 +541,71 @@ func TestStartRunsTheFeed(t *testing.T) {
 	case <-fd.stopped:
 	default:
 		t.Fatal("stop returned before the feed ended")
+	}
+}
+
+// seqSource answers a sequential trigger's count queries: errors and
+// requests of a version since the deploy, from its error ratio.
+type seqSource struct {
+	mu    sync.Mutex
+	ratio map[string]float64 // version → error ratio; 100 requests each
+}
+
+func (s *seqSource) Query(_ context.Context, q string, _ time.Time) (source.Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for v, p := range s.ratio {
+		if strings.Contains(q, `version="`+v+`"`) {
+			n := 1000.0
+			if strings.Contains(q, "code=") {
+				n *= p
+			}
+			return source.Result{Vector: model.Vector{{Value: model.SampleValue(n)}}}, nil
+		}
+	}
+	return source.Result{}, nil
+}
+
+// A sequential trigger's regressed decision is saved with the watch and
+// stands after a restart, whatever the counts read then.
+func TestRegressedSurvivesARestart(t *testing.T) {
+	ctx := context.Background()
+	src := &seqSource{ratio: map[string]float64{"v1": 0.01, "v2": 0.2}}
+	seqTrigger := func(t *testing.T) []trigger.Evaluator {
+		def, err := trigger.FromSpec(trigger.Spec{Name: "errors", Sequential: &trigger.SequentialSpec{
+			Errors:   `sum(increase(req{code="5xx",version="{{.Version}}"}[{{.SinceDeploy}}]))`,
+			Requests: `sum(increase(req{version="{{.Version}}"}[{{.SinceDeploy}}]))`,
+			Alpha:    0.001, MinEffect: trigger.BaselineLimit{Ratio: 1.5, Text: "1.5x"}, BaselineWindow: 30 * time.Minute}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := trigger.New(def)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []trigger.Evaluator{tr}
+	}
+	f := newFixture(t, fixtureOpts{triggers: seqTrigger})
+	f.svc.querier = src
+	f.svc.Learn(ctx, "v1", t0)
+	if _, err := f.svc.Announce(ctx, "v2", "v1", tick(1)); err != nil {
+		t.Fatal(err)
+	}
+	if vs := f.svc.Tick(ctx, tick(2)); len(vs) != 1 || vs[0].State != trigger.Firing {
+		t.Fatalf("verdicts %+v", vs)
+	}
+	saved := f.saved[len(f.saved)-1]
+	if !strings.Contains(string(saved), `"regressed":{"errors":`) {
+		t.Fatalf("saved %s", saved)
+	}
+	// Restarted; v2's counts now look healthy.
+	g := newFixture(t, fixtureOpts{triggers: seqTrigger})
+	g.svc.querier = &seqSource{ratio: map[string]float64{"v1": 0.01, "v2": 0.01}}
+	if err := g.svc.Restore(saved, tick(3)); err != nil {
+		t.Fatal(err)
+	}
+	vs := g.svc.Tick(ctx, tick(3))
+	if len(vs) != 1 || vs[0].State != trigger.Firing || !strings.Contains(vs[0].Summary(), "regressed") {
+		t.Fatalf("after the restart: %+v", vs)
 	}
 }
