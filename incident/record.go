@@ -171,6 +171,15 @@ type Action struct {
 }
 
 // Evidence is a firing verdict, in a form that encodes to JSON (no NaN).
+// The queries are as sent, at EvaluatedAt unless said otherwise. For a
+// threshold trigger, Query is the value query, VolumeQuery the volume
+// query and BaselineQuery the value query of the baseline version (at the
+// deploy time when BaselineMode is "pre_deploy"). For a sequential
+// trigger, Query and VolumeQuery count the new version's errors and
+// requests over SinceDeploySeconds, BaselineQuery and
+// BaselineRequestsQuery the baseline's over the same range (live), and
+// PreDeployErrorsQuery and PreDeployRequestsQuery the baseline's over
+// BaselineWindowSeconds before the deploy, at the deploy time.
 type Evidence struct {
 	Summary       string   `json:"summary"`
 	Query         string   `json:"query"`
@@ -181,6 +190,16 @@ type Evidence struct {
 	Conditions    []string `json:"conditions,omitempty"`
 	VolumeQuery   string   `json:"volume_query,omitempty"`
 	SampleSize    *float64 `json:"sample_size,omitempty"`
+	// EvaluatedAt is the time of the verdict's evaluation.
+	EvaluatedAt *time.Time `json:"evaluated_at,omitempty"`
+	// Sequential reports a verdict of the sequential test; the fields
+	// below are its own.
+	Sequential             bool     `json:"sequential,omitempty"`
+	SinceDeploySeconds     *float64 `json:"since_deploy_seconds,omitempty"`
+	BaselineRequestsQuery  string   `json:"baseline_requests_query,omitempty"`
+	BaselineWindowSeconds  *float64 `json:"baseline_window_seconds,omitempty"`
+	PreDeployErrorsQuery   string   `json:"pre_deploy_errors_query,omitempty"`
+	PreDeployRequestsQuery string   `json:"pre_deploy_requests_query,omitempty"`
 }
 
 // Impact is what the incident cost, measured from the trigger queries.
@@ -189,9 +208,26 @@ type Impact struct {
 	// version; BaselineValue the baseline's value it was judged against.
 	PeakValue     *float64 `json:"peak_value,omitempty"`
 	BaselineValue *float64 `json:"baseline_value,omitempty"`
+	// Kind is what the trigger judges: "errors" (its estimate is
+	// FailedRequests) or "latency" (SlowRequests); empty when the impact
+	// was not measured.
+	Kind string `json:"kind,omitempty"`
 	// FailedRequests estimates the requests that failed because of the
-	// deploy, when the trigger is a ratio with a volume query.
+	// deploy: the bad version's errors beyond its baseline's error ratio,
+	// from the deploy to the end of the rollback.
 	FailedRequests *float64 `json:"failed_requests,omitempty"`
+	// SlowRequests estimates, for a latency trigger, the requests slower
+	// than SlowerThanSeconds because of the deploy, counted the same way;
+	// only a count of slow requests (a sequential test's errors query)
+	// gives it, a quantile does not.
+	SlowRequests      *float64 `json:"slow_requests,omitempty"`
+	SlowerThanSeconds *float64 `json:"slower_than_seconds,omitempty"`
+	// Note says why the estimate is missing, when it is.
+	Note string `json:"note,omitempty"`
+	// Queries are the queries the estimate was computed from, as sent at
+	// MeasuredAt (the end of the rollback, else of the incident).
+	Queries    []string   `json:"queries,omitempty"`
+	MeasuredAt *time.Time `json:"measured_at,omitempty"`
 }
 
 // ReportFiles are an incident's written report and invite.
@@ -254,8 +290,25 @@ func EvidenceFrom(v trigger.Verdict) Evidence {
 		VolumeQuery:   e.VolumeQuery,
 		SampleSize:    finite(e.SampleSize),
 	}
+	if !v.At.IsZero() {
+		at := v.At
+		ev.EvaluatedAt = &at
+	}
 	for _, c := range e.Conditions {
 		ev.Conditions = append(ev.Conditions, c.Text)
+	}
+	if se := e.Sequential; se != nil {
+		ev.Sequential = true
+		ev.BaselineRequestsQuery = se.BaselineRequestsQuery
+		ev.PreDeployErrorsQuery, ev.PreDeployRequestsQuery = se.PreDeployErrorsQuery, se.PreDeployRequestsQuery
+		if se.SinceDeploy > 0 {
+			s := se.SinceDeploy.Seconds()
+			ev.SinceDeploySeconds = &s
+		}
+		if se.BaselineWindow > 0 {
+			s := se.BaselineWindow.Seconds()
+			ev.BaselineWindowSeconds = &s
+		}
 	}
 	return ev
 }
