@@ -27,6 +27,7 @@ import (
 	"github.com/rollback-guardian/guardian/plugin"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/source/embedded"
+	"github.com/rollback-guardian/guardian/source/outage"
 	"github.com/rollback-guardian/guardian/store"
 	"github.com/rollback-guardian/guardian/store/bolt"
 	"github.com/rollback-guardian/guardian/watch"
@@ -63,6 +64,7 @@ type App struct {
 	// engines are the PromQL engines the embedded sources share.
 	engines  *embedded.Engines
 	reloader *config.Reloader
+	outages  *outage.Monitor // tells on-call when a metric source is unreachable
 
 	// Durable state and incidents, set up by the first Apply.
 	cluster   *cluster.Cluster // nil without global.cluster
@@ -107,6 +109,8 @@ func New(opts Options) (*App, error) {
 		engines: embedded.NewEngines(),
 		loops:   map[*service]func(){},
 	}
+	a.outages = outage.NewMonitor(outage.Options{Registerer: opts.Registry, Logger: opts.Logger.Named("sources"), Now: opts.Now,
+		Store: func() store.Store { return a.st }, Enqueue: func(ctx context.Context, r string, e notify.Event) error { return a.outbox.Enqueue(ctx, r, e) }})
 	a.reloader = config.NewReloader(opts.ConfigFile, a.Apply, opts.Logger.Named("config"), opts.Registry)
 	// LoadInitial applies the configuration through a.Apply.
 	if _, err := a.reloader.LoadInitial(); err != nil {
@@ -157,6 +161,7 @@ func (a *App) Apply(cfg *config.Config) error {
 		}
 	}
 	a.state.Store(next)
+	a.outages.Apply(cfg)
 
 	if old != nil {
 		for name, o := range old.services {

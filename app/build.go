@@ -108,6 +108,7 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		var isNew bool
 		s.embedded, isNew, err = embedded.RunnerFor(prevRunner, sc, trigger.DefaultWindow, embedded.Options{
 			Dir: dir, Metrics: a.srcM, Engines: a.engines, Target: sc.Name, QueryTimeout: time.Duration(cfg.Global.QueryTimeout),
+			OnScrape: a.outages.ScrapeObserver(sc.Name),
 		}, log.Named("scrape"))
 		if err != nil {
 			return nil, nil, err
@@ -117,7 +118,7 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		}
 		q = s.embedded.Source()
 	}
-	s.querier = a.m.Querier(sc.Name, q, time.Duration(cfg.Global.QueryTimeout))
+	s.querier = a.m.Querier(sc.Name, q, time.Duration(cfg.Global.QueryTimeout), watch.ObserveWith(a.outages.Observer(sc.Source)))
 
 	evaluators := make([]trigger.Evaluator, 0, len(s.triggers)+1)
 	if p := progressDeadline(sc.Deploy.Kubernetes, stalled); p != nil {
