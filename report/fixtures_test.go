@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/rollback-guardian/guardian/incident"
@@ -82,6 +83,40 @@ func resolved() incident.Record {
 		incident.Entry{At: at(sec(11, 26)), Type: "recovery.confirmed", Actor: "guardian", Message: "error rate 0.004 within 10% of baseline for 1m; smoke checks passed"},
 		incident.Entry{At: at(sec(11, 30)), Type: "incident.resolved", Actor: "guardian", Message: "checkout back on v2.4.0"},
 	)
+	return r
+}
+
+// sequentialResolved is resolved, but fired by a sequential trigger
+// counting requests slower than 0.5 s, and its impact measured.
+func sequentialResolved() incident.Record {
+	r := resolved()
+	r.Trigger = "slow-requests"
+	evaluated := at(sec(3, 5))
+	const (
+		slow     = `sum(increase(http_request_duration_seconds_count{version="%s"}[%s])) - sum(increase(http_request_duration_seconds_bucket{version="%s",le="0.5"}[%s]))`
+		requests = `sum(increase(http_requests_total{version="%s"}[%s]))`
+	)
+	q := func(tmpl, version, rng string) string { return fmt.Sprintf(tmpl, version, rng, version, rng) }
+	r.Evidence = incident.Evidence{
+		Summary:       "slow-requests v2.4.1: regressed: 1480/18500 errors (8%) in 3m5s vs baseline v2.4.0 190/19000 (1%, live+pre_deploy); ratio 8 [4.1, 15.6]; e 2.1e+05 ≥ 1000 (p 4.76e-06, alpha 0.001); firing (was inactive)",
+		Query:         q(slow, "v2.4.1", "3m5s"),
+		Value:         f64(0.08),
+		BaselineQuery: q(slow, "v2.4.0", "3m5s"),
+		BaselineValue: f64(0.01),
+		BaselineMode:  "live",
+		Conditions:    []string{"sequential regressed (e 2.1e+05, healthy e 0.001, need 1000, alpha 0.001): ratio 8 [4.1, 15.6] vs baseline v2.4.0"},
+		VolumeQuery:   fmt.Sprintf(requests, "v2.4.1", "3m5s"),
+		SampleSize:    f64(18500),
+		EvaluatedAt:   &evaluated, Sequential: true, SinceDeploySeconds: f64(185), BaselineWindowSeconds: f64(1800),
+		BaselineRequestsQuery:  fmt.Sprintf(requests, "v2.4.0", "3m5s"),
+		PreDeployErrorsQuery:   q(slow, "v2.4.0", "30m"),
+		PreDeployRequestsQuery: fmt.Sprintf(requests, "v2.4.0", "30m"),
+	}
+	r.Impact = incident.Impact{
+		PeakValue: f64(0.09), BaselineValue: f64(0.01), Kind: "latency", SlowRequests: f64(3728), SlowerThanSeconds: f64(0.5),
+		Queries:    []string{fmt.Sprintf(requests, "v2.4.1", "9m27s"), q(slow, "v2.4.1", "9m27s")},
+		MeasuredAt: r.RollbackDoneAt,
+	}
 	return r
 }
 

@@ -21,8 +21,10 @@ type jsonReport struct {
 	Summary       string          `json:"summary"`
 	Incident      incident.Record `json:"incident"`
 	Impact        jsonImpact      `json:"impact"`
-	Postmortem    *Invite         `json:"postmortem"`
-	GeneratedAt   time.Time       `json:"generated_at"`
+	// EvidenceQueries are the queries the firing verdict evaluated.
+	EvidenceQueries []EvidenceQuery `json:"evidence_queries"`
+	Postmortem      *Invite         `json:"postmortem"`
+	GeneratedAt     time.Time       `json:"generated_at"`
 }
 
 // jsonImpact holds the intervals in seconds.
@@ -48,7 +50,16 @@ func seconds(d *time.Duration) *float64 {
 //
 //	{"schema_version": 1, "title": ..., "summary": ..., "incident": <Record>,
 //	 "impact": {"deploy_to_detection_seconds": ..., ...},
+//	 "evidence_queries": [<EvidenceQuery>, ...],
 //	 "postmortem": <Invite> or null, "generated_at": ...}
+//
+// The incident's "impact" holds the measured figures: "kind" ("errors" or
+// "latency"), "failed_requests" or "slow_requests" with
+// "slower_than_seconds", "note" when the estimate is missing, and the
+// "queries" it was computed from; its "evidence" holds the queries as
+// evaluated (see incident.Evidence), which "evidence_queries" lists with
+// what each measured. A schema version only gains fields; one that changes
+// or removes a field is a new version.
 //
 // Times are in UTC and NaN or infinite values in the record are dropped, so
 // the output always encodes.
@@ -71,7 +82,11 @@ func JSON(r incident.Record, opts Options) ([]byte, error) {
 			TimeToResolve:          seconds(iv.TimeToResolve),
 			DeployToRecovery:       seconds(iv.DeployToRecovery),
 		},
-		GeneratedAt: opts.now().UTC(),
+		EvidenceQueries: EvidenceQueries(r),
+		GeneratedAt:     opts.now().UTC(),
+	}
+	if rep.EvidenceQueries == nil {
+		rep.EvidenceQueries = []EvidenceQuery{}
 	}
 	if pm := opts.Postmortem; pm != nil {
 		c := *pm
@@ -111,9 +126,15 @@ func normalize(r incident.Record) incident.Record {
 	c.Evidence.Value = finitePtr(r.Evidence.Value)
 	c.Evidence.BaselineValue = finitePtr(r.Evidence.BaselineValue)
 	c.Evidence.SampleSize = finitePtr(r.Evidence.SampleSize)
+	c.Evidence.EvaluatedAt = utcPtr(r.Evidence.EvaluatedAt)
+	c.Evidence.SinceDeploySeconds = finitePtr(r.Evidence.SinceDeploySeconds)
+	c.Evidence.BaselineWindowSeconds = finitePtr(r.Evidence.BaselineWindowSeconds)
 	c.Impact.PeakValue = finitePtr(r.Impact.PeakValue)
 	c.Impact.BaselineValue = finitePtr(r.Impact.BaselineValue)
 	c.Impact.FailedRequests = finitePtr(r.Impact.FailedRequests)
+	c.Impact.SlowRequests = finitePtr(r.Impact.SlowRequests)
+	c.Impact.SlowerThanSeconds = finitePtr(r.Impact.SlowerThanSeconds)
+	c.Impact.MeasuredAt = utcPtr(r.Impact.MeasuredAt)
 	if r.Decisions != nil {
 		c.Decisions = make([]incident.Decision, len(r.Decisions))
 		for i, d := range r.Decisions {

@@ -125,12 +125,52 @@ func (m *mdWriter) impact() {
 	default:
 		m.f("- **Peak value:** unknown\n")
 	}
-	if n, ok := finite(r.Impact.FailedRequests); ok {
-		m.f("- **Estimated failed requests:** %s\n", fmtNum(n))
-	} else {
-		m.f("- **Estimated failed requests:** unknown\n")
-	}
+	label, n := requestsEstimate(r)
+	m.f("- **%s:** %s\n", esc(label), esc(n))
 	m.f("\n")
+	if imp := r.Impact; len(imp.Queries) > 0 {
+		at := ""
+		if imp.MeasuredAt != nil {
+			at = ", evaluated at " + fmtTime(*imp.MeasuredAt, m.loc)
+		}
+		m.f("Impact queries%s:\n\n", at)
+		for _, q := range imp.Queries {
+			codeBlock(&m.b, "promql", q)
+			m.f("\n")
+		}
+	}
+}
+
+// requestsEstimate is the impact's line on the requests the deploy cost:
+// its label ("Estimated failed requests", "Estimated slow requests (slower
+// than 0.5 s)") and value.
+func requestsEstimate(r incident.Record) (label, value string) {
+	imp := r.Impact
+	unknown := func() string {
+		if imp.Note != "" {
+			return "unknown: " + imp.Note
+		}
+		return "unknown"
+	}
+	switch {
+	case imp.Kind == KindLatency:
+		label = "Estimated slow requests"
+		if s, ok := finite(imp.SlowerThanSeconds); ok {
+			label += " (slower than " + fmtNum(s) + " s)"
+		}
+		if n, ok := finite(imp.SlowRequests); ok {
+			return label, fmtNum(n)
+		}
+		return label, unknown()
+	case imp.Kind == KindErrors || imp.FailedRequests != nil:
+		if n, ok := finite(imp.FailedRequests); ok {
+			return "Estimated failed requests", fmtNum(n)
+		}
+		return "Estimated failed requests", unknown()
+	case r.State.Open():
+		return "Estimated failed or slow requests", "not measured yet: the impact is measured when the incident ends"
+	}
+	return "Estimated failed or slow requests", "not measured"
 }
 
 func (m *mdWriter) evidence() {
@@ -140,15 +180,14 @@ func (m *mdWriter) evidence() {
 	if ev.Summary != "" {
 		m.f("> %s\n\n", esc(oneLine(ev.Summary)))
 	}
-	if ev.Query != "" {
-		m.f("Query (%s):\n\n", esc(orUnknown(m.r.Version)))
-		codeBlock(&m.b, "promql", ev.Query)
-		m.f("\n")
+	value := "Value"
+	if ev.Sequential {
+		value = "Ratio since the deploy (errors / requests)"
 	}
 	if v, ok := finite(ev.Value); ok {
-		m.f("- **Value:** %s\n", fmtNum(v))
+		m.f("- **%s:** %s\n", value, fmtNum(v))
 	} else {
-		m.f("- **Value:** not recorded\n")
+		m.f("- **%s:** not recorded\n", value)
 	}
 	if len(ev.Conditions) > 0 {
 		m.f("- **Conditions:**\n")
@@ -166,14 +205,9 @@ func (m *mdWriter) evidence() {
 		m.f("- **Sample size:** %s requests\n", fmtNum(n))
 	}
 	m.f("\n")
-	if ev.BaselineQuery != "" {
-		m.f("Baseline query (%s):\n\n", esc(orUnknown(m.r.Baseline)))
-		codeBlock(&m.b, "promql", ev.BaselineQuery)
-		m.f("\n")
-	}
-	if ev.VolumeQuery != "" {
-		m.f("Volume query (sample size):\n\n")
-		codeBlock(&m.b, "promql", ev.VolumeQuery)
+	for _, q := range EvidenceQueries(m.r) {
+		m.f("%s:\n\n", esc(queryLabel(q, m.r, m.loc)))
+		codeBlock(&m.b, "promql", q.Query)
 		m.f("\n")
 	}
 }

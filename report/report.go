@@ -2,6 +2,17 @@
 // JSON for programs — measures its impact from the firing trigger's
 // queries, schedules its post-mortem as an iCalendar invite, and writes them
 // to disk (Writer, the incident driver's report effect).
+//
+// The impact counts failed requests for an error trigger and slow requests
+// for a latency trigger. Which one a trigger is, is declared, not guessed
+// from its metric names: a trigger with slower_than (Definition.SlowerThan)
+// judges latency, and its sequential errors query counts the requests
+// slower than it; the only inference is that a query taking a quantile
+// (histogram_quantile) judges latency too. A quantile counts no requests,
+// so a threshold latency trigger gets no estimate, only a note saying so
+// (see MeasureImpact). The report shows every query the firing verdict
+// evaluated, with what it counted, over which range and when
+// (EvidenceQueries), and the queries the impact was measured with.
 package report
 
 import (

@@ -2,9 +2,11 @@ package report
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -103,13 +105,62 @@ func (w Writer) invite(rec incident.Record, res *incident.ReportResult, opts *Op
 	return ics, nil
 }
 
-// MeasureImpact queries the firing trigger over the incident: its peak for
-// the bad version and, for a ratio trigger with a volume query, an estimate
-// of the requests that failed because of the deploy:
-// requests × (mean ratio − baseline ratio). step is the resolution of the
-// peak's subquery. What cannot be measured keeps rec's value.
+// What a trigger judges, and so what its incident's estimate counts
+// (incident.Impact's Kind).
+const (
+	// KindErrors: failed requests (Impact.FailedRequests).
+	KindErrors = "errors"
+	// KindLatency: requests slower than the trigger's slower_than
+	// (Impact.SlowRequests).
+	KindLatency = "latency"
+)
+
+// TriggerKind tells an error trigger from a latency one. A trigger with
+// SlowerThan set is a latency trigger, as is a threshold trigger whose
+// query takes a quantile (histogram_quantile): its value is a duration,
+// not a share of the requests. Any other trigger is an error trigger.
+func TriggerKind(def trigger.Definition) string {
+	switch {
+	case def.SlowerThan > 0:
+		return KindLatency
+	case def.Sequential == nil && def.Query != nil && strings.Contains(def.Query.Text(), "histogram_quantile"):
+		return KindLatency
+	}
+	return KindErrors
+}
+
+// MeasureImpact queries the firing trigger over the incident, from the
+// deploy to the end of the rollback (else of the incident), at that end:
+// the peak of its value for the bad version, and an estimate of the
+// requests that failed (an error trigger) or were slow (a latency trigger,
+// see TriggerKind) because of the deploy, never negative, rounded:
+//
+//   - a sequential trigger: the bad version's errors over that span, minus
+//     the baseline's error ratio (the incident's baseline value) times the
+//     bad version's requests over that span; its errors query counts slow
+//     requests for a latency trigger;
+//   - a threshold error trigger with a volume query: requests × (mean
+//     ratio − baseline ratio), when its value is a share of the requests
+//     (within [0, 1]);
+//   - a threshold latency trigger: nothing, since a quantile or a mean
+//     duration counts no requests (Impact.Note says so).
+//
+// step is the resolution of the peak's subquery. What cannot be measured
+// keeps rec's value; Impact.Queries lists the queries as sent.
 func MeasureImpact(ctx context.Context, rec incident.Record, def *trigger.Definition, q trigger.QueryFunc, step time.Duration) incident.Impact {
 	imp := rec.Impact
+	if def == nil {
+		return imp
+	}
+	imp.Kind = TriggerKind(*def)
+	imp.SlowerThanSeconds = nil
+	if def.SlowerThan > 0 {
+		s := def.SlowerThan.Seconds()
+		imp.SlowerThanSeconds = &s
+	}
+	if imp.Kind == KindLatency {
+		imp.FailedRequests = nil // a slow request did not fail
+	}
 	end := rec.RollbackDoneAt
 	if end == nil {
 		end = rec.ResolvedAt
@@ -117,43 +168,127 @@ func MeasureImpact(ctx context.Context, rec incident.Record, def *trigger.Defini
 	if end == nil {
 		end = rec.ClosedAt
 	}
-	if def == nil || end == nil || rec.DeployedAt.IsZero() {
+	if end == nil || rec.DeployedAt.IsZero() {
+		imp.Note = "the deploy time or the end of the rollback was not recorded"
 		return imp
 	}
+	m := &measurer{ctx: ctx, q: q, at: *end, vars: query.Vars{Service: rec.Service, Version: rec.Version, Baseline: rec.Baseline}}
 	span := end.Sub(rec.DeployedAt).Round(time.Second) + time.Second
 	step = max(step, time.Second)
-	val := func(t *query.Template, window time.Duration, wrap string) (float64, bool) {
-		if t == nil {
-			return 0, false
-		}
-		qs, err := t.Render(query.Vars{Service: rec.Service, Version: rec.Version, Baseline: rec.Baseline, Window: window})
-		if err != nil {
-			return 0, false
-		}
-		if wrap != "" {
-			qs = fmt.Sprintf(wrap, qs)
-		}
-		res, err := q(ctx, qs, *end)
-		if err != nil {
-			return 0, false
-		}
-		v, ok, err := res.Single()
-		if err != nil || !ok || math.IsNaN(v) {
-			return 0, false
-		}
-		return v, true
-	}
 	peakWrap := "max_over_time((%s)[" + model.Duration(span).String() + ":" + model.Duration(step).String() + "])"
-	if peak, ok := val(def.Query, def.Window, peakWrap); ok && (imp.PeakValue == nil || peak > *imp.PeakValue) {
+	if peak, ok, _ := m.value(def.Query, query.Vars{Window: def.Window}, peakWrap); ok && !math.IsNaN(peak) && (imp.PeakValue == nil || peak > *imp.PeakValue) {
 		imp.PeakValue = &peak
 	}
-	if def.VolumeQuery != nil && imp.BaselineValue != nil {
-		n, okN := val(def.VolumeQuery, span, "")
-		mean, okM := val(def.Query, span, "")
-		if okN && okM && mean >= *imp.BaselineValue {
-			failed := math.Round(n * (mean - *imp.BaselineValue))
-			imp.FailedRequests = &failed
+	base, hasBase := finite(imp.BaselineValue)
+	if !hasBase {
+		base, hasBase = finite(rec.Evidence.BaselineValue)
+	}
+	var est *float64
+	var note string
+	switch {
+	case def.Sequential != nil:
+		est, note = m.sequential(def, span, base, hasBase, imp.Kind)
+	case imp.Kind == KindLatency:
+		note = "the trigger judges a latency, which counts no requests; a sequential trigger whose errors query counts the requests slower than slower_than measures them"
+	default:
+		est, note = m.ratio(def, span, base, hasBase)
+	}
+	imp.Queries, imp.MeasuredAt = m.asked, end
+	switch {
+	case est == nil:
+		if imp.FailedRequests == nil && imp.SlowRequests == nil {
+			imp.Note = note
 		}
+	case imp.Kind == KindLatency:
+		imp.SlowRequests, imp.Note = est, ""
+	default:
+		imp.FailedRequests, imp.Note = est, ""
 	}
 	return imp
+}
+
+// measurer runs the impact's queries at one time and records them.
+type measurer struct {
+	ctx   context.Context
+	q     trigger.QueryFunc
+	at    time.Time
+	vars  query.Vars // the incident's service and versions
+	asked []string
+}
+
+// value renders t with the incident's service and versions and the range
+// of r, wraps it in wrap (a format with one %s) unless empty, and queries
+// it: ok is false for an empty result.
+func (m *measurer) value(t *query.Template, r query.Vars, wrap string) (float64, bool, error) {
+	if t == nil {
+		return 0, false, errors.New("no query")
+	}
+	v := m.vars
+	v.Window, v.SinceDeploy = r.Window, r.SinceDeploy
+	qs, err := t.Render(v)
+	if err != nil {
+		return 0, false, err
+	}
+	if wrap != "" {
+		qs = fmt.Sprintf(wrap, qs)
+	}
+	m.asked = append(m.asked, qs)
+	res, err := m.q(m.ctx, qs, m.at)
+	if err != nil {
+		return 0, false, err
+	}
+	return res.Single()
+}
+
+// sequential estimates from a sequential trigger's counts over span: the
+// errors beyond the baseline's ratio.
+func (m *measurer) sequential(def *trigger.Definition, span time.Duration, base float64, hasBase bool, kind string) (*float64, string) {
+	what := "errors"
+	if kind == KindLatency {
+		what = "slow requests"
+	}
+	if !hasBase {
+		return nil, "the baseline's share of " + what + " is unknown (the test compared with no baseline)"
+	}
+	r := query.Vars{Window: def.Window, SinceDeploy: span}
+	n, ok, err := m.value(def.Sequential.Requests, r, "")
+	switch {
+	case err != nil:
+		return nil, "the requests query failed: " + err.Error()
+	case !ok || math.IsNaN(n):
+		return nil, "the requests query found no requests of " + m.vars.Version
+	}
+	x, ok, err := m.value(def.Sequential.Errors, r, "")
+	switch {
+	case err != nil:
+		return nil, "the errors query failed: " + err.Error()
+	case !ok || math.IsNaN(x):
+		x = 0 // a version without errors often has no error series at all
+	}
+	est := math.Max(0, math.Round(x-base*n))
+	return &est, ""
+}
+
+// ratio estimates from a threshold trigger whose value is a share of the
+// requests: requests × (mean share − baseline share) over span.
+func (m *measurer) ratio(def *trigger.Definition, span time.Duration, base float64, hasBase bool) (*float64, string) {
+	switch {
+	case def.VolumeQuery == nil:
+		return nil, "the trigger has no volume_query to count the requests"
+	case !hasBase:
+		return nil, "the baseline's value is unknown"
+	}
+	r := query.Vars{Window: span}
+	n, okN, errN := m.value(def.VolumeQuery, r, "")
+	mean, okM, errM := m.value(def.Query, r, "")
+	switch {
+	case errN != nil || errM != nil:
+		return nil, "a query failed: " + errors.Join(errN, errM).Error()
+	case !okN || !okM || math.IsNaN(n) || math.IsNaN(mean):
+		return nil, "the queries found no data over the incident"
+	case mean < 0 || mean > 1 || base < 0 || base > 1:
+		return nil, "the trigger's value is not a share of the requests (it lies outside [0, 1])"
+	}
+	est := math.Max(0, math.Round(n*(mean-base)))
+	return &est, ""
 }
