@@ -12,24 +12,27 @@ import (
 	"github.com/rollback-guardian/guardian/event"
 )
 
-// Event is one notification about an incident. Its JSON form is the wire
+// Event is one notification about an incident, or about a metric source
+// (source.unreachable, source.recovered: Incident 0). Its JSON form is the wire
 // format receivers get (notify/webhook posts it as is) and the form the
 // Outbox persists; the field names are stable.
 type Event struct {
-	// ID is unique per event, e.g. "evt_<incident>_<seq>", and is the
-	// webhook-id: delivery is at least once, so receivers dedupe on it.
+	// ID is unique per event, e.g. "evt_<incident>_<seq>" (a metric
+	// source's: "src_<source>_<seq>"), and is the webhook-id: delivery is
+	// at least once, so receivers dedupe on it.
 	ID string `json:"id"`
 	// Type is what happened, from Guardian's one vocabulary (package event).
 	Type event.Type `json:"type"`
-	// Sequence numbers the incident's events from 1, without gaps: a
-	// receiver that sees 5 after 3 knows it missed one.
+	// Sequence numbers the incident's (or the source's) events from 1,
+	// without gaps: a receiver that sees 5 after 3 knows it missed one.
 	Sequence int `json:"sequence,omitempty"`
 	// Time is when it happened (not when it was sent).
 	Time     time.Time `json:"timestamp"`
 	Incident int64     `json:"incident"`
 	Service  string    `json:"service"`
 	Severity string    `json:"severity"`
-	// State is the incident's state after the event.
+	// State is the incident's state after the event (a source's:
+	// unreachable or reachable).
 	State string `json:"state"`
 	// Text is the human message: what happened, why (value vs threshold vs
 	// baseline) and what is proposed.

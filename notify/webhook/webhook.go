@@ -14,6 +14,14 @@
 // configured, webhook-signature ("v1,<base64 HMAC-SHA256 of id.timestamp.body>").
 // A 2xx answer is success; 408, 429, 5xx, network errors and timeouts are
 // retried by the outbox; any other answer, redirects included, is permanent.
+//
+// An event about a metric source (source.unreachable, source.recovered) is
+// bound to no incident: "incident" is 0 and the id numbers the source's
+// events:
+//
+//	{"id": "src_prom_1", "type": "source.unreachable", "sequence": 1, "incident": 0,
+//	 "state": "unreachable", "text": "metric source \"prom\" (...) is unreachable: ...",
+//	 "data": {"source": "prom", "services": ["checkout"], "since": "...", "reason": "unavailable", ...}}
 package webhook
 
 import (
