@@ -193,20 +193,21 @@ func (m *Monitor) observe(ctx context.Context, id string, err error) {
 	tr := t.tr.Observe(err == nil, reason, now)
 	switch tr.Change {
 	case Unreachable:
+		// The metrics first: whoever hears of the outage sees it there.
+		m.up.WithLabelValues(id).Set(0)
+		m.outages.WithLabelValues(id).Inc()
 		t.seq++
 		m.publish(ctx, t, UnreachableEvent(t.src, t.seq, tr, t.lastErr))
 		m.save(ctx, t, saved{Seq: t.seq, Down: true, Since: tr.Since, Reason: tr.Reason, Error: t.lastErr})
-		m.up.WithLabelValues(id).Set(0)
-		m.outages.WithLabelValues(id).Inc()
 		m.log.Warn("metric source unreachable: no trigger can judge its services, none rolls back for lack of data",
 			zap.String("source", id), zap.Time("since", tr.Since), zap.String("reason", tr.Reason),
 			zap.String("error", t.lastErr), zap.Strings("services", t.src.Services))
 	case Recovered:
+		m.up.WithLabelValues(id).Set(1)
 		t.seq++
 		t.lastErr = ""
 		m.publish(ctx, t, RecoveredEvent(t.src, t.seq, tr))
 		m.save(ctx, t, saved{Seq: t.seq})
-		m.up.WithLabelValues(id).Set(1)
 		m.log.Info("metric source answers again", zap.String("source", id), zap.Time("since", tr.Since),
 			zap.Duration("unreachable_for", tr.At.Sub(tr.Since)))
 	}
