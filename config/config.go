@@ -318,6 +318,14 @@ type Trigger struct {
 	OnNoData     NoDataPolicy `yaml:"on_no_data"`     // ignore (default) or fire
 	OnQueryError NoDataPolicy `yaml:"on_query_error"` // ignore (default) or fire
 	Severity     string       `yaml:"severity"`       // default SEV-1
+	// SlowerThan declares a latency trigger: it judges requests slower
+	// than this duration (with Sequential, its errors query counts them,
+	// e.g. a histogram's _count minus its le="0.5" bucket for 500ms). The
+	// incident report then estimates slow requests instead of failed ones;
+	// a threshold on a quantile counts no requests, so it gets no estimate.
+	// Without it a trigger is an error trigger, unless its query takes a
+	// quantile (histogram_quantile). It does not change a verdict.
+	SlowerThan *Duration `yaml:"slower_than,omitempty"`
 }
 
 // Sequential configures a trigger's anytime-valid sequential test: the
@@ -331,9 +339,11 @@ type Trigger struct {
 type Sequential struct {
 	// Errors is a PromQL template yielding the count of failed (or slow)
 	// requests since the deploy, e.g.
-	// sum(increase(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.SinceDeploy}}]))
-	// or, for requests slower than 0.5 s, a histogram's increase of _count
-	// minus that of its le="0.5" bucket.
+	// sum(increase(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.SinceDeploy}}])) or vector(0)
+	// (a version without errors has no error series: the sum is empty, not
+	// 0) or, for requests slower than 0.5 s (with the trigger's
+	// slower_than: 500ms), a histogram's increase of _count minus that of
+	// its le="0.5" bucket.
 	Errors string `yaml:"errors"`
 	// Requests is a PromQL template yielding the count of all requests
 	// since the deploy.

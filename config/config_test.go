@@ -177,10 +177,18 @@ func TestFullExample(t *testing.T) {
 		pay.Deploy.VersionLabel != "app_version" || pay.Deploy.MinTraffic != 0.5 || pay.WatchWindow.Std() != time.Hour {
 		t.Errorf("payments = %+v", pay)
 	}
+	if len(pay.Triggers) != 2 {
+		t.Fatalf("payments triggers = %d", len(pay.Triggers))
+	}
 	sr := pay.Triggers[0]
 	if sr.Below == nil || *sr.Below != 0.99 || sr.Above != nil || sr.AboveBaseline != nil ||
-		sr.OnNoData != PolicyFire || sr.OnQueryError != PolicyFire || sr.For.Std() != time.Minute {
+		sr.OnNoData != PolicyFire || sr.OnQueryError != PolicyFire || sr.For.Std() != time.Minute || sr.SlowerThan != nil {
 		t.Errorf("success-ratio = %+v", sr)
+	}
+	slow := pay.Triggers[1]
+	if slow.SlowerThan == nil || slow.SlowerThan.Std() != 500*time.Millisecond || slow.Sequential == nil ||
+		!strings.Contains(slow.Sequential.Errors, `le="0.5"`) || slow.Sequential.Alpha != DefaultSequentialAlpha {
+		t.Errorf("slow-requests = %+v (sequential %+v)", slow, slow.Sequential)
 	}
 
 	if len(cfg.Notifiers) != 1 {

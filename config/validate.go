@@ -623,6 +623,9 @@ func (v *validator) trigger(p string, t *Trigger, seen map[string]string) {
 	if t.Severity == "" {
 		v.errorf(p+".severity", "must not be empty")
 	}
+	if t.SlowerThan != nil {
+		v.positive(p+".slower_than", *t.SlowerThan)
+	}
 }
 
 // sequential checks a trigger's sequential test and the trigger fields
