@@ -51,6 +51,10 @@ func newRig(t *testing.T, st store.Store) *rig {
 			if e.Incident != 0 || e.Sequence == 0 {
 				t.Errorf("event %+v", e)
 			}
+			// Whoever hears of it sees it in the metrics already.
+			if up := testutil.ToFloat64(r.m.up.WithLabelValues(e.Data["source"].(string))); up != map[event.Type]float64{event.SourceRecovered: 1}[e.Type] {
+				t.Errorf("%s queued while guardian_source_up is %v", e.Type, up)
+			}
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.queued = append(r.queued, receiver+" "+e.ID+" "+string(e.Type))
