@@ -27,6 +27,9 @@ func triggerSpec(c config.Trigger) trigger.Spec {
 		OnQueryError:  trigger.Policy(c.OnQueryError),
 		Severity:      c.Severity,
 	}
+	if c.SlowerThan != nil {
+		s.SlowerThan = time.Duration(*c.SlowerThan)
+	}
 	if q := c.Sequential; q != nil {
 		s.Sequential = &trigger.SequentialSpec{
 			Errors:         q.Errors,

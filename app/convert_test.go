@@ -41,6 +41,7 @@ services:
         above_baseline: "+0.02"
         on_query_error: fire
         severity: SEV-2
+        slower_than: 500ms
       - name: errors
         above: 0.05
         sequential:
@@ -86,7 +87,8 @@ services:
 	lat := defs["latency"]
 	if lat.Window != 2*time.Minute || *lat.Below != 0.5 || lat.Above != nil ||
 		*lat.AboveBaseline != (trigger.BaselineLimit{Delta: 0.02, Text: "+0.02"}) ||
-		lat.OnNoData != trigger.PolicyIgnore || lat.OnQueryError != trigger.PolicyFire || lat.Severity != "SEV-2" || lat.VolumeQuery != nil {
+		lat.OnNoData != trigger.PolicyIgnore || lat.OnQueryError != trigger.PolicyFire || lat.Severity != "SEV-2" || lat.VolumeQuery != nil ||
+		lat.SlowerThan != 500*time.Millisecond || er.SlowerThan != 0 {
 		t.Errorf("latency: %+v", lat)
 	}
 
