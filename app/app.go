@@ -278,29 +278,16 @@ func (a *App) Run(ctx context.Context) error {
 	a.log.Info("Guardian started", zap.String("listen", l.Addr().String()), zap.String("config", a.opts.ConfigFile))
 
 	var g run.Group
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
-	}
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return srv.Serve(ctx, l) }, func(error) { cancel() })
-	}
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return a.reloader.Run(ctx) }, func(error) { cancel() })
-	}
+	actor(ctx, &g, func(ctx context.Context) error { <-ctx.Done(); return nil })
+	actor(ctx, &g, func(ctx context.Context) error { return srv.Serve(ctx, l) })
+	actor(ctx, &g, a.reloader.Run)
 	if !a.opts.NoWatch {
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return a.reloader.Watch(ctx) }, func(error) { cancel() })
+		actor(ctx, &g, a.reloader.Watch)
 	}
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		if a.cluster == nil {
-			g.Add(func() error { return a.work(ctx) }, func(error) { cancel() })
-		} else {
-			g.Add(func() error { return a.cluster.Run(ctx, l.Addr().String(), a.work, a.ready.Store) }, func(error) { cancel() })
-		}
+	if a.cluster == nil {
+		actor(ctx, &g, a.work)
+	} else {
+		actor(ctx, &g, func(ctx context.Context) error { return a.cluster.Run(ctx, l.Addr().String(), a.work, a.ready.Store) })
 	}
 	err := g.Run()
 	if cerr := a.st.Close(); cerr != nil {
@@ -317,24 +304,22 @@ func (a *App) Run(ctx context.Context) error {
 // evaluate the services, drive the incidents, deliver the notifications.
 func (a *App) work(ctx context.Context) error {
 	var g run.Group
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return a.incidents.Run(ctx) }, func(error) { cancel() })
-	}
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return a.outbox.Run(ctx) }, func(error) { cancel() })
-	}
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error {
-			a.startAll(ctx)
-			<-ctx.Done()
-			a.stopAll()
-			return nil
-		}, func(error) { cancel() })
-	}
+	actor(ctx, &g, a.incidents.Run)
+	actor(ctx, &g, a.outbox.Run)
+	actor(ctx, &g, func(ctx context.Context) error {
+		a.startAll(ctx)
+		<-ctx.Done()
+		a.stopAll()
+		return nil
+	})
 	return g.Run()
+}
+
+// actor adds f to g as an actor of its own context: when one actor
+// returns, the group cancels the others.
+func actor(parent context.Context, g *run.Group, f func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(parent)
+	g.Add(func() error { return f(ctx) }, func(error) { cancel() })
 }
 
 func (a *App) startAll(ctx context.Context) {
