@@ -194,6 +194,7 @@ func Next(r Record, ev Event, rules Rules, now time.Time) (Record, []Effect, err
 		return r, nil, fmt.Errorf("%w: no incident", ErrIgnored)
 	}
 	n := r.clone()
+	n.clockWentBack(now)
 	var (
 		effs []Effect
 		err  error
@@ -274,6 +275,19 @@ func (r *Record) declare(d Declare, now time.Time) ([]Effect, error) {
 	// The go/no-go is decided in the next transition, so that a declared
 	// incident is saved before anything is asked or run.
 	return []Effect{WakeAt{Incident: r.ID, At: now}}, nil
+}
+
+// clockWentBack moves to now the start of every wait that began after now:
+// the wall clock was stepped back (across a restart; while Guardian runs
+// its steady clock ignores steps). Without it an approval's auto_after, the
+// stable period and the recovery timeout would last as much longer as the
+// clock went back; with it they restart, which errs toward waiting.
+func (r *Record) clockWentBack(now time.Time) {
+	for _, t := range []**time.Time{&r.ApprovalRequestedAt, &r.VerifyStartedAt, &r.RecoveredSince} {
+		if *t != nil && (*t).After(now) {
+			*t = &now
+		}
+	}
 }
 
 // request is the go/no-go wanted for step.

@@ -606,3 +606,57 @@ func messages(r Record) []string {
 	}
 	return out
 }
+
+// The wall clock stepped back an hour (seen across a restart): the waits
+// that began "in the future" start again at the new now, so the approval
+// timeout, the stable period and the recovery timeout last what they say
+// rather than an hour more; and no wait ends early.
+func TestClockSteppedBack(t *testing.T) {
+	back := t0.Add(-time.Hour)
+	t.Run("auto_after", func(t *testing.T) {
+		rl := rules()
+		rl.Approval = approval.Policy{Mode: approval.AutoAfter, Timeout: 5 * time.Minute}
+		r, _ := step(t, declared(t), Tick{}, rl, t0)
+		r, effs := step(t, r, Tick{}, rl, back)
+		if r.State != AwaitingApproval || !reflect.DeepEqual(effs, []Effect{WakeAt{Incident: 7, At: back.Add(5 * time.Minute)}}) {
+			t.Fatalf("after the step back: %s %#v", r.State, effs)
+		}
+		if r, _ = step(t, r, Tick{}, rl, back.Add(4*time.Minute)); r.State != AwaitingApproval {
+			t.Fatalf("approved early: %s", r.State)
+		}
+		if r, _ = step(t, r, Tick{}, rl, back.Add(5*time.Minute)); r.State != RollingBack {
+			t.Fatalf("not approved at the timeout: %s", r.State)
+		}
+	})
+	t.Run("verifying", func(t *testing.T) {
+		rl := rules()
+		r := inState(t, Verifying)
+		recovered := verify.Result{Recovered: true, Status: "ok"}
+		r, _ = step(t, r, Probed{Result: recovered}, rl, t0.Add(30*time.Second))
+		r, _ = step(t, r, Probed{Result: recovered}, rl, back)
+		if r.State != Verifying || !r.RecoveredSince.Equal(back) || !r.VerifyStartedAt.Equal(back) {
+			t.Fatalf("after the step back: %s, recovered since %v, verifying since %v", r.State, r.RecoveredSince, r.VerifyStartedAt)
+		}
+		if r, _ = step(t, r, Probed{Result: recovered}, rl, back.Add(rl.StableFor-time.Second)); r.State != Verifying {
+			t.Fatalf("resolved before the stable period: %s", r.State)
+		}
+		if r, _ = step(t, r, Probed{Result: recovered}, rl, back.Add(rl.StableFor)); r.State != Resolved {
+			t.Fatalf("not resolved after the stable period: %s", r.State)
+		}
+	})
+}
+
+// The steady clock follows the monotonic clock, not steps of the wall clock.
+func TestSteadyClock(t *testing.T) {
+	var elapsed time.Duration
+	clock := steady(t0, func(time.Time) time.Duration { return elapsed })
+	elapsed = 90 * time.Second
+	if got := clock(); !got.Equal(t0.Add(90 * time.Second)) {
+		t.Fatalf("clock() = %s", got)
+	}
+	real := SteadyClock()
+	a := real()
+	if b := real(); b.Before(a) {
+		t.Fatalf("the steady clock went back: %s after %s", b, a)
+	}
+}

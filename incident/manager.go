@@ -85,10 +85,26 @@ type Options struct {
 	Reporter  Reporter
 	Logger    *zap.Logger
 	Registry  prometheus.Registerer
-	Now       func() time.Time
+	// Now is the clock of the incidents' times and deadlines (default
+	// SteadyClock).
+	Now func() time.Time
 	// Fault, when set, is called at the driver's fault points (such as
 	// FaultBeforeReport); tests use it to crash Guardian there.
 	Fault func(point string)
+}
+
+// SteadyClock returns a clock that reads the wall clock once and then
+// advances with the monotonic clock. A step of the system clock while
+// Guardian runs (NTP correcting a wrong clock, a date -s) then moves no
+// deadline of an open incident: an approval's auto_after, the recovery's
+// stable period and timeout all last what they say. The times on the
+// timeline follow a corrected wall clock from the next start.
+func SteadyClock() func() time.Time {
+	return steady(time.Now(), time.Since)
+}
+
+func steady(start time.Time, since func(time.Time) time.Duration) func() time.Time {
+	return func() time.Time { return start.Add(since(start)) }
 }
 
 // Manager is the driver of the incident state machine: it declares
@@ -140,7 +156,7 @@ func NewManager(o Options) *Manager {
 		o.Logger = zap.NewNop()
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = SteadyClock()
 	}
 	if o.Fault == nil {
 		o.Fault = func(string) {}
