@@ -68,7 +68,7 @@ sources:
   - name: prom
     prometheus:
       url: {{.PrometheusURL}}
-      timeout: 2s
+      timeout: {{.Timeout}}
 {{- end}}
 services:
   - name: checkout
@@ -76,7 +76,7 @@ services:
     source: prom
 {{- else}}
     scrape:
-      url: {{.DemoURL}}/metrics
+      url: {{.ScrapeURL}}
       interval: 1s
       timeout: 900ms
 {{- end}}
@@ -121,6 +121,7 @@ type stack struct {
 	demoURL   string
 	metricsUp atomic.Bool
 	prom      *testenv.Prometheus
+	fault     *testenv.FaultProxy
 	app       *app.App
 	reg       *prometheus.Registry
 	apiURL    string
@@ -148,6 +149,11 @@ type stackOpts struct {
 	// external runs Guardian as a separate process (the binary), not in
 	// this test process.
 	external bool
+	// fault puts a FaultProxy (s.fault) between Guardian and its metric
+	// source: Prometheus, or the service's /metrics for the embedded source.
+	fault bool
+	// sourceTimeout is the Prometheus source's timeout (default 2s).
+	sourceTimeout time.Duration
 }
 
 func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
@@ -186,6 +192,15 @@ func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 		s.prom = testenv.StartPrometheus(t, time.Second, s.demoURL+"/metrics")
 		promURL = s.prom.URL
 	}
+	scrapeURL := s.demoURL + "/metrics"
+	if o.fault {
+		s.fault = testenv.StartFaultProxy(t, cmp.Or(promURL, s.demoURL))
+		if promURL != "" {
+			promURL = s.fault.URL
+		} else {
+			scrapeURL = s.fault.URL + "/metrics"
+		}
+	}
 	if err := os.WriteFile(filepath.Join(s.dir, "tokens"), []byte("ci:"+apiToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +215,7 @@ func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 	if err := configTmpl.Execute(&cfg, map[string]any{
 		"Dir": s.dir, "PrometheusURL": promURL, "DemoURL": s.demoURL, "Watch": o.watch.String(),
 		"Rollback": rollback, "ReceiverURL": o.receiverURL, "Approval": cmp.Or(o.approval, "manual"),
+		"ScrapeURL": scrapeURL, "Timeout": cmp.Or(o.sourceTimeout, 2*time.Second).String(),
 	}); err != nil {
 		t.Fatal(err)
 	}
