@@ -121,6 +121,9 @@ type Manager struct {
 	now   func() time.Time
 	fault func(string)
 	m     *managerMetrics
+	// spareID is a number taken for an incident that could not be saved,
+	// for the next one.
+	spareID uint64
 
 	mu  sync.Mutex // serialises transitions and the maps below
 	ctx context.Context
@@ -286,9 +289,12 @@ func (m *Manager) Declare(ctx context.Context, d rollout.Event, v trigger.Verdic
 		rec, _, err := m.load(ctx, l.id)
 		return rec, false, err
 	}
-	idn, err := m.st.NextID(ctx, bucket)
-	if err != nil {
-		return Record{}, false, fmt.Errorf("numbering incident: %w", err)
+	idn := m.spareID
+	if idn == 0 {
+		var err error
+		if idn, err = m.st.NextID(ctx, bucket); err != nil {
+			return Record{}, false, fmt.Errorf("numbering incident: %w", err)
+		}
 	}
 	rec, effs, err := Next(Record{}, Declare{
 		ID: int64(idn), Service: d.Service, Severity: severity, Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy,
@@ -298,8 +304,15 @@ func (m *Manager) Declare(ctx context.Context, d rollout.Event, v trigger.Verdic
 		return Record{}, false, err
 	}
 	if err := m.create(ctx, rec); err != nil {
+		// The next declaration (the trigger fires again at the next tick)
+		// takes the same number, so a store that fails for a while (a
+		// full disk) leaves no gap in the incidents' numbers.
+		if !errors.Is(err, store.ErrConflict) {
+			m.spareID = idn
+		}
 		return Record{}, false, err
 	}
+	m.spareID = 0
 	m.open[d.Service] = rec.ID
 	m.last[d.Service] = lastIncident{rec.ID, d.Version, d.At}
 	m.m.declared.WithLabelValues(d.Service, severity).Inc()

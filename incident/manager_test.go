@@ -719,3 +719,43 @@ func TestReportCompletedAfterACrash(t *testing.T) {
 		t.Fatalf("third start: %d reports, published %v", h3.rep.count(), h3.pub.types())
 	}
 }
+
+// fullDisk fails every write while full is set.
+type fullDisk struct {
+	store.Store
+	full atomic.Bool
+}
+
+func (f *fullDisk) Put(ctx context.Context, bucket, key string, value []byte, rev uint64) (uint64, error) {
+	if f.full.Load() {
+		return 0, errors.New("write guardian.db: no space left on device")
+	}
+	return f.Store.Put(ctx, bucket, key, value, rev)
+}
+
+// While the store cannot be written nothing runs (the incident is saved
+// before anything is done) and every attempt fails; the first declaration
+// that can be saved takes number 1, and the rollback runs once.
+func TestDeclareWhileTheStoreFails(t *testing.T) {
+	st := &fullDisk{Store: store.NewMemory()}
+	st.full.Store(true)
+	h := newHarness(t, st, approval.Policy{Mode: approval.Auto}, false)
+	d, v := firing()
+	for range 3 {
+		if _, _, err := h.m.Declare(context.Background(), d, v, nil, "SEV-1"); err == nil || !strings.Contains(err.Error(), "no space left") {
+			t.Fatalf("declare on a full disk: %v", err)
+		}
+	}
+	if n := h.app.n(); n != 0 {
+		t.Fatalf("rolled back %d times with nothing saved", n)
+	}
+	st.full.Store(false)
+	rec := h.declare()
+	if rec.ID != 1 {
+		t.Fatalf("the first saved incident is #%d", rec.ID)
+	}
+	h.waitState(1, Resolved)
+	if n := h.app.n(); n != 1 {
+		t.Fatalf("rolled back %d times", n)
+	}
+}
