@@ -59,8 +59,10 @@ type App struct {
 	opts Options
 	log  *zap.Logger
 	now  func() time.Time
-	m    *watch.Metrics
-	srcM *sourceMetrics
+	// incNow is the incidents' clock.
+	incNow func() time.Time
+	m      *watch.Metrics
+	srcM   *sourceMetrics
 	// engines are the PromQL engines the embedded sources share.
 	engines  *embedded.Engines
 	reloader *config.Reloader
@@ -97,6 +99,13 @@ func New(opts Options) (*App, error) {
 		opts.Registry = prometheus.NewRegistry()
 		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	// Incidents keep a steady clock unless a test sets one (see
+	// incident.SteadyClock); sources are queried at the wall clock's time,
+	// the time Prometheus stamps its samples with.
+	incidentNow := opts.Now
+	if incidentNow == nil {
+		incidentNow = incident.SteadyClock()
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -104,6 +113,7 @@ func New(opts Options) (*App, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		now:     opts.Now,
+		incNow:  incidentNow,
 		m:       watch.NewMetrics(opts.Registry),
 		srcM:    newSourceMetrics(opts.Registry),
 		engines: embedded.NewEngines(),
@@ -391,6 +401,12 @@ func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier
 			return err
 		}
 	}
+	raw := st
+	st, err := store.Instrumented(raw, a.opts.Registry)
+	if err != nil {
+		_ = raw.Close()
+		return err
+	}
 	ob, err := notify.NewOutbox(st, notifiers, notify.OutboxOptions{Logger: a.log.Named("outbox"), Registerer: a.opts.Registry, Now: a.now})
 	if err != nil {
 		_ = st.Close()
@@ -399,7 +415,7 @@ func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier
 	a.st, a.outbox = st, ob
 	a.incidents = incident.NewManager(incident.Options{
 		Store: st, Env: a, Publisher: notify.Publisher{Outbox: ob, Receivers: a.receivers}, Reporter: reporter{a},
-		Logger: a.log.Named("incident"), Registry: a.opts.Registry, Now: a.now, Fault: a.opts.Fault,
+		Logger: a.log.Named("incident"), Registry: a.opts.Registry, Now: a.incNow, Fault: a.opts.Fault,
 	})
 	return nil
 }
