@@ -1,7 +1,12 @@
 // Package query renders Guardian's PromQL templates. Templates see
-// {{.Service}}, {{.Version}}, {{.Baseline}}, {{.Window}} and {{.SinceDeploy}};
-// label values are escaped for a PromQL string literal so a version string
-// cannot inject PromQL.
+// {{.Service}}, {{.Version}}, {{.Baseline}}, {{.Window}} and {{.SinceDeploy}}.
+// Label values are escaped for a double-quoted PromQL string (Escape), so
+// that any value, whatever bytes it holds (quotes, backslashes, newlines,
+// NUL, U+FFFD, invalid UTF-8), yields a query that parses and selects exactly
+// that value: a version string can neither inject PromQL nor make the query
+// fail. Template.Check refuses templates that put a value anywhere else
+// (backticks, single quotes, names, regex matchers), where escaping cannot
+// protect it.
 package query
 
 import (
@@ -10,8 +15,10 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
@@ -74,33 +81,265 @@ func (t *Template) Render(v Vars) (string, error) {
 	return b.String(), nil
 }
 
-// Check renders the template with sample values, including hostile ones,
-// and parses the result as PromQL, so that a config with a broken query is
-// rejected at load time rather than at the first deploy.
+// Check renders the template with sample values and parses the result as
+// PromQL, so that a config with a broken query is rejected at load time
+// rather than at the first deploy. It also makes sure that no label value
+// can change what the query selects: {{.Service}}, {{.Version}} and
+// {{.Baseline}} may only appear inside double-quoted strings (Render escapes
+// values for those, and only for those), as (part of) the value of a label
+// matcher with = or !=, or as a string argument that PromQL takes
+// literally. A value in backticks or single quotes, outside any string, in a
+// label name, in a regex matcher (=~, !~) or in label_replace's replacement
+// or regex is refused: there a value's quotes, backslashes, regex or $
+// characters would change the query. Finally Check renders hostile values
+// (quotes of every kind, backslashes, newlines, NUL, invalid UTF-8, U+FFFD,
+// a PromQL injection) and requires the same query shape with each value
+// coming back byte for byte.
 func (t *Template) Check() error {
-	shape := ""
-	for i, v := range []Vars{
-		{Service: "svc", Version: "v2", Baseline: "v1", Window: time.Minute, SinceDeploy: 5 * time.Minute},
-		{Service: `a"b'c`, Version: `x'"} or vector(1) #`, Baseline: "\\\n'", Window: 90 * time.Second, SinceDeploy: 17 * time.Second},
-	} {
-		q, err := t.Render(v)
-		if err != nil {
-			return err
+	markers := valueMarkers(t.text)
+	plain, err := t.Render(markers.vars(false))
+	if err != nil {
+		return err
+	}
+	if err := markers.checkTokens(plain); err != nil {
+		return err
+	}
+	q, err := t.Render(Vars{Service: "svc", Version: "v2", Baseline: "v1", Window: time.Minute, SinceDeploy: 5 * time.Minute})
+	if err != nil {
+		return err
+	}
+	if _, err := Parse(q); err != nil {
+		return err
+	}
+	pe, err := Parse(plain)
+	if err != nil {
+		return fmt.Errorf("%s: %w", errOutsideQuotes, err)
+	}
+	plainValues, err := markers.checkValues(pe)
+	if err != nil {
+		return err
+	}
+	hostile, err := t.Render(markers.vars(true))
+	if err != nil {
+		return err
+	}
+	he, err := Parse(hostile)
+	if err != nil {
+		return fmt.Errorf("%s: a hostile value breaks the query: %w", errOutsideQuotes, err)
+	}
+	if structure(he) != structure(pe) {
+		return fmt.Errorf("%s: a hostile value changes the query", errOutsideQuotes)
+	}
+	hostileValues := stringValues(he)
+	if len(hostileValues) != len(plainValues) {
+		return fmt.Errorf("%s: a hostile value changes the query", errOutsideQuotes)
+	}
+	for i, v := range plainValues {
+		if want := markers.replace(v.text); hostileValues[i].text != want {
+			return fmt.Errorf("%s: a hostile value comes back as %q instead of %q", errOutsideQuotes, hostileValues[i].text, want)
 		}
-		e, err := Parse(q)
-		if err != nil {
-			if i > 0 {
-				return fmt.Errorf("label values must be inside double quotes: %w", err)
-			}
-			return err
-		}
-		s := structure(e)
-		if i > 0 && s != shape {
-			return fmt.Errorf("label values must be inside double quotes: a hostile value changes the query")
-		}
-		shape = s
 	}
 	return nil
+}
+
+// errOutsideQuotes starts the errors of templates that put label values
+// where escaping does not protect them.
+const errOutsideQuotes = "label values must be inside double quotes"
+
+// marker stands for one template field while Check looks where the field
+// ends up: plain is letters and digits only, so it lexes the same in any
+// position; hostile contains everything that could break out of a string.
+type marker struct {
+	field, plain, hostile string
+}
+
+type markerSet []marker
+
+// valueMarkers returns a marker for each label value field, none of them
+// occurring in text.
+func valueMarkers(text string) markerSet {
+	var ms markerSet
+	for _, f := range []string{"Service", "Version", "Baseline"} {
+		plain := "guardianvalue" + strings.ToLower(f)
+		for n := 0; strings.Contains(text, plain); n++ {
+			plain = fmt.Sprintf("guardianvalue%s%d", strings.ToLower(f), n)
+		}
+		ms = append(ms, marker{
+			field: "{{." + f + "}}",
+			plain: plain,
+			hostile: "x\\\"'`\n\t\x00\xff\xe2\x82\uFFFD\u2028" + plain +
+				"\"}) or vector(1) # `}[30s]) or vector(0)) * 0 # ' $1 .* (|) \\",
+		})
+	}
+	return ms
+}
+
+func (ms markerSet) vars(hostile bool) Vars {
+	v := Vars{Window: time.Minute, SinceDeploy: 5 * time.Minute}
+	pick := func(m marker) string {
+		if hostile {
+			return m.hostile
+		}
+		return m.plain
+	}
+	v.Service, v.Version, v.Baseline = pick(ms[0]), pick(ms[1]), pick(ms[2])
+	return v
+}
+
+// replace turns plain markers in s into hostile ones.
+func (ms markerSet) replace(s string) string {
+	for _, m := range ms {
+		s = strings.ReplaceAll(s, m.plain, m.hostile)
+	}
+	return s
+}
+
+// in returns the markers in s.
+func (ms markerSet) in(s string) []marker {
+	var found []marker
+	for _, m := range ms {
+		if strings.Contains(s, m.plain) {
+			found = append(found, m)
+		}
+	}
+	return found
+}
+
+// count returns how often markers occur in s.
+func (ms markerSet) count(s string) int {
+	n := 0
+	for _, m := range ms {
+		n += strings.Count(s, m.plain)
+	}
+	return n
+}
+
+// checkTokens requires each marker in q to be inside a double-quoted
+// string token (or a comment).
+func (ms markerSet) checkTokens(q string) error {
+	l := parser.Lex(q)
+	var it parser.Item
+	for l.NextItem(&it); it.Typ != parser.EOF && it.Typ != parser.ERROR; l.NextItem(&it) {
+		found := ms.in(it.Val)
+		if len(found) == 0 || it.Typ == parser.COMMENT {
+			continue
+		}
+		f := found[0].field
+		switch {
+		case it.Typ != parser.STRING:
+			return fmt.Errorf("%s, as in label=\"%s\": %s is outside any string", errOutsideQuotes, f, f)
+		case it.Val[0] == '`':
+			return fmt.Errorf("%s: %s is inside backticks, where a value's backtick would end the string", errOutsideQuotes, f)
+		case it.Val[0] == '\'':
+			return fmt.Errorf("%s: %s is inside single quotes", errOutsideQuotes, f)
+		}
+	}
+	return nil
+}
+
+// stringValue is a string of the query that holds label values.
+type stringValue struct {
+	text string
+	node parser.Node
+}
+
+// stringValues returns the values of the query's label matchers and its
+// string literals, in a fixed order.
+func stringValues(e parser.Expr) []stringValue {
+	var out []stringValue
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		switch n := n.(type) {
+		case *parser.VectorSelector:
+			for _, m := range n.LabelMatchers {
+				out = append(out, stringValue{m.Value, n})
+			}
+		case *parser.StringLiteral:
+			out = append(out, stringValue{n.Val, n})
+		}
+		return nil
+	})
+	return out
+}
+
+// checkValues requires every marker of the parsed plain render to be in a
+// label matcher's value with = or !=, or in a string literal PromQL takes
+// literally, and returns the strings stringValues finds.
+func (ms markerSet) checkValues(e parser.Expr) ([]stringValue, error) {
+	seen := 0
+	var err error
+	parser.Inspect(e, func(n parser.Node, path []parser.Node) error {
+		if err != nil {
+			return err
+		}
+		switch n := n.(type) {
+		case *parser.VectorSelector:
+			for _, m := range n.LabelMatchers {
+				found := ms.in(m.Value)
+				if len(found) == 0 {
+					continue
+				}
+				if m.Type == labels.MatchRegexp || m.Type == labels.MatchNotRegexp {
+					err = fmt.Errorf("%s is in a regex matcher (%s%s\"...\"), where its regex characters would change what it selects: compare it with = or !=", found[0].field, m.Name, m.Type)
+					return err
+				}
+				seen += ms.count(m.Value)
+			}
+		case *parser.StringLiteral:
+			found := ms.in(n.Val)
+			if len(found) == 0 {
+				break
+			}
+			if c, ok := parent(path).(*parser.Call); ok && c.Func.Name == "label_replace" {
+				switch argIndex(c, n) {
+				case 2:
+					err = fmt.Errorf("%s is label_replace's replacement, where $ expands", found[0].field)
+					return err
+				case 4:
+					err = fmt.Errorf("%s is label_replace's regex: its regex characters would change what it matches", found[0].field)
+					return err
+				}
+			}
+			seen += ms.count(n.Val)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	values := stringValues(e)
+	total := 0
+	for _, v := range values {
+		total += ms.count(v.text)
+	}
+	if all := ms.count(e.String()); seen != total || total != all {
+		// Markers left over are in names: quoted label names, grouping
+		// labels.
+		f := ""
+		for _, m := range ms {
+			if strings.Contains(e.String(), m.plain) {
+				f = m.field
+				break
+			}
+		}
+		return nil, fmt.Errorf("%s is a label name: a label value may only be a label matcher's value or a string argument, as in label=\"%s\"", f, f)
+	}
+	return values, nil
+}
+
+func parent(path []parser.Node) parser.Node {
+	if len(path) == 0 {
+		return nil
+	}
+	return path[len(path)-1]
+}
+
+func argIndex(c *parser.Call, n parser.Node) int {
+	for i, a := range c.Args {
+		if parser.Node(a) == n {
+			return i
+		}
+	}
+	return -1
 }
 
 // structure describes e's node types, without literal values.
@@ -124,31 +363,39 @@ func Parse(q string) (parser.Expr, error) {
 	return e, nil
 }
 
-// Escape escapes s for use inside a double-quoted PromQL string literal:
-// backslashes, double quotes and control characters. (PromQL rejects \' inside
-// double quotes, so templates must put label values in double quotes; Check
-// enforces that.)
+// Escape escapes s for use inside a double-quoted PromQL string literal, so
+// that the literal unquotes to exactly s, byte for byte: backslashes, double
+// quotes and control characters are escaped, and so is what PromQL's lexer
+// refuses in a string, which reads invalid UTF-8 and U+FFFD alike as an
+// error: each byte of invalid UTF-8 becomes \xNN (which unquotes to that
+// byte) and U+FFFD becomes \uFFFD. Every other character is kept. (PromQL
+// rejects \' inside double quotes and has no escapes in backticks, so
+// templates must put label values in double quotes; Check enforces that.)
 func Escape(s string) string {
 	var b strings.Builder
-	for _, r := range s {
-		switch r {
-		case '\\':
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == utf8.RuneError:
+			b.WriteString(`\uFFFD`)
+		case r == '\\':
 			b.WriteString(`\\`)
-		case '"':
+		case r == '"':
 			b.WriteString(`\"`)
-		case '\n':
+		case r == '\n':
 			b.WriteString(`\n`)
-		case '\r':
+		case r == '\r':
 			b.WriteString(`\r`)
-		case '\t':
+		case r == '\t':
 			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
 		default:
-			if r < 0x20 || r == 0x7f {
-				fmt.Fprintf(&b, `\x%02x`, r)
-			} else {
-				b.WriteRune(r)
-			}
+			b.WriteString(s[i : i+size])
 		}
+		i += size
 	}
 	return b.String()
 }
