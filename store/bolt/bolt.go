@@ -272,7 +272,11 @@ func (s *Store) Check() error {
 			return err
 		}
 		// Walk everything under guard first: the consistency check runs
-		// in a goroutine of bbolt's, where a fault would end the process.
+		// in a goroutine of bbolt's, where a fault would end the process,
+		// and trusts each page's length.
+		if err := scanPages(tx, add); err != nil || len(details) > 0 {
+			return err
+		}
 		if err := walk(tx, add); err != nil {
 			return err
 		}
@@ -313,6 +317,37 @@ func (s *Store) checkSize(tx *bbolt.Tx) error {
 	return nil
 }
 
+// scanPages checks the header of every page below the high water mark: a
+// page in use has a known type and ends below the mark.
+func scanPages(tx *bbolt.Tx, add func(format string, args ...any)) error {
+	hwm := int(tx.Size() / int64(tx.DB().Info().PageSize))
+	for id := 2; id < hwm; {
+		info, err := tx.Page(id)
+		if err != nil || info == nil {
+			return err
+		}
+		switch info.Type {
+		case "free":
+			id++
+			continue
+		case "branch", "leaf", "meta", "freelist":
+		default:
+			add("page %d: unknown type %s", id, info.Type)
+			return nil
+		}
+		if info.OverflowCount >= hwm-id {
+			add("page %d: %d overflow pages, past the end of the file's %d pages", id, info.OverflowCount, hwm)
+			return nil
+		}
+		id += 1 + info.OverflowCount
+	}
+	return nil
+}
+
+// maxDepth is the deepest bucket nesting Guardian writes (data/<bucket>),
+// with a margin; a deeper one is damage, perhaps a bucket inside itself.
+const maxDepth = 4
+
 // walk reads every key and value of the file, checking Guardian's layout
 // where it exists, and reports problems to add.
 func walk(tx *bbolt.Tx, add func(format string, args ...any)) error {
@@ -324,6 +359,10 @@ func walk(tx *bbolt.Tx, add func(format string, args ...any)) error {
 			sink += crc32.ChecksumIEEE(k)
 			if v == nil {
 				if child := b.Bucket(k); child != nil {
+					if depth+1 >= maxDepth {
+						add("bucket %s/%s: nested deeper than Guardian writes", name, k)
+						continue
+					}
 					visit(child, name+"/"+string(k), depth+1)
 					continue
 				}
