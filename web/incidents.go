@@ -131,7 +131,7 @@ func (s *Server) incidentReport(w http.ResponseWriter, r *http.Request) {
 // reads its body. Only an authenticated request reaches the incident; a
 // rejected one is logged and leaves no trace on the timeline.
 func (s *Server) decisionRequest(w http.ResponseWriter, r *http.Request) (inc Incidents, id int64, by string, req DecisionRequest, ok bool) {
-	who, ok := s.authenticate(w, r)
+	who, ok := s.authorize(w, r, ScopeApprove)
 	if !ok {
 		return nil, 0, "", req, false
 	}
@@ -142,8 +142,7 @@ func (s *Server) decisionRequest(w http.ResponseWriter, r *http.Request) (inc In
 		return nil, 0, "", req, false
 	}
 	if r.ContentLength != 0 {
-		if err := decodeJSON(w, r, &req); err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
+		if !s.decodeJSON(w, r, &req) {
 			return nil, 0, "", req, false
 		}
 	}

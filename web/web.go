@@ -7,14 +7,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	toolkit "github.com/prometheus/exporter-toolkit/web"
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/approval"
@@ -42,6 +47,11 @@ type Options struct {
 	Status func() any
 	// Incidents serves /api/v1/incidents; nil until incidents are enabled.
 	Incidents Incidents
+	// Flags are the --web.* settings: TLS and basic auth, who may reload,
+	// whether reads need a token.
+	Flags Flags
+	// Limits bound timeouts and sizes; zero fields take the defaults.
+	Limits Limits
 	// Forward, when it says so, sends a write request (deployments,
 	// approve, deny) to the leader at the URL it returns: followers of a
 	// replicated Guardian do not act themselves.
@@ -62,9 +72,10 @@ type Incidents interface {
 
 // Server is Guardian's HTTP server.
 type Server struct {
-	opts Options
-	mux  *http.ServeMux
-	log  *zap.Logger
+	opts   Options
+	limits Limits
+	mux    *http.ServeMux
+	log    *zap.Logger
 }
 
 // New builds the server's routes.
@@ -72,8 +83,8 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger}
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	s := &Server{opts: opts, limits: opts.Limits.withDefaults(), mux: http.NewServeMux(), log: opts.Logger}
+	s.mux.Handle("GET /metrics", s.read(ReadAuthAll, promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	s.mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Guardian is Healthy.")
 	})
@@ -81,20 +92,33 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("POST /-/reload", s.reload)
 	s.mux.HandleFunc("PUT /-/reload", s.reload)
 	s.mux.HandleFunc("POST /api/v1/deployments", s.toLeader(s.deployments))
-	s.mux.HandleFunc("GET /api/v1/incidents", s.listIncidents)
-	s.mux.HandleFunc("GET /api/v1/incidents/{id}", s.getIncident)
-	s.mux.HandleFunc("GET /api/v1/incidents/{id}/report", s.incidentReport)
+	s.mux.Handle("GET /api/v1/incidents", s.read(ReadAuthAPI, http.HandlerFunc(s.listIncidents)))
+	s.mux.Handle("GET /api/v1/incidents/{id}", s.read(ReadAuthAPI, http.HandlerFunc(s.getIncident)))
+	s.mux.Handle("GET /api/v1/incidents/{id}/report", s.read(ReadAuthAPI, http.HandlerFunc(s.incidentReport)))
 	s.mux.HandleFunc("POST /api/v1/incidents/{id}/approve", s.toLeader(func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, true) }))
 	s.mux.HandleFunc("POST /api/v1/incidents/{id}/deny", s.toLeader(func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, false) }))
 	s.mux.HandleFunc("POST /api/v1/incidents/{id}/close", s.toLeader(s.close))
-	s.mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+	s.mux.Handle("GET /api/v1/status", s.read(ReadAuthAPI, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if opts.Status == nil {
 			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "not ready"})
 			return
 		}
 		writeJSON(w, http.StatusOK, opts.Status())
-	})
+	})))
 	return s
+}
+
+// read guards a read endpoint: with --web.read-auth at level or above it
+// needs a token with the read scope, otherwise it is open.
+func (s *Server) read(level ReadAuth, h http.Handler) http.Handler {
+	if s.opts.Flags.ReadAuth < level {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := s.authorize(w, r, ScopeRead); ok {
+			h.ServeHTTP(w, r)
+		}
+	})
 }
 
 // toLeader serves h here, or proxies the request to the leader when this
@@ -127,18 +151,43 @@ func (s *Server) toLeader(h http.HandlerFunc) http.HandlerFunc {
 // forwardedHeader marks a request a follower forwarded.
 const forwardedHeader = "X-Guardian-Forwarded"
 
-// Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the HTTP handler. Every request body is limited to
+// Limits.MaxBodyBytes: a larger one is answered 413.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.limits.MaxBodyBytes {
+			refuse(w)
+			writeJSON(w, http.StatusRequestEntityTooLarge, apiError{Error: tooLarge(s.limits.MaxBodyBytes)})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.limits.MaxBodyBytes)
+		s.mux.ServeHTTP(w, r)
+	})
+}
 
-// Serve serves on l until ctx ends, then shuts down gracefully.
+func tooLarge(limit int64) string {
+	return fmt.Sprintf("request body too large: the limit is %d bytes", limit)
+}
+
+// Serve serves on l until ctx ends, then shuts down gracefully. With
+// Flags.ConfigFile it serves TLS and checks basic auth as that web
+// configuration file says (the Prometheus exporter-toolkit's format, read
+// again for each connection and request, so certificates rotate without a
+// restart).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{
-		Handler:           s.mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		ReadTimeout:       s.limits.ReadTimeout,
+		WriteTimeout:      s.limits.WriteTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
+		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 	}
+	webConfig, systemd := s.opts.Flags.ConfigFile, false
+	flags := &toolkit.FlagConfig{WebListenAddresses: &[]string{}, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	go func() { errc <- toolkit.Serve(l, srv, flags, slog.New(zapHandler{s.log.Named("http")})) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving HTTP on %s: %w", l.Addr(), err)
@@ -155,6 +204,15 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
+// ValidateConfigFile checks a web configuration file (TLS, basic auth) as
+// Serve would read it.
+func ValidateConfigFile(path string) error {
+	if err := toolkit.Validate(path); err != nil {
+		return fmt.Errorf("web config file %s: %w", path, err)
+	}
+	return nil
+}
+
 func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
 	if s.opts.Ready != nil && !s.opts.Ready() {
 		http.Error(w, "Guardian is not ready.", http.StatusServiceUnavailable)
@@ -163,7 +221,26 @@ func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "Guardian is Ready.")
 }
 
+// reload serves POST /-/reload as Flags.Reload allows. A failed reload is
+// answered with its errors, URLs in them redacted (a notifier's URL may
+// carry credentials); the log has them whole.
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	switch s.opts.Flags.Reload {
+	case ReloadOff:
+		refuse(w)
+		http.Error(w, "reloading over HTTP is off (--web.reload=off): send SIGHUP or edit the file", http.StatusForbidden)
+		return
+	case ReloadLoopback:
+		if !loopback(r.RemoteAddr) {
+			if _, ok := s.authorize(w, r, ScopeAdmin); !ok {
+				return
+			}
+		}
+	default:
+		if _, ok := s.authorize(w, r, ScopeAdmin); !ok {
+			return
+		}
+	}
 	if s.opts.Reload == nil {
 		http.Error(w, "reload is not available", http.StatusServiceUnavailable)
 		return
@@ -171,7 +248,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	select {
 	case err := <-s.opts.Reload():
 		if err != nil {
-			http.Error(w, fmt.Sprintf("failed to reload config: %v", err), http.StatusInternalServerError)
+			http.Error(w, "failed to reload config (the log has the details): "+RedactURLs(err.Error()), http.StatusInternalServerError)
 			return
 		}
 		fmt.Fprintln(w, "config reloaded")
@@ -179,21 +256,48 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authenticate returns the token's name, or writes 401 and logs the attempt
-// (never the token itself).
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
+// refuse prepares the answer to a request refused before its body is read:
+// the connection closes after the answer instead of waiting for the body
+// (the server would otherwise read what is left of it first, as slowly as
+// the client sends it).
+func refuse(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	// Reading stops now: closing the request discards no more of the body.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+}
+
+// loopback reports whether a request's remote address is a loopback one.
+func loopback(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// authorize returns the name of the request's token when it grants scope.
+// Otherwise it answers 401 (no valid token) or 403 (a token without the
+// scope), logs the attempt (never the token itself) and closes the
+// connection without waiting for the request's body.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, scope Scope) (string, bool) {
 	var toks *Tokens
 	if s.opts.Tokens != nil {
 		toks = s.opts.Tokens()
 	}
-	name, err := toks.Authenticate(r)
-	if err != nil {
-		s.log.Warn("rejected API request", zap.String("path", r.URL.Path), zap.String("remote", r.RemoteAddr), zap.String("reason", err.Error()))
-		w.Header().Set("WWW-Authenticate", `Bearer realm="guardian"`)
-		writeJSON(w, http.StatusUnauthorized, apiError{Error: "unauthorized: a valid bearer token is required"})
+	name, err := toks.Authorize(r, scope)
+	if err == nil {
+		return name, true
+	}
+	s.log.Warn("rejected API request", zap.String("path", r.URL.Path), zap.String("remote", r.RemoteAddr), zap.String("reason", err.Error()))
+	refuse(w)
+	if errors.Is(err, ErrForbidden) {
+		writeJSON(w, http.StatusForbidden, apiError{Error: fmt.Sprintf("forbidden: token %q lacks the %s scope this request needs", name, scope)})
 		return "", false
 	}
-	return name, true
+	w.Header().Set("WWW-Authenticate", `Bearer realm="guardian"`)
+	writeJSON(w, http.StatusUnauthorized, apiError{Error: "unauthorized: a valid bearer token is required"})
+	return "", false
 }
 
 type apiError struct {
@@ -217,13 +321,12 @@ type DeploymentResponse struct {
 }
 
 func (s *Server) deployments(w http.ResponseWriter, r *http.Request) {
-	who, ok := s.authenticate(w, r)
+	who, ok := s.authorize(w, r, ScopeDeploy)
 	if !ok {
 		return
 	}
 	var req DeploymentRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
+	if !s.decodeJSON(w, r, &req) {
 		return
 	}
 	if req.Service == "" {
@@ -251,11 +354,25 @@ func (s *Server) deployments(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, DeploymentResponse{Service: ev.Service, Version: ev.Version, Baseline: ev.Baseline, At: ev.At, By: who})
 }
 
-// maxBody bounds API request bodies.
-const maxBody = 64 << 10
+// decodeJSON decodes r's body into v, strictly, or answers 400 (413 for a
+// body over the limit, 408 for one that did not arrive in time) and returns
+// false.
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	err := decodeJSON(r.Body, v)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeJSON(w, http.StatusRequestEntityTooLarge, apiError{Error: tooLarge(tooBig.Limit)})
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		writeJSON(w, http.StatusRequestTimeout, apiError{Error: "request body not received within the read timeout"})
+	case err != nil:
+		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
+	}
+	return err == nil
+}
 
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+func decodeJSON(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("invalid JSON body: %w", err)

@@ -173,6 +173,10 @@ func TestParseTokens(t *testing.T) {
 		{"a:short\n", `line 1: token for "a" is shorter than 16 characters`},
 		{"a:" + goodToken + "\na:" + goodToken + "x\n", `line 2: duplicate name "a"`},
 		{":" + goodToken, "line 1: want name:token"},
+		{"a:" + goodToken + ":deploy,rread\n", "line 1: unknown or empty scope after the last ':'"},
+		{"a:" + goodToken + ":deploy,\n", "line 1: unknown or empty scope"},
+		{"# c\n\na:short:read\n", `line 3: token for "a" is shorter than 16 characters`},
+		{"a:" + goodToken + "\r\nb:x\r\n", `line 2: token for "b" is shorter`},
 	} {
 		_, err := ParseTokens([]byte(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -181,6 +185,42 @@ func TestParseTokens(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), goodToken) {
 			t.Errorf("error leaks the token: %v", err)
 		}
+	}
+}
+
+// Scopes follow the token's last colon; a line without them grants all; a
+// token with colons in it keeps working.
+func TestParseTokenScopes(t *testing.T) {
+	toks, err := ParseTokens([]byte("ci:" + goodToken + ":deploy\n" +
+		"oncall : " + goodToken + "-2 : approve, read \n" +
+		"legacy:" + goodToken + "-3\n" +
+		"colons:abc:def:ghi:0123456789abcdef\n" +
+		"colons2:abc:def:0123456789abcdef:admin\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Scope{"ci": ScopeDeploy, "oncall": ScopeApprove | ScopeRead, "legacy": AllScopes, "colons": AllScopes, "colons2": ScopeAdmin}
+	secrets := map[string]string{"ci": goodToken, "oncall": goodToken + "-2", "legacy": goodToken + "-3",
+		"colons": "abc:def:ghi:0123456789abcdef", "colons2": "abc:def:0123456789abcdef"}
+	if len(toks) != len(want) {
+		t.Fatalf("%d tokens", len(toks))
+	}
+	p := writeTokens(t, "")
+	for _, tok := range toks {
+		if tok.Scopes != want[tok.Name] {
+			t.Errorf("%s: scopes %s, want %s", tok.Name, tok.Scopes, want[tok.Name])
+		}
+	}
+	ts := &Tokens{path: p, tokens: toks}
+	for name, secret := range secrets {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", "Bearer "+secret)
+		if got, err := ts.Authenticate(r); err != nil || got != name {
+			t.Errorf("%s: authenticated as %q, %v", name, got, err)
+		}
+	}
+	if !ScopeAdmin.Has(ScopeApprove) || ScopeDeploy.Has(ScopeRead) || (ScopeRead | ScopeDeploy).Has(ScopeApprove) {
+		t.Error("Has")
 	}
 }
 
@@ -209,14 +249,21 @@ func TestLifecycle(t *testing.T) {
 	if w := do(t, h, "GET", "/-/ready", "", ""); w.Code != 200 {
 		t.Fatalf("ready: %d", w.Code)
 	}
-	if w := do(t, h, "POST", "/-/reload", "", ""); w.Code != 200 || reloads != 1 {
+	local := func(method, path string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, path, nil)
+		r.RemoteAddr = "127.0.0.1:40000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	if w := local("POST", "/-/reload"); w.Code != 200 || reloads != 1 {
 		t.Fatalf("reload: %d %s (reloads %d)", w.Code, w.Body, reloads)
 	}
 	reloadErr = errors.New(`services[0].for: invalid duration "3x" (line 4)`)
-	if w := do(t, h, "POST", "/-/reload", "", ""); w.Code != 500 || !strings.Contains(w.Body.String(), "line 4") {
+	if w := local("POST", "/-/reload"); w.Code != 500 || !strings.Contains(w.Body.String(), `services[0].for: invalid duration "3x" (line 4)`) {
 		t.Fatalf("failed reload: %d %s", w.Code, w.Body)
 	}
-	if w := do(t, h, "GET", "/-/reload", "", ""); w.Code != http.StatusMethodNotAllowed {
+	if w := local("GET", "/-/reload"); w.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /-/reload: %d", w.Code)
 	}
 }
