@@ -173,20 +173,25 @@ func TestFaultSource(t *testing.T) {
 			run: func(t *testing.T, f *faultRun) {
 				f.deploy("v4", 0.03)
 				testenv.EventuallyTrue(t, 60*time.Second, func() bool { return f.count("v4", trigger.OK) >= 3 }, "v4 judged ok")
-				f.note("before the fault %v", f.outcomes("v4"))
+				before := f.outcomes("v4")
+				f.note("before the fault %v", before)
 				f.fault.Set(testenv.Fault{Mode: testenv.Partial, Hide: `{code="200"}`, Warnings: partialWarnings})
 				f.began = time.Now()
 				for time.Since(f.began) < faultFor {
 					if v, ok := f.firing(); ok {
-						f.note("fired %s into the fault: %s (warnings %v)", v.verdict.At.Sub(f.began).Round(100*time.Millisecond),
-							v.verdict.Summary(), v.verdict.Evidence.Warnings)
+						f.note("fired %s into the fault: %s (%d warnings in its evidence)", v.verdict.At.Sub(f.began).Round(100*time.Millisecond),
+							v.verdict.Summary(), len(v.verdict.Evidence.Warnings))
 						t.Errorf("BUG: a partial answer (warning %q) made healthy v4 fire: %s", testenv.PartialWarning, v.verdict.Summary())
 						break
 					}
 					time.Sleep(100 * time.Millisecond)
 				}
 				f.heal(t)
-				f.note("during the fault %v", f.outcomes("v4"))
+				during := f.outcomes("v4")
+				for o, n := range before {
+					during[o] -= n
+				}
+				f.note("during the fault %v", during)
 				var recs []incident.Record
 				if _, fired := f.firing(); fired {
 					// The incident follows the firing verdict.
