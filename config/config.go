@@ -16,6 +16,11 @@ type Config struct {
 	Services  []Service  `yaml:"services"`
 	Notifiers []Notifier `yaml:"notifiers"`
 
+	// Warnings are the settings of a valid configuration that are
+	// probably mistakes, ordered by line. `guardian check` prints them and
+	// the daemon logs them when it loads the configuration.
+	Warnings []Warning `yaml:"-"`
+
 	// checksum identifies the file and the secrets read while loading it.
 	checksum string
 }

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"reflect"
 	"regexp"
 	"slices"
@@ -45,9 +48,10 @@ var (
 
 // decoder collects errors and the line of every field path.
 type decoder struct {
-	lines  map[string]int
-	errs   Errors
-	failed []string // paths with decode errors
+	lines   map[string]int
+	errs    Errors
+	dropped int      // errors beyond maxKeptErrors, not kept
+	failed  []string // paths with decode errors
 }
 
 func newDecoder() *decoder {
@@ -55,21 +59,53 @@ func newDecoder() *decoder {
 }
 
 func (d *decoder) fail(path string, line int, format string, args ...any) {
-	d.errs = append(d.errs, &FieldError{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
 	d.failed = append(d.failed, path)
+	if len(d.errs) >= maxKeptErrors {
+		d.dropped++
+		return
+	}
+	msg := clipMessage(fmt.Sprintf(format, clipArgs(args)...))
+	d.errs = append(d.errs, &FieldError{Path: clip(path), Line: line, Msg: msg})
 }
 
 // document decodes a whole document into cfg. It reports false if the
-// document is unusable: a syntax error, empty, or not a mapping.
+// document is unusable: a syntax error, empty, not a mapping, followed by
+// another document, or beyond the limits (limits.go).
 func (d *decoder) document(data []byte, cfg *Config) bool {
+	if len(data) > MaxFileSize {
+		d.errs = append(d.errs, tooLarge(int64(len(data)))...)
+		return false
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		line, msg := yamlSyntaxError(err)
 		d.fail("", line, "invalid YAML: %s", msg)
 		return false
 	}
+	// A second document would be ignored: refuse it, and report its
+	// syntax errors. Empty documents (a trailing "---") are harmless.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			line, msg := yamlSyntaxError(err)
+			d.fail("", line, "invalid YAML: %s", msg)
+			return false
+		}
+		if len(next.Content) > 0 && !isNull(next.Content[0]) {
+			d.fail("", next.Line, "a second YAML document starts here: a configuration file holds one document")
+			return false
+		}
+	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		d.fail("", 0, "empty configuration")
+		return false
+	}
+	if !d.checkLimits(doc.Content[0]) {
 		return false
 	}
 	root := resolve(doc.Content[0])
@@ -295,6 +331,13 @@ func (d *decoder) leaf(n *yaml.Node, v reflect.Value, path string) {
 		} else {
 			d.fail(path, n.Line, "want %s, got %s", want(v.Type()), describe(n))
 		}
+		return
+	}
+	// No threshold or ratio is meaningful as NaN (every comparison is
+	// false) or infinite (never or always breached).
+	if k := v.Kind(); (k == reflect.Float32 || k == reflect.Float64) &&
+		(math.IsNaN(v.Float()) || math.IsInf(v.Float(), 0)) {
+		d.fail(path, n.Line, "want a finite number, got %s", n.Value)
 	}
 }
 

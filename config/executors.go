@@ -41,15 +41,22 @@ type CommandExecutor struct {
 	// Arguments after the program are text/templates over {{.Incident}},
 	// {{.Service}}, {{.Version}}, {{.Baseline}}, {{.Step}} and
 	// {{.IdempotencyKey}}; each stays one argument whatever the values
-	// contain. The program itself is not templated; a bare name is looked up
-	// in Guardian's PATH, a relative path is relative to Dir.
+	// contain. In the script a shell interprets (sh -c SCRIPT, see
+	// ShellScript) the values are substituted single-quoted, since the
+	// shell reads them as code; the config check warns about a template
+	// there: pass the values as arguments instead, as in
+	// [sh, -c, 'rollback "$1"', sh, '{{.Version}}']. The program itself
+	// is not templated; a bare name is looked up in Guardian's PATH, a
+	// relative path is relative to Dir. A program given as a path must be
+	// an executable file when the configuration is loaded.
 	Command []string `yaml:"command"`
 	// Env is added to the command's environment, which otherwise holds only
 	// PATH and HOME inherited from Guardian and the GUARDIAN_* variables.
 	// Names starting with GUARDIAN_ are reserved.
 	Env map[string]string `yaml:"env,omitempty"`
 	// Dir is the working directory (default: Guardian's). The config loader
-	// resolves a relative Dir against the config file's directory.
+	// resolves a relative Dir against the config file's directory, and
+	// checks that it is a directory.
 	Dir string `yaml:"dir,omitempty"`
 	// Timeout bounds the command (0 or unset: DefaultCommandTimeout). On
 	// timeout its whole process group is killed.

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net/url"
@@ -26,15 +25,24 @@ func Parse(data []byte) (*Config, error) {
 // directory. It also returns the raw bytes, when they could be read. A
 // decoding or validation error is Errors.
 func LoadFile(path string) (*Config, []byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading config %s: %w", path, err)
 	}
-	cfg, err := parse(data, filepath.Dir(path))
-	if err != nil {
-		return nil, data, err
+	cfg, err := parseFile(path, data)
+	return cfg, data, err
+}
+
+// parseFile parses data, read from path by readLimited.
+func parseFile(path string, data []byte) (*Config, error) {
+	if len(data) > MaxFileSize {
+		n := int64(len(data))
+		if st, err := os.Stat(path); err == nil && st.Size() > n {
+			n = st.Size()
+		}
+		return nil, tooLarge(n)
 	}
-	return cfg, data, nil
+	return parse(data, filepath.Dir(path))
 }
 
 func parse(data []byte, dir string) (*Config, error) {
@@ -42,17 +50,26 @@ func parse(data []byte, dir string) (*Config, error) {
 	cfg.setDefaults()
 	d := newDecoder()
 	if !d.document(data, cfg) {
-		// The document itself is unusable (syntax error, empty, not a mapping).
+		// The document itself is unusable (syntax error, empty, not a
+		// mapping, beyond the limits).
 		return nil, d.errs
 	}
-	v := &validator{lines: d.lines, failed: d.failed, dir: dir, sum: sha256.New()}
+	if len(d.errs) >= MaxErrors {
+		// The file is badly broken (or hostile): the decoding errors say
+		// enough, and checking what was decoded would only add noise.
+		sortErrors(d.errs)
+		return nil, capErrors(d.errs, d.dropped)
+	}
+	v := newValidator(d, dir)
 	v.sum.Write(data)
 	v.config(cfg)
 	errs := append(d.errs, v.errs...)
 	if len(errs) > 0 {
 		sortErrors(errs)
-		return nil, errs
+		return nil, capErrors(errs, d.dropped+v.dropped)
 	}
+	sortWarnings(v.warns)
+	cfg.Warnings = v.warns
 	cfg.checksum = hex.EncodeToString(v.sum.Sum(nil))
 	return cfg, nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
@@ -10,14 +11,17 @@ import (
 	"net/mail"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	commoncfg "github.com/prometheus/common/config"
 
 	"github.com/rollback-guardian/guardian/query"
+	"github.com/rollback-guardian/guardian/sign"
 )
 
 var (
@@ -31,11 +35,31 @@ var (
 // and reads secret files. Errors at, or under, a path that failed to decode
 // are left out: the decoding error already says what is wrong there.
 type validator struct {
-	lines  map[string]int
-	failed []string
-	dir    string
-	sum    hash.Hash // of the file and the secrets read
-	errs   Errors
+	lines   map[string]int
+	failed  map[string]bool // paths that failed to decode
+	broke   map[string]bool // those paths and their ancestors
+	dir     string
+	sum     hash.Hash // of the file and the secrets read
+	errs    Errors
+	dropped int // errors beyond maxKeptErrors, not kept
+	warns   []Warning
+}
+
+func newValidator(d *decoder, dir string) *validator {
+	v := &validator{lines: d.lines, failed: map[string]bool{}, broke: map[string]bool{}, dir: dir, sum: sha256.New()}
+	for _, f := range d.failed {
+		v.failed[f] = true
+		for p := f; ; p = parent(p) {
+			if v.broke[p] {
+				break
+			}
+			v.broke[p] = true
+			if p == "" {
+				break
+			}
+		}
+	}
+	return v
 }
 
 // line returns the line of path or of its closest ancestor in the file.
@@ -59,29 +83,44 @@ func parent(p string) string {
 	return p[:i]
 }
 
-// under reports whether path is p or inside it.
-func under(path, p string) bool {
-	return path == p || p == "" ||
-		strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[")
-}
-
 // broken reports whether path, or something inside it, failed to decode.
 func (v *validator) broken(path string) bool {
-	for _, f := range v.failed {
-		if under(f, path) {
+	return v.broke[path]
+}
+
+// inFailed reports whether path is, or is inside, a path that failed to
+// decode.
+func (v *validator) inFailed(path string) bool {
+	for p := path; ; p = parent(p) {
+		if v.failed[p] {
 			return true
 		}
+		if p == "" {
+			return false
+		}
 	}
-	return false
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
-	for _, f := range v.failed {
-		if under(path, f) {
-			return
-		}
+	if v.inFailed(path) {
+		return
 	}
-	v.errs = append(v.errs, &FieldError{Path: path, Line: v.line(path), Msg: fmt.Sprintf(format, args...)})
+	if len(v.errs) >= maxKeptErrors {
+		v.dropped++
+		return
+	}
+	msg := clipMessage(fmt.Sprintf(format, clipArgs(args)...))
+	v.errs = append(v.errs, &FieldError{Path: clip(path), Line: v.line(path), Msg: msg})
+}
+
+// warnf records a warning: a setting that is probably a mistake, but may
+// be intended.
+func (v *validator) warnf(path, format string, args ...any) {
+	if v.inFailed(path) {
+		return
+	}
+	msg := clipMessage(fmt.Sprintf(format, clipArgs(args)...))
+	v.warns = append(v.warns, Warning{Path: clip(path), Line: v.line(path), Msg: msg})
 }
 
 // has reports whether path is written in the file.
@@ -176,8 +215,10 @@ func (v *validator) global(g *Global) {
 	}
 	v.positive("global.evaluation_interval", g.EvaluationInterval)
 	v.positive("global.query_timeout", g.QueryTimeout)
-	if _, _, err := net.SplitHostPort(g.ListenAddress); err != nil {
+	if _, port, err := net.SplitHostPort(g.ListenAddress); err != nil {
 		v.errorf("global.listen_address", "invalid address %q: want host:port", g.ListenAddress)
+	} else if !validPort(port) {
+		v.errorf("global.listen_address", "invalid port %q in %q: want 1 to 65535", port, g.ListenAddress)
 	}
 	if g.StateDir == "" {
 		v.errorf("global.state_dir", "required")
@@ -221,7 +262,17 @@ func (v *validator) httpURL(path, s string) {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		v.errorf(path, "invalid URL %q: want an absolute http or https URL", s)
+		return
 	}
+	if port := u.Port(); port != "" && !validPort(port) {
+		v.errorf(path, "invalid port %q in %q: want 1 to 65535", port, s)
+	}
+}
+
+// validPort reports whether port is a TCP port number, 1 to 65535.
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535 && port[0] != '+'
 }
 
 // template checks a PromQL template: template syntax, fields, PromQL
@@ -322,6 +373,9 @@ func (v *validator) webhook(p string, w *Webhook) {
 		w.Secret = commoncfg.Secret(strings.TrimSpace(string(data)))
 		fmt.Fprintf(v.sum, "\x00%s\x00", path)
 		v.sum.Write(data)
+		if _, err := sign.Key(string(w.Secret)); err != nil {
+			v.errorf(p+".secret_file", "%v", err)
+		}
 	}
 	w.SecretFile = path
 }
@@ -468,10 +522,20 @@ func (v *validator) executor(p string, e *Executor) {
 		v.pluginErrors(p+".helm", h.Validate(), "")
 	}
 	if c := e.Command; c != nil {
+		dirOK := true
 		if c.Dir != "" {
+			dir := c.Dir
 			c.Dir = commoncfg.JoinDir(v.dir, c.Dir)
+			if err := isDir(c.Dir); err != nil {
+				v.errorf(p+".command.dir", "%q %s", dir, err)
+				dirOK = false
+			}
 		}
 		v.pluginErrors(p+".command", c.Validate(), "command")
+		if dirOK {
+			v.program(p+".command[0]", c)
+		}
+		v.shellWarnings(p+".command", c.Command)
 	}
 	if w := e.Webhook; w != nil {
 		if w.SecretFile != "" {
@@ -610,6 +674,8 @@ func (v *validator) trigger(p string, t *Trigger, seen map[string]string) {
 	}
 	if t.Sequential != nil {
 		v.sequential(p, t)
+	} else {
+		v.thresholds(p, t)
 	}
 	switch {
 	case t.MinRequests < 0:
@@ -625,6 +691,18 @@ func (v *validator) trigger(p string, t *Trigger, seen map[string]string) {
 	}
 	if t.SlowerThan != nil {
 		v.positive(p+".slower_than", *t.SlowerThan)
+	}
+}
+
+// thresholds checks that a trigger's above and below can be breached
+// together, and warns about an above that every rate, ratio or count
+// breaches.
+func (v *validator) thresholds(p string, t *Trigger) {
+	if t.Above != nil && t.Below != nil && *t.Above >= *t.Below {
+		v.errorf(p+".below", "never fires: no value is above %g and below %g at once (the conditions are ANDed)", *t.Above, *t.Below)
+	}
+	if t.Above != nil && *t.Above < 0 {
+		v.warnf(p+".above", "%g is negative: every value of 0 or more breaches it, so the trigger fires whenever the query returns a rate, ratio or count", *t.Above)
 	}
 }
 
@@ -668,6 +746,47 @@ func (v *validator) sequential(p string, t *Trigger) {
 		}
 		v.errorf(p+"."+field, "cannot be used with sequential: low traffic is inconclusive by itself")
 	}
+}
+
+// program checks that a command's program given as a path (with a '/')
+// is an executable file: relative paths are relative to the command's
+// directory. A bare name is looked up in PATH when the command runs, which
+// may differ from the PATH of `guardian check`.
+func (v *validator) program(path string, c *CommandExecutor) {
+	if len(c.Command) == 0 || !strings.Contains(c.Command[0], "/") || strings.Contains(c.Command[0], "{{") {
+		return
+	}
+	prog := c.Command[0]
+	if !filepath.IsAbs(prog) {
+		if c.Dir == "" {
+			return // relative to Guardian's working directory, unknown here
+		}
+		prog = filepath.Join(c.Dir, prog)
+	}
+	st, err := os.Stat(prog)
+	switch {
+	case err != nil:
+		v.errorf(path, "cannot run %q: %s", c.Command[0], reason(err))
+	case st.IsDir():
+		v.errorf(path, "cannot run %q: is a directory", c.Command[0])
+	case st.Mode().Perm()&0o111 == 0:
+		v.errorf(path, "cannot run %q: not executable", c.Command[0])
+	}
+}
+
+// isDir checks that path is an existing directory, saying what is wrong
+// after the path.
+func isDir(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errors.New("does not exist")
+	case err != nil:
+		return fmt.Errorf("cannot be used: %s", reason(err))
+	case !st.IsDir():
+		return errors.New("is not a directory")
+	}
+	return nil
 }
 
 // readable checks that path is a readable file.
