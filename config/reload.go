@@ -2,6 +2,8 @@ package config
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -57,12 +59,15 @@ type Reloader struct {
 
 	onWatching func() // called once Watch watches the directory; for tests
 
-	loadMu   sync.Mutex // serialises loads: LoadInitial and Run
-	lastSum  string     // checksum of the applied configuration
-	current  atomic.Pointer[Config]
-	reloads  *prometheus.CounterVec
-	success  prometheus.Gauge
-	lastTime prometheus.Gauge
+	loadMu  sync.Mutex // serialises loads: LoadInitial and Run
+	lastSum string     // checksum of the applied configuration
+	// failedSum is the SHA-256 of the file whose load failed last, until
+	// a load succeeds: events that leave the file so are not retried.
+	failedSum string
+	current   atomic.Pointer[Config]
+	reloads   *prometheus.CounterVec
+	success   prometheus.Gauge
+	lastTime  prometheus.Gauge
 }
 
 // NewReloader returns a Reloader for the file at path. apply builds the
@@ -105,7 +110,7 @@ func (r *Reloader) Current() *Config { return r.current.Load() }
 func (r *Reloader) LoadInitial() (*Config, error) {
 	r.loadMu.Lock()
 	defer r.loadMu.Unlock()
-	if err := r.load(); err != nil {
+	if err := r.load(true); err != nil {
 		return nil, err
 	}
 	return r.current.Load(), nil
@@ -163,8 +168,11 @@ func (r *Reloader) Run(ctx context.Context) error {
 		r.waiters = nil
 		r.mu.Unlock()
 
+		// A request (SIGHUP, POST /-/reload) always reads the file again:
+		// its user may have fixed a secret file it names. A file event
+		// does not retry a file that failed as it is.
 		r.loadMu.Lock()
-		err := r.load()
+		err := r.load(len(ws) > 0)
 		r.loadMu.Unlock()
 		for _, w := range ws {
 			w <- err
@@ -172,13 +180,27 @@ func (r *Reloader) Run(ctx context.Context) error {
 	}
 }
 
-// load reads, checks and applies the file; loadMu must be held.
-func (r *Reloader) load() error {
-	cfg, _, err := LoadFile(r.path)
+// load reads, checks and applies the file; loadMu must be held. Unless
+// retry is set, a file with the bytes of the last one that failed is
+// skipped without a word.
+func (r *Reloader) load(retry bool) error {
+	data, err := readLimited(r.path)
 	if err != nil {
+		r.failedSum = ""
+		return r.failed(fmt.Errorf("reading config %s: %w", r.path, err))
+	}
+	sum := sha256.Sum256(data)
+	fileSum := hex.EncodeToString(sum[:])
+	if !retry && fileSum == r.failedSum {
+		return nil
+	}
+	cfg, err := parseFile(r.path, data)
+	if err != nil {
+		r.failedSum = fileSum
 		return r.failed(err)
 	}
 	if r.lastSum != "" && cfg.Checksum() == r.lastSum {
+		r.failedSum = ""
 		// The running configuration is the file's: nothing to do, and
 		// nothing is wrong, even if a different version failed before.
 		r.reloads.WithLabelValues(resultUnchanged).Inc()
@@ -187,8 +209,10 @@ func (r *Reloader) load() error {
 		return nil
 	}
 	if err := r.apply(cfg); err != nil {
+		r.failedSum = fileSum
 		return r.failed(fmt.Errorf("applying: %w", err))
 	}
+	r.failedSum = ""
 	r.lastSum = cfg.Checksum()
 	r.current.Store(cfg)
 	r.reloads.WithLabelValues(resultSuccess).Inc()
@@ -196,7 +220,12 @@ func (r *Reloader) load() error {
 	r.lastTime.Set(float64(r.Now().UnixNano()) / 1e9)
 	r.logger.Info("configuration loaded",
 		zap.String("checksum", cfg.Checksum()),
-		zap.Int("services", len(cfg.Services)))
+		zap.Int("services", len(cfg.Services)),
+		zap.Int("warnings", len(cfg.Warnings)))
+	for _, w := range cfg.Warnings {
+		r.logger.Warn("configuration warning",
+			zap.String("field", w.Path), zap.Int("line", w.Line), zap.String("warning", w.Msg))
+	}
 	return nil
 }
 
@@ -213,14 +242,16 @@ func (r *Reloader) failed(err error) error {
 	return err
 }
 
-// Watch requests a reload whenever something changes in the configuration
-// file's directory, until ctx is done; it returns nil then. It watches the
-// directory rather than the file, so it sees editors that rename a new
-// file over the old one and Kubernetes ConfigMap updates, which swap a
-// "..data" symlink. Every event in the directory counts, since the
-// file's name alone does not change in a ConfigMap update; events are
-// gathered for Debounce, and the checksum skips those that did not change
-// the file.
+// Watch requests a reload whenever the configuration file changes, until
+// ctx is done; it returns nil then. It watches the file's directory rather
+// than the file, so it sees editors that rename a new file over the old
+// one and Kubernetes ConfigMap updates, which swap the "..data" symlink
+// the file's own symlink points through. Only events for the file and for
+// "..data" count: other files in the directory (a log file, a database)
+// are ignored without a word, at any log level, so that logging an event
+// cannot cause another. Events are gathered for Debounce; the checksum
+// skips those that did not change the configuration, and a file that
+// failed to load is not tried again until its bytes change.
 func (r *Reloader) Watch(ctx context.Context) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -228,6 +259,7 @@ func (r *Reloader) Watch(ctx context.Context) error {
 	}
 	defer w.Close()
 	dir := filepath.Dir(r.path)
+	file := filepath.Clean(r.path)
 	if err := w.Add(dir); err != nil {
 		return fmt.Errorf("watching config directory %s: %w", dir, err)
 	}
@@ -245,6 +277,7 @@ func (r *Reloader) Watch(ctx context.Context) error {
 	timer.Stop()
 	defer timer.Stop()
 	armed := false
+	var first fsnotify.Event // of the burst
 	for {
 		select {
 		case <-ctx.Done():
@@ -253,10 +286,13 @@ func (r *Reloader) Watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			r.logger.Debug("config directory event", zap.String("event", ev.String()))
+			if !concerns(ev, file, dir) {
+				continue
+			}
 			if !armed {
 				timer.Reset(debounce)
 				armed = true
+				first = ev
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
@@ -265,7 +301,16 @@ func (r *Reloader) Watch(ctx context.Context) error {
 			r.logger.Warn("watching config directory", zap.String("dir", dir), zap.Error(err))
 		case <-timer.C:
 			armed = false
+			r.logger.Debug("config file changed", zap.String("event", first.String()))
 			r.trigger()
 		}
 	}
+}
+
+// concerns reports whether ev, an event in dir, may change the
+// configuration file: an event for the file itself, or for a ConfigMap's
+// "..data" symlink.
+func concerns(ev fsnotify.Event, file, dir string) bool {
+	name := filepath.Clean(ev.Name)
+	return name == file || name == filepath.Join(dir, "..data")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rollback-guardian/guardian/testenv"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // serviceConfig is a valid configuration whose only service is named name,
@@ -252,6 +255,9 @@ func TestWatchConfigMap(t *testing.T) {
 	}
 	if got := f.app.count("v2"); got != 1 {
 		t.Errorf("v2 applied %d times, want 1", got)
+	}
+	if got := f.reloads(resultSuccess); got != 2 {
+		t.Errorf("%v successful loads, want 2 (the first and the swap)", got)
 	}
 }
 
@@ -493,4 +499,105 @@ func TestWatchBusyDirectory(t *testing.T) {
 
 	writeFile(t, path, serviceConfig("v2"))
 	eventually(t, "v2 applied despite the noise", func() bool { return f.app.last() == "v2" })
+}
+
+// observed makes a fixture's Reloader log to an observer at debug level.
+func observed(logs **observer.ObservedLogs) func(*Reloader) {
+	return func(r *Reloader) {
+		core, l := observer.New(zap.DebugLevel)
+		r.logger = zap.New(core)
+		*logs = l
+	}
+}
+
+// renameOver replaces path with body in one step, as editors do: the
+// directory sees one event for path.
+func renameOver(t *testing.T, path, body string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	writeFile(t, tmp, body)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// noise writes to another file in dir n times.
+func noise(t *testing.T, dir string, n int) {
+	t.Helper()
+	for i := range n {
+		writeFile(t, filepath.Join(dir, "guardian.log"), fmt.Sprintf("line %d\n", i))
+	}
+}
+
+// TestWatchIgnoresOtherFiles checks that changes to other files in the
+// config's directory (a log file there, at debug level) neither reload the
+// config nor log anything, at any level.
+func TestWatchIgnoresOtherFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	writeFile(t, path, serviceConfig("v1"))
+	var logs *observer.ObservedLogs
+	f := newFixture(t, path, true, observed(&logs))
+	logs.TakeAll() // the first load
+
+	noise(t, dir, 1000)
+	// The events arrive in order: once v2 is applied, the noise was seen.
+	renameOver(t, path, serviceConfig("v2"))
+	eventually(t, "v2 applied", func() bool { return f.app.last() == "v2" })
+
+	for result, want := range map[string]float64{resultSuccess: 2, resultUnchanged: 0, resultFailure: 0} {
+		if got := f.reloads(result); got != want {
+			t.Errorf("%s reloads: %v, want %v", result, got, want)
+		}
+	}
+	for _, e := range logs.AllUntimed() {
+		if e.Message == "configuration loaded" {
+			continue
+		}
+		if e.Message == "config file changed" && e.ContextMap()["event"] != nil &&
+			strings.Contains(fmt.Sprint(e.ContextMap()["event"]), "config.yaml") {
+			continue
+		}
+		t.Errorf("unexpected log line: %s %s %v", e.Level, e.Message, e.ContextMap())
+	}
+}
+
+// TestWatchFailedReloadNotRetried checks that an invalid config is tried
+// once: neither other files changing nor rewriting the same bytes retry it.
+func TestWatchFailedReloadNotRetried(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	writeFile(t, path, serviceConfig("v1"))
+	var logs *observer.ObservedLogs
+	f := newFixture(t, path, true, observed(&logs))
+
+	renameOver(t, path, invalidConfig)
+	eventually(t, "a failed reload", func() bool { return f.reloads(resultFailure) == 1 })
+
+	noise(t, dir, 1000)
+	for range 5 {
+		renameOver(t, path, invalidConfig) // the same bytes
+	}
+	// A different invalid file is tried: once it has failed, every event
+	// before it was handled.
+	renameOver(t, path, invalidConfig+"    another: oops\n")
+	eventually(t, "a second failed reload", func() bool { return f.reloads(resultFailure) >= 2 })
+	if got := f.reloads(resultFailure); got != 2 {
+		t.Errorf("%v failed reloads, want 2", got)
+	}
+	if got := logs.FilterMessage("configuration not loaded, keeping the running one").Len(); got != 2 {
+		t.Errorf("%d error lines, want 2", got)
+	}
+	if got := f.r.Current().Services[0].Name; got != "v1" {
+		t.Errorf("running %s, want v1", got)
+	}
+
+	t.Run("a request retries the same file", func(t *testing.T) {
+		if err := await(t, f.r.Request()); err == nil {
+			t.Fatal("want an error")
+		}
+		if got := f.reloads(resultFailure); got != 3 {
+			t.Errorf("%v failed reloads, want 3", got)
+		}
+	})
 }
