@@ -1,10 +1,19 @@
 // Package command is the executor that rolls back by running a program:
-// argv directly, no shell, with templated arguments, a minimal environment
+// argv directly, no shell, with templated arguments (each value stays one
+// argument, whatever it contains), a minimal environment
 // carrying the target as GUARDIAN_* variables, a timeout that kills the
 // whole process group, and the interleaved stdout and stderr kept (the last
 // 64 KiB) for the incident's timeline. A run's record and output stay in a
 // run directory, so a Guardian restarted while the command runs waits for it
 // rather than running it again (Attach).
+//
+// When argv runs a shell script itself, as in
+// ["sh", "-c", "echo {{.Version}}"] (see config.ShellScript), the values a
+// template puts into the script are not pasted in as text, which the shell
+// would read as code: each becomes a quoted reference to its GUARDIAN_*
+// variable, so a version "1.0;touch X" or "$(touch X)" reaches the script
+// as exactly that text and runs nothing. Other arguments are passed as they
+// are; ["sh", "-c", "echo \"$1\"", "sh", "{{.Version}}"] is as safe.
 package command
 
 import (
@@ -150,7 +159,7 @@ func (e *Executor) Rollback(ctx context.Context, t executor.Target) (executor.Re
 		zap.String("step", t.Step),
 		zap.String("idempotency_key", t.IdempotencyKey),
 	)
-	args, err := executor.Template(e.argv[1:], t)
+	args, err := templateArgs(e.argv, t)
 	if err != nil {
 		return executor.Result{}, fmt.Errorf("command %q: %w: templating: %w", name, executor.ErrFailed, err)
 	}
