@@ -75,6 +75,9 @@ type Fault struct {
 	// inverse, so the series it matches take no part in the answer, and
 	// the answer's result loses the series it matches.
 	Hide string
+	// EmptyIf, with Partial, answers a query that contains it with an
+	// empty result, as when every series it needs was lost.
+	EmptyIf string
 	// Warnings are the warnings Partial adds to the answer.
 	Warnings []string
 }
@@ -211,29 +214,37 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		code := cmp.Or(f.Code, http.StatusServiceUnavailable)
 		http.Error(w, cmp.Or(f.Body, http.StatusText(code)), code)
 		return
-	case Partial:
-		if inv != nil {
-			if err := hideSeries(r, inv); err != nil {
-				http.Error(w, "fault proxy: "+err.Error(), http.StatusBadRequest)
-				return
-			}
+	}
+	pf := partialFault{Fault: f, hide: hide}
+	if f.Mode == Partial {
+		var err error
+		if pf.query, err = hideSeries(r, inv); err != nil {
+			http.Error(w, "fault proxy: "+err.Error(), http.StatusBadRequest)
+			return
 		}
 	}
-	ctx := context.WithValue(r.Context(), faultKey{}, partialFault{f, hide})
+	ctx := context.WithValue(r.Context(), faultKey{}, pf)
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
 type partialFault struct {
 	Fault
-	hide *labels.Matcher
+	hide  *labels.Matcher
+	query string // as the client sent it
 }
 
-// hideSeries adds inv to every vector selector of the request's query
-// parameter, in the URL and in a form body.
-func hideSeries(r *http.Request, inv *labels.Matcher) error {
+// hideSeries adds inv, unless nil, to every vector selector of the
+// request's query parameter, in the URL and in a form body. It returns the
+// query as it was.
+func hideSeries(r *http.Request, inv *labels.Matcher) (string, error) {
+	orig := ""
 	rewrite := func(vals url.Values) (bool, error) {
 		q := vals.Get("query")
 		if q == "" {
+			return false, nil
+		}
+		orig = q
+		if inv == nil {
 			return false, nil
 		}
 		expr, err := parser.NewParser(parser.Options{}).ParseExpr(q)
@@ -252,18 +263,18 @@ func hideSeries(r *http.Request, inv *labels.Matcher) error {
 	q := r.URL.Query()
 	ok, err := rewrite(q)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if ok {
 		r.URL.RawQuery = q.Encode()
 	}
 	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		if err := r.ParseForm(); err != nil {
-			return err
+			return "", err
 		}
 		form := r.PostForm
 		if _, err := rewrite(form); err != nil {
-			return err
+			return "", err
 		}
 		body := form.Encode()
 		r.Body = io.NopCloser(strings.NewReader(body))
@@ -271,7 +282,7 @@ func hideSeries(r *http.Request, inv *labels.Matcher) error {
 		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 		r.Form, r.PostForm = nil, nil
 	}
-	return nil
+	return orig, nil
 }
 
 // modify edits the upstream's answer for Truncated and Partial.
@@ -290,7 +301,8 @@ func (p *FaultProxy) modify(resp *http.Response) error {
 		body = body[:len(body)/2]
 	case Partial:
 		if resp.StatusCode == http.StatusOK {
-			if b, err := partialAnswer(body, f.hide, f.Warnings); err == nil {
+			empty := f.EmptyIf != "" && strings.Contains(f.query, f.EmptyIf)
+			if b, err := partialAnswer(body, f.hide, empty, f.Warnings); err == nil {
 				body = b
 			}
 		}
@@ -301,10 +313,10 @@ func (p *FaultProxy) modify(resp *http.Response) error {
 	return nil
 }
 
-// partialAnswer drops the vector result's series that hide matches and adds
-// warnings to a Prometheus API answer. An answer that is not a successful
-// vector keeps its data.
-func partialAnswer(body []byte, hide *labels.Matcher, warnings []string) ([]byte, error) {
+// partialAnswer drops the vector result's series that hide matches (every
+// series when empty) and adds warnings to a Prometheus API answer. An answer
+// that is not a vector keeps its data.
+func partialAnswer(body []byte, hide *labels.Matcher, empty bool, warnings []string) ([]byte, error) {
 	var ans map[string]json.RawMessage
 	if err := json.Unmarshal(body, &ans); err != nil {
 		return nil, err
@@ -313,10 +325,10 @@ func partialAnswer(body []byte, hide *labels.Matcher, warnings []string) ([]byte
 		ResultType string       `json:"resultType"`
 		Result     model.Vector `json:"result"`
 	}
-	if hide != nil && json.Unmarshal(ans["data"], &data) == nil && data.ResultType == "vector" {
+	if (hide != nil || empty) && json.Unmarshal(ans["data"], &data) == nil && data.ResultType == "vector" {
 		kept := model.Vector{}
 		for _, s := range data.Result {
-			if !hide.Matches(string(s.Metric[model.LabelName(hide.Name)])) {
+			if !empty && !hide.Matches(string(s.Metric[model.LabelName(hide.Name)])) {
 				kept = append(kept, s)
 			}
 		}

@@ -156,7 +156,16 @@ func TestFaultProxy(t *testing.T) {
 	if got := p.Requests(Down); got < 1 || got > 2 {
 		t.Errorf("down: %d requests, want 1 or 2", got)
 	}
-	for m, want := range map[FaultMode]int{Pass: 1, Slow: 2, Garbage: 1, Truncated: 1, Status: 2, Partial: 2} {
+	t.Run("partial empty", func(t *testing.T) {
+		p.Set(Fault{Mode: Partial, EmptyIf: "rate(http_requests_total"})
+		a := get(ctx, p.URL, true)
+		if a.query != `sum by (code) (rate(http_requests_total{version="v2"}[1m]))` ||
+			!strings.Contains(a.body, `"result":[]`) || strings.Contains(a.body, "warnings") {
+			t.Errorf("upstream evaluated %q; answer %s", a.query, a.body)
+		}
+	})
+
+	for m, want := range map[FaultMode]int{Pass: 1, Slow: 2, Garbage: 1, Truncated: 1, Status: 2, Partial: 3} {
 		if got := p.Requests(m); got != want {
 			t.Errorf("%s: %d requests, want %d", m, got, want)
 		}
