@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 
@@ -435,13 +436,17 @@ func (d *Detector) Announce(version, baseline string, ts time.Time) (Event, erro
 }
 
 // ValidVersion checks a version string from outside: not empty, at most 256
-// bytes, printable. (Query templates escape it anyway.)
+// bytes, valid UTF-8 (no series can carry anything else: Prometheus refuses
+// such label values, so the version could never be judged), printable.
+// (Query templates escape any value, U+FFFD included, anyway.)
 func ValidVersion(v string) error {
 	switch {
 	case v == "":
 		return fmt.Errorf("%w: empty", ErrInvalidVersion)
 	case len(v) > 256:
 		return fmt.Errorf("%w: longer than 256 bytes", ErrInvalidVersion)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%w: %q is not valid UTF-8, which no series can carry", ErrInvalidVersion, v)
 	case strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
 		return fmt.Errorf("%w: %q has control characters", ErrInvalidVersion, v)
 	}
