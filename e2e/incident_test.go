@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,14 @@ type receiver struct {
 	// deliveries counts every delivery by type, duplicates included.
 	deliveries map[string]int
 	bad        []string
+
+	// Faults: delay holds each request that long before answering, and a
+	// non-zero status answers every request with it; inflight counts the
+	// requests being held, attempts every request.
+	delay    atomic.Int64
+	status   atomic.Int32
+	inflight atomic.Int32
+	attempts atomic.Int32
 }
 
 type receivedEvent struct {
@@ -51,6 +60,16 @@ func newReceiver(t testing.TB) *receiver {
 	}
 	r.url = serve(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
+		r.attempts.Add(1)
+		if d := time.Duration(r.delay.Load()); d > 0 {
+			r.inflight.Add(1)
+			time.Sleep(d) // the fault: a receiver that answers late
+			r.inflight.Add(-1)
+		}
+		if code := r.status.Load(); code != 0 {
+			http.Error(w, "receiver failing", int(code))
+			return
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if err := sign.Verify(req.Header, key, body, time.Now(), 5*time.Minute); err != nil {
@@ -293,7 +312,7 @@ func (s *stack) setRollback(script string) {
 		s.t.Fatal(err)
 	}
 	testenv.Eventually(s.t, 20*time.Second, func() error {
-		resp, err := http.Post(s.apiURL+"/-/reload", "", nil)
+		resp, err := s.reload()
 		if err != nil {
 			return err
 		}

@@ -78,13 +78,13 @@ func startProc(t testing.TB, cfg string) *guardianProc {
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p.start()
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM)
 		if t.Failed() {
 			t.Logf("guardian output:\n%s", p.logs.String())
 		}
 	})
+	p.start()
 	return p
 }
 
