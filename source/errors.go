@@ -25,6 +25,11 @@ const (
 	// evaluation error, an HTTP 400/422 bad_data or execution error, or a
 	// result that is not an instant vector or scalar.
 	ReasonBadQuery = "bad_query"
+	// ReasonBadResponse is a source that answered, but not as the
+	// Prometheus API does: an HTML page from a proxy or a login wall, a
+	// truncated body, an unexpected HTTP status. Guardian is as blind as
+	// when the source is down.
+	ReasonBadResponse = "bad_response"
 	// ReasonCanceled is a query whose context was canceled.
 	ReasonCanceled = "canceled"
 	// ReasonOther is any other failure.
@@ -100,6 +105,8 @@ func apiReason(t v1.ErrorType) string {
 		return ReasonCanceled
 	case v1.ErrBadData, v1.ErrExec:
 		return ReasonBadQuery
+	case v1.ErrBadResponse:
+		return ReasonBadResponse
 	case v1.ErrServer, "unavailable", "internal":
 		// server_error is client_golang's name for an HTTP 5xx without an API
 		// body; "unavailable" and "internal" are Prometheus's own error types.

@@ -68,7 +68,7 @@ func TestReason(t *testing.T) {
 		{"api 5xx", fmt.Errorf("wrapped: %w", &v1.Error{Type: v1.ErrServer, Msg: "server error: 503"}), ReasonUnavailable},
 		{"api unavailable", &v1.Error{Type: "unavailable"}, ReasonUnavailable},
 		{"api 4xx without body", &v1.Error{Type: v1.ErrClient, Msg: "client error: 401"}, ReasonOther},
-		{"api bad response", &v1.Error{Type: v1.ErrBadResponse}, ReasonOther},
+		{"api bad response", &v1.Error{Type: v1.ErrBadResponse, Msg: "invalid character '<' looking for beginning of value"}, ReasonBadResponse},
 		{"promql parse", fmt.Errorf("q: %w", parseErr), ReasonBadQuery},
 		{"promql timeout", promql.ErrQueryTimeout("query execution"), ReasonTimeout},
 		{"promql canceled", promql.ErrQueryCanceled("query execution"), ReasonCanceled},

@@ -49,17 +49,18 @@ type Transition struct {
 	Since time.Time
 	// At is the time of the observation that made the change.
 	At time.Time
-	// Reason is the reason of the latest failure (source.ReasonUnavailable
-	// or source.ReasonTimeout); empty for Recovered.
+	// Reason is the reason of the latest failure (source.ReasonUnavailable,
+	// ReasonTimeout or ReasonBadResponse); empty for Recovered.
 	Reason string
 }
 
 // Counts reports whether a failure of this source.Reason is the source
 // being unreachable: it could not be reached or answered with a server error
-// (unavailable), or it did not answer in time (timeout). A bad query, a
-// cancellation or another failure is not.
+// (unavailable), it did not answer in time (timeout), or what answered was
+// not the Prometheus API (bad_response: a proxy's error page, a truncated
+// body). A bad query, a cancellation or another failure is not.
 func Counts(reason string) bool {
-	return reason == source.ReasonUnavailable || reason == source.ReasonTimeout
+	return reason == source.ReasonUnavailable || reason == source.ReasonTimeout || reason == source.ReasonBadResponse
 }
 
 // Tracker follows one source. The source is unreachable once its
