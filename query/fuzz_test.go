@@ -1,6 +1,7 @@
 package query
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +77,56 @@ func FuzzRender(f *testing.F) {
 				}
 				return nil
 			})
+		}
+	})
+}
+
+// FuzzCheck: a template Check accepts must, for any value, render a query
+// that parses, has the shape of the sample render and holds the value,
+// byte for byte, wherever the template put it.
+func FuzzCheck(f *testing.F) {
+	for _, text := range fuzzTemplates {
+		f.Add(text, "v2-\uFFFD")
+	}
+	f.Add("up{version=`{{.Version}}`}", "x`} or vector(1) #")
+	f.Add(`up{version='{{.Version}}'}`, `x'} or vector(1) #`)
+	f.Add(`up{job="{{.Service}}-x",version!="{{.Baseline}}"}`, "\xff\\\"")
+	f.Add(`label_join(up, "v", "{{.Version}}", "a")`, "$1")
+	f.Fuzz(func(t *testing.T, text, value string) {
+		tmpl, err := New("q", text)
+		if err != nil || tmpl.Check() != nil {
+			return
+		}
+		ms := valueMarkers(text)
+		plain, err := tmpl.Render(ms.vars(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pe, err := Parse(plain)
+		if err != nil {
+			t.Fatalf("accepted template does not parse with plain values: %v", err)
+		}
+		q, err := tmpl.Render(Vars{Service: value, Version: value, Baseline: value, Window: time.Minute, SinceDeploy: 5 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := Parse(q)
+		if err != nil {
+			t.Fatalf("template %q accepted by Check, but value %q breaks it: %v\n%q", text, value, err, q)
+		}
+		if structure(e) != structure(pe) {
+			t.Fatalf("template %q accepted by Check, but value %q changes its shape:\n%q", text, value, q)
+		}
+		want, got := stringValues(pe), stringValues(e)
+		if len(want) != len(got) {
+			t.Fatalf("template %q: value %q changes the strings: %d, want %d", text, value, len(got), len(want))
+		}
+		r := strings.NewReplacer(ms[0].plain, value, ms[1].plain, value, ms[2].plain, value)
+		for i := range want {
+			w := r.Replace(want[i].text)
+			if got[i].text != w {
+				t.Fatalf("template %q, value %q: string %q, want %q", text, value, got[i].text, w)
+			}
 		}
 	})
 }

@@ -188,10 +188,11 @@ func (ms markerSet) vars(hostile bool) Vars {
 
 // replace turns plain markers in s into hostile ones.
 func (ms markerSet) replace(s string) string {
+	var pairs []string
 	for _, m := range ms {
-		s = strings.ReplaceAll(s, m.plain, m.hostile)
+		pairs = append(pairs, m.plain, m.hostile)
 	}
-	return s
+	return strings.NewReplacer(pairs...).Replace(s)
 }
 
 // in returns the markers in s.
