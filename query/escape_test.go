@@ -104,6 +104,8 @@ func TestCheckRefusesValuesOutsideDoubleQuotes(t *testing.T) {
 		{"label_replace regex", `label_replace(up, "v", "$1", "version", "{{.Version}}")`, "regex"},
 		{"label_replace replacement", `label_replace(up, "v", "{{.Version}}", "version", ".*")`, "replacement"},
 		{"backtick baseline", "up{version=`{{.Baseline}}`}", "{{.Baseline}}"},
+		{"only label values in a selector", `sum({version="{{.Version}}"})`, "empty label value"},
+		{"only a quoted metric name", `{"{{.Service}}"}`, "empty label value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmpl, err := New("q", tc.text)

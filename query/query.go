@@ -94,7 +94,9 @@ func (t *Template) Render(v Vars) (string, error) {
 // characters would change the query. Finally Check renders hostile values
 // (quotes of every kind, backslashes, newlines, NUL, invalid UTF-8, U+FFFD,
 // a PromQL injection) and requires the same query shape with each value
-// coming back byte for byte.
+// coming back byte for byte, and empty values, which must not break the
+// query either ({version="{{.Version}}"} alone does: a selector needs a
+// metric name or a matcher that cannot be empty).
 func (t *Template) Check() error {
 	markers := valueMarkers(t.text)
 	plain, err := t.Render(markers.vars(false))
@@ -118,6 +120,13 @@ func (t *Template) Check() error {
 	plainValues, err := markers.checkValues(pe)
 	if err != nil {
 		return err
+	}
+	empty, err := t.Render(Vars{Window: time.Minute, SinceDeploy: 5 * time.Minute})
+	if err != nil {
+		return err
+	}
+	if _, err := Parse(empty); err != nil {
+		return fmt.Errorf("an empty label value breaks the query (a selector needs a metric name, or a matcher besides the label values): %w", err)
 	}
 	hostile, err := t.Render(markers.vars(true))
 	if err != nil {
