@@ -44,6 +44,8 @@ type Options struct {
 	Now func() time.Time
 	// Listener, when set, replaces listening on global.listen_address.
 	Listener net.Listener
+	// Web are the HTTP server's --web.* settings (TLS, reload, read auth).
+	Web web.Flags
 	// OnVerdict, when set, sees every trigger verdict.
 	OnVerdict watch.VerdictFunc
 	// NoWatch disables reloading on changes of the config file; SIGHUP and
@@ -284,6 +286,7 @@ func (a *App) Run(ctx context.Context) error {
 		Status:    func() any { return a.Status() },
 		Incidents: a,
 		Forward:   a.forward,
+		Flags:     a.opts.Web,
 	})
 	a.log.Info("Guardian started", zap.String("listen", l.Addr().String()), zap.String("config", a.opts.ConfigFile))
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +27,7 @@ import (
 type clientFlags struct {
 	url       string
 	tokenFile string
+	caFile    string
 	timeout   time.Duration
 }
 
@@ -36,7 +39,28 @@ func (c *clientFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.url, "url", url, "Guardian's API address (env GUARDIAN_URL)")
 	cmd.Flags().StringVar(&c.tokenFile, "token-file", os.Getenv("GUARDIAN_TOKEN_FILE"),
 		"file holding the bearer token (env GUARDIAN_TOKEN_FILE; or the token itself in GUARDIAN_TOKEN)")
+	cmd.Flags().StringVar(&c.caFile, "ca-file", os.Getenv("GUARDIAN_CA_FILE"),
+		"PEM file of the CA that signed Guardian's TLS certificate (env GUARDIAN_CA_FILE); the system's CAs otherwise")
 	cmd.Flags().DurationVar(&c.timeout, "timeout", 30*time.Second, "request timeout")
+}
+
+// client returns the HTTP client: the default one, or one trusting the CA
+// of --ca-file.
+func (c *clientFlags) client() (*http.Client, error) {
+	if c.caFile == "" {
+		return http.DefaultClient, nil
+	}
+	b, err := os.ReadFile(c.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading --ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("--ca-file %s: no PEM certificate", c.caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
 }
 
 func (c *clientFlags) token() (string, error) {
@@ -50,10 +74,16 @@ func (c *clientFlags) token() (string, error) {
 	if t := os.Getenv("GUARDIAN_TOKEN"); t != "" {
 		return t, nil
 	}
-	return "", errors.New("a token is required: --token-file, GUARDIAN_TOKEN_FILE or GUARDIAN_TOKEN")
+	return "", errNoToken
 }
 
-// do calls the API and decodes a JSON answer into out (raw bytes when out is *[]byte).
+// errNoToken: no token is configured.
+var errNoToken = errors.New("a token is required: --token-file, GUARDIAN_TOKEN_FILE or GUARDIAN_TOKEN")
+
+// do calls the API and decodes a JSON answer into out (raw bytes when out is
+// *[]byte). A request that needs auth fails without a token; any other
+// sends the token when one is given (Guardian may want it for reads:
+// --web.read-auth).
 func (c *clientFlags) do(ctx context.Context, method, path string, body any, auth bool, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -73,14 +103,17 @@ func (c *clientFlags) do(ctx context.Context, method, path string, body any, aut
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("User-Agent", web.CLIUserAgent+cmp.Or(version, "dev"))
-	if auth {
-		tok, err := c.token()
-		if err != nil {
-			return err
-		}
+	switch tok, err := c.token(); {
+	case err == nil:
 		req.Header.Set("Authorization", "Bearer "+tok)
+	case auth || !errors.Is(err, errNoToken):
+		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client, err := c.client()
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("calling Guardian at %s: %w", c.url, err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/app"
 	"github.com/rollback-guardian/guardian/config"
+	"github.com/rollback-guardian/guardian/web"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -85,6 +86,7 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 	var (
 		configFile string
 		watch      bool
+		wf         web.Flags
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -98,7 +100,12 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer func() { _ = log.Sync() }()
-			a, err := app.New(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch, Fault: faultHook(log)})
+			if wf.ConfigFile != "" {
+				if err := web.ValidateConfigFile(wf.ConfigFile); err != nil {
+					return fmt.Errorf("--web.config.file: %w", err)
+				}
+			}
+			a, err := app.New(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch, Fault: faultHook(log), Web: wf})
 			if err != nil {
 				log.Error("cannot start", zap.Error(err))
 				return errSilent
@@ -115,7 +122,22 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&configFile, "config", "config.yaml", "path to the configuration file")
 	cmd.Flags().BoolVar(&watch, "config.watch", true, "reload when the config file changes (its directory is watched, so ConfigMap symlink swaps work)")
+	registerWebFlags(cmd, &wf)
 	return cmd
+}
+
+// registerWebFlags adds the HTTP server's --web.* flags.
+func registerWebFlags(cmd *cobra.Command, wf *web.Flags) {
+	cmd.Flags().StringVar(&wf.ConfigFile, "web.config.file", "",
+		"web configuration file enabling TLS and basic auth (the Prometheus exporter-toolkit format: tls_server_config,\n"+
+			"basic_auth_users, http_server_config); read again for each connection, so certificates rotate without a restart")
+	cmd.Flags().Var(&wf.Reload, "web.reload",
+		"who may POST /-/reload: loopback (clients on 127.0.0.1 or ::1 need no token, others an admin token), authenticated\n"+
+			"(an admin token from everyone; use it behind a proxy or service mesh on the same host, whose clients all look local)\n"+
+			"or off (SIGHUP and config file changes still reload)")
+	cmd.Flags().Var(&wf.ReadAuth, "web.read-auth",
+		"which reads need a token with the read scope: open (none), api (GET /api/v1/...) or all (also /metrics);\n"+
+			"/-/healthy and /-/ready stay open for probes")
 }
 
 // reloadOnSIGHUP turns each SIGHUP into a reload request until ctx ends.
@@ -142,12 +164,21 @@ func reloadOnSIGHUP(ctx context.Context, a *app.App, log *zap.Logger) {
 }
 
 func newCheckCmd(stdout, stderr io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var webConfig string
+	cmd := &cobra.Command{
 		Use:   "check FILE...",
 		Short: "Validate configuration files, listing every error",
-		Args:  cobra.MinimumNArgs(1),
+		Long: "Validate configuration files, listing every error, and the tokens file each one names (as the daemon\n" +
+			"reads it: a token shorter than 16 characters or an unknown scope is an error).",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, files []string) error {
 			failed := false
+			if webConfig != "" {
+				if err := web.ValidateConfigFile(webConfig); err != nil {
+					fmt.Fprintf(stderr, "--web.config.file: %v\n", err)
+					failed = true
+				}
+			}
 			for _, f := range files {
 				cfg, _, err := config.LoadFile(f)
 				if err != nil {
@@ -162,6 +193,15 @@ func newCheckCmd(stdout, stderr io.Writer) *cobra.Command {
 					}
 					continue
 				}
+				if p := cfg.Global.Auth.TokensFile; p != "" {
+					if _, err := web.ReadTokensFile(p); err != nil {
+						failed = true
+						for _, e := range splitJoined(err) {
+							fmt.Fprintf(stderr, "%s: global.auth.tokens_file: %s\n", f, e)
+						}
+						continue
+					}
+				}
 				triggers := 0
 				for _, s := range cfg.Services {
 					triggers += len(s.Triggers)
@@ -174,6 +214,23 @@ func newCheckCmd(stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&webConfig, "web.config.file", "", "also validate this web configuration file (TLS, basic auth), as guardian run would")
+	return cmd
+}
+
+// splitJoined lists the errors of a tokens file one by one: "tokens file
+// PATH: line N: ..." for each line in error.
+func splitJoined(err error) []string {
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) == 1 {
+		return lines
+	}
+	prefix, _, _ := strings.Cut(lines[0], ": line ")
+	out := []string{lines[0]}
+	for _, l := range lines[1:] {
+		out = append(out, prefix+": "+l)
+	}
+	return out
 }
 
 func newVersionCmd(stdout io.Writer) *cobra.Command {
