@@ -13,7 +13,8 @@
 // would read as code: each becomes a quoted reference to its GUARDIAN_*
 // variable, so a version "1.0;touch X" or "$(touch X)" reaches the script
 // as exactly that text and runs nothing. Other arguments are passed as they
-// are; ["sh", "-c", "echo \"$1\"", "sh", "{{.Version}}"] is as safe.
+// are; ["sh", "-c", "echo \"$1\"", "sh", "{{.Version}}"] is as safe. No
+// argument or variable can hold NUL: a value's NUL is passed as U+FFFD.
 package command
 
 import (
@@ -26,6 +27,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -124,6 +126,21 @@ func (e *Executor) program() string {
 	return p
 }
 
+// withoutNUL replaces NUL in t's values with U+FFFD, the replacement
+// character, and reports whether it did: an argument or environment variable
+// cannot hold NUL, and a version label with one (Prometheus accepts it)
+// would otherwise keep every rollback of that version from starting.
+func withoutNUL(t executor.Target) (executor.Target, bool) {
+	found := false
+	for _, p := range []*string{&t.Service, &t.Version, &t.Baseline, &t.Step, &t.IdempotencyKey, &t.Reason} {
+		if strings.IndexByte(*p, 0) >= 0 {
+			*p = strings.ReplaceAll(*p, "\x00", "\uFFFD")
+			found = true
+		}
+	}
+	return t, found
+}
+
 // environ returns the command's environment for t. The GUARDIAN_* variables
 // come last, so they win over anything configured.
 func (e *Executor) environ(t executor.Target) []string {
@@ -151,6 +168,7 @@ func (e *Executor) environ(t executor.Target) []string {
 // running and keeps its output.
 func (e *Executor) Rollback(ctx context.Context, t executor.Target) (executor.Result, error) {
 	name := e.argv[0]
+	t, nul := withoutNUL(t)
 	log := e.logger.With(
 		zap.Int64("incident", t.Incident),
 		zap.String("service", t.Service),
@@ -159,6 +177,9 @@ func (e *Executor) Rollback(ctx context.Context, t executor.Target) (executor.Re
 		zap.String("step", t.Step),
 		zap.String("idempotency_key", t.IdempotencyKey),
 	)
+	if nul {
+		log.Warn("a value holds NUL, which no argument or environment variable can carry: passing U+FFFD in its place")
+	}
 	args, err := templateArgs(e.argv, t)
 	if err != nil {
 		return executor.Result{}, fmt.Errorf("command %q: %w: templating: %w", name, executor.ErrFailed, err)

@@ -121,3 +121,18 @@ func TestShellScriptForms(t *testing.T) {
 		})
 	}
 }
+
+// A version label may hold NUL, which no argument or environment variable
+// can carry: the rollback must still run, with U+FFFD in its place.
+func TestValueWithNUL(t *testing.T) {
+	e := newExecutor(t, command.Config{Command: []string{"sh", "-c", `printf '[%s]' {{.Version}} "$GUARDIAN_VERSION" "$1"`, "sh", "{{.Version}}"}})
+	tg := target
+	tg.Version = "v2\x00x"
+	res, err := e.Rollback(context.Background(), tg)
+	if err != nil {
+		t.Fatalf("Rollback() error = %v", err)
+	}
+	if want := "[v2\uFFFDx][v2\uFFFDx][v2\uFFFDx]"; res.Output != want {
+		t.Errorf("Output = %q, want %q", res.Output, want)
+	}
+}
