@@ -144,8 +144,8 @@ func (t *Template) Check() error {
 		return fmt.Errorf("%s: a hostile value changes the query", errOutsideQuotes)
 	}
 	for i, v := range plainValues {
-		if want := markers.replace(v.text); hostileValues[i].text != want {
-			return fmt.Errorf("%s: a hostile value comes back as %q instead of %q", errOutsideQuotes, hostileValues[i].text, want)
+		if want := markers.replace(v); hostileValues[i] != want {
+			return fmt.Errorf("%s: a hostile value comes back as %q instead of %q", errOutsideQuotes, hostileValues[i], want)
 		}
 	}
 	return nil
@@ -247,24 +247,18 @@ func (ms markerSet) checkTokens(q string) error {
 	return nil
 }
 
-// stringValue is a string of the query that holds label values.
-type stringValue struct {
-	text string
-	node parser.Node
-}
-
 // stringValues returns the values of the query's label matchers and its
 // string literals, in a fixed order.
-func stringValues(e parser.Expr) []stringValue {
-	var out []stringValue
+func stringValues(e parser.Expr) []string {
+	var out []string
 	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
 		switch n := n.(type) {
 		case *parser.VectorSelector:
 			for _, m := range n.LabelMatchers {
-				out = append(out, stringValue{m.Value, n})
+				out = append(out, m.Value)
 			}
 		case *parser.StringLiteral:
-			out = append(out, stringValue{n.Val, n})
+			out = append(out, n.Val)
 		}
 		return nil
 	})
@@ -274,8 +268,7 @@ func stringValues(e parser.Expr) []stringValue {
 // checkValues requires every marker of the parsed plain render to be in a
 // label matcher's value with = or !=, or in a string literal PromQL takes
 // literally, and returns the strings stringValues finds.
-func (ms markerSet) checkValues(e parser.Expr) ([]stringValue, error) {
-	seen := 0
+func (ms markerSet) checkValues(e parser.Expr) ([]string, error) {
 	var err error
 	parser.Inspect(e, func(n parser.Node, path []parser.Node) error {
 		if err != nil {
@@ -292,7 +285,6 @@ func (ms markerSet) checkValues(e parser.Expr) ([]stringValue, error) {
 					err = fmt.Errorf("%s is in a regex matcher (%s%s\"...\"), where its regex characters would change what it selects: compare it with = or !=", found[0].field, m.Name, m.Type)
 					return err
 				}
-				seen += ms.count(m.Value)
 			}
 		case *parser.StringLiteral:
 			found := ms.in(n.Val)
@@ -309,7 +301,6 @@ func (ms markerSet) checkValues(e parser.Expr) ([]stringValue, error) {
 					return err
 				}
 			}
-			seen += ms.count(n.Val)
 		}
 		return nil
 	})
@@ -317,19 +308,16 @@ func (ms markerSet) checkValues(e parser.Expr) ([]stringValue, error) {
 		return nil, err
 	}
 	values := stringValues(e)
-	total := 0
+	inValues := 0
 	for _, v := range values {
-		total += ms.count(v.text)
+		inValues += ms.count(v)
 	}
-	if all := ms.count(e.String()); seen != total || total != all {
-		// Markers left over are in names: quoted label names, grouping
+	if printed := e.String(); inValues != ms.count(printed) {
+		// The markers left over are in names: quoted label names, grouping
 		// labels.
-		f := ""
-		for _, m := range ms {
-			if strings.Contains(e.String(), m.plain) {
-				f = m.field
-				break
-			}
+		f := "a label value"
+		if found := ms.in(printed); len(found) > 0 {
+			f = found[0].field
 		}
 		return nil, fmt.Errorf("%s is a label name: a label value may only be a label matcher's value or a string argument, as in label=\"%s\"", f, f)
 	}
