@@ -87,6 +87,9 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Executor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("command executor: %w", err)
 	}
+	if _, err := templateArgs(cfg.Command, sampleTarget); err != nil {
+		return nil, fmt.Errorf("command executor: command: %w", err)
+	}
 	if logger == nil {
 		logger = zap.NewNop()
 	}

@@ -84,6 +84,13 @@ func shellTemplate(script string, t executor.Target) (string, error) {
 	return quoteMarkers(b.String()), nil
 }
 
+// sampleTarget fills every template key, so that New finds a script
+// template that cannot be expanded.
+var sampleTarget = executor.Target{
+	Incident: 1, Service: "service", Version: "v2", Baseline: "v1",
+	Step: executor.StepApplication, IdempotencyKey: executor.IdempotencyKey(1, executor.StepApplication),
+}
+
 // templateArgs expands the arguments after the program (argv[1:]) for t:
 // the shell script, if argv runs one, with shellTemplate, the others with
 // executor.Template, each value as it is.
