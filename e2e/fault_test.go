@@ -98,6 +98,7 @@ func wantEvents(t *testing.T, rcv *receiver, want ...string) {
 // Killed while verifying the recovery: after the restart verification goes
 // on where it was, the incident resolves, and the rollback ran once.
 func TestFaultCrashWhileVerifying(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder", approval: "auto"})
 	s.setRollback(rollbackScript(t, s.dir, s.demoURL, 0))
@@ -121,6 +122,7 @@ func TestFaultCrashWhileVerifying(t *testing.T) {
 // database step is never automatic), the step runs once, its end is
 // awaited, and the incident resolves.
 func TestFaultCrashInDatabaseSteps(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder", approval: "auto"})
 	// The application step changes nothing; the database step (ten seconds
@@ -162,6 +164,7 @@ func TestFaultCrashInDatabaseSteps(t *testing.T) {
 // after the restart every event arrives, in order and without a gap; the
 // one in flight may arrive twice, with the same webhook-id.
 func TestFaultCrashDuringDelivery(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	rcv.delay.Store(int64(3 * time.Second))
 	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder"})
@@ -184,6 +187,7 @@ func TestFaultCrashDuringDelivery(t *testing.T) {
 // Killed in the middle of a reload: the restart loads the new file, and the
 // incident waiting for its go is still waiting, nothing run.
 func TestFaultCrashDuringReload(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder"})
 	s.setRollback(rollbackScript(t, s.dir, s.demoURL, 0))
@@ -221,6 +225,7 @@ func TestFaultCrashDuringReload(t *testing.T) {
 // rollback is not held up by on-call's webhook), the failures are counted,
 // and every event arrives once the receiver is back.
 func TestFaultReceiverFailing(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	rcv.status.Store(http.StatusInternalServerError)
 	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder", approval: "auto"})
@@ -250,6 +255,7 @@ func TestFaultReceiverFailing(t *testing.T) {
 // process group; the step is failed, the incident escalated to a human, and
 // the command is not run again.
 func TestFaultExecutorHangs(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder", approval: "auto"})
 	pidFile := filepath.Join(s.dir, "hung.pid")
@@ -286,6 +292,7 @@ func TestFaultExecutorHangs(t *testing.T) {
 // runs nothing (it saves before it acts), says so in the log and in
 // /metrics, and declares the incident and rolls back once space is free.
 func TestFaultStateDirFull(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
 			t.Fatal("mounting a small tmpfs needs root")
