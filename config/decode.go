@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -79,7 +80,7 @@ func (d *decoder) document(data []byte, cfg *Config) bool {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		line, msg := yamlSyntaxError(err)
+		line, msg := yamlSyntaxError(err, data)
 		d.fail("", line, "invalid YAML: %s", msg)
 		return false
 	}
@@ -92,7 +93,7 @@ func (d *decoder) document(data []byte, cfg *Config) bool {
 			break
 		}
 		if err != nil {
-			line, msg := yamlSyntaxError(err)
+			line, msg := yamlSyntaxError(err, data)
 			d.fail("", line, "invalid YAML: %s", msg)
 			return false
 		}
@@ -140,8 +141,11 @@ var parserProblems = map[string]bool{
 	"found undefined tag handle":             true,
 }
 
-// yamlSyntaxError splits yaml's "yaml: line N: msg" into N and msg.
-func yamlSyntaxError(err error) (int, string) {
+// yamlSyntaxError splits yaml's "yaml: line N: msg" into N and msg. yaml
+// leaves the line out for the first line, and for encoding errors (which
+// it locates by offset, not reported): their line is that of the first
+// byte that is not valid UTF-8 or is a control character.
+func yamlSyntaxError(err error, data []byte) (int, string) {
 	s := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(s); m != nil {
 		n, _ := strconv.Atoi(m[1])
@@ -150,7 +154,27 @@ func yamlSyntaxError(err error) (int, string) {
 		}
 		return n, m[2]
 	}
-	return 0, strings.TrimPrefix(s, "yaml: ")
+	return badByteLine(data), strings.TrimPrefix(s, "yaml: ")
+}
+
+// badByteLine returns the line of the first byte of data that YAML does not
+// allow (invalid UTF-8, a control character), or 1.
+func badByteLine(data []byte) int {
+	line := 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == '\n':
+			line++
+		case r == utf8.RuneError && size == 1,
+			r < 0x20 && r != '\t' && r != '\r',
+			r >= 0x7f && r <= 0x9f && r != 0x85,
+			r == 0xfffe || r == 0xffff:
+			return line
+		}
+		i += size
+	}
+	return 1
 }
 
 // resolve follows aliases.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -100,6 +101,9 @@ func (c *CommandExecutor) Validate() error {
 		if strings.Contains(c.Command[0], "{{") {
 			errs = append(errs, fmt.Errorf("command[0]: the program %q is not templated", c.Command[0]))
 		}
+		if i := envProgram(c.Command); i > 0 && strings.Contains(c.Command[i], "{{") {
+			errs = append(errs, fmt.Errorf("command[%d]: the program %q that env runs is not templated", i, c.Command[i]))
+		}
 		for i, arg := range c.Command[1:] {
 			if err := executor.ValidateTemplate([]string{arg}); err != nil {
 				errs = append(errs, fmt.Errorf("command[%d]: %w", i+1, errors.Unwrap(err)))
@@ -121,6 +125,25 @@ func (c *CommandExecutor) Validate() error {
 		errs = append(errs, fmt.Errorf("timeout: must be positive, got %s", c.Timeout))
 	}
 	return errors.Join(errs...)
+}
+
+// envProgram returns the index in argv of the program that env runs, as in
+// ["env", "-i", "A=b", "./rollback.sh"], or -1 when argv[0] is not env.
+func envProgram(argv []string) int {
+	if len(argv) == 0 || filepath.Base(argv[0]) != "env" {
+		return -1
+	}
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		switch {
+		case a == "-u" || a == "-C" || a == "-S" || a == "--unset" || a == "--chdir" || a == "--split-string":
+			i++ // the option's value
+		case strings.HasPrefix(a, "-") || strings.Contains(a, "="):
+		default:
+			return i
+		}
+	}
+	return -1
 }
 
 // Defaults of WebhookExecutor.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"io/fs"
 	"maps"
 	"net"
@@ -363,7 +364,7 @@ func (v *validator) webhook(p string, w *Webhook) {
 		return
 	}
 	path := commoncfg.JoinDir(v.dir, w.SecretFile)
-	data, err := os.ReadFile(path)
+	data, err := readSecret(path)
 	switch {
 	case err != nil:
 		v.errorf(p+".secret_file", "cannot read %q: %s", w.SecretFile, reason(err))
@@ -422,7 +423,12 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 	}
 	triggers := map[string]string{}
 	for i := range s.Triggers {
-		v.trigger(fmt.Sprintf("%s.triggers[%d]", p, i), &s.Triggers[i], triggers)
+		tp := fmt.Sprintf("%s.triggers[%d]", p, i)
+		t := &s.Triggers[i]
+		v.trigger(tp, t, triggers)
+		if t.For >= s.WatchWindow && s.WatchWindow > 0 && !v.broken(p+".watch_window") {
+			v.errorf(tp+".for", "%s is not shorter than watch_window %s: the watch closes before a condition has held that long, so the trigger never fires", t.For, s.WatchWindow)
+		}
 	}
 	for i, n := range s.Notify {
 		if _, ok := notifiers[n]; !ok {
@@ -540,7 +546,7 @@ func (v *validator) executor(p string, e *Executor) {
 	if w := e.Webhook; w != nil {
 		if w.SecretFile != "" {
 			path := commoncfg.JoinDir(v.dir, w.SecretFile)
-			data, err := os.ReadFile(path)
+			data, err := readSecret(path)
 			switch {
 			case err != nil:
 				v.errorf(p+".webhook.secret_file", "cannot read %q: %s", w.SecretFile, reason(err))
@@ -787,6 +793,27 @@ func isDir(path string) error {
 		return errors.New("is not a directory")
 	}
 	return nil
+}
+
+// maxSecretSize is the largest secret file: a signing key is a few dozen
+// bytes, and a path such as /dev/zero must not be read without end.
+const maxSecretSize = 64 << 10
+
+// readSecret reads a secret file of at most maxSecretSize bytes.
+func readSecret(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxSecretSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxSecretSize {
+		return nil, fmt.Errorf("larger than %d KiB: not a secret", maxSecretSize>>10)
+	}
+	return data, nil
 }
 
 // readable checks that path is a readable file.
