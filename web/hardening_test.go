@@ -301,6 +301,7 @@ func TestReloadAccess(t *testing.T) {
 		{ReloadLoopback, "[::1]:4000", "", 200},
 		{ReloadLoopback, "[::ffff:127.0.0.1]:4000", "", 200},
 		{ReloadLoopback, "10.0.0.7:4000", "", 401},
+		{ReloadLoopback, "127.0.0.6:4000", "", 401},
 		{ReloadLoopback, "127.0.0.1.example.com:4000", "", 401},
 		{ReloadLoopback, "10.0.0.7:4000", adminToken, 200},
 		{ReloadLoopback, "10.0.0.7:4000", goodToken, 200},

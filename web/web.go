@@ -266,14 +266,20 @@ func refuse(w http.ResponseWriter) {
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
-// loopback reports whether a request's remote address is a loopback one.
+// loopback reports whether a request comes from 127.0.0.1 or ::1. Not the
+// whole of 127.0.0.0/8: a service mesh's sidecar (Istio's, from 127.0.0.6)
+// relays remote clients from other loopback addresses.
 func loopback(remoteAddr string) bool {
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
 		return false
 	}
 	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	return ip == netip.AddrFrom4([4]byte{127, 0, 0, 1}) || ip == netip.IPv6Loopback()
 }
 
 // authorize returns the name of the request's token when it grants scope.

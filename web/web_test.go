@@ -37,7 +37,7 @@ func (f *fakeDeployer) Announce(_ context.Context, service, version, baseline st
 	return rollout.Event{Service: service, Version: version, Baseline: baseline, At: time.Unix(1, 0)}, nil
 }
 
-func writeTokens(t *testing.T, content string) string {
+func writeTokens(t testing.TB, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "tokens")
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
