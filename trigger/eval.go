@@ -34,6 +34,8 @@ var ErrSeriesCount = source.ErrSeriesCount
 //     ("pre_deploy", queried once per deploy). A failure of those queries is
 //     a QueryError; without any baseline value the condition is skipped, and
 //     when it was the only condition the outcome is NotEnoughEvidence.
+//  5. A Violated outcome whose queries answered with warnings (the source
+//     says its answer may be partial) is NotEnoughEvidence, Incomplete.
 func (t *Trigger) Eval(ctx context.Context, ts time.Time, d Deploy, q QueryFunc) Verdict {
 	t.mu.Lock()
 	if !t.bound || !t.deploy.Equal(d) {
@@ -52,6 +54,11 @@ func (t *Trigger) Eval(ctx context.Context, ts time.Time, d Deploy, q QueryFunc)
 	v := Verdict{Trigger: t.def.Name, At: ts, Deploy: d}
 	v.Evidence.MinRequests = t.def.MinRequests
 	v.Outcome, v.Err = t.judge(ctx, ts, d, q, r, &v.Evidence)
+	if v.Outcome == Violated && len(v.Evidence.Warnings) > 0 && v.Evidence.Sequential == nil {
+		// A partial answer (series missing from it) can make any ratio look
+		// breached: never act on one.
+		v.Outcome, v.Evidence.Incomplete = NotEnoughEvidence, true
+	}
 	v.Breach = t.def.breach(v.Outcome)
 
 	t.mu.Lock()

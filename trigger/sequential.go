@@ -365,6 +365,19 @@ func (t *Trigger) judgeSequential(ctx context.Context, ts time.Time, d Deploy, q
 		}
 	}
 
+	if len(ev.Warnings) > 0 {
+		// The counts may be partial (a store that did not answer): the test
+		// takes no step on them; it judges the next complete answer.
+		se.Note, ev.Incomplete = "the source warned that its answer may be incomplete", true
+		t.mu.Lock()
+		se.Decision, se.DecidedAt = st.decision, st.decidedAt
+		t.mu.Unlock()
+		if se.Decision == sequential.Regressed {
+			ev.Conditions = []Check{{Name: "sequential", Threshold: 1 / s.Alpha, Text: "sequential regressed earlier; incomplete answer now", Breached: true}}
+			return Violated, nil
+		}
+		return NotEnoughEvidence, nil
+	}
 	res := st.watch.Judge(nc, live)
 	t.mu.Lock()
 	st.maxE = max(st.maxE, res.E)

@@ -81,6 +81,10 @@ func (v Verdict) thresholdSummary(b *strings.Builder) {
 		b.WriteString(fmtValue(ev.Value))
 		b.WriteString(" not judged: ")
 		switch {
+		case ev.Incomplete:
+			b.WriteString("the source warned that its answer may be incomplete (")
+			b.WriteString(ev.Warnings[0])
+			b.WriteString(")")
 		case ev.MinRequests > 0 && ev.SampleSize == nil:
 			b.WriteString("no traffic data, min_requests ")
 			b.WriteString(fmtLimit(ev.MinRequests))

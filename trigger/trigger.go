@@ -222,6 +222,11 @@ type Evidence struct {
 	Sequential *SequentialEvidence
 	// Warnings are the query engine's warnings, from every query.
 	Warnings []string
+	// Incomplete is set when the conditions were breached but a query
+	// answered with warnings (a Thanos or Mimir store that did not answer, a
+	// partial response): the breach is not trusted and the outcome is
+	// NotEnoughEvidence.
+	Incomplete bool
 }
 
 // Verdict is the result of one evaluation and the state it led to.

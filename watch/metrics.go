@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"service"}),
 		queryErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "guardian_query_errors_total",
-			Help: "Failed metric queries by reason (timeout, unavailable, bad_query, canceled, other).",
+			Help: "Failed metric queries by reason (timeout, unavailable, bad_response, bad_query, canceled, other).",
 		}, []string{"service", "reason"}),
 		triggerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "guardian_trigger_state",
