@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,7 +58,9 @@ type Options struct {
 	// service's queries use plus a margin (see query.MaxRange). Default 10m.
 	Retention time.Duration
 	// Dir is the parent of the head's chunk directory, created by New and
-	// removed by Close. Default os.TempDir().
+	// removed by Close. Default os.TempDir(). The first New with a Dir in
+	// a process removes the chunk directories earlier runs left there (see
+	// RemoveStale).
 	Dir string
 	// Client performs the scrapes. Default: a client of its own, whose idle
 	// connections Close releases.
@@ -155,7 +156,7 @@ type Source struct {
 	ownClient     bool
 	now           func() time.Time
 	logger        *zap.Logger
-	dir           string
+	dir           *chunkDir
 
 	head      *tsdb.Head
 	engine    *promql.Engine
@@ -227,13 +228,17 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		opts.Client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 
-	dir, err := os.MkdirTemp(opts.Dir, "guardian-embedded-")
+	if opts.Dir != "" {
+		// Not in the system's temporary directory, which others share.
+		removeStaleOnce(opts.Dir, logger)
+	}
+	dir, err := newChunkDir(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("embedded source %s: creating chunk directory: %w", cfg.URL, err)
 	}
 	quiet := slog.New(slog.DiscardHandler)
 	ho := tsdb.DefaultHeadOptions()
-	ho.ChunkDirRoot = dir
+	ho.ChunkDirRoot = dir.path
 	// One service's series fit in far fewer stripes than a Prometheus
 	// server's default of 16384, which costs memory per head.
 	ho.StripeSize = 256
@@ -245,7 +250,7 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		}
 	}
 	if err != nil {
-		_ = os.RemoveAll(dir)
+		_ = dir.remove()
 		return nil, fmt.Errorf("embedded source %s: creating tsdb head: %w", cfg.URL, err)
 	}
 
@@ -413,7 +418,7 @@ func (s *Source) Close() error {
 		return nil
 	}
 	s.closed = true
-	errs := []error{s.head.Close(), os.RemoveAll(s.dir)}
+	errs := []error{s.head.Close(), s.dir.remove()}
 	if s.ownEngine {
 		errs = append(errs, s.engine.Close())
 	}
