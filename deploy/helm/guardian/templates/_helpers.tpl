@@ -241,3 +241,22 @@ test suite asserts that each flag adds exactly these.
   verbs: ["get", "list", "create", "update", "delete"]
 {{- end }}
 {{- end }}
+
+{{/* guardian.webConfigEnabled is "true" when Guardian gets a --web.config.file. */}}
+{{- define "guardian.webConfigEnabled" -}}
+{{- if or .Values.web.config .Values.web.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* guardian.webScheme is HTTPS when the web config serves TLS, HTTP otherwise. */}}
+{{- define "guardian.webScheme" -}}
+{{- if or (and .Values.web.config (hasKey .Values.web.config "tls_server_config")) .Values.web.tlsSecret }}HTTPS{{ else }}HTTP{{ end }}
+{{- end }}
+
+{{/* guardian.probe renders a probe, its httpGet on HTTPS when Guardian serves TLS (unless it says a scheme). */}}
+{{- define "guardian.probe" -}}
+{{- $probe := deepCopy .probe -}}
+{{- if and $probe.httpGet (not $probe.httpGet.scheme) (eq (include "guardian.webScheme" .root) "HTTPS") -}}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" -}}
+{{- end -}}
+{{- toYaml $probe -}}
+{{- end }}

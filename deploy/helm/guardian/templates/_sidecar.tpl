@@ -27,6 +27,15 @@ Volume names start with "guardian-" so that they do not clash with the pod's own
     - --config=/etc/guardian/config/config.yaml
     - --log.level={{ .Values.logLevel }}
     - --log.format={{ .Values.logFormat }}
+    {{- if include "guardian.webConfigEnabled" . }}
+    - --web.config.file={{ .Values.web.mountPath }}/{{ if .Values.web.existingSecret }}{{ .Values.web.existingSecretKey }}{{ else }}web-config.yml{{ end }}
+    {{- end }}
+    {{- if ne .Values.web.reload "loopback" }}
+    - --web.reload={{ .Values.web.reload }}
+    {{- end }}
+    {{- if ne .Values.web.readAuth "open" }}
+    - --web.read-auth={{ .Values.web.readAuth }}
+    {{- end }}
     {{- range .Values.extraArgs }}
     - {{ . | quote }}
     {{- end }}
@@ -56,11 +65,11 @@ Volume names start with "guardian-" so that they do not clash with the pod's own
   {{- end }}
   {{- with .Values.livenessProbe }}
   livenessProbe:
-    {{- toYaml . | nindent 4 }}
+    {{- include "guardian.probe" (dict "probe" . "root" $) | nindent 4 }}
   {{- end }}
   {{- with .Values.readinessProbe }}
   readinessProbe:
-    {{- toYaml . | nindent 4 }}
+    {{- include "guardian.probe" (dict "probe" . "root" $) | nindent 4 }}
   {{- end }}
   {{- with .Values.resources }}
   resources:
@@ -86,6 +95,16 @@ Volume names start with "guardian-" so that they do not clash with the pod's own
     {{- if include "guardian.secretsEnabled" . }}
     - name: guardian-secrets
       mountPath: {{ .Values.secrets.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if include "guardian.webConfigEnabled" . }}
+    - name: guardian-web
+      mountPath: {{ .Values.web.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if .Values.web.tlsSecret }}
+    - name: guardian-web-tls
+      mountPath: {{ .Values.web.tlsMountPath }}
       readOnly: true
     {{- end }}
     {{- with .Values.extraVolumeMounts }}
@@ -131,6 +150,16 @@ Volume names start with "guardian-" so that they do not clash with the pod's own
         path: {{ $name }}
       {{- end }}
     {{- end }}
+{{- end }}
+{{- if include "guardian.webConfigEnabled" . }}
+- name: guardian-web
+  secret:
+    secretName: {{ .Values.web.existingSecret | default (printf "%s-web" $fullname) }}
+{{- end }}
+{{- if .Values.web.tlsSecret }}
+- name: guardian-web-tls
+  secret:
+    secretName: {{ .Values.web.tlsSecret }}
 {{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
