@@ -81,7 +81,7 @@ func WithClock(now func() time.Time) Option { return func(e *Executor) { e.now =
 // use.
 type Executor struct {
 	url      string
-	redacted string // for messages: no password
+	redacted string // for messages: scheme and host only (see redact)
 	key      []byte // nil: unsigned
 	timeout  time.Duration
 	attempts int
@@ -109,7 +109,7 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Executor, error) {
 	u, _ := url.Parse(cfg.URL) // checked by Validate
 	e := &Executor{
 		url:      cfg.URL,
-		redacted: u.Redacted(),
+		redacted: redact(u),
 		timeout:  time.Duration(cfg.Timeout),
 		attempts: 1,
 		backoff:  DefaultBackoff,
@@ -207,7 +207,7 @@ func (e *Executor) call(ctx context.Context, key string, body []byte) (res execu
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, e.url, bytes.NewReader(body))
 	if err != nil {
-		return res, false, fmt.Errorf("%w: %w", executor.ErrFailed, err)
+		return res, false, fmt.Errorf("%w: %w", executor.ErrFailed, unquote(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Guardian")
@@ -244,10 +244,7 @@ func (e *Executor) call(ctx context.Context, key string, body []byte) (res execu
 
 // transportError classifies a request that got no answer.
 func (e *Executor) transportError(ctx, actx context.Context, err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		err = uerr.Err // its message repeats the URL
-	}
+	err = unquote(err)
 	switch {
 	case ctx.Err() != nil:
 		return ctxError(ctx)
@@ -255,6 +252,27 @@ func (e *Executor) transportError(ctx, actx context.Context, err error) error {
 		return fmt.Errorf("%w: no answer within %s", executor.ErrTimeout, e.timeout)
 	}
 	return fmt.Errorf("%w: %w", executor.ErrFailed, err)
+}
+
+// redact keeps only a URL's scheme and host: a deploy system's webhook
+// often carries its token in the path, the query or the user info.
+// Anything after the host shows as "/<secret>".
+func redact(u *url.URL) string {
+	s := u.Scheme + "://" + u.Host
+	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		s += "/<secret>"
+	}
+	return s
+}
+
+// unquote drops the URL a *url.Error quotes (its message repeats the
+// URL), keeping its cause.
+func unquote(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
 }
 
 // snippet is the start of a failed answer's body for an error message.

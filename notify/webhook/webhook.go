@@ -57,7 +57,7 @@ const maxErrorBody = 256
 // Notifier posts events to one webhook URL.
 type Notifier struct {
 	url      string
-	redacted string // the URL without credentials, query or fragment, for logs and errors
+	redacted string // scheme and host only, for logs and errors (see redact)
 	key      []byte // nil: unsigned
 	client   *http.Client
 	timeout  time.Duration
@@ -100,7 +100,7 @@ func WithNow(now func() time.Time) Option {
 func New(cfg config.Webhook, logger *zap.Logger, opts ...Option) (*Notifier, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("webhook URL: %w", err)
+		return nil, fmt.Errorf("webhook URL: %w", unquote(err))
 	}
 	redacted := redact(u)
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -140,15 +140,25 @@ func New(cfg config.Webhook, logger *zap.Logger, opts ...Option) (*Notifier, err
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// redact keeps scheme, host and path: user info and query strings often
-// carry tokens.
+// redact keeps only scheme and host: the path of a webhook URL is often its
+// credential (https://hooks.slack.com/services/T000/B000/XXXX), and so are
+// its user info and query. Anything after the host shows as "/<secret>".
 func redact(u *url.URL) string {
-	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-	s := r.String()
-	if u.User != nil || u.RawQuery != "" {
-		s += " (credentials redacted)"
+	s := u.Scheme + "://" + u.Host
+	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		s += "/<secret>"
 	}
 	return s
+}
+
+// unquote drops the URL a *url.Error quotes, keeping its cause: the URL
+// holds credentials. The cause keeps telling timeouts (net.Error).
+func unquote(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
 }
 
 // Notify posts e once. It reports retry for 408, 429, 5xx, network errors
@@ -162,7 +172,7 @@ func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.url, bytes.NewReader(body))
 	if err != nil {
-		return false, fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, err)
+		return false, fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, unquote(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", UserAgent)
@@ -170,12 +180,7 @@ func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
 
 	resp, err := n.client.Do(req)
 	if err != nil {
-		// *url.Error quotes the full URL; keep only its cause.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return true, fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, err)
+		return true, fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, unquote(err))
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
