@@ -72,7 +72,7 @@ type Options struct {
 	// NewMetrics(reg) with the registry passed to New.
 	Metrics *Metrics
 	// Target is the value of the target label of the metrics; default the
-	// scrape URL.
+	// scrape URL without its credentials.
 	Target string
 	// MaxSamples bounds the samples one query may load; default 5,000,000.
 	MaxSamples int
@@ -148,6 +148,7 @@ func newEngine(k engineKey) *promql.Engine {
 // scraped. Query is safe for concurrent use, also while a scrape runs.
 type Source struct {
 	url           string
+	shown         string // url without credentials, for logs and errors (see redact)
 	interval      time.Duration
 	timeout       time.Duration
 	retention     time.Duration
@@ -211,8 +212,9 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(reg)
 	}
+	shown := redact(cfg.URL)
 	if opts.Target == "" {
-		opts.Target = cfg.URL
+		opts.Target = shown
 	}
 	if opts.MaxSamples <= 0 {
 		opts.MaxSamples = DefaultMaxSamples
@@ -234,7 +236,7 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 	}
 	dir, err := newChunkDir(opts.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("embedded source %s: creating chunk directory: %w", cfg.URL, err)
+		return nil, fmt.Errorf("embedded source %s: creating chunk directory: %w", shown, err)
 	}
 	quiet := slog.New(slog.DiscardHandler)
 	ho := tsdb.DefaultHeadOptions()
@@ -251,12 +253,13 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 	}
 	if err != nil {
 		_ = dir.remove()
-		return nil, fmt.Errorf("embedded source %s: creating tsdb head: %w", cfg.URL, err)
+		return nil, fmt.Errorf("embedded source %s: creating tsdb head: %w", shown, err)
 	}
 
 	m := opts.Metrics
 	s := &Source{
 		url:           cfg.URL,
+		shown:         shown,
 		interval:      interval,
 		timeout:       timeout,
 		retention:     opts.Retention,
@@ -264,7 +267,7 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		client:        opts.Client,
 		ownClient:     ownClient,
 		now:           opts.Now,
-		logger:        logger.With(zap.String("target", cfg.URL)),
+		logger:        logger.With(zap.String("target", shown)),
 		dir:           dir,
 		head:          head,
 		scrapes:       m.scrapes.WithLabelValues(opts.Target),
@@ -326,11 +329,11 @@ func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return source.Result{}, fmt.Errorf("embedded source %s: %w", s.url, ErrClosed)
+		return source.Result{}, fmt.Errorf("embedded source %s: %w", s.shown, ErrClosed)
 	}
 	qry, err := s.engine.NewInstantQuery(ctx, s.queryable, nil, query, ts)
 	if err != nil {
-		return source.Result{}, fmt.Errorf("embedded source %s: query %q: %w", s.url, query, classify(ctx, err))
+		return source.Result{}, fmt.Errorf("embedded source %s: query %q: %w", s.shown, query, classify(ctx, err))
 	}
 	defer qry.Close()
 	res := qry.Exec(ctx)
@@ -340,11 +343,11 @@ func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.
 			zap.Strings("warnings", warnings), zap.Strings("infos", infos))
 	}
 	if res.Err != nil {
-		return source.Result{Warnings: warnings}, fmt.Errorf("embedded source %s: query %q: %w", s.url, query, classify(ctx, res.Err))
+		return source.Result{Warnings: warnings}, fmt.Errorf("embedded source %s: query %q: %w", s.shown, query, classify(ctx, res.Err))
 	}
 	vec, err := toVector(res.Value)
 	if err != nil {
-		return source.Result{Warnings: warnings}, fmt.Errorf("embedded source %s: query %q: %w", s.url, query, err)
+		return source.Result{Warnings: warnings}, fmt.Errorf("embedded source %s: query %q: %w", s.shown, query, err)
 	}
 	return source.Result{Vector: vec, Warnings: warnings}, nil
 }
@@ -427,7 +430,7 @@ func (s *Source) Close() error {
 	}
 	s.series.DeleteLabelValues(s.target)
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("closing embedded source %s: %w", s.url, err)
+		return fmt.Errorf("closing embedded source %s: %w", s.shown, err)
 	}
 	return nil
 }

@@ -8,7 +8,9 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -132,13 +134,13 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 	start := time.Now()
 	contentType, scrapeErr := s.fetch(ctx)
 	if scrapeErr != nil && ctx.Err() != nil {
-		return fmt.Errorf("scraping %s: %w", s.url, scrapeErr)
+		return fmt.Errorf("scraping %s: %w", s.shown, scrapeErr)
 	}
 
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return fmt.Errorf("scraping %s: %w", s.url, ErrClosed)
+		return fmt.Errorf("scraping %s: %w", s.shown, ErrClosed)
 	}
 	err := s.ingest(ctx, timestamp.FromTime(ts), contentType, scrapeErr, start)
 
@@ -148,13 +150,13 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 	if err != nil {
 		s.failures.Inc()
 		if s.health != healthDown {
-			s.logger.Warn("scrape failed", zap.String("url", s.url), zap.Stringer("was", s.health), zap.Error(err))
+			s.logger.Warn("scrape failed", zap.String("url", s.shown), zap.Stringer("was", s.health), zap.Error(err))
 		}
 		s.health = healthDown
-		return fmt.Errorf("scraping %s: %w", s.url, err)
+		return fmt.Errorf("scraping %s: %w", s.shown, err)
 	}
 	if s.health == healthDown {
-		s.logger.Info("scrape recovered", zap.String("url", s.url))
+		s.logger.Info("scrape recovered", zap.String("url", s.shown))
 	}
 	s.health = healthUp
 	return nil
@@ -166,14 +168,14 @@ func (s *Source) fetch(ctx context.Context) (string, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, http.NoBody)
 	if err != nil {
-		return "", err
+		return "", s.unquote(err)
 	}
 	req.Header.Set("Accept", acceptHeader)
 	req.Header.Set("User-Agent", userAgent)
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(s.timeout.Seconds(), 'f', -1, 64))
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return "", err
+		return "", s.unquote(err)
 	}
 	defer func() {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
@@ -191,6 +193,37 @@ func (s *Source) fetch(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("body exceeds the limit of %d bytes", s.bodySizeLimit)
 	}
 	return resp.Header.Get("Content-Type"), nil
+}
+
+// unquote replaces the URL a *url.Error quotes with the shown one, keeping
+// the error's type: source.Reason tells a timeout by it (net.Error).
+func (s *Source) unquote(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		c := *uerr
+		c.URL = s.shown
+		return &c
+	}
+	return err
+}
+
+// redact returns a scrape URL for logs, errors and metric labels: user
+// info and query, which may carry credentials, show as "<secret>"; scheme,
+// host and path stay.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+	if u.User != nil {
+		r.User = url.User("<secret>")
+	}
+	s := r.String()
+	if u.RawQuery != "" {
+		s += "?<secret>"
+	}
+	return strings.Replace(s, "%3Csecret%3E@", "<secret>@", 1)
 }
 
 // statusError is a scrape answered with a status other than 200 OK. A 5xx
