@@ -42,7 +42,7 @@ func FuzzTokens(f *testing.F) {
 
 		// One line in the documented format, after a comment line.
 		tname := strings.TrimSpace(name)
-		if tname == "" || strings.HasPrefix(tname, "#") || strings.ContainsAny(name, ":\n\r") || strings.ContainsAny(secret, "\n\r") || strings.ContainsAny(scopes, "\n\r") {
+		if tname == "" || strings.HasPrefix(tname, "#") || strings.ContainsAny(name, ":\n\r") || strings.ContainsAny(secret, "\n\r") || strings.ContainsAny(scopes, ":\n\r") {
 			return
 		}
 		line := name + ":" + secret
