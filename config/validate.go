@@ -427,7 +427,9 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 		t := &s.Triggers[i]
 		v.trigger(tp, t, triggers)
 		if t.For >= s.WatchWindow && s.WatchWindow > 0 && !v.broken(p+".watch_window") {
-			v.errorf(tp+".for", "%s is not shorter than watch_window %s: the watch closes before a condition has held that long, so the trigger never fires", t.For, s.WatchWindow)
+			// A warning, not an error: such a trigger still shows its
+			// pending state, and a test may want one that never fires.
+			v.warnf(tp+".for", "%s is not shorter than watch_window %s: the watch closes before a condition has held that long, so the trigger never fires", t.For, s.WatchWindow)
 		}
 	}
 	for i, n := range s.Notify {
