@@ -43,8 +43,9 @@ type CommandExecutor struct {
 	// {{.Service}}, {{.Version}}, {{.Baseline}}, {{.Step}} and
 	// {{.IdempotencyKey}}; each stays one argument whatever the values
 	// contain. In the script a shell interprets (sh -c SCRIPT, see
-	// ShellScript) the values are substituted single-quoted, since the
-	// shell reads them as code; the config check warns about a template
+	// ShellScript) each template becomes a quoted reference to its
+	// GUARDIAN_* variable, so the shell never reads a value as code; the
+	// config check warns about a template
 	// there: pass the values as arguments instead, as in
 	// [sh, -c, 'rollback "$1"', sh, '{{.Version}}']. The program itself
 	// is not templated; a bare name is looked up in Guardian's PATH, a

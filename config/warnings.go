@@ -37,6 +37,6 @@ func (v *validator) shellWarnings(path string, argv []string) {
 		return
 	}
 	v.warnf(fmt.Sprintf("%s[%d]", path, i), "the shell interprets this template, so a value could change the script; "+
-		"Guardian single-quotes the values it substitutes there, but pass them as arguments instead: "+
+		"Guardian passes each value there as a quoted reference to its GUARDIAN_* variable, but pass them as arguments instead: "+
 		`[sh, -c, 'rollback "$1"', sh, '{{.Version}}']`)
 }
