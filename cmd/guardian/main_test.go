@@ -292,3 +292,19 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// check prints a valid configuration's warnings with their field and line,
+// counts them, and still succeeds.
+func TestCheckPrintsWarnings(t *testing.T) {
+	var out, errb bytes.Buffer
+	f := "../../config/testdata/shell-template.warn.yml"
+	if code := run([]string{"check", f}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	if want := f + ": warning: services[0].rollback.application.command[2]: the shell interprets this template"; !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+	}
+	if !strings.Contains(errb.String(), "(line 12)") || !strings.Contains(out.String(), "2 warnings)") {
+		t.Errorf("stdout %q, stderr %q", out.String(), errb.String())
+	}
+}

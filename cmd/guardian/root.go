@@ -58,7 +58,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&lf.format, "log.format", "console", "log format: console or json")
 	root.AddCommand(newRunCmd(lf, stderr), newCheckCmd(stdout, stderr), newDemoCmd(lf, stdout, stderr),
 		newDecisionCmd(stdout, true), newDecisionCmd(stdout, false), newCloseCmd(stdout), newIncidentsCmd(stdout), newReportCmd(stdout),
-		newVersionCmd(stdout))
+		newStateCmd(stdout, stderr), newVersionCmd(stdout))
 	return root
 }
 
@@ -169,7 +169,8 @@ func newCheckCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "check FILE...",
 		Short: "Validate configuration files, listing every error",
 		Long: "Validate configuration files, listing every error, and the tokens file each one names (as the daemon\n" +
-			"reads it: a token shorter than 16 characters or an unknown scope is an error).",
+			"reads it: a token shorter than 16 characters or an unknown scope is an error). Warnings (a template\n" +
+			"in a shell script, a threshold that always fires, ...) are printed but do not fail the check.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, files []string) error {
 			failed := false
@@ -206,7 +207,14 @@ func newCheckCmd(stdout, stderr io.Writer) *cobra.Command {
 				for _, s := range cfg.Services {
 					triggers += len(s.Triggers)
 				}
-				fmt.Fprintf(stdout, "%s: OK (%s, %s)\n", f, plural(len(cfg.Services), "service"), plural(triggers, "trigger"))
+				for _, w := range cfg.Warnings {
+					fmt.Fprintf(stderr, "%s: warning: %s\n", f, w)
+				}
+				summary := plural(len(cfg.Services), "service") + ", " + plural(triggers, "trigger")
+				if len(cfg.Warnings) > 0 {
+					summary += ", " + plural(len(cfg.Warnings), "warning")
+				}
+				fmt.Fprintf(stdout, "%s: OK (%s)\n", f, summary)
 			}
 			if failed {
 				return errSilent
