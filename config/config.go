@@ -98,7 +98,9 @@ type Postmortem struct {
 
 // Auth configures API authentication.
 type Auth struct {
-	// TokensFile holds one "name:token" pair per line ('#' starts a comment).
+	// TokensFile holds one "name:token" or "name:token:scopes" per line
+	// ('#' starts a comment); scopes are read, deploy, approve and admin,
+	// none meaning all (see docs/http.md).
 	// Without it the write API (deployments, approvals) refuses every request.
 	// A relative path is resolved against the config file's directory; the
 	// file must be readable at load time, and is read again by its user.
