@@ -86,13 +86,13 @@ func TestFaultSource(t *testing.T) {
 		},
 		{
 			name:     "prometheus-garbage",
-			expected: "no incident; errors counted; source.unreachable after 5s",
+			expected: "no incident; errors counted (bad_response); source.unreachable after 5s",
 			mode:     modePrometheus,
 			run: func(t *testing.T, f *faultRun) {
 				f.fault.Set(testenv.Fault{Mode: testenv.Garbage})
 				f.ship("v3", 0.005)
 				f.faultLasts(t, 15)
-				f.wantErrors(t, "", 15)
+				f.wantErrors(t, "bad_response", 15)
 				f.wantAlert(t)
 				f.heal(t)
 				f.judgedOK(t, "v3")
@@ -101,13 +101,13 @@ func TestFaultSource(t *testing.T) {
 		},
 		{
 			name:     "prometheus-truncated-json",
-			expected: "no incident; errors counted; source.unreachable after 5s",
+			expected: "no incident; errors counted (bad_response); source.unreachable after 5s",
 			mode:     modePrometheus,
 			run: func(t *testing.T, f *faultRun) {
 				f.fault.Set(testenv.Fault{Mode: testenv.Truncated})
 				f.ship("v3", 0.005)
 				f.faultLasts(t, 15)
-				f.wantErrors(t, "", 15)
+				f.wantErrors(t, "bad_response", 15)
 				f.wantAlert(t)
 				f.heal(t)
 				f.judgedOK(t, "v3")
@@ -165,7 +165,7 @@ func TestFaultSource(t *testing.T) {
 		{
 			// A partial answer that keeps the errors and loses the
 			// successes reads as a 100% error ratio. Its warning says the
-			// answer is partial; Guardian judges it anyway.
+			// answer is partial, and Guardian does not act on it.
 			name: "prometheus-partial-successes-hidden-after-deploy",
 			expected: "healthy v4 (3% errors, under above: 0.05) judged ok, then the 2xx series missing with a warning: " +
 				"no incident (the error ratio is an artefact of the missing data)",
@@ -181,7 +181,7 @@ func TestFaultSource(t *testing.T) {
 					if v, ok := f.firing(); ok {
 						f.note("fired %s into the fault: %s (%d warnings in its evidence)", v.verdict.At.Sub(f.began).Round(100*time.Millisecond),
 							v.verdict.Summary(), len(v.verdict.Evidence.Warnings))
-						t.Errorf("BUG: a partial answer (warning %q) made healthy v4 fire: %s", testenv.PartialWarning, v.verdict.Summary())
+						t.Errorf("a partial answer (warning %q) made healthy v4 fire: %s", testenv.PartialWarning, v.verdict.Summary())
 						break
 					}
 					time.Sleep(100 * time.Millisecond)
@@ -192,18 +192,15 @@ func TestFaultSource(t *testing.T) {
 					during[o] -= n
 				}
 				f.note("during the fault %v", during)
-				var recs []incident.Record
-				if _, fired := f.firing(); fired {
-					// The incident follows the firing verdict.
-					testenv.Eventually(t, 30*time.Second, func() (err error) {
-						if recs, err = f.app.List(context.Background()); err == nil && len(recs) == 0 {
-							err = fmt.Errorf("no incident yet")
-						}
-						return err
-					}, "the incident of the firing trigger")
+				if during[trigger.NotEnoughEvidence.String()] < 5 {
+					t.Errorf("the partial answers were judged %v, want not_enough_evidence", during)
+				}
+				recs, err := f.app.List(context.Background())
+				if err != nil {
+					t.Fatal(err)
 				}
 				if len(recs) > 0 {
-					t.Errorf("BUG: incident %d declared for healthy v4 on partial data (%s)", recs[0].ID, recs[0].State)
+					t.Errorf("incident %d declared for healthy v4 on partial data (%s)", recs[0].ID, recs[0].State)
 				}
 				f.note("incidents %d", len(recs))
 			},
@@ -255,6 +252,10 @@ func TestFaultSource(t *testing.T) {
 				f.deploy("v3", 0.005)
 				f.began = time.Now()
 				f.during(t, faultFor, f.nothingFires)
+				// On a loaded machine scrapes come slower: flap until five failed.
+				for deadline := time.Now().Add(2 * time.Minute); f.metric("guardian_scrape_failures_total") < 5 && time.Now().Before(deadline); {
+					f.during(t, time.Second, f.nothingFires)
+				}
 				cancel()
 				<-flapped
 				f.heal(t)
@@ -336,13 +337,23 @@ func (f *faultRun) ship(version string, errorRate float64) {
 func (f *faultRun) faultLasts(t *testing.T, min int) {
 	t.Helper()
 	f.during(t, time.Until(f.began.Add(faultFor)), f.nothingFires)
+	// On a loaded machine evaluations come slower than once a second: the
+	// fault lasts until min of them saw it (nothing firing meanwhile).
 	version := f.watch().Version
-	o := f.outcomes(version)
-	n := 0
-	for _, c := range o {
-		n += c
+	evaluated := func() (int, map[string]int) {
+		o := f.outcomes(version)
+		n := 0
+		for _, c := range o {
+			n += c
+		}
+		return n, o
 	}
-	f.note("%d evaluations of %s during %s of fault %v", n, version, faultFor, o)
+	deadline := time.Now().Add(2 * time.Minute)
+	for n, _ := evaluated(); n < min && time.Now().Before(deadline); n, _ = evaluated() {
+		f.during(t, time.Second, f.nothingFires)
+	}
+	n, o := evaluated()
+	f.note("%d evaluations of %s during %s of fault %v", n, version, time.Since(f.began).Round(time.Second), o)
 	if n < min {
 		t.Errorf("%d evaluations of %s during the fault, want >= %d", n, version, min)
 	}
@@ -404,7 +415,7 @@ func (f *faultRun) outcomes(version string) map[string]int {
 func (f *faultRun) wantErrors(t *testing.T, reason string, min int) {
 	t.Helper()
 	byReason := map[string]float64{}
-	for _, r := range []string{"timeout", "unavailable", "bad_query", "canceled", "other"} {
+	for _, r := range []string{"timeout", "unavailable", "bad_response", "bad_query", "canceled", "other"} {
 		if n := f.metric("guardian_query_errors_total", "service", "checkout", "reason", r); n > 0 {
 			byReason[r] = n
 		}
@@ -431,7 +442,7 @@ func (f *faultRun) wantAlert(t *testing.T) {
 	t.Helper()
 	ev, ok := f.clock.first("source.unreachable")
 	if !ok {
-		t.Errorf("BUG: no source.unreachable after %s of fault (source_alert_after %s); guardian_source_up{source=prom} = %v; received %v",
+		t.Errorf("no source.unreachable after %s of fault (source_alert_after %s); guardian_source_up{source=prom} = %v; received %v",
 			time.Since(f.began).Round(time.Millisecond), faultAlertAfter, f.metric("guardian_source_up", "source", "prom"), f.rcv.types())
 		f.note("no source.unreachable (guardian_source_up %v)", f.metric("guardian_source_up", "source", "prom"))
 		return
