@@ -2,23 +2,26 @@
 # The test command (README, `make test`, .ci/run): installs what the tests
 # need, checks formatting, vets, lints, checks the slim builds, and runs
 # every test with the race detector, end-to-end suites against real
-# components included.
+# components included, then fuzzes every fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+t0=$(date +%s)
+# step announces a step with the time elapsed since the start.
+step() { echo "== $* (at $(( $(date +%s) - t0 ))s)"; }
 
 scripts/deps.sh
 
-echo "== gofmt"
+step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:" $unformatted >&2
   exit 1
 fi
-echo "== go vet"
+step "go vet"
 go vet ./...
-echo "== staticcheck"
+step "staticcheck"
 .cache/bin/staticcheck ./...
-echo "== slim builds (-tags nokubernetes, -tags nohelm)"
+step "slim builds (-tags nokubernetes, -tags nohelm)"
 # They compile, lint clean (nokubernetes selects every file a slim build
 # has), and reject what they leave out (TestSlimBuild).
 for tags in nokubernetes nohelm; do
@@ -29,5 +32,23 @@ go vet -tags nokubernetes ./...
 go test -count=1 -tags nokubernetes ./config/ ./cmd/guardian/ ./plugin/
 go test -count=1 -tags nohelm -run TestSlimBuild ./config/ ./cmd/guardian/
 go test -count=1 -tags nohelm ./plugin/
-echo "== go test -race"
-go test -race -count=1 -timeout 25m "$@" ./...
+step "go test -race"
+go test -race -count=1 -parallel 4 -timeout 25m "$@" ./...
+
+# Every fuzz target for a short fixed budget (FUZZTIME, default 10s), on top
+# of its committed seed corpus, which the run above already replays. A
+# failure leaves the input under the package's testdata/fuzz for a
+# regression test; docs/reliability.md lists the targets.
+fuzztime="${FUZZTIME:-10s}"
+fuzz() {
+  local pkg=$1; shift
+  for target in "$@"; do
+    step "fuzz $pkg $target ($fuzztime)"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+  done
+}
+fuzz ./query FuzzRender FuzzCheck
+fuzz ./config FuzzParse
+fuzz ./web FuzzTokens FuzzAPIBodies
+fuzz ./sign FuzzVerify
+fuzz ./store/bolt FuzzOpen
