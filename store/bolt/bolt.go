@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,6 +81,10 @@ type Store struct {
 	path    string
 	logger  *zap.Logger
 	checked time.Duration // how long the check at open took
+	// broken is set when bbolt panicked: its memory (the map of the file,
+	// its freelist) may be left half changed, so every later call fails
+	// with this error rather than read through it.
+	broken atomic.Pointer[CorruptError]
 }
 
 var _ store.Store = (*Store)(nil)
@@ -183,7 +188,12 @@ func OpenReadOnly(path string, timeout time.Duration, logger *zap.Logger) (*Stor
 		return nil, err
 	}
 	s := &Store{db: db, path: path, logger: logger}
-	err = s.view(func(tx *bbolt.Tx) error { return s.checkSize(tx) })
+	err = s.view(func(tx *bbolt.Tx) error {
+		if err := s.checkSize(tx); err != nil {
+			return err
+		}
+		return s.checkRaw(tx)
+	})
 	if cerr := db.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing state file %s: %w", path, cerr)
 	}
@@ -250,9 +260,11 @@ func openDB(path string, readOnly, preload bool, timeout time.Duration) (*bbolt.
 }
 
 // Check reads the whole state file and runs bbolt's consistency check
-// (every page reachable or free, once; keys in order). It returns a
+// (every page reachable or free, once; keys in order). It first reads the
+// pages as bytes (see checkPages), then every key and value under guard,
+// and only then lets bbolt's check, which trusts the pages, run. It returns a
 // *CorruptError listing what it found, or nil. It reads every page: about
-// 1ms for a thousand incidents (a 2 MiB file).
+// 3ms for a thousand incidents (a 2 MiB file).
 func (s *Store) Check() error {
 	var details []string
 	add := func(format string, args ...any) {
@@ -260,7 +272,6 @@ func (s *Store) Check() error {
 			details = append(details, fmt.Sprintf(format, args...))
 		}
 	}
-	problem := "is corrupt"
 	// bbolt's check reads the freelist, which a writer changes: in a
 	// writable store it runs in a write transaction, rolled back.
 	run := s.view
@@ -269,6 +280,9 @@ func (s *Store) Check() error {
 	}
 	err := run(func(tx *bbolt.Tx) error {
 		if err := s.checkSize(tx); err != nil {
+			return err
+		}
+		if err := s.checkRaw(tx); err != nil {
 			return err
 		}
 		// Walk everything under guard first: the consistency check runs
@@ -288,20 +302,14 @@ func (s *Store) Check() error {
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil || len(details) == 0 {
 		return err
 	}
-	if len(details) == 0 && problem == "is corrupt" {
-		return nil
+	problem := "is corrupt (" + details[0]
+	if len(details) > 1 {
+		problem += fmt.Sprintf(", and %d more problems", len(details)-1)
 	}
-	if len(details) > 0 {
-		problem += " (" + details[0]
-		if len(details) > 1 {
-			problem += fmt.Sprintf(", and %d more problems", len(details)-1)
-		}
-		problem += ")"
-	}
-	return &CorruptError{Path: s.path, Problem: problem + ", so incidents in it may be lost", Details: details}
+	return &CorruptError{Path: s.path, Problem: problem + "), so incidents in it may be lost", Details: details}
 }
 
 // checkSize returns a CorruptError if the file is shorter than the pages
@@ -315,6 +323,39 @@ func (s *Store) checkSize(tx *bbolt.Tx) error {
 		return &CorruptError{Path: s.path, Problem: fmt.Sprintf("is truncated (%d bytes, its pages need %d), so incidents in it may be lost", fi.Size(), need)}
 	}
 	return nil
+}
+
+// checkRaw reads the pages tx sees as bytes (see checkPages) and returns a
+// CorruptError listing their damage.
+func (s *Store) checkRaw(tx *bbolt.Tx) error {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return fmt.Errorf("checking state file: %w", err)
+	}
+	defer f.Close()
+	var details []string
+	add := func(format string, args ...any) {
+		if len(details) < maxDetails {
+			details = append(details, fmt.Sprintf(format, args...))
+		}
+	}
+	ps := tx.DB().Info().PageSize
+	root := uint64(tx.Cursor().Bucket().RootPage())
+	txid := uint64(tx.ID())
+	if tx.Writable() {
+		txid-- // the committed meta page's
+	}
+	if err := checkPages(f, ps, uint64(tx.Size())/uint64(ps), root, txid, add); err != nil {
+		return err
+	}
+	if len(details) == 0 {
+		return nil
+	}
+	problem := "is corrupt (" + details[0]
+	if len(details) > 1 {
+		problem += fmt.Sprintf(", and %d more problems", len(details)-1)
+	}
+	return &CorruptError{Path: s.path, Problem: problem + "), so incidents in it may be lost", Details: details}
 }
 
 // scanPages checks the header of every page below the high water mark: a
@@ -569,7 +610,11 @@ func (s *Store) WriteTo(w io.Writer) (int64, error) {
 
 // Close closes the file and releases its lock.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	err := guard(s.db.Close)
+	if _, ok := err.(*panicError); ok {
+		return &CorruptError{Path: s.path, Problem: fmt.Sprintf("is corrupt (%v), so incidents in it may be lost", err)}
+	}
+	if err != nil {
 		return fmt.Errorf("closing state file %s: %w", s.path, err)
 	}
 	return nil
@@ -597,11 +642,18 @@ func (s *Store) inWriteTx(fn func(*bbolt.Tx) error) error {
 	})
 }
 
-// guarded is guard, turning a panic into a CorruptError naming the file.
+// guarded is guard, turning a panic into a CorruptError naming the file,
+// which every later call returns.
 func (s *Store) guarded(f func() error) error {
+	if b := s.broken.Load(); b != nil {
+		return b
+	}
 	err := guard(f)
 	if p, ok := err.(*panicError); ok {
-		return &CorruptError{Path: s.path, Problem: fmt.Sprintf("is corrupt (%v), so incidents in it may be lost", p.v)}
+		cerr := &CorruptError{Path: s.path, Problem: fmt.Sprintf("is corrupt (%v), so incidents in it may be lost", p.v)}
+		s.broken.CompareAndSwap(nil, cerr)
+		s.logger.Error("State file damaged: refusing to use it further", zap.Error(cerr))
+		return s.broken.Load()
 	}
 	return err
 }

@@ -199,6 +199,14 @@ func TestCheck(t *testing.T) {
 	if _, err := s.Put(context.Background(), "incidents", "x", nil, 0); err == nil {
 		t.Error("Put on a read-only store succeeded")
 	}
+	rw := open(t, filepath.Join(dir, "rw.db"))
+	defer rw.Close()
+	if _, err := rw.Put(context.Background(), "incidents", "x", []byte("12345678"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := rw.Check(); err != nil {
+		t.Errorf("Check of an open, writable store: %v", err)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "missing.db")); !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
