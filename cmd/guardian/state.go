@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -70,8 +71,11 @@ func (f *stateFlags) open() (*bolt.Store, error) {
 		return nil, err
 	}
 	s, err := bolt.OpenReadOnly(path, f.lockTimeout, zap.NewNop())
-	if errors.Is(err, bolt.ErrLocked) {
+	switch {
+	case errors.Is(err, bolt.ErrLocked):
 		return nil, fmt.Errorf("%w: stop Guardian first (it holds the lock while it runs)", err)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("no state file at %s (Guardian makes it when it first starts with this state_dir)", path)
 	}
 	return s, err
 }

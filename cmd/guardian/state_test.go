@@ -182,3 +182,14 @@ func TestStateBackup(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+func TestStateCheckNoFile(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := runState(t, "check", "--state-dir", dir)
+	if err == nil || !strings.Contains(err.Error(), "no state file at "+filepath.Join(dir, "guardian.db")) {
+		t.Errorf("err = %v, want it to say there is no state file", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "guardian.db")); !os.IsNotExist(err) {
+		t.Errorf("check made a state file: %v", err)
+	}
+}
