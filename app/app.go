@@ -155,6 +155,13 @@ func (a *App) Apply(cfg *config.Config) error {
 	}
 	if a.st == nil {
 		if err := a.openState(cfg, next.notifiers); err != nil {
+			// Guardian does not start: the embedded sources just made
+			// take their temporary directories with them.
+			for _, s := range next.services {
+				if s.embedded != nil {
+					s.embedded.Stop()
+				}
+			}
 			return err
 		}
 	} else {
@@ -273,6 +280,10 @@ func (a *App) Run(ctx context.Context) error {
 		var err error
 		l, err = net.Listen("tcp", st.cfg.Global.ListenAddress)
 		if err != nil {
+			a.stopAll()
+			if cerr := a.st.Close(); cerr != nil {
+				a.log.Warn("closing the state file", zap.Error(cerr))
+			}
 			return fmt.Errorf("listening on %s: %w", st.cfg.Global.ListenAddress, err)
 		}
 	}
