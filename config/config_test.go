@@ -520,7 +520,7 @@ func TestSecretsHidden(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "config.yml")
-	secrets := []string{hmac, "hunter2-PASSWORD", "tenant-SECRET", "urlpass-SECRET", "hooktoken-SECRET", "proxy-SECRET", "bearer-SECRET"}
+	secrets := []string{hmac, "hunter2-PASSWORD", "tenant-SECRET", "urlpass-SECRET", "hooktoken-SECRET", "proxy-SECRET", "bearer-SECRET", "query-SECRET"}
 	if err := os.WriteFile(path, []byte(minimal+`
     notify: [oncall, slack]
 sources:
@@ -534,7 +534,7 @@ sources:
         X-Scope-OrgID: { secrets: [tenant-SECRET] }
   - name: prom2
     prometheus:
-      url: http://127.0.0.1:9091
+      url: http://127.0.0.1:9091/select?api_key=query-SECRET
       authorization: { credentials: bearer-SECRET }
 notifiers:
   - name: oncall
@@ -561,7 +561,7 @@ notifiers:
 				t.Errorf("%s output contains secret %q:\n%s", name, s, out)
 			}
 		}
-		for _, want := range []string{"password: <secret>", "- <secret>", "http://guardian:xxxxx@127.0.0.1:9090", "https://hooks.example.invalid/<secret>", "url: https://127.0.0.1:9/"} {
+		for _, want := range []string{"password: <secret>", "- <secret>", "http://guardian:xxxxx@127.0.0.1:9090", "https://hooks.example.invalid/<secret>", "url: https://127.0.0.1:9/", "http://127.0.0.1:9091/select?api_key=xxxxx"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%s output lacks %q:\n%s", name, want, out)
 			}

@@ -94,9 +94,9 @@ func (c *Config) String() string {
 }
 
 // MarshalYAML returns a copy of c with secrets hidden: Secret fields print
-// as <secret>, webhook secrets are left out, passwords in URLs become xxxxx
-// and webhook URL paths and queries, which often carry tokens, become
-// <secret>.
+// as <secret>, webhook secrets are left out, passwords and query values in
+// URLs become xxxxx and webhook URL paths and queries, which often carry
+// tokens, become <secret>.
 func (c Config) MarshalYAML() (any, error) {
 	type plain Config // without this method
 	r := plain(c)
@@ -146,6 +146,14 @@ func redactURL(s string, all bool) string {
 	if all && (strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "") {
 		u.Path, u.RawPath, u.RawQuery, u.Fragment = "/<secret>", "", "", ""
 		return strings.Replace(u.String(), "/%3Csecret%3E", "/<secret>", 1)
+	}
+	if u.RawQuery != "" {
+		// A query often carries a token (?token=, ?api_key=): keep the keys.
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"xxxxx"}
+		}
+		u.RawQuery = q.Encode()
 	}
 	return u.String()
 }
