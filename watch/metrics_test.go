@@ -205,7 +205,7 @@ func TestMetricNames(t *testing.T) {
 	for name, want := range map[string]string{
 		"guardian_evaluations_total":            "outcome,service,trigger Trigger evaluations by outcome (ok, violated, not_enough_evidence, no_data, nan, query_error).",
 		"guardian_evaluation_duration_seconds":  "service Duration of one evaluation tick of a service: deploy detection and every trigger.",
-		"guardian_query_errors_total":           "reason,service Failed metric queries by reason (timeout, unavailable, bad_query, canceled, other).",
+		"guardian_query_errors_total":           "reason,service Failed metric queries by reason (timeout, unavailable, bad_response, bad_query, canceled, other).",
 		"guardian_trigger_state":                "service,trigger State of each trigger: 0 inactive, 1 pending, 2 firing.",
 		"guardian_triggers_fired_total":         "service,trigger Times a trigger went to firing.",
 		"guardian_deploys_total":                "service,source Fresh deploys seen, by how they were learnt (version_query, api).",
