@@ -3,7 +3,10 @@ package app
 import (
 	"cmp"
 	"context"
+	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -11,6 +14,7 @@ import (
 	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/incident"
+	"github.com/rollback-guardian/guardian/notify"
 	"github.com/rollback-guardian/guardian/report"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/trigger"
@@ -55,6 +59,49 @@ func (a *App) receivers(service string) []string {
 		return s.cfg.Notify
 	}
 	return nil
+}
+
+// responders returns a service's people now.
+func (a *App) responders(service string) []notify.Responder {
+	s, ok := a.state.Load().services[service]
+	if !ok {
+		return nil
+	}
+	var out []notify.Responder
+	for _, r := range s.cfg.Responders {
+		out = append(out, notify.Responder{Role: r.Role, Name: r.Name, Email: r.Email, Slack: r.Slack})
+	}
+	return out
+}
+
+// ExternalURL is the URL people reach Guardian at: --web.external-url,
+// else global.external_url, else the listen address (https with a web
+// configuration, which may turn TLS on).
+func (a *App) ExternalURL() string {
+	if u := a.opts.Web.ExternalURL; u != "" {
+		return strings.TrimRight(u, "/")
+	}
+	st := a.state.Load()
+	if st == nil || st.cfg == nil {
+		return ""
+	}
+	if u := st.cfg.Global.ExternalURL; u != "" {
+		return strings.TrimRight(u, "/")
+	}
+	host, port, err := net.SplitHostPort(st.cfg.Global.ListenAddress)
+	if err != nil {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	scheme := "http"
+	if a.opts.Web.ConfigFile != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // onFiring declares an incident for a firing trigger (or adds to the open

@@ -29,6 +29,12 @@ type Config struct {
 type Global struct {
 	// EvaluationInterval is how often each service's triggers are evaluated (default 5s).
 	EvaluationInterval Duration `yaml:"evaluation_interval"`
+	// ExternalURL is the URL people reach Guardian at (behind a proxy,
+	// say https://guardian.example.com/): messages, alerts, pages and the
+	// post-mortem invite link to incidents, reports and the status page
+	// under it. The --web.external-url flag overrides it; without either,
+	// links use http://<listen address>.
+	ExternalURL string `yaml:"external_url,omitempty"`
 	// ListenAddress is the HTTP listen address (default 127.0.0.1:9095).
 	ListenAddress string `yaml:"listen_address"`
 	// StateDir holds durable state (default ./data). Unlike the *_file
@@ -149,6 +155,10 @@ type Service struct {
 	Triggers    []Trigger `yaml:"triggers"`
 	// Notify names entries of notifiers.
 	Notify []string `yaml:"notify,omitempty"`
+	// Responders are the people the service's incidents call on, by role:
+	// every receiver mentions or pages them on declare, and the report and
+	// the post-mortem invite name them.
+	Responders []Responder `yaml:"responders,omitempty"`
 	// Approval is the go/no-go policy for rolling back.
 	Approval Approval `yaml:"approval"`
 	// Recovery says when the service counts as recovered after a rollback.
@@ -220,6 +230,10 @@ type Approval struct {
 	// SkipApprovalAbove, when set, rolls back without waiting when the
 	// firing trigger's value is above it (an outage-class value).
 	SkipApprovalAbove *float64 `yaml:"skip_approval_above,omitempty"`
+	// SlackApprovers are the Slack users (U0123ABC) and user groups
+	// (S0123ABC) who may give the go or no-go with the buttons of a Slack
+	// message or the /guardian command; none means nobody in Slack may.
+	SlackApprovers []string `yaml:"slack_approvers,omitempty"`
 }
 
 // Recovery says when a service is back after the application rollback.
@@ -384,8 +398,12 @@ type BaselineLimit struct {
 
 // Notifier is a named receiver of incident events.
 type Notifier struct {
-	Name    string   `yaml:"name"`
-	Webhook *Webhook `yaml:"webhook,omitempty"`
+	Name         string                `yaml:"name"`
+	Webhook      *Webhook              `yaml:"webhook,omitempty"`
+	Alertmanager *AlertmanagerNotifier `yaml:"alertmanager,omitempty"`
+	Slack        *SlackNotifier        `yaml:"slack,omitempty"`
+	PagerDuty    *PagerDutyNotifier    `yaml:"pagerduty,omitempty"`
+	Teams        *TeamsNotifier        `yaml:"teams,omitempty"`
 }
 
 // Webhook is a generic signed JSON webhook receiver.

@@ -126,6 +126,29 @@ func (c Config) MarshalYAML() (any, error) {
 			w.Secret = ""
 			n.Webhook = &w
 		}
+		if a := n.Alertmanager; a != nil {
+			c := *a
+			c.URLs = make([]string, len(a.URLs))
+			for j, u := range a.URLs {
+				c.URLs[j] = redactURL(u, false)
+			}
+			n.Alertmanager = &c
+		}
+		if s := n.Slack; s != nil {
+			c := *s
+			c.Token, c.SigningSecret, c.AppToken = "", "", ""
+			n.Slack = &c
+		}
+		if d := n.PagerDuty; d != nil {
+			c := *d
+			c.RoutingKey = ""
+			n.PagerDuty = &c
+		}
+		if t := n.Teams; t != nil {
+			c := *t
+			c.URL = ""
+			n.Teams = &c
+		}
 		r.Notifiers[i] = n
 	}
 	return &r, nil

@@ -28,6 +28,8 @@ import (
 var (
 	nameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	labelRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// slackIDRE matches Slack user (U..., W...) and user group (S...) IDs.
+	slackIDRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,20}$`)
 	// dnsLabelRE is a Kubernetes object name usable as a prefix.
 	dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
 )
@@ -216,6 +218,7 @@ func (v *validator) global(g *Global) {
 	}
 	v.positive("global.evaluation_interval", g.EvaluationInterval)
 	v.positive("global.query_timeout", g.QueryTimeout)
+	v.externalURL("global.external_url", g.ExternalURL)
 	if _, port, err := net.SplitHostPort(g.ListenAddress); err != nil {
 		v.errorf("global.listen_address", "invalid address %q: want host:port", g.ListenAddress)
 	} else if !validPort(port) {
@@ -302,8 +305,11 @@ func (v *validator) source(p string, s *Source, seen map[string]string) {
 func (v *validator) prometheus(p string, ps *PrometheusSource) {
 	v.httpURL(p+".url", ps.URL)
 	v.positive(p+".timeout", ps.Timeout)
+	v.httpClient(p, &ps.HTTPClientConfig)
+}
 
-	hc := &ps.HTTPClientConfig
+// httpClient checks prometheus/common HTTP client settings inlined at p.
+func (v *validator) httpClient(p string, hc *commoncfg.HTTPClientConfig) {
 	// Files the client reads per request must exist now, or every query
 	// would fail later.
 	files := map[string]string{"bearer_token_file": hc.BearerTokenFile}
@@ -350,9 +356,29 @@ func (v *validator) notifier(p string, n *Notifier, seen map[string]string) {
 		receivers++
 		v.webhook(p+".webhook", n.Webhook)
 	}
+	if n.Alertmanager != nil {
+		receivers++
+		v.alertmanager(p+".alertmanager", n.Alertmanager)
+	}
+	if n.Slack != nil {
+		receivers++
+		v.slack(p+".slack", n.Slack)
+	}
+	if n.PagerDuty != nil {
+		receivers++
+		v.pagerduty(p+".pagerduty", n.PagerDuty)
+	}
+	if n.Teams != nil {
+		receivers++
+		v.teams(p+".teams", n.Teams)
+	}
+	broken := false
+	for _, r := range []string{"webhook", "alertmanager", "slack", "pagerduty", "teams"} {
+		broken = broken || v.broken(p+"."+r)
+	}
 	switch {
-	case receivers == 0 && !v.broken(p+".webhook"):
-		v.errorf(p, "no receiver: want webhook")
+	case receivers == 0 && !broken:
+		v.errorf(p, "no receiver: want one of webhook, alertmanager, slack, pagerduty, teams")
 	case receivers > 1:
 		v.errorf(p, "want exactly one receiver, got %d", receivers)
 	}
@@ -438,6 +464,12 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 		}
 	}
 	v.approval(p+".approval", &s.Approval)
+	for i, id := range s.Approval.SlackApprovers {
+		if !slackIDRE.MatchString(id) {
+			v.errorf(fmt.Sprintf("%s.approval.slack_approvers[%d]", p, i), "invalid Slack ID %q: want a user (U0123ABC, W0123ABC) or user group (S0123ABC) ID", id)
+		}
+	}
+	v.responders(p+".responders", s.Responders)
 	v.recovery(p+".recovery", &s.Recovery)
 	if s.Rollback.Application == nil && s.Rollback.Database != nil {
 		v.errorf(p+".rollback.database", "needs rollback.application: the application is always rolled back first")

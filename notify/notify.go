@@ -7,6 +7,8 @@ package notify
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rollback-guardian/guardian/event"
@@ -40,6 +42,45 @@ type Event struct {
 	// Data holds details: version, baseline, evidence, approver, report
 	// path... Values must encode to JSON.
 	Data map[string]any `json:"data"`
+	// Links lead back to Guardian: the incident, its report and the status
+	// page, under the external URL.
+	Links Links `json:"links,omitzero"`
+	// Responders are the service's people by role, for receivers to
+	// mention or page.
+	Responders []Responder `json:"responders,omitempty"`
+}
+
+// Links are absolute URLs into Guardian's HTTP API and pages.
+type Links struct {
+	Incident string `json:"incident,omitempty"`
+	Report   string `json:"report,omitempty"`
+	Status   string `json:"status,omitempty"`
+}
+
+// LinksFor builds the links of incident id under base, Guardian's
+// external URL (http://127.0.0.1:9095, https://example.com/guardian/);
+// incident 0 (a metric source's event) links only to the status.
+func LinksFor(base string, id int64) Links {
+	if base == "" {
+		return Links{}
+	}
+	base = strings.TrimRight(base, "/")
+	l := Links{Status: base + "/api/v1/status"}
+	if id > 0 {
+		l.Incident = fmt.Sprintf("%s/api/v1/incidents/%d", base, id)
+		l.Report = fmt.Sprintf("%s/api/v1/incidents/%d/report", base, id)
+	}
+	return l
+}
+
+// Responder is a person a service's incidents call on.
+type Responder struct {
+	// Role is incident_commander, dba, on_call or the configuration's own word.
+	Role  string `json:"role"`
+	Name  string `json:"name"`
+	Email string `json:"email,omitempty"`
+	// Slack is a user (U...) or user group (S...) ID.
+	Slack string `json:"slack,omitempty"`
 }
 
 // Notifier delivers an event to one receiver. Like Alertmanager's notifiers

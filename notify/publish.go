@@ -14,6 +14,11 @@ type Publisher struct {
 	// Receivers names the receivers of a service's events now (its
 	// configured notifiers); none means the event goes nowhere.
 	Receivers func(service string) []string
+	// ExternalURL, when set, returns Guardian's external URL now, from
+	// which each event's links are built.
+	ExternalURL func() string
+	// Responders, when set, returns a service's people now.
+	Responders func(service string) []Responder
 }
 
 var _ incident.Publisher = Publisher{}
@@ -22,6 +27,12 @@ var _ incident.Publisher = Publisher{}
 // before it returns.
 func (p Publisher) Publish(ctx context.Context, rec incident.Record, i int) error {
 	ev := EventOf(rec, i)
+	if p.ExternalURL != nil {
+		ev.Links = LinksFor(p.ExternalURL(), rec.ID)
+	}
+	if p.Responders != nil {
+		ev.Responders = p.Responders(rec.Service)
+	}
 	for _, name := range p.Receivers(rec.Service) {
 		if err := p.Outbox.Enqueue(ctx, name, ev); err != nil {
 			return fmt.Errorf("queueing %s for %s: %w", ev.Type, name, err)

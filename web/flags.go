@@ -2,6 +2,7 @@ package web
 
 import (
 	"fmt"
+	"net/url"
 	"time"
 )
 
@@ -15,6 +16,9 @@ type Flags struct {
 	Reload ReloadAccess
 	// ReadAuth says which reads need a token with the read scope.
 	ReadAuth ReadAuth
+	// ExternalURL, when set, is the URL people reach Guardian at; it
+	// overrides global.external_url in links.
+	ExternalURL string
 }
 
 // ReloadAccess says who may request a reload over HTTP. It is a pflag.Value.
@@ -138,4 +142,14 @@ func (l Limits) withDefaults() Limits {
 		l.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	return l
+}
+
+// ValidateExternalURL checks an --web.external-url value: an absolute http
+// or https URL without a query or fragment.
+func ValidateExternalURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("invalid URL %q: want an absolute http or https URL without a query", s)
+	}
+	return nil
 }

@@ -105,6 +105,11 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 					return fmt.Errorf("--web.config.file: %w", err)
 				}
 			}
+			if wf.ExternalURL != "" {
+				if err := web.ValidateExternalURL(wf.ExternalURL); err != nil {
+					return fmt.Errorf("--web.external-url: %w", err)
+				}
+			}
 			a, err := app.New(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch, Fault: faultHook(log), Web: wf})
 			if err != nil {
 				log.Error("cannot start", zap.Error(err))
@@ -135,6 +140,9 @@ func registerWebFlags(cmd *cobra.Command, wf *web.Flags) {
 		"who may POST /-/reload: loopback (clients on 127.0.0.1 or ::1 need no token, others an admin token), authenticated\n"+
 			"(an admin token from everyone; use it behind a proxy or service mesh on the same host, whose clients all look local)\n"+
 			"or off (SIGHUP and config file changes still reload)")
+	cmd.Flags().StringVar(&wf.ExternalURL, "web.external-url", "",
+		"the URL people reach Guardian at, such as https://guardian.example.com/ behind a proxy: messages, alerts, pages and\n"+
+			"the post-mortem invite link to incidents and reports under it (default: global.external_url, else http://<listen address>)")
 	cmd.Flags().Var(&wf.ReadAuth, "web.read-auth",
 		"which reads need a token with the read scope: open (none), api (GET /api/v1/...) or all (also /metrics);\n"+
 			"/-/healthy and /-/ready stay open for probes")
