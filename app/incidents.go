@@ -3,6 +3,8 @@ package app
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -174,4 +176,26 @@ func (a *App) Report(ctx context.Context, id int64, format string) ([]byte, erro
 		return report.JSON(rec, report.Options{Now: a.now})
 	}
 	return report.Markdown(rec, report.Options{Now: a.now})
+}
+
+// Rollback declares an incident because a person asked to roll service
+// back (to version to, or to the open watch's baseline) for reason: the
+// request is the go, and the rollback, verification and report follow.
+func (a *App) Rollback(ctx context.Context, service, to, reason, by, channel string) (incident.Record, error) {
+	st := a.state.Load()
+	s, ok := st.services[service]
+	if !ok {
+		return incident.Record{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
+	}
+	if a.incidents == nil {
+		return incident.Record{}, errors.New("incidents are not enabled")
+	}
+	d, refs, err := s.watch.RollbackTarget(to, a.now())
+	if err != nil {
+		return incident.Record{}, err
+	}
+	if s.cfg.Rollback.Application == nil {
+		return incident.Record{}, fmt.Errorf("%w: %s has no rollback.application executor configured", rollout.ErrNoTarget, service)
+	}
+	return a.incidents.RequestRollback(ctx, d, refs, config.DefaultSeverity, incident.Requester{By: by, Channel: channel, Reason: reason})
 }
