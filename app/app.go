@@ -428,7 +428,7 @@ func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier
 	}
 	a.st, a.outbox = st, ob
 	a.incidents = incident.NewManager(incident.Options{
-		Store: st, Env: a, Publisher: notify.Publisher{Outbox: ob, Receivers: a.receivers, ExternalURL: a.ExternalURL, Responders: a.responders}, Reporter: reporter{a},
+		Store: st, Env: a, Publisher: notify.Publisher{Outbox: ob, Receivers: a.receivers, ExternalURL: a.ExternalURL}, Reporter: reporter{a},
 		Logger: a.log.Named("incident"), Registry: a.opts.Registry, Now: a.incNow, Fault: a.opts.Fault,
 	})
 	return nil

@@ -50,6 +50,8 @@ type Declare struct {
 	// Evidence are then empty. The request is the go for the application
 	// step.
 	RequestedBy *Requester
+	// Team are the service's responders, assembled on the incident.
+	Team []Responder
 }
 
 // Restart is Guardian (re)starting with the incident in its store.
@@ -267,6 +269,7 @@ func (r *Record) declare(d Declare, now time.Time) ([]Effect, error) {
 		ID: d.ID, Service: d.Service, Severity: d.Severity, State: Detected,
 		Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy, Trigger: d.Trigger, Evidence: d.Evidence,
 		DeployedAt: d.DeployedAt, DetectedAt: now, Step: executor.StepApplication, References: d.References,
+		Team: d.Team,
 	}
 	if h := d.RequestedBy; h != nil {
 		if err := h.validate(); err != nil {

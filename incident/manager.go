@@ -56,6 +56,9 @@ type Service struct {
 	// when deploy detection cannot tell (verification then judges the
 	// baseline).
 	Serving func() []string
+	// Team are the service's responders, named on the incident when it is
+	// declared.
+	Team []Responder
 }
 
 // Env looks services up.
@@ -347,6 +350,9 @@ func (m *Manager) createLocked(ctx context.Context, d Declare) (Record, []Effect
 		}
 	}
 	d.ID = int64(idn)
+	if svc, ok := m.env.Service(d.Service); ok {
+		d.Team = svc.Team
+	}
 	rec, effs, err := Next(Record{}, d, Rules{}, m.now())
 	if err != nil {
 		m.spareID = idn

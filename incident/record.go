@@ -105,6 +105,9 @@ type Record struct {
 	// handed over after a restart.
 	Published int `json:"published"`
 
+	// Team are the service's responders by role when the incident was
+	// declared: the people notifications mention and the post-mortem invites.
+	Team []Responder `json:"team,omitempty"`
 	// RequestedBy is set when a person declared the incident to roll the
 	// service back (no trigger fired): who, through which channel, and why.
 	RequestedBy *Requester `json:"requested_by,omitempty"`
@@ -119,6 +122,16 @@ type Record struct {
 	Report *ReportFiles `json:"report,omitempty"`
 	// Timeline is every step, in order.
 	Timeline []Entry `json:"timeline"`
+}
+
+// Responder is one of the people an incident calls on.
+type Responder struct {
+	// Role is incident_commander, dba, on_call or the configuration's own word.
+	Role  string `json:"role"`
+	Name  string `json:"name"`
+	Email string `json:"email,omitempty"`
+	// Slack is a Slack user (U...) or user group (S...) ID.
+	Slack string `json:"slack,omitempty"`
 }
 
 // Requester is the person who asked for a rollback.
