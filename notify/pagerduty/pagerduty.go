@@ -89,7 +89,7 @@ const maxDedupKey = 255
 const maxErrorBody = 1024
 
 // DefaultTitle is the summary's template.
-const DefaultTitle = `{{if .Incident}}[{{.Severity}}] {{.Service}} incident #{{.Incident}}: {{else}}[Guardian] {{end}}{{.Text}}`
+const DefaultTitle = `{{if .Incident}}{{.Service}} incident #{{.Incident}}: {{else}}Guardian: {{end}}{{.Text}}`
 
 var defaultTitle = tmpl.Must("title", DefaultTitle)
 
@@ -388,7 +388,13 @@ func (n *Notifier) Body(e notify.Event) ([]byte, error) {
 	if m == nil {
 		return nil, nil
 	}
-	return json.Marshal(m)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Notify sends e once, or not at all when e is not sent (see the package

@@ -344,7 +344,13 @@ func facts(e notify.Event) []Fact {
 
 // Body returns the JSON body posted for e.
 func (n *Notifier) Body(e notify.Event) ([]byte, error) {
-	return json.Marshal(n.Message(e))
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(n.Message(e)); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Notify posts e once. It reports retry for 408, 429, 5xx, network errors
