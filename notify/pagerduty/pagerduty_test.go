@@ -477,6 +477,23 @@ func TestRetry(t *testing.T) {
 		}
 	})
 
+	t.Run("Retry-After as a date", func(t *testing.T) {
+		now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+		rcv := &receiver{codes: []int{http.StatusTooManyRequests}, header: http.Header{"Retry-After": {now.Add(90 * time.Second).Format(http.TimeFormat)}}}
+		srv := httptest.NewServer(rcv)
+		defer srv.Close()
+		n, err := pagerduty.New(config.PagerDutyNotifier{RoutingKey: routingKey, URL: srv.URL}, nil,
+			pagerduty.WithNow(func() time.Time { return now }), pagerduty.WithClient(srv.Client()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		retry, err := n.Notify(context.Background(), eventsample.Event(event.IncidentDeclared, 1))
+		var ra notify.RetryAfterError
+		if !retry || !errors.As(err, &ra) || ra.RetryAfter() != 90*time.Second {
+			t.Fatalf("Notify = %v, %v; want a retry after 90s", retry, err)
+		}
+	})
+
 	t.Run("timeout", func(t *testing.T) {
 		block := make(chan struct{})
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
