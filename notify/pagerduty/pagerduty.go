@@ -66,6 +66,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/event"
+	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/notify"
 	"github.com/rollback-guardian/guardian/notify/tmpl"
 )
@@ -235,7 +236,7 @@ func Action(e notify.Event) string {
 			return Acknowledge
 		}
 	}
-	if e.Incident == 0 || e.State == "resolved" || e.State == "closed" {
+	if e.Incident == 0 || !incident.State(e.State).Open() {
 		// An unknown metric-source event, or a late event of an
 		// incident that ended: a trigger would open a new alert.
 		return ""
