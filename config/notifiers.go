@@ -184,39 +184,36 @@ func (v *validator) slack(p string, s *SlackNotifier) {
 	if s.Channel == "" {
 		v.errorf(p+".channel", "required: a channel ID (C0123ABC) or #name")
 	}
-	var path string
-	s.Token, path = v.secretFile(p+".token_file", s.TokenFile, true)
-	s.TokenFile = path
+	token, app := s.TokenFile, s.AppTokenFile
+	s.Token, s.TokenFile = v.secretFile(p+".token_file", s.TokenFile, true)
 	if s.Token != "" && !strings.HasPrefix(string(s.Token), "xoxb-") {
-		v.errorf(p+".token_file", "%q does not hold a bot token (xoxb-...)", s.TokenFile)
+		v.errorf(p+".token_file", "%q does not hold a bot token (xoxb-...)", token)
 	}
 	s.SigningSecret, s.SigningSecretFile = v.secretFile(p+".signing_secret_file", s.SigningSecretFile, false)
 	s.AppToken, s.AppTokenFile = v.secretFile(p+".app_token_file", s.AppTokenFile, false)
 	if s.AppToken != "" && !strings.HasPrefix(string(s.AppToken), "xapp-") {
-		v.errorf(p+".app_token_file", "%q does not hold an app-level token (xapp-...)", s.AppTokenFile)
+		v.errorf(p+".app_token_file", "%q does not hold an app-level token (xapp-...)", app)
 	}
 	v.httpURL(p+".api_url", s.APIURL)
 	v.templates(p+".templates", s.Templates)
 }
 
 func (v *validator) pagerduty(p string, d *PagerDutyNotifier) {
-	var path string
-	d.RoutingKey, path = v.secretFile(p+".routing_key_file", d.RoutingKeyFile, true)
-	d.RoutingKeyFile = path
+	file := d.RoutingKeyFile
+	d.RoutingKey, d.RoutingKeyFile = v.secretFile(p+".routing_key_file", d.RoutingKeyFile, true)
 	if k := string(d.RoutingKey); k != "" && len(k) != 32 {
-		v.errorf(p+".routing_key_file", "%q holds %d characters: a PagerDuty routing key has 32", d.RoutingKeyFile, len(k))
+		v.errorf(p+".routing_key_file", "%q holds %d characters: a PagerDuty routing key has 32", file, len(k))
 	}
 	v.httpURL(p+".url", d.URL)
 	v.templates(p+".templates", d.Templates)
 }
 
 func (v *validator) teams(p string, t *TeamsNotifier) {
-	var path string
-	t.URL, path = v.secretFile(p+".url_file", t.URLFile, true)
-	t.URLFile = path
+	file := t.URLFile
+	t.URL, t.URLFile = v.secretFile(p+".url_file", t.URLFile, true)
 	if t.URL != "" {
 		if u, err := url.Parse(string(t.URL)); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-			v.errorf(p+".url_file", "%q does not hold an http or https URL", t.URLFile)
+			v.errorf(p+".url_file", "%q does not hold an http or https URL", file)
 		}
 	}
 	v.templates(p+".templates", t.Templates)

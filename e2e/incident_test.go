@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rollback-guardian/guardian/incident"
+	"github.com/rollback-guardian/guardian/notify"
 	"github.com/rollback-guardian/guardian/sign"
 	"github.com/rollback-guardian/guardian/testenv"
 )
@@ -50,6 +51,19 @@ type receivedEvent struct {
 	Incident int64          `json:"incident"`
 	Text     string         `json:"text"`
 	Data     map[string]any `json:"data"`
+	// Links and Responders lead back to Guardian and name the team.
+	Links      notify.Links       `json:"links"`
+	Responders []notify.Responder `json:"responders"`
+}
+
+// first returns the first event received.
+func (r *receiver) first() receivedEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.events) == 0 {
+		return receivedEvent{}
+	}
+	return r.events[0]
 }
 
 func newReceiver(t testing.TB) *receiver {

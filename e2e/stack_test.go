@@ -96,6 +96,9 @@ services:
         volume_query: 'sum(increase(http_requests_total{version="{{"{{.Version}}"}}"}[{{"{{.Window}}"}}]))'
 {{- if .Rollback}}
     notify: [oncall]
+    responders:
+      - {role: incident_commander, name: Ana Silva, email: ana@example.com}
+      - {role: dba, name: Bo Chen, email: bo@example.com}
     approval: {mode: {{.Approval}}}
     rollback:
       application:
