@@ -421,7 +421,8 @@ func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier
 		_ = raw.Close()
 		return err
 	}
-	ob, err := notify.NewOutbox(st, notifiers, notify.OutboxOptions{Logger: a.log.Named("outbox"), Registerer: a.opts.Registry, Now: a.now})
+	ob, err := notify.NewOutbox(st, notifiers, notify.OutboxOptions{Logger: a.log.Named("outbox"), Registerer: a.opts.Registry, Now: a.now,
+		OnGiveUp: a.notificationGivenUp})
 	if err != nil {
 		_ = st.Close()
 		return err

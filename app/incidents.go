@@ -201,3 +201,21 @@ func (a *App) Rollback(ctx context.Context, service, to, reason, by, channel str
 	}
 	return a.incidents.RequestRollback(ctx, d, refs, config.DefaultSeverity, incident.Requester{By: by, Channel: channel, Reason: reason})
 }
+
+// notificationGivenUp records on the incident's timeline that one of its
+// notifications was given up. It runs apart from the outbox's worker, which
+// must not wait for the incident manager (the manager waits for the outbox
+// when it publishes).
+func (a *App) notificationGivenUp(receiver string, e notify.Event, reason string) {
+	if e.Incident <= 0 || a.incidents == nil {
+		return
+	}
+	m := a.incidents
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := m.DeliveryFailed(ctx, e.Incident, receiver, string(e.Type), reason); err != nil {
+			a.log.Warn("recording a given-up notification on the incident failed", zap.Int64("incident", e.Incident), zap.Error(err))
+		}
+	}()
+}

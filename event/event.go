@@ -54,6 +54,11 @@ const (
 	// PostmortemScheduled: the post-mortem invite was written.
 	PostmortemScheduled Type = "postmortem.scheduled"
 
+	// NotificationFailed: a notification of the incident was given up (its
+	// receiver rejected it, or kept failing past the outbox's maximum age).
+	// It stays on the timeline: telling the receivers would loop.
+	NotificationFailed Type = "notification.failed"
+
 	// SourceUnreachable is bound to no incident: a metric source (a named
 	// Prometheus source, or a service's own scrape) has failed for a
 	// transport reason for longer than global.source_alert_after. No trigger
@@ -88,6 +93,7 @@ var types = []struct {
 	{IncidentClosed, true},
 	{ReportWritten, true},
 	{PostmortemScheduled, true},
+	{NotificationFailed, false},
 	{SourceUnreachable, true},
 	{SourceRecovered, true},
 }
@@ -116,8 +122,8 @@ func (t Type) Known() bool {
 }
 
 // Published reports whether receivers are told of events of type t. Only
-// recovery.progress, verification's running commentary, stays on the
-// timeline alone.
+// recovery.progress, verification's running commentary, and
+// notification.failed stay on the timeline alone.
 func (t Type) Published() bool {
 	for _, e := range types {
 		if e.t == t {

@@ -107,6 +107,11 @@ type Superseded struct {
 // CloseRequested is a person closing the incident.
 type CloseRequested struct{ By, Channel, Reason string }
 
+// DeliveryFailed is a notification of the incident given up by the outbox.
+type DeliveryFailed struct{ Receiver, Type, Err string }
+
+func (DeliveryFailed) isEvent() {}
+
 func (Declare) isEvent()        {}
 func (Restart) isEvent()        {}
 func (Tick) isEvent()           {}
@@ -226,6 +231,9 @@ func Next(r Record, ev Event, rules Rules, now time.Time) (Record, []Effect, err
 	case Superseded:
 		effs, err = n.close(now, "guardian", "", fmt.Sprintf("superseded by the deploy of %s %s at %s: closed without rollback; the new deploy is judged on its own",
 			r.Service, ev.Version, ev.DeployedAt.UTC().Format(time.RFC3339)), map[string]string{"superseded_by": ev.Version})
+	case DeliveryFailed:
+		n.add(now, event.NotificationFailed, "guardian", fmt.Sprintf("the %s notification to %s was given up: %s", ev.Type, ev.Receiver, ev.Err),
+			map[string]string{"receiver": ev.Receiver, "event": ev.Type})
 	case CloseRequested:
 		if ev.Reason == "" || ev.By == "" {
 			return r, nil, fmt.Errorf("%w: closing needs who and why", ErrInvalidVote)

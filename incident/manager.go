@@ -400,6 +400,13 @@ func (m *Manager) Close(ctx context.Context, id int64, by, channel, reason strin
 	return m.apply(ctx, id, CloseRequested{By: by, Channel: channel, Reason: reason})
 }
 
+// DeliveryFailed records on incident id's timeline that its notification
+// of type typ to receiver was given up, and why.
+func (m *Manager) DeliveryFailed(ctx context.Context, id int64, receiver, typ, reason string) error {
+	_, err := m.apply(ctx, id, DeliveryFailed{Receiver: receiver, Type: typ, Err: reason})
+	return err
+}
+
 // Get returns incident id.
 func (m *Manager) Get(ctx context.Context, id int64) (Record, error) {
 	r, _, err := m.load(ctx, id)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/rollback-guardian/guardian/approval"
+	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/rollout"
 )
 
@@ -63,5 +64,29 @@ func TestRequestRollbackRefused(t *testing.T) {
 	}
 	if h.app.n() != 0 {
 		t.Fatal("rolled back")
+	}
+}
+
+// A notification given up is recorded on the timeline, and not published
+// (telling the receivers that a notification failed would loop).
+func TestDeliveryFailedOnTimeline(t *testing.T) {
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Manual}, false)
+	rec := h.declare()
+	h.waitState(rec.ID, AwaitingApproval)
+	if err := h.m.DeliveryFailed(context.Background(), rec.ID, "pager", "incident.declared", "400 invalid routing key"); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ = h.m.Get(context.Background(), rec.ID)
+	last := rec.Timeline[len(rec.Timeline)-1]
+	if last.Type != event.NotificationFailed || last.Data["receiver"] != "pager" || !strings.Contains(last.Message, "400 invalid routing key") {
+		t.Fatalf("last entry %+v", last)
+	}
+	for _, ty := range h.pub.types() {
+		if ty == event.NotificationFailed {
+			t.Fatal("notification.failed was published")
+		}
+	}
+	if rec.State != AwaitingApproval {
+		t.Fatalf("state %s", rec.State)
 	}
 }

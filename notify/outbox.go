@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,6 +81,10 @@ type OutboxOptions struct {
 	Logger *zap.Logger
 	// Registerer, if not nil, registers the outbox's metrics.
 	Registerer prometheus.Registerer
+	// OnGiveUp, when set, is told of every notification given up (the
+	// receiver rejected it, or it outlived MaxAge) and why, so that the
+	// incident's timeline records it. It must not call the Outbox.
+	OnGiveUp func(receiver string, e Event, reason string)
 }
 
 // Outbox is the persisted retry stage between the incident manager and the
@@ -105,6 +110,7 @@ type Outbox struct {
 	log   *zap.Logger
 	count *prometheus.CounterVec
 	queue *prometheus.GaugeVec
+	took  *prometheus.HistogramVec
 
 	// enqMu serialises Enqueue and the initial load, so that the in-memory
 	// queues are in key order.
@@ -179,12 +185,17 @@ func NewOutbox(st store.Store, receivers map[string]Notifier, opts OutboxOptions
 			Name: "guardian_notification_queue_length",
 			Help: "Notifications waiting in the outbox, by receiver.",
 		}, []string{"receiver"}),
+		took: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "guardian_notification_duration_seconds",
+			Help:    "Time of each notification attempt (successful or not), by receiver.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"receiver"}),
 		queues:   map[string][]*delivery{},
 		orphaned: map[string]time.Time{},
 		workers:  map[string]chan struct{}{},
 	}
 	if r := opts.Registerer; r != nil {
-		for _, c := range []prometheus.Collector{o.count, o.queue} {
+		for _, c := range []prometheus.Collector{o.count, o.queue, o.took} {
 			if err := r.Register(c); err != nil {
 				return nil, fmt.Errorf("outbox: registering metrics: %w", err)
 			}
@@ -451,8 +462,12 @@ func minDuration(a, b time.Time) time.Time {
 // attempt sends d through n once and records the outcome.
 func (o *Outbox) attempt(ctx context.Context, n Notifier, d *delivery) {
 	actx, cancel := context.WithTimeout(ctx, o.opts.AttemptTimeout)
+	start := time.Now()
 	retry, err := n.Notify(actx, d.Event)
 	cancel()
+	if ctx.Err() == nil {
+		o.took.WithLabelValues(d.Receiver).Observe(time.Since(start).Seconds())
+	}
 	if err == nil {
 		o.finish(d, ResultSuccess, "")
 		return
@@ -463,6 +478,7 @@ func (o *Outbox) attempt(ctx context.Context, n Notifier, d *delivery) {
 	}
 	now := o.opts.Now()
 	deadline := d.EnqueuedAt.Add(o.opts.MaxAge)
+	d.LastError = err.Error()
 	if !retry {
 		o.finish(d, ResultFailed, "Giving up a notification the receiver rejected", zap.Error(err))
 		return
@@ -476,7 +492,6 @@ func (o *Outbox) attempt(ctx context.Context, n Notifier, d *delivery) {
 
 	// The worker owns its head delivery: updating it needs no lock.
 	d.Attempts++
-	d.LastError = err.Error()
 	wait := o.backoff(d.Attempts)
 	var ra RetryAfterError
 	if errors.As(err, &ra) && ra.RetryAfter() > wait {
@@ -532,6 +547,13 @@ func (o *Outbox) finish(d *delivery, result Result, msg string, fields ...zap.Fi
 		o.log.Warn(msg, o.fields(d, fields...)...)
 	default:
 		o.log.Error(msg, o.fields(d, fields...)...)
+		if o.opts.OnGiveUp != nil {
+			reason := strings.ToLower(msg[:1]) + msg[1:]
+			if d.LastError != "" {
+				reason += ": " + d.LastError
+			}
+			o.opts.OnGiveUp(d.Receiver, d.Event, reason)
+		}
 	}
 
 	o.mu.Lock()

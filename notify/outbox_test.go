@@ -506,7 +506,16 @@ func TestPermanentErrorGivesUpAndUnblocks(t *testing.T) {
 	}}
 	core, logs := observer.New(zap.InfoLevel)
 	st := store.NewMemory()
-	o, reg := newOutbox(t, st, map[string]notify.Notifier{"oncall": f}, notify.OutboxOptions{Logger: zap.New(core)})
+	var (
+		mu     sync.Mutex
+		gaveUp []string
+	)
+	o, reg := newOutbox(t, st, map[string]notify.Notifier{"oncall": f}, notify.OutboxOptions{Logger: zap.New(core),
+		OnGiveUp: func(receiver string, e notify.Event, reason string) {
+			mu.Lock()
+			defer mu.Unlock()
+			gaveUp = append(gaveUp, receiver+" "+e.ID+" "+reason)
+		}})
 	start(t, o)
 	for _, e := range events(1, 2) {
 		if err := o.Enqueue(context.Background(), "oncall", e); err != nil {
@@ -529,6 +538,37 @@ func TestPermanentErrorGivesUpAndUnblocks(t *testing.T) {
 	if n := pending(t, st); n != 0 {
 		t.Errorf("%d deliveries left in the store", n)
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := "oncall evt_7_1 giving up a notification the receiver rejected: 400 bad request"; len(gaveUp) != 1 || gaveUp[0] != want {
+		t.Errorf("OnGiveUp told %q, want [%q]", gaveUp, want)
+	}
+	// Both attempts were timed.
+	if got := histCount(t, reg, "guardian_notification_duration_seconds", "oncall"); got != 2 {
+		t.Errorf("%d attempts timed, want 2", got)
+	}
+}
+
+// histCount is the sample count of the histogram name{receiver}.
+func histCount(t *testing.T, reg *prometheus.Registry, name, receiver string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "receiver" && l.GetValue() == receiver {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func TestMaxAgeGivesUp(t *testing.T) {
