@@ -121,11 +121,14 @@ func Event(t event.Type, sequence int) notify.Event {
 	}
 }
 
-// All returns the sample of every event type, in event.All's order.
+// All returns the sample of every event type receivers get (the
+// published ones), in event.All's order.
 func All() []notify.Event {
 	var out []notify.Event
 	for i, t := range event.All() {
-		out = append(out, Event(t, i+1))
+		if t.Published() || t == event.RecoveryProgress {
+			out = append(out, Event(t, i+1))
+		}
 	}
 	return out
 }
