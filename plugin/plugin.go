@@ -20,9 +20,11 @@ import (
 	"github.com/rollback-guardian/guardian/executor/command"
 	"github.com/rollback-guardian/guardian/executor/webhook"
 	"github.com/rollback-guardian/guardian/notify"
+	notifyslack "github.com/rollback-guardian/guardian/notify/slack"
 	notifywebhook "github.com/rollback-guardian/guardian/notify/webhook"
 	"github.com/rollback-guardian/guardian/source"
 	promsource "github.com/rollback-guardian/guardian/source/prometheus"
+	"github.com/rollback-guardian/guardian/store"
 )
 
 // Executor builds a rollback executor from its configuration, and its name
@@ -65,20 +67,48 @@ func nonNil[T executor.Executor](x T, err error) (executor.Executor, error) {
 	return x, nil
 }
 
+// NotifierEnv is what some receivers need of the daemon.
+type NotifierEnv struct {
+	// Store returns the state store (nil until it is open): the Slack
+	// receiver keeps where each incident's message is.
+	Store func() store.Store
+}
+
 // Notifiers builds every receiver of the configuration, by name.
-func Notifiers(cfg *config.Config, log *zap.Logger) (map[string]notify.Notifier, error) {
+func Notifiers(cfg *config.Config, log *zap.Logger, env ...NotifierEnv) (map[string]notify.Notifier, error) {
+	var e NotifierEnv
+	if len(env) > 0 {
+		e = env[0]
+	}
 	out := map[string]notify.Notifier{}
 	for _, n := range cfg.Notifiers {
-		if n.Webhook == nil {
+		nlog := log.Named("notify").With(zap.String("receiver", n.Name))
+		var (
+			r   notify.Notifier
+			err error
+		)
+		switch {
+		case n.Webhook != nil:
+			r, err = notifyNonNil(notifywebhook.New(*n.Webhook, nlog))
+		case n.Slack != nil:
+			r, err = notifyNonNil(notifyslack.New(n.Name, *n.Slack, nlog, notifyslack.WithStore(e.Store)))
+		default:
 			return nil, fmt.Errorf("notifier %s: no receiver", n.Name)
 		}
-		w, err := notifywebhook.New(*n.Webhook, log.Named("notify").With(zap.String("receiver", n.Name)))
 		if err != nil {
 			return nil, fmt.Errorf("notifier %s: %w", n.Name, err)
 		}
-		out[n.Name] = w
+		out[n.Name] = r
 	}
 	return out, nil
+}
+
+// notifyNonNil keeps a constructor's typed nil pointer out of the interface.
+func notifyNonNil[T notify.Notifier](x T, err error) (notify.Notifier, error) {
+	if err != nil {
+		return nil, err
+	}
+	return x, nil
 }
 
 // Sources builds a querier per named source of the configuration.
