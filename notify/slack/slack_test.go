@@ -202,7 +202,7 @@ func TestNotifierPostsThenUpdatesAndReplies(t *testing.T) {
 	}
 	b := blocksOf(t, c)
 	for _, want := range []string{`"type": "header"`, ActionApprove, ActionHold, `"value": "7"`, "<@U0ALICE>", "<!subteam^S0DBAS>",
-		"Bob &lt;!channel&gt;", "https://guardian.example.com/api/v1/incidents/7/report", "v2.4.1 → v2.4.0", `"SEV-1`} {
+		"Bob &lt;!channel&gt;", "https://guardian.example.com/api/v1/incidents/7/report", "v2.4.1 → v2.4.0", "*Severity*\\nSEV-1"} {
 		if !strings.Contains(b, want) {
 			t.Errorf("first post's blocks lack %q: %s", want, b)
 		}
