@@ -132,6 +132,9 @@ func New(opts Options) (*App, error) {
 	return a, nil
 }
 
+// The Slack endpoint serves "/guardian rollback" through App.Rollback.
+var _ notifyslack.Rollbacker = (*App)(nil)
+
 // Config returns the configuration in force.
 func (a *App) Config() *config.Config { return a.state.Load().cfg }
 
@@ -439,7 +442,7 @@ func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier
 	}
 	a.st, a.outbox = st, ob
 	a.incidents = incident.NewManager(incident.Options{
-		Store: st, Env: a, Publisher: notify.Publisher{Outbox: ob, Receivers: a.receivers, ExternalURL: a.ExternalURL, Responders: a.responders}, Reporter: reporter{a},
+		Store: st, Env: a, Publisher: notify.Publisher{Outbox: ob, Receivers: a.receivers, ExternalURL: a.ExternalURL}, Reporter: reporter{a},
 		Logger: a.log.Named("incident"), Registry: a.opts.Registry, Now: a.incNow, Fault: a.opts.Fault,
 	})
 	return nil

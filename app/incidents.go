@@ -3,9 +3,12 @@ package app
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,8 +52,12 @@ func (a *App) Service(name string) (incident.Service, bool) {
 	if s.dbExec != nil {
 		rules.Database = s.dbExecName
 	}
+	var team []incident.Responder
+	for _, r := range s.cfg.Responders {
+		team = append(team, incident.Responder{Role: r.Role, Name: r.Name, Email: r.Email, Slack: r.Slack})
+	}
 	return incident.Service{Rules: rules, Application: s.appExec, Database: s.dbExec, Verifier: s.verifier, Query: s.querier.Query,
-		Serving: s.watch.Serving}, true
+		Serving: s.watch.Serving, Team: team}, true
 }
 
 // receivers names the notifiers of a service as configured now.
@@ -59,19 +66,6 @@ func (a *App) receivers(service string) []string {
 		return s.cfg.Notify
 	}
 	return nil
-}
-
-// responders returns a service's people now.
-func (a *App) responders(service string) []notify.Responder {
-	s, ok := a.state.Load().services[service]
-	if !ok {
-		return nil
-	}
-	var out []notify.Responder
-	for _, r := range s.cfg.Responders {
-		out = append(out, notify.Responder{Role: r.Role, Name: r.Name, Email: r.Email, Slack: r.Slack})
-	}
-	return out
 }
 
 // ExternalURL is the URL people reach Guardian at: --web.external-url,
@@ -125,10 +119,20 @@ func (r reporter) Report(ctx context.Context, rec incident.Record, postmortem bo
 		return incident.ReportResult{}, err
 	}
 	w := report.Writer{Dir: filepath.Join(dir, "reports"), Now: a.now, Logger: a.log}
-	if pm := st.cfg.Global.Postmortem; pm.Organizer != "" && len(pm.Attendees) > 0 {
-		w.Postmortem = &report.PostmortemConfig{
-			Delay: time.Duration(pm.Delay), BusinessDays: pm.BusinessDays, At: pm.At, TimeZone: pm.TimeZone,
-			Duration: time.Duration(pm.Duration), Organizer: pm.Organizer, Attendees: pm.Attendees,
+	if pm := st.cfg.Global.Postmortem; pm.Organizer != "" {
+		// The incident's team is invited with the configured attendees.
+		attendees := slices.Clone(pm.Attendees)
+		for _, r := range rec.Team {
+			if r.Email != "" && !slices.ContainsFunc(attendees, func(a string) bool { return strings.Contains(a, r.Email) }) {
+				attendees = append(attendees, fmt.Sprintf("%s <%s>", r.Name, r.Email))
+			}
+		}
+		if len(attendees) > 0 {
+			w.Postmortem = &report.PostmortemConfig{
+				Delay: time.Duration(pm.Delay), BusinessDays: pm.BusinessDays, At: pm.At, TimeZone: pm.TimeZone,
+				Duration: time.Duration(pm.Duration), Organizer: pm.Organizer, Attendees: attendees,
+				ReportURL: notify.LinksFor(a.ExternalURL(), rec.ID).Report,
+			}
 		}
 	}
 	if s, ok := st.services[rec.Service]; ok {
@@ -174,4 +178,26 @@ func (a *App) Report(ctx context.Context, id int64, format string) ([]byte, erro
 		return report.JSON(rec, report.Options{Now: a.now})
 	}
 	return report.Markdown(rec, report.Options{Now: a.now})
+}
+
+// Rollback declares an incident because a person asked to roll service
+// back (to version to, or to the open watch's baseline) for reason: the
+// request is the go, and the rollback, verification and report follow.
+func (a *App) Rollback(ctx context.Context, service, to, reason, by, channel string) (incident.Record, error) {
+	st := a.state.Load()
+	s, ok := st.services[service]
+	if !ok {
+		return incident.Record{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
+	}
+	if a.incidents == nil {
+		return incident.Record{}, errors.New("incidents are not enabled")
+	}
+	d, refs, err := s.watch.RollbackTarget(to, a.now())
+	if err != nil {
+		return incident.Record{}, err
+	}
+	if s.cfg.Rollback.Application == nil {
+		return incident.Record{}, fmt.Errorf("%w: %s has no rollback.application executor configured", rollout.ErrNoTarget, service)
+	}
+	return a.incidents.RequestRollback(ctx, d, refs, config.DefaultSeverity, incident.Requester{By: by, Channel: channel, Reason: reason})
 }

@@ -253,7 +253,7 @@ func TestFaultReceiverFailing(t *testing.T) {
 
 // A rollback command that hangs is killed at its timeout, with its whole
 // process group; the step is failed, the incident escalated to a human, and
-// the command is not run again.
+// the command is not run again, also after Guardian is killed.
 func TestFaultExecutorHangs(t *testing.T) {
 	t.Parallel()
 	rcv := newReceiver(t)
@@ -277,6 +277,11 @@ func TestFaultExecutorHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.EventuallyTrue(t, 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil }, "the command's child to be killed")
+	// Killed now, the failed incident stays failed and nothing runs again.
+	s.proc.crash()
+	if rec := s.waitState(1, incident.Failed); rec.Actions["incident-1/rollback.application"].State != incident.ActionFailed {
+		t.Fatalf("after the restart: %+v", rec.Actions)
+	}
 	// Ten more evaluations of the still bad version: nothing runs again.
 	next := len(s.incident(1).Timeline)
 	time.Sleep(10 * time.Second) // the fault's aftermath: evaluations that must not act
@@ -347,4 +352,25 @@ func TestFaultStateDirFull(t *testing.T) {
 	if n := len(s.rollbacks()); n != 1 {
 		t.Fatalf("rolled back %d times", n)
 	}
+}
+
+// Killed while an incident is held (a person said no-go): after the
+// restart it is still held, nothing ran, and the watch goes on.
+func TestFaultCrashWhileHeld(t *testing.T) {
+	t.Parallel()
+	rcv := newReceiver(t)
+	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder"})
+	s.setRollback(rollbackScript(t, s.dir, s.demoURL, 0))
+	s.deploy("v2", 0.20)
+	s.waitState(1, incident.AwaitingApproval)
+	if code := s.decide(1, "deny", apiToken, `{"reason":"a feature flag is being turned off instead"}`); code != 200 {
+		t.Fatalf("deny: %d", code)
+	}
+	s.waitState(1, incident.Held)
+	s.proc.crash()
+	rec := s.waitState(1, incident.Held)
+	if len(s.rollbacks()) != 0 || len(rec.Decisions) != 1 || rec.Decisions[0].Approved {
+		t.Fatalf("after the restart: rollbacks %v, decisions %+v", s.rollbacks(), rec.Decisions)
+	}
+	wantEvents(t, rcv, "incident.declared", "approval.requested", "approval.denied")
 }

@@ -45,6 +45,13 @@ type Declare struct {
 	DeployedAt        time.Time
 	// References are the baseline's values by trigger name.
 	References map[string]float64
+	// RequestedBy, when set, is the person who declared the incident to
+	// roll the service back, for a reason no trigger shows; Trigger and
+	// Evidence are then empty. The request is the go for the application
+	// step.
+	RequestedBy *Requester
+	// Team are the service's responders, assembled on the incident.
+	Team []Responder
 }
 
 // Restart is Guardian (re)starting with the incident in its store.
@@ -262,6 +269,22 @@ func (r *Record) declare(d Declare, now time.Time) ([]Effect, error) {
 		ID: d.ID, Service: d.Service, Severity: d.Severity, State: Detected,
 		Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy, Trigger: d.Trigger, Evidence: d.Evidence,
 		DeployedAt: d.DeployedAt, DetectedAt: now, Step: executor.StepApplication, References: d.References,
+		Team: d.Team,
+	}
+	if h := d.RequestedBy; h != nil {
+		if err := h.validate(); err != nil {
+			*r = Record{}
+			return nil, err
+		}
+		r.RequestedBy = h
+		r.Evidence = Evidence{Summary: fmt.Sprintf("rollback requested by %s: %s", h.By, h.Reason)}
+		data := map[string]string{"baseline": d.Baseline, "reason": h.Reason, "requested_by": h.By}
+		if h.Channel != "" {
+			data["channel"] = h.Channel
+		}
+		r.add(now, event.IncidentDeclared, h.By, fmt.Sprintf("%s declared for %s by %s: roll back %s %s → %s: %s",
+			d.Severity, d.Service, h.By, d.Service, d.Version, d.Baseline, h.Reason), data)
+		return []Effect{WakeAt{Incident: r.ID, At: now}}, nil
 	}
 	r.Impact.PeakValue = d.Evidence.Value
 	r.Impact.BaselineValue = d.Evidence.BaselineValue
@@ -303,6 +326,11 @@ func (r *Record) request(step string, now time.Time) approval.Request {
 // decide applies the approval policy to the application step (from
 // Detected or AwaitingApproval).
 func (r *Record) decide(rules Rules, now time.Time) []Effect {
+	if h := r.RequestedBy; h != nil && r.State == Detected {
+		// The person who asked for the rollback gave the go.
+		r.setState(AwaitingApproval)
+		return r.grant(executor.StepApplication, h.By, h.Channel, "rollback requested: "+h.Reason, rules, now)
+	}
 	req := r.request(executor.StepApplication, now)
 	d := approval.Decide(rules.Approval, req, now)
 	switch d.Outcome {

@@ -56,6 +56,9 @@ type Service struct {
 	// when deploy detection cannot tell (verification then judges the
 	// baseline).
 	Serving func() []string
+	// Team are the service's responders, named on the incident when it is
+	// declared.
+	Team []Responder
 }
 
 // Env looks services up.
@@ -289,19 +292,71 @@ func (m *Manager) Declare(ctx context.Context, d rollout.Event, v trigger.Verdic
 		rec, _, err := m.load(ctx, l.id)
 		return rec, false, err
 	}
+	rec, effs0, err := m.createLocked(ctx, Declare{
+		Service: d.Service, Severity: severity, Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy,
+		Trigger: v.Trigger, Evidence: EvidenceFrom(v), DeployedAt: d.At, References: references,
+	})
+	if err != nil {
+		return Record{}, false, err
+	}
+	m.log.Warn("incident declared", zap.Int64("incident", rec.ID), zap.String("service", d.Service),
+		zap.String("version", d.Version), zap.String("baseline", d.Baseline), zap.String("evidence", v.Summary()))
+	svc, _ := m.env.Service(rec.Service)
+	rec = m.runLocked(ctx, rec, effs0, svc)
+	return rec, true, nil
+}
+
+// ErrOpenIncident is returned by RequestRollback when the service already
+// has an open incident: that one is approved or closed instead.
+var ErrOpenIncident = errors.New("an incident is open")
+
+// RequestRollback declares an incident because a person asked to roll the
+// service back from d.Version to d.Baseline, for a reason no trigger shows:
+// the request counts as the go for the application step, which then runs
+// the same executor, verification and report as a detected incident.
+func (m *Manager) RequestRollback(ctx context.Context, d rollout.Event, references map[string]float64, severity string, h Requester) (Record, error) {
+	if err := h.validate(); err != nil {
+		return Record{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if id, ok := m.open[d.Service]; ok {
+		rec, _, err := m.load(ctx, id)
+		if err != nil {
+			return Record{}, err
+		}
+		return rec, fmt.Errorf("%w for %s: incident %d (%s); approve it (guardian approve %d) or close it first", ErrOpenIncident, d.Service, id, rec.State, id)
+	}
+	rec, effs0, err := m.createLocked(ctx, Declare{
+		Service: d.Service, Severity: severity, Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy,
+		DeployedAt: d.At, References: references, RequestedBy: &h,
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	m.log.Warn("incident declared by a person", zap.Int64("incident", rec.ID), zap.String("service", d.Service),
+		zap.String("version", d.Version), zap.String("baseline", d.Baseline), zap.String("by", h.By), zap.String("reason", h.Reason))
+	svc, _ := m.env.Service(rec.Service)
+	return m.runLocked(ctx, rec, effs0, svc), nil
+}
+
+// createLocked numbers, applies and saves the declaration d.
+func (m *Manager) createLocked(ctx context.Context, d Declare) (Record, []Effect, error) {
 	idn := m.spareID
 	if idn == 0 {
 		var err error
 		if idn, err = m.st.NextID(ctx, bucket); err != nil {
-			return Record{}, false, fmt.Errorf("numbering incident: %w", err)
+			return Record{}, nil, fmt.Errorf("numbering incident: %w", err)
 		}
 	}
-	rec, effs, err := Next(Record{}, Declare{
-		ID: int64(idn), Service: d.Service, Severity: severity, Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy,
-		Trigger: v.Trigger, Evidence: EvidenceFrom(v), DeployedAt: d.At, References: references,
-	}, Rules{}, m.now())
+	d.ID = int64(idn)
+	if svc, ok := m.env.Service(d.Service); ok {
+		d.Team = svc.Team
+	}
+	rec, effs, err := Next(Record{}, d, Rules{}, m.now())
 	if err != nil {
-		return Record{}, false, err
+		m.spareID = idn
+		return Record{}, nil, err
 	}
 	if err := m.create(ctx, rec); err != nil {
 		// The next declaration (the trigger fires again at the next tick)
@@ -310,18 +365,14 @@ func (m *Manager) Declare(ctx context.Context, d rollout.Event, v trigger.Verdic
 		if !errors.Is(err, store.ErrConflict) {
 			m.spareID = idn
 		}
-		return Record{}, false, err
+		return Record{}, nil, err
 	}
 	m.spareID = 0
 	m.open[d.Service] = rec.ID
-	m.last[d.Service] = lastIncident{rec.ID, d.Version, d.At}
-	m.m.declared.WithLabelValues(d.Service, severity).Inc()
+	m.last[d.Service] = lastIncident{rec.ID, d.Version, d.DeployedAt}
+	m.m.declared.WithLabelValues(d.Service, d.Severity).Inc()
 	m.m.open.WithLabelValues(rec.Service, string(rec.State)).Inc()
-	m.log.Warn("incident declared", zap.Int64("incident", rec.ID), zap.String("service", d.Service),
-		zap.String("version", d.Version), zap.String("baseline", d.Baseline), zap.String("evidence", v.Summary()))
-	svc, _ := m.env.Service(rec.Service)
-	rec = m.runLocked(ctx, rec, effs, svc)
-	return rec, true, nil
+	return rec, effs, nil
 }
 
 // rejected reports whether err is Next refusing an event.

@@ -6,10 +6,13 @@
 package incident
 
 import (
+	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/trigger"
 )
@@ -102,6 +105,12 @@ type Record struct {
 	// handed over after a restart.
 	Published int `json:"published"`
 
+	// Team are the service's responders by role when the incident was
+	// declared: the people notifications mention and the post-mortem invites.
+	Team []Responder `json:"team,omitempty"`
+	// RequestedBy is set when a person declared the incident to roll the
+	// service back (no trigger fired): who, through which channel, and why.
+	RequestedBy *Requester `json:"requested_by,omitempty"`
 	// Decisions are the go/no-go answers, in order.
 	Decisions []Decision `json:"decisions,omitempty"`
 	// Actions are the side effects, by idempotency key.
@@ -113,6 +122,38 @@ type Record struct {
 	Report *ReportFiles `json:"report,omitempty"`
 	// Timeline is every step, in order.
 	Timeline []Entry `json:"timeline"`
+}
+
+// Responder is one of the people an incident calls on.
+type Responder struct {
+	// Role is incident_commander, dba, on_call or the configuration's own word.
+	Role  string `json:"role"`
+	Name  string `json:"name"`
+	Email string `json:"email,omitempty"`
+	// Slack is a Slack user (U...) or user group (S...) ID.
+	Slack string `json:"slack,omitempty"`
+}
+
+// Requester is the person who asked for a rollback.
+type Requester struct {
+	// By names who, as the channel authenticated them ("token:alice").
+	By string `json:"by"`
+	// Channel is how the request came: "api", "cli", "slack", ...
+	Channel string `json:"channel,omitempty"`
+	// Reason says why: what the metrics do not show.
+	Reason string `json:"reason"`
+}
+
+func (h *Requester) validate() error {
+	switch {
+	case strings.TrimSpace(h.By) == "":
+		return fmt.Errorf("%w: who asks for the rollback is unknown", ErrInvalidVote)
+	case strings.TrimSpace(h.Reason) == "":
+		return fmt.Errorf("%w: a rollback needs a reason", ErrInvalidVote)
+	case len(h.Reason) > approval.MaxReason:
+		return fmt.Errorf("%w: the reason is longer than %d characters", ErrInvalidVote, approval.MaxReason)
+	}
+	return nil
 }
 
 // Entry is one step on the timeline: who or what did what, and why.

@@ -17,8 +17,6 @@ type Publisher struct {
 	// ExternalURL, when set, returns Guardian's external URL now, from
 	// which each event's links are built.
 	ExternalURL func() string
-	// Responders, when set, returns a service's people now.
-	Responders func(service string) []Responder
 }
 
 var _ incident.Publisher = Publisher{}
@@ -29,9 +27,6 @@ func (p Publisher) Publish(ctx context.Context, rec incident.Record, i int) erro
 	ev := EventOf(rec, i)
 	if p.ExternalURL != nil {
 		ev.Links = LinksFor(p.ExternalURL(), rec.ID)
-	}
-	if p.Responders != nil {
-		ev.Responders = p.Responders(rec.Service)
 	}
 	for _, name := range p.Receivers(rec.Service) {
 		if err := p.Outbox.Enqueue(ctx, name, ev); err != nil {
@@ -58,7 +53,11 @@ func EventOf(rec incident.Record, i int) Event {
 		data["count"] = e.Count
 	}
 	seq := rec.Sequence(i)
-	return Event{
+	var team []Responder
+	for _, r := range rec.Team {
+		team = append(team, Responder(r))
+	}
+	return Event{Responders: team,
 		ID: incident.EventID(rec.ID, seq), Type: e.Type, Sequence: seq, Time: e.At, Incident: rec.ID,
 		Service: rec.Service, Severity: rec.Severity, State: rec.State.String(), Text: e.Message, Data: data,
 	}

@@ -20,7 +20,9 @@ import (
 	"github.com/rollback-guardian/guardian/executor/command"
 	"github.com/rollback-guardian/guardian/executor/webhook"
 	"github.com/rollback-guardian/guardian/notify"
+	"github.com/rollback-guardian/guardian/notify/pagerduty"
 	notifyslack "github.com/rollback-guardian/guardian/notify/slack"
+	"github.com/rollback-guardian/guardian/notify/teams"
 	notifywebhook "github.com/rollback-guardian/guardian/notify/webhook"
 	"github.com/rollback-guardian/guardian/source"
 	promsource "github.com/rollback-guardian/guardian/source/prometheus"
@@ -92,6 +94,10 @@ func Notifiers(cfg *config.Config, log *zap.Logger, env ...NotifierEnv) (map[str
 			r, err = notifyNonNil(notifywebhook.New(*n.Webhook, nlog))
 		case n.Slack != nil:
 			r, err = notifyNonNil(notifyslack.New(n.Name, *n.Slack, nlog, notifyslack.WithStore(e.Store)))
+		case n.PagerDuty != nil:
+			r, err = notifyNonNil(pagerduty.New(*n.PagerDuty, nlog))
+		case n.Teams != nil:
+			r, err = notifyNonNil(teams.New(*n.Teams, nlog))
 		default:
 			return nil, fmt.Errorf("notifier %s: no receiver", n.Name)
 		}

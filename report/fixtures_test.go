@@ -212,3 +212,22 @@ func postmortem() PostmortemConfig {
 		ReportURL:    "https://guardian.example.com/incidents/12",
 	}
 }
+
+// requested: a person asked for the rollback (no trigger fired); the
+// service's team was assembled on declare.
+func requested() incident.Record {
+	r := resolved()
+	r.Trigger, r.Evidence = "", incident.Evidence{Summary: "rollback requested by token:ana: orders are written twice"}
+	r.Impact = incident.Impact{}
+	r.RequestedBy = &incident.Requester{By: "token:ana", Channel: "cli", Reason: "orders are written twice"}
+	r.Team = []incident.Responder{
+		{Role: "incident_commander", Name: "Ana Silva", Email: "ana@example.com", Slack: "U0ANA"},
+		{Role: "dba", Name: "Bo Chen", Email: "bo@example.com"},
+		{Role: "on_call", Name: "Payments on-call", Slack: "S0PAY"},
+	}
+	r.Decisions = []incident.Decision{{Step: "application", Approved: true, By: "token:ana", Channel: "cli", Reason: "rollback requested: orders are written twice", At: at(sec(3, 10))}}
+	r.Timeline[2] = incident.Entry{At: at(sec(3, 10)), Type: "incident.declared", Actor: "token:ana",
+		Message: "SEV-1 declared for checkout by token:ana: roll back checkout v2.4.1 → v2.4.0: orders are written twice"}
+	r.Timeline[3] = incident.Entry{At: at(sec(3, 10)), Type: "approval.granted", Actor: "token:ana", Message: "rollback requested: orders are written twice"}
+	return r
+}

@@ -60,7 +60,11 @@ func (m *mdWriter) header() {
 	m.f("- **State:** %s\n", esc(orUnknown(r.State.String())))
 	m.f("- **Service:** %s\n", esc(r.Service))
 	m.f("- **Version:** %s (bad) → %s (baseline)\n", esc(orUnknown(r.Version)), esc(orUnknown(r.Baseline)))
-	m.f("- **Trigger:** %s\n", esc(orUnknown(r.Trigger)))
+	if h := r.RequestedBy; h != nil {
+		m.f("- **Requested by:** %s%s: %s\n", esc(h.By), esc(via(h.Channel)), esc(oneLine(h.Reason)))
+	} else {
+		m.f("- **Trigger:** %s\n", esc(orUnknown(r.Trigger)))
+	}
 	m.f("- **Deployed:** %s\n", fmtTime(r.DeployedAt, m.loc))
 	m.f("- **Detected:** %s\n", fmtTime(r.DetectedAt, m.loc))
 	if r.ResolvedAt != nil {
@@ -69,6 +73,17 @@ func (m *mdWriter) header() {
 		m.f("- **Resolved:** not reached\n")
 	}
 	m.f("\n")
+	if len(r.Team) > 0 {
+		m.f("### Team\n\n")
+		for _, p := range r.Team {
+			m.f("- **%s:** %s", esc(roleTitle(p.Role)), esc(p.Name))
+			if p.Email != "" {
+				m.f(" <%s>", esc(p.Email))
+			}
+			m.f("\n")
+		}
+		m.f("\n")
+	}
 }
 
 func (m *mdWriter) summary() {
@@ -175,6 +190,9 @@ func requestsEstimate(r incident.Record) (label, value string) {
 
 func (m *mdWriter) evidence() {
 	ev := m.r.Evidence
+	if m.r.RequestedBy != nil {
+		return
+	}
 	m.f("## Trigger evidence\n\n")
 	m.f("Trigger **%s** fired for %s.\n\n", esc(orUnknown(m.r.Trigger)), esc(versionOf(m.r)))
 	if ev.Summary != "" {

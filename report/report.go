@@ -266,6 +266,9 @@ func evidenceText(ev incident.Evidence) string {
 
 // triggerSentence is "Trigger error-rate fired: <evidence>.".
 func triggerSentence(r incident.Record) string {
+	if h := r.RequestedBy; h != nil {
+		return fmt.Sprintf("No trigger fired: %s asked for the rollback%s because %s.", h.By, via(h.Channel), strings.TrimRight(oneLine(h.Reason), "."))
+	}
 	name := r.Trigger
 	if name == "" {
 		name = "(unnamed)"
@@ -277,6 +280,27 @@ func triggerSentence(r incident.Record) string {
 		return "Trigger " + name + " fired: " + oneLine(r.Evidence.Summary) + "."
 	}
 	return "Trigger " + name + " fired; no evidence was recorded."
+}
+
+// via names a channel for a sentence: " via slack".
+func via(channel string) string {
+	if channel == "" {
+		return ""
+	}
+	return " via " + channel
+}
+
+// roleTitle names a responder's role for people.
+func roleTitle(role string) string {
+	switch role {
+	case "incident_commander":
+		return "Incident commander"
+	case "dba":
+		return "DBA"
+	case "on_call":
+		return "On-call"
+	}
+	return strings.ReplaceAll(role, "_", " ")
 }
 
 // Step names of decisions and the action kinds that go with them.

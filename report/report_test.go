@@ -77,6 +77,7 @@ func TestGolden(t *testing.T) {
 		{"failed", failedRollback(), Options{Now: fixedNow}},
 		{"escalated", escalated(), Options{Now: fixedNow, Location: loadLocation(t, "Europe/Berlin")}},
 		{"sequential", sequentialResolved(), Options{Now: fixedNow}},
+		{"requested", requested(), Options{Now: fixedNow}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			md, err := Markdown(tc.r, tc.opts)

@@ -83,6 +83,9 @@ func (e Event) String() string {
 var (
 	ErrInvalidVersion = errors.New("invalid version")
 	ErrUnknownService = errors.New("unknown service")
+	// ErrNoTarget: a person's rollback cannot tell which version to go
+	// back to, or there is nothing to roll back.
+	ErrNoTarget = errors.New("no rollback target")
 )
 
 // maxSeen bounds the versions remembered; the oldest are forgotten first.

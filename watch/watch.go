@@ -404,3 +404,34 @@ func (s *Service) TakeOver(old *Service, keepDetector bool) {
 		s.lastOutcome[k] = v
 	}
 }
+
+// RollbackTarget returns the deploy a person's rollback undoes, and the
+// baseline's last values by trigger: the open watch's deploy (to its
+// baseline, or to the version to), else the version serving now, which
+// needs to. It changes nothing.
+func (s *Service) RollbackTarget(to string, now time.Time) (rollout.Event, map[string]float64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.watch; w != nil {
+		d := w.deploy
+		if to == "" || to == d.Baseline {
+			refs, _ := s.references("")
+			return d, refs, nil
+		}
+		if to == d.Version {
+			return rollout.Event{}, nil, fmt.Errorf("%w: %s %s is the version being rolled back", rollout.ErrNoTarget, s.name, to)
+		}
+		d.Baseline, d.BaselineWhy = to, "chosen by the person who asked for the rollback"
+		return d, nil, nil
+	}
+	cur := s.detector.Current()
+	switch {
+	case cur == "":
+		return rollout.Event{}, nil, fmt.Errorf("%w: no version of %s has been seen yet", rollout.ErrNoTarget, s.name)
+	case to == "":
+		return rollout.Event{}, nil, fmt.Errorf("%w: %s %s has no open watch, so its previous version is not known here: say which version to roll back to", rollout.ErrNoTarget, s.name, cur)
+	case to == cur:
+		return rollout.Event{}, nil, fmt.Errorf("%w: %s already runs %s", rollout.ErrNoTarget, s.name, to)
+	}
+	return rollout.Event{Service: s.name, Version: cur, Baseline: to, BaselineWhy: "chosen by the person who asked for the rollback", At: now}, nil, nil
+}

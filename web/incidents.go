@@ -11,6 +11,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/incident"
+	"github.com/rollback-guardian/guardian/rollout"
 )
 
 // DecisionRequest is the body of POST /api/v1/incidents/{id}/approve,
@@ -50,10 +51,10 @@ func incidentID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 
 func (s *Server) incidentError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, incident.ErrNotFound):
+	case errors.Is(err, incident.ErrNotFound), errors.Is(err, rollout.ErrUnknownService):
 		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
 	case errors.Is(err, incident.ErrNoDecision), errors.Is(err, incident.ErrBusy), errors.Is(err, incident.ErrFinished),
-		errors.Is(err, incident.ErrNoService):
+		errors.Is(err, incident.ErrNoService), errors.Is(err, incident.ErrOpenIncident), errors.Is(err, rollout.ErrNoTarget):
 		writeJSON(w, http.StatusConflict, apiError{Error: err.Error()})
 	case errors.Is(err, incident.ErrInvalidVote):
 		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
@@ -182,4 +183,42 @@ func (s *Server) close(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("incident closed", zap.Int64("incident", id), zap.String("by", by), zap.String("reason", req.Reason))
 	writeJSON(w, http.StatusOK, rec)
+}
+
+// RollbackRequest is the body of POST /api/v1/services/{service}/rollback.
+type RollbackRequest struct {
+	// To is the version to roll back to; empty means the baseline of the
+	// service's open watch.
+	To string `json:"to,omitempty"`
+	// Reason says why: required.
+	Reason string `json:"reason"`
+}
+
+// rollback starts a person's rollback of a service: an incident declared
+// with the person as its source, the request counting as the go.
+func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
+	who, ok := s.authorize(w, r, ScopeApprove)
+	if !ok {
+		return
+	}
+	inc, ok := s.incidents(w)
+	if !ok {
+		return
+	}
+	var req RollbackRequest
+	if !s.decodeJSON(w, r, &req) {
+		return
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "a rollback needs a reason"})
+		return
+	}
+	service, by := r.PathValue("service"), "token:"+who
+	rec, err := inc.Rollback(r.Context(), service, req.To, req.Reason, by, channel(r))
+	if err != nil {
+		s.incidentError(w, err)
+		return
+	}
+	s.log.Warn("rollback requested", zap.String("service", service), zap.Int64("incident", rec.ID), zap.String("by", by), zap.String("reason", req.Reason))
+	writeJSON(w, http.StatusCreated, rec)
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -37,6 +38,63 @@ func (r reports) Report(ctx context.Context, id int64, format string) ([]byte, e
 		return nil, err
 	}
 	return []byte(fmt.Sprintf("%s report of incident %d", format, rec.ID)), nil
+}
+
+// Rollback asks the manager for a rollback of checkout v2 → v1 (or to).
+func (r reports) Rollback(ctx context.Context, service, to, reason, by, channel string) (incident.Record, error) {
+	if service != "checkout" {
+		return incident.Record{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
+	}
+	d := rollout.Event{Service: service, Version: "v2", Baseline: cmp.Or(to, "v1"), At: time.Now()}
+	return r.RequestRollback(ctx, d, nil, "SEV-1", incident.Requester{By: by, Channel: channel, Reason: reason})
+}
+
+// POST /api/v1/services/{service}/rollback needs the approve scope and a
+// reason; it declares the incident with the token's name as its source.
+func TestRollbackAPI(t *testing.T) {
+	m := incident.NewManager(incident.Options{Store: store.NewMemory(), Env: manualEnv{}, Registry: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	toks, err := NewTokens(writeTokens(t, "alice:"+goodToken+"\nbob:"+readToken+":read\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(Options{Gatherer: prometheus.NewRegistry(), Logger: zap.NewNop(), Tokens: func() *Tokens { return toks }, Incidents: reports{m}}).Handler()
+	for _, tc := range []struct {
+		path, auth, body string
+		code             int
+	}{
+		{"/api/v1/services/checkout/rollback", "", `{"reason":"x"}`, 401},
+		{"/api/v1/services/checkout/rollback", "Bearer " + readToken, `{"reason":"x"}`, 403},
+		{"/api/v1/services/checkout/rollback", "Bearer " + goodToken, `{}`, 400},
+		{"/api/v1/services/checkout/rollback", "Bearer " + goodToken, `{"reason":"   "}`, 400},
+		{"/api/v1/services/checkout/rollback", "Bearer " + goodToken, `{"reason":"x","version":"v0"}`, 400},
+		{"/api/v1/services/cart/rollback", "Bearer " + goodToken, `{"reason":"x"}`, 404},
+	} {
+		if w := do(t, h, "POST", tc.path, tc.auth, tc.body); w.Code != tc.code {
+			t.Errorf("%s %s %s: %d %s, want %d", tc.path, tc.auth, tc.body, w.Code, w.Body, tc.code)
+		}
+	}
+	if recs, _ := m.List(context.Background()); len(recs) != 0 {
+		t.Fatalf("refused requests declared %d incidents", len(recs))
+	}
+	w := do(t, h, "POST", "/api/v1/services/checkout/rollback", "Bearer "+goodToken, `{"to":"v0","reason":"orders are written twice"}`)
+	if w.Code != 201 {
+		t.Fatalf("rollback: %d %s", w.Code, w.Body)
+	}
+	var got incident.Record
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.RequestedBy == nil || got.RequestedBy.By != "token:alice" || got.RequestedBy.Channel != "api" || got.Baseline != "v0" ||
+		got.Timeline[0].Actor != "token:alice" {
+		t.Fatalf("record %+v", got)
+	}
+	if w := do(t, h, "POST", "/api/v1/services/checkout/rollback", "Bearer "+goodToken, `{"reason":"again"}`); w.Code != 409 || !strings.Contains(w.Body.String(), "incident 1") {
+		t.Fatalf("second rollback: %d %s, want 409 naming incident 1", w.Code, w.Body)
+	}
 }
 
 func TestIncidentAPI(t *testing.T) {

@@ -72,6 +72,9 @@ type Incidents interface {
 	Close(ctx context.Context, id int64, by, channel, reason string) (incident.Record, error)
 	// Report renders the incident report: format "markdown" or "json".
 	Report(ctx context.Context, id int64, format string) ([]byte, error)
+	// Rollback declares an incident because a person asked to roll
+	// service back (to version to; "" means the open watch's baseline).
+	Rollback(ctx context.Context, service, to, reason, by, channel string) (incident.Record, error)
 }
 
 // Server is Guardian's HTTP server.
@@ -102,6 +105,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("POST /api/v1/incidents/{id}/approve", s.toLeader(func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, true) }))
 	s.mux.HandleFunc("POST /api/v1/incidents/{id}/deny", s.toLeader(func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, false) }))
 	s.mux.HandleFunc("POST /api/v1/incidents/{id}/close", s.toLeader(s.close))
+	s.mux.HandleFunc("POST /api/v1/services/{service}/rollback", s.toLeader(s.rollback))
 	if opts.Slack != nil {
 		s.mux.HandleFunc("POST /api/v1/slack/interactions", s.toLeader(opts.Slack.ServeHTTP))
 		s.mux.HandleFunc("POST /api/v1/slack/commands", s.toLeader(opts.Slack.ServeHTTP))

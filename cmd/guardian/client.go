@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -193,6 +194,43 @@ func newIncidentActionCmd(stdout io.Writer, verb, short, long string, needReason
 		help = "why (required)"
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", help)
+	return cmd
+}
+
+func newRollbackCmd(stdout io.Writer) *cobra.Command {
+	var (
+		cf         clientFlags
+		to, reason string
+	)
+	cmd := &cobra.Command{
+		Use:   "rollback SERVICE --reason TEXT [--to VERSION]",
+		Short: "Roll a service back now, for a reason no metric shows",
+		Long: "Declare an incident for SERVICE with you as its source and your reason (data corruption, an outage seen\n" +
+			"elsewhere...): the request is the go for the application rollback, which runs through the service's executor,\n" +
+			"then recovery is verified and the report written, as for a detected incident. Without --to the service goes back\n" +
+			"to the baseline of its open watch; with no watch open, --to is required. Needs a token with the approve scope.",
+		Example: `  guardian rollback checkout --reason "orders are written twice since 14:02"
+  guardian rollback checkout --to v2.4.0 --reason "the payment provider rejects v2.4.1's requests"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return errors.New("--reason is required: say why, for the timeline and the report")
+			}
+			var rec incident.Record
+			body := map[string]string{"reason": reason}
+			if to != "" {
+				body["to"] = to
+			}
+			if err := cf.do(cmd.Context(), "POST", "/api/v1/services/"+url.PathEscape(args[0])+"/rollback", body, true, &rec); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "incident #%d (%s): %s, rolling back %s → %s\n", rec.ID, rec.Service, rec.State, rec.Version, rec.Baseline)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	cmd.Flags().StringVar(&to, "to", "", "the version to roll back to (default: the baseline of the open watch)")
 	return cmd
 }
 

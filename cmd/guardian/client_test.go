@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http/httptest"
@@ -127,4 +128,28 @@ func TestIncidentCommands(t *testing.T) {
 	if code, _, errOut := cli("incidents", "show", "9"); code != 1 || !strings.Contains(errOut, "404") {
 		t.Fatalf("show missing: %d %q", code, errOut)
 	}
+	// A person's rollback: a reason is required; the incident names them
+	// and the CLI as its source.
+	if code, _, errOut := cli("rollback", "checkout", "--token-file", mine); code != 1 || !strings.Contains(errOut, "--reason is required") {
+		t.Fatalf("rollback without a reason: %d %q", code, errOut)
+	}
+	if code, _, errOut := cli("rollback", "cart", "--reason", "x"); code != 1 || !strings.Contains(errOut, "404") {
+		t.Fatalf("rollback of an unknown service: %d %q", code, errOut)
+	}
+	code, out, errOut := cli("rollback", "checkout", "--to", "v0", "--reason", "orders are written twice")
+	if code != 0 || !strings.Contains(out, "incident #2 (checkout)") || !strings.Contains(out, "v2 → v0") {
+		t.Fatalf("rollback: %d %q %q", code, out, errOut)
+	}
+	if rec, _ := m.Get(ctx, 2); rec.RequestedBy == nil || rec.RequestedBy.By != "token:alice" || rec.RequestedBy.Channel != "cli" {
+		t.Fatalf("requested by %+v", rec.RequestedBy)
+	}
+}
+
+// Rollback asks for checkout v2 → to (default v1).
+func (w withReport) Rollback(ctx context.Context, service, to, reason, by, channel string) (incident.Record, error) {
+	if service != "checkout" {
+		return incident.Record{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
+	}
+	d := rollout.Event{Service: service, Version: "v2", Baseline: cmp.Or(to, "v1"), At: time.Now()}
+	return w.RequestRollback(ctx, d, nil, "SEV-1", incident.Requester{By: by, Channel: channel, Reason: reason})
 }

@@ -57,7 +57,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&lf.level, "log.level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&lf.format, "log.format", "console", "log format: console or json")
 	root.AddCommand(newRunCmd(lf, stderr), newCheckCmd(stdout, stderr), newDemoCmd(lf, stdout, stderr),
-		newDecisionCmd(stdout, true), newDecisionCmd(stdout, false), newCloseCmd(stdout), newIncidentsCmd(stdout), newReportCmd(stdout),
+		newDecisionCmd(stdout, true), newDecisionCmd(stdout, false), newCloseCmd(stdout), newRollbackCmd(stdout), newIncidentsCmd(stdout), newReportCmd(stdout),
 		newStateCmd(stdout, stderr), newVersionCmd(stdout))
 	return root
 }
