@@ -24,6 +24,7 @@ import (
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/notify"
+	notifyslack "github.com/rollback-guardian/guardian/notify/slack"
 	"github.com/rollback-guardian/guardian/plugin"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/source/embedded"
@@ -131,6 +132,9 @@ func New(opts Options) (*App, error) {
 	return a, nil
 }
 
+// The Slack endpoint serves "/guardian rollback" through App.Rollback.
+var _ notifyslack.Rollbacker = (*App)(nil)
+
 // Config returns the configuration in force.
 func (a *App) Config() *config.Config { return a.state.Load().cfg }
 
@@ -213,7 +217,7 @@ func (a *App) build(cfg *config.Config, old *state) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	notifiers, err := plugin.Notifiers(cfg, a.log)
+	notifiers, err := plugin.Notifiers(cfg, a.log, plugin.NotifierEnv{Store: func() store.Store { return a.st }})
 	if err != nil {
 		return nil, err
 	}
@@ -275,9 +279,18 @@ func (a *App) stopLoop(s *service) {
 // until ctx ends or one of them fails.
 func (a *App) Run(ctx context.Context) error {
 	st := a.state.Load()
+	slackHandler, err := notifyslack.NewHandler(notifyslack.HandlerOptions{
+		Config: a.Config, Incidents: a, Logger: a.log.Named("slack"), Registerer: a.opts.Registry, Now: a.now,
+	})
+	if err != nil {
+		a.stopAll()
+		if cerr := a.st.Close(); cerr != nil {
+			a.log.Warn("closing the state file", zap.Error(cerr))
+		}
+		return err
+	}
 	l := a.opts.Listener
 	if l == nil {
-		var err error
 		l, err = net.Listen("tcp", st.cfg.Global.ListenAddress)
 		if err != nil {
 			a.stopAll()
@@ -298,6 +311,7 @@ func (a *App) Run(ctx context.Context) error {
 		Incidents: a,
 		Forward:   a.forward,
 		Flags:     a.opts.Web,
+		Slack:     slackHandler,
 	})
 	a.log.Info("Guardian started", zap.String("listen", l.Addr().String()), zap.String("config", a.opts.ConfigFile))
 
@@ -313,7 +327,7 @@ func (a *App) Run(ctx context.Context) error {
 	} else {
 		actor(ctx, &g, func(ctx context.Context) error { return a.cluster.Run(ctx, l.Addr().String(), a.work, a.ready.Store) })
 	}
-	err := g.Run()
+	err = g.Run()
 	if cerr := a.st.Close(); cerr != nil {
 		a.log.Warn("closing the state file", zap.Error(cerr))
 	}

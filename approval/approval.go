@@ -151,6 +151,8 @@ const (
 	ChannelAPI    = "api"
 	ChannelCLI    = "cli"
 	ChannelPolicy = "policy"
+	// ChannelSlack is a Slack button or the /guardian slash command.
+	ChannelSlack = "slack"
 )
 
 // Vote is a person's go or no-go, as a channel delivers it.

@@ -54,9 +54,9 @@ func (a *AlertmanagerNotifier) setDefaults() {
 
 // SlackNotifier posts one message per incident to a channel and keeps it
 // up to date, with every transition as a reply in its thread. With a
-// signing secret (interactivity at /api/v1/slack/interactions) or an app
-// token (Socket Mode), the message carries go/no-go buttons that the
-// service's approval.slack_approvers may use.
+// signing secret (interactivity at /api/v1/slack/interactions), the message
+// carries go/no-go buttons that the service's approval.slack_approvers may
+// use.
 type SlackNotifier struct {
 	// Channel is a channel ID (C0123ABC) or name (#deploys).
 	Channel string `yaml:"channel"`
@@ -66,20 +66,15 @@ type SlackNotifier struct {
 	// answers the buttons and the /guardian slash command at
 	// POST /api/v1/slack/interactions and verifies every request.
 	SigningSecretFile string `yaml:"signing_secret_file,omitempty"`
-	// AppTokenFile holds an app-level token (xapp-...): with it, Guardian
-	// receives the buttons and the slash command through Socket Mode and
-	// needs no inbound endpoint.
-	AppTokenFile string `yaml:"app_token_file,omitempty"`
 	// APIURL is Slack's Web API base URL (default https://slack.com/api/).
 	APIURL string `yaml:"api_url"`
 	// Templates override the message's header (Title) and body (Text).
 	Templates Templates `yaml:"templates,omitempty"`
 
-	// Token, SigningSecret and AppToken are the files' contents, read at
-	// load time; they never appear in marshalled output.
+	// Token and SigningSecret are the files' contents, read at load time;
+	// they never appear in marshalled output.
 	Token         commoncfg.Secret `yaml:"-"`
 	SigningSecret commoncfg.Secret `yaml:"-"`
-	AppToken      commoncfg.Secret `yaml:"-"`
 }
 
 func (s *SlackNotifier) setDefaults() { s.APIURL = DefaultSlackAPIURL }
@@ -184,16 +179,12 @@ func (v *validator) slack(p string, s *SlackNotifier) {
 	if s.Channel == "" {
 		v.errorf(p+".channel", "required: a channel ID (C0123ABC) or #name")
 	}
-	token, app := s.TokenFile, s.AppTokenFile
+	token := s.TokenFile
 	s.Token, s.TokenFile = v.secretFile(p+".token_file", s.TokenFile, true)
 	if s.Token != "" && !strings.HasPrefix(string(s.Token), "xoxb-") {
 		v.errorf(p+".token_file", "%q does not hold a bot token (xoxb-...)", token)
 	}
 	s.SigningSecret, s.SigningSecretFile = v.secretFile(p+".signing_secret_file", s.SigningSecretFile, false)
-	s.AppToken, s.AppTokenFile = v.secretFile(p+".app_token_file", s.AppTokenFile, false)
-	if s.AppToken != "" && !strings.HasPrefix(string(s.AppToken), "xapp-") {
-		v.errorf(p+".app_token_file", "%q does not hold an app-level token (xapp-...)", app)
-	}
 	v.httpURL(p+".api_url", s.APIURL)
 	v.templates(p+".templates", s.Templates)
 }

@@ -136,7 +136,7 @@ func (c Config) MarshalYAML() (any, error) {
 		}
 		if s := n.Slack; s != nil {
 			c := *s
-			c.Token, c.SigningSecret, c.AppToken = "", "", ""
+			c.Token, c.SigningSecret = "", ""
 			n.Slack = &c
 		}
 		if d := n.PagerDuty; d != nil {

@@ -62,6 +62,14 @@ notifiers:
     webhook:
       url: {{.ReceiverURL}}
       secret_file: {{.Dir}}/hmac
+{{- if .SlackAPI}}
+  - name: slack
+    slack:
+      channel: C0E2ECHAN
+      token_file: {{.Dir}}/slack-token
+      signing_secret_file: {{.Dir}}/slack-signing
+      api_url: {{.SlackAPI}}
+{{- end}}
 {{- end}}
 {{- if .PrometheusURL}}
 sources:
@@ -95,11 +103,11 @@ services:
         min_requests: 20
         volume_query: 'sum(increase(http_requests_total{version="{{"{{.Version}}"}}"}[{{"{{.Window}}"}}]))'
 {{- if .Rollback}}
-    notify: [oncall]
+    notify: [oncall{{if .SlackAPI}}, slack{{end}}]
     responders:
       - {role: incident_commander, name: Ana Silva, email: ana@example.com}
       - {role: dba, name: Bo Chen, email: bo@example.com}
-    approval: {mode: {{.Approval}}}
+    approval: {mode: {{.Approval}}{{if .SlackAPI}}, slack_approvers: [{{.SlackApprover}}]{{end}}}
     rollback:
       application:
         command:
@@ -157,7 +165,17 @@ type stackOpts struct {
 	fault bool
 	// sourceTimeout is the Prometheus source's timeout (default 2s).
 	sourceTimeout time.Duration
+	// slackAPI, with rollback, adds a Slack notifier calling this Web API
+	// URL, signed with slackSigningSecret, whose buttons slackApprover may use.
+	slackAPI string
 }
+
+// The Slack app of the stack's Slack notifier.
+const (
+	slackToken         = "xoxb-e2e-0000-token"
+	slackSigningSecret = "e2e-slack-signing-secret"
+	slackApprover      = "U0E2EAPPROVER"
+)
 
 func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 	t.Helper()
@@ -210,6 +228,13 @@ func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 	if err := os.WriteFile(filepath.Join(s.dir, "hmac"), []byte(webhookSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if o.slackAPI != "" {
+		for name, v := range map[string]string{"slack-token": slackToken, "slack-signing": slackSigningSecret} {
+			if err := os.WriteFile(filepath.Join(s.dir, name), []byte(v+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	var cfg bytes.Buffer
 	rollback := ""
 	if o.rollback != "" {
@@ -219,6 +244,7 @@ func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 		"Dir": s.dir, "PrometheusURL": promURL, "DemoURL": s.demoURL, "Watch": o.watch.String(),
 		"Rollback": rollback, "ReceiverURL": o.receiverURL, "Approval": cmp.Or(o.approval, "manual"),
 		"ScrapeURL": scrapeURL, "Timeout": cmp.Or(o.sourceTimeout, 2*time.Second).String(),
+		"SlackAPI": o.slackAPI, "SlackApprover": slackApprover,
 	}); err != nil {
 		t.Fatal(err)
 	}

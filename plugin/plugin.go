@@ -21,10 +21,12 @@ import (
 	"github.com/rollback-guardian/guardian/executor/webhook"
 	"github.com/rollback-guardian/guardian/notify"
 	"github.com/rollback-guardian/guardian/notify/pagerduty"
+	notifyslack "github.com/rollback-guardian/guardian/notify/slack"
 	"github.com/rollback-guardian/guardian/notify/teams"
 	notifywebhook "github.com/rollback-guardian/guardian/notify/webhook"
 	"github.com/rollback-guardian/guardian/source"
 	promsource "github.com/rollback-guardian/guardian/source/prometheus"
+	"github.com/rollback-guardian/guardian/store"
 )
 
 // Executor builds a rollback executor from its configuration, and its name
@@ -67,31 +69,52 @@ func nonNil[T executor.Executor](x T, err error) (executor.Executor, error) {
 	return x, nil
 }
 
+// NotifierEnv is what some receivers need of the daemon.
+type NotifierEnv struct {
+	// Store returns the state store (nil until it is open): the Slack
+	// receiver keeps where each incident's message is.
+	Store func() store.Store
+}
+
 // Notifiers builds every receiver of the configuration, by name.
-func Notifiers(cfg *config.Config, log *zap.Logger) (map[string]notify.Notifier, error) {
+func Notifiers(cfg *config.Config, log *zap.Logger, env ...NotifierEnv) (map[string]notify.Notifier, error) {
+	var e NotifierEnv
+	if len(env) > 0 {
+		e = env[0]
+	}
 	out := map[string]notify.Notifier{}
 	for _, n := range cfg.Notifiers {
 		nlog := log.Named("notify").With(zap.String("receiver", n.Name))
 		var (
-			w   notify.Notifier
+			r   notify.Notifier
 			err error
 		)
 		switch {
 		case n.Webhook != nil:
-			w, err = notifywebhook.New(*n.Webhook, nlog)
+			r, err = notifyNonNil(notifywebhook.New(*n.Webhook, nlog))
+		case n.Slack != nil:
+			r, err = notifyNonNil(notifyslack.New(n.Name, *n.Slack, nlog, notifyslack.WithStore(e.Store)))
 		case n.PagerDuty != nil:
-			w, err = pagerduty.New(*n.PagerDuty, nlog)
+			r, err = notifyNonNil(pagerduty.New(*n.PagerDuty, nlog))
 		case n.Teams != nil:
-			w, err = teams.New(*n.Teams, nlog)
+			r, err = notifyNonNil(teams.New(*n.Teams, nlog))
 		default:
 			return nil, fmt.Errorf("notifier %s: no receiver", n.Name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("notifier %s: %w", n.Name, err)
 		}
-		out[n.Name] = w
+		out[n.Name] = r
 	}
 	return out, nil
+}
+
+// notifyNonNil keeps a constructor's typed nil pointer out of the interface.
+func notifyNonNil[T notify.Notifier](x T, err error) (notify.Notifier, error) {
+	if err != nil {
+		return nil, err
+	}
+	return x, nil
 }
 
 // Sources builds a querier per named source of the configuration.

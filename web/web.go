@@ -56,6 +56,10 @@ type Options struct {
 	// approve, deny) to the leader at the URL it returns: followers of a
 	// replicated Guardian do not act themselves.
 	Forward func(r *http.Request) (leader *url.URL, forward bool, err error)
+	// Slack, when set, serves Slack's button clicks and slash commands at
+	// POST /api/v1/slack/interactions (and /api/v1/slack/commands). It
+	// authenticates every request by Slack's signature: no bearer token.
+	Slack http.Handler
 }
 
 // Incidents is what the incident API needs.
@@ -102,6 +106,10 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("POST /api/v1/incidents/{id}/deny", s.toLeader(func(w http.ResponseWriter, r *http.Request) { s.decide(w, r, false) }))
 	s.mux.HandleFunc("POST /api/v1/incidents/{id}/close", s.toLeader(s.close))
 	s.mux.HandleFunc("POST /api/v1/services/{service}/rollback", s.toLeader(s.rollback))
+	if opts.Slack != nil {
+		s.mux.HandleFunc("POST /api/v1/slack/interactions", s.toLeader(opts.Slack.ServeHTTP))
+		s.mux.HandleFunc("POST /api/v1/slack/commands", s.toLeader(opts.Slack.ServeHTTP))
+	}
 	s.mux.Handle("GET /api/v1/status", s.read(ReadAuthAPI, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if opts.Status == nil {
 			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "not ready"})
