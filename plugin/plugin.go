@@ -20,6 +20,7 @@ import (
 	"github.com/rollback-guardian/guardian/executor/command"
 	"github.com/rollback-guardian/guardian/executor/webhook"
 	"github.com/rollback-guardian/guardian/notify"
+	"github.com/rollback-guardian/guardian/notify/alertmanager"
 	notifywebhook "github.com/rollback-guardian/guardian/notify/webhook"
 	"github.com/rollback-guardian/guardian/source"
 	promsource "github.com/rollback-guardian/guardian/source/prometheus"
@@ -69,14 +70,23 @@ func nonNil[T executor.Executor](x T, err error) (executor.Executor, error) {
 func Notifiers(cfg *config.Config, log *zap.Logger) (map[string]notify.Notifier, error) {
 	out := map[string]notify.Notifier{}
 	for _, n := range cfg.Notifiers {
-		if n.Webhook == nil {
+		nlog := log.Named("notify").With(zap.String("receiver", n.Name))
+		var (
+			r   notify.Notifier
+			err error
+		)
+		switch {
+		case n.Webhook != nil:
+			r, err = notifywebhook.New(*n.Webhook, nlog)
+		case n.Alertmanager != nil:
+			r, err = alertmanager.New(*n.Alertmanager, nlog)
+		default:
 			return nil, fmt.Errorf("notifier %s: no receiver", n.Name)
 		}
-		w, err := notifywebhook.New(*n.Webhook, log.Named("notify").With(zap.String("receiver", n.Name)))
 		if err != nil {
 			return nil, fmt.Errorf("notifier %s: %w", n.Name, err)
 		}
-		out[n.Name] = w
+		out[n.Name] = r
 	}
 	return out, nil
 }
