@@ -43,7 +43,7 @@ func ev(seq int, typ event.Type, state string, at time.Time) notify.Event {
 		Text: "SEV-1 declared for checkout: checkout v2.4.1 is bad (5xx 7.9% > 5%)",
 		Data: map[string]any{"version": "v2.4.1", "baseline": "v2.4.0", "trigger": "error_rate",
 			"evidence": "5xx ratio 7.9% > 5% (baseline 0.4%)", "actor": "guardian"},
-		Links: notify.LinksFor("https://guardian.example.com", 42),
+		Links:      notify.LinksFor("https://guardian.example.com", 42),
 		Responders: []notify.Responder{{Role: "incident_commander", Name: "Ana"}, {Role: "on_call", Name: "Bo"}},
 	}
 }
@@ -414,7 +414,12 @@ func TestRunReposts(t *testing.T) {
 		now time.Time
 	}
 	clock.now = sendTime
-	now := func() time.Time { clock.Lock(); defer clock.Unlock(); clock.now = clock.now.Add(time.Second); return clock.now }
+	now := func() time.Time {
+		clock.Lock()
+		defer clock.Unlock()
+		clock.now = clock.now.Add(time.Second)
+		return clock.now
+	}
 	n, err := alertmanager.New(config.AlertmanagerNotifier{URLs: []string{a.srv.URL}, ResendInterval: config.Duration(20 * time.Millisecond),
 		Timeout: config.Duration(5 * time.Second)}, nil, alertmanager.WithNow(now))
 	if err != nil {
