@@ -155,8 +155,8 @@ func maps(a, b map[string]string) bool {
 // source), the time from an incident's declaration (its declare
 // timestamp) to its firing alert arriving at the webhook receiver behind a
 // real Alertmanager (group_wait 1s, one group per incident). Each
-// iteration ships a healthy version, then a bad one, and closes the
-// incident once the alert arrived.
+// iteration ships a healthy version, then announces and ships a bad one,
+// and closes the incident once the alert arrived.
 //
 //	go test -run '^$' -bench AlertmanagerDelay -benchtime 5x ./e2e
 func BenchmarkAlertmanagerDelay(b *testing.B) {
@@ -170,6 +170,9 @@ func BenchmarkAlertmanagerDelay(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		good, bad := fmt.Sprintf("g%d", i), fmt.Sprintf("b%d", i)
 		s.shipHealthy(good)
+		// The previous bad version may still dominate the recent traffic:
+		// announce the deploy with its baseline.
+		s.announce(bad, good)
 		s.deploy(bad, 0.20)
 		var rec incident.Record
 		testenv.Eventually(b, 90*time.Second, func() error {
