@@ -81,6 +81,7 @@ type App struct {
 	state   atomic.Pointer[state]
 	running context.Context     // nil until Run starts the loops
 	loops   map[*service]func() // each running service's stop
+	runners []func()            // each running notify.Runner's stop
 	ready   atomic.Bool
 }
 
@@ -207,6 +208,8 @@ func (a *App) Apply(cfg *config.Config) error {
 		for _, name := range next.order {
 			a.startLoop(next.services[name])
 		}
+		a.stopRunners()
+		a.startRunners(next)
 	}
 	a.log.Info("configuration applied", zap.Int("services", len(next.services)))
 	return nil
@@ -374,6 +377,7 @@ func (a *App) startAll(ctx context.Context) {
 	for _, name := range st.order {
 		a.startLoop(st.services[name])
 	}
+	a.startRunners(st)
 	a.ready.Store(true)
 }
 
@@ -381,6 +385,7 @@ func (a *App) stopAll() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.ready.Store(false)
+	a.stopRunners()
 	st := a.state.Load()
 	for _, s := range st.services {
 		a.stopLoop(s)

@@ -41,6 +41,9 @@ type AlertmanagerNotifier struct {
 	ResendInterval Duration `yaml:"resend_interval"`
 	// Timeout bounds each post (default 10s).
 	Timeout Duration `yaml:"timeout"`
+	// Templates override the alert's summary (Title) and description
+	// (Text) annotations.
+	Templates Templates `yaml:"templates,omitempty"`
 	// HTTPClientConfig carries basic auth, authorization, TLS and proxy
 	// settings, as Prometheus's alerting configuration does.
 	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
@@ -172,6 +175,7 @@ func (v *validator) alertmanager(p string, a *AlertmanagerNotifier) {
 	}
 	v.positive(p+".resend_interval", a.ResendInterval)
 	v.positive(p+".timeout", a.Timeout)
+	v.templates(p+".templates", a.Templates)
 	v.httpClient(p, &a.HTTPClientConfig)
 }
 

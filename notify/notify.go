@@ -99,3 +99,17 @@ type RetryAfterError interface {
 	error
 	RetryAfter() time.Duration
 }
+
+// OpenFunc returns the events of every open incident a receiver is told
+// of, in timeline order: at least each incident's first event and its
+// latest, with their links and responders.
+type OpenFunc func(ctx context.Context) ([]Event, error)
+
+// Runner is implemented by a receiver with work of its own between events,
+// such as re-posting open incidents (notify/alertmanager). The app runs it
+// on the replica that acts, from start until the receiver is replaced by a
+// reload or Guardian stops; open gives the open incidents from the incident
+// store, so that the work survives a restart.
+type Runner interface {
+	Run(ctx context.Context, open OpenFunc)
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/rollback-guardian/guardian/executor/command"
 	"github.com/rollback-guardian/guardian/executor/webhook"
 	"github.com/rollback-guardian/guardian/notify"
+	"github.com/rollback-guardian/guardian/notify/alertmanager"
 	"github.com/rollback-guardian/guardian/notify/pagerduty"
 	notifyslack "github.com/rollback-guardian/guardian/notify/slack"
 	"github.com/rollback-guardian/guardian/notify/teams"
@@ -92,6 +93,8 @@ func Notifiers(cfg *config.Config, log *zap.Logger, env ...NotifierEnv) (map[str
 		switch {
 		case n.Webhook != nil:
 			r, err = notifyNonNil(notifywebhook.New(*n.Webhook, nlog))
+		case n.Alertmanager != nil:
+			r, err = notifyNonNil(alertmanager.New(*n.Alertmanager, nlog))
 		case n.Slack != nil:
 			r, err = notifyNonNil(notifyslack.New(n.Name, *n.Slack, nlog, notifyslack.WithStore(e.Store)))
 		case n.PagerDuty != nil:
