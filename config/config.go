@@ -417,6 +417,9 @@ type Webhook struct {
 	// Secret is SecretFile's content with surrounding white space removed,
 	// read at load time. It never appears in marshalled output.
 	Secret commoncfg.Secret `yaml:"-"`
+	// Templates.Text, when set, replaces each event's text field (the
+	// body keeps its shape; Title is unused).
+	Templates Templates `yaml:"templates,omitempty"`
 }
 
 // Duration is a time.Duration written as Prometheus writes durations ("30s", "1h30m", "2d").

@@ -386,6 +386,10 @@ func (v *validator) notifier(p string, n *Notifier, seen map[string]string) {
 
 func (v *validator) webhook(p string, w *Webhook) {
 	v.httpURL(p+".url", w.URL)
+	v.templates(p+".templates", w.Templates)
+	if w.Templates.Title != "" {
+		v.errorf(p+".templates.title", "unused: a webhook's body has no title; set templates.text")
+	}
 	if w.SecretFile == "" {
 		return
 	}

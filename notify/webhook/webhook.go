@@ -35,6 +35,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 	"unicode"
 
@@ -42,6 +43,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/notify"
+	"github.com/rollback-guardian/guardian/notify/tmpl"
 	"github.com/rollback-guardian/guardian/sign"
 )
 
@@ -63,6 +65,8 @@ type Notifier struct {
 	timeout  time.Duration
 	now      func() time.Time
 	logger   *zap.Logger
+	// text, when set, renders each event's text field.
+	text *template.Template
 }
 
 var _ notify.Notifier = (*Notifier)(nil)
@@ -118,7 +122,14 @@ func New(cfg config.Webhook, logger *zap.Logger, opts ...Option) (*Notifier, err
 	if logger == nil {
 		logger = zap.NewNop()
 	}
+	var text *template.Template
+	if cfg.Templates.Text != "" {
+		if text, err = tmpl.Parse("text", cfg.Templates.Text); err != nil {
+			return nil, fmt.Errorf("webhook %s: templates.text: %w", redacted, err)
+		}
+	}
 	n := &Notifier{
+		text:     text,
 		url:      u.String(),
 		redacted: redacted,
 		key:      key,
@@ -164,6 +175,15 @@ func unquote(err error) error {
 // Notify posts e once. It reports retry for 408, 429, 5xx, network errors
 // and timeouts.
 func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
+	if n.text != nil {
+		// A template that fails keeps the event's own text: the event
+		// still goes out.
+		if t, err := tmpl.Execute(n.text, e); err != nil {
+			n.logger.Warn("templates.text failed; sending the event's own text", zap.String("event", e.ID), zap.Error(err))
+		} else {
+			e.Text = t
+		}
+	}
 	body, err := Body(e)
 	if err != nil {
 		return false, fmt.Errorf("encoding event %s: %w", e.ID, err)
