@@ -367,7 +367,12 @@ func (n *Notifier) Repost(ctx context.Context, open notify.OpenFunc) {
 func (n *Notifier) alert(tr *tracked, now time.Time) (Alert, error) {
 	a, err := Render(tr.last, n.title, n.text)
 	if err != nil {
-		return Alert{}, err
+		// A configured template that fails on this event must not cost
+		// the alert: the defaults render it.
+		n.log.Warn("a notification template failed; using the default", zap.String("event", tr.last.ID), zap.Error(err))
+		if a, err = Render(tr.last, nil, nil); err != nil {
+			return Alert{}, err
+		}
 	}
 	a.StartsAt = tr.start.UTC()
 	if tr.end.IsZero() {

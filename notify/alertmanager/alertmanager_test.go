@@ -521,6 +521,20 @@ func TestTemplatesOverride(t *testing.T) {
 	}
 }
 
+// A configured template that fails on an event does not cost the alert:
+// the defaults render it.
+func TestTemplateFailureFallsBack(t *testing.T) {
+	a := newAM(t)
+	n := newNotifier(t, config.AlertmanagerNotifier{URLs: []string{a.srv.URL},
+		Templates: config.Templates{Title: "{{.Text.Nope}}"}}, nil)
+	if _, err := n.Notify(context.Background(), ev(1, event.IncidentDeclared, "awaiting_approval", declaredAt)); err != nil {
+		t.Fatal(err)
+	}
+	if an := a.requests()[0].alerts[0].Annotations; !strings.HasPrefix(an["summary"], "checkout: roll back v2.4.1 → v2.4.0") {
+		t.Errorf("summary %q, want the default's", an["summary"])
+	}
+}
+
 func equalMaps(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false

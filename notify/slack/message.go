@@ -122,10 +122,21 @@ func (t *templates) render(e notify.Event) (title, text string, err error) {
 			tt = builtinFallback
 		}
 	}
-	if title, err = tmpl.Execute(tt, e); err != nil {
+	// A configured template that fails on this event falls back to the
+	// default: the message must still go out.
+	if title, err = tmpl.Execute(tt, e); err != nil && t.customTitle != nil {
+		if tt = t.title[e.Type]; tt == nil {
+			tt = builtinFallback
+		}
+		title, err = tmpl.Execute(tt, e)
+	}
+	if err != nil {
 		return "", "", err
 	}
-	if text, err = tmpl.Execute(t.text, e); err != nil {
+	if text, err = tmpl.Execute(t.text, e); err != nil && t.text != builtinText {
+		text, err = tmpl.Execute(builtinText, e)
+	}
+	if err != nil {
 		return "", "", err
 	}
 	title = strings.Join(strings.Fields(title), " ") // one line

@@ -439,6 +439,27 @@ func goldenEvent(t event.Type, i int) notify.Event {
 	return e
 }
 
+// A configured template that fails on an event falls back to the default.
+func TestTemplateFailureFallsBack(t *testing.T) {
+	def, err := newTemplates(config.Templates{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := newTemplates(config.Templates{Title: "{{.Text.Nope}}", Text: "{{.Data.version.Nope}}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := goldenEvent(event.IncidentDeclared, 1)
+	wantTitle, wantText, err := def.render(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	title, text, err := bad.render(e)
+	if err != nil || title != wantTitle || text != wantText {
+		t.Fatalf("render = %q, %q, %v; want the defaults %q, %q", title, text, err, wantTitle, wantText)
+	}
+}
+
 func TestGoldenMessages(t *testing.T) {
 	tm, err := newTemplates(config.Templates{})
 	if err != nil {
