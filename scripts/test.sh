@@ -51,5 +51,6 @@ fuzz ./query FuzzRender FuzzCheck
 fuzz ./config FuzzParse
 fuzz ./web FuzzTokens FuzzAPIBodies
 fuzz ./sign FuzzVerify
+fuzz ./notify/slack FuzzInteraction FuzzParseCommand
 # bbolt reading a damaged file can ask for memory without bound: cap it.
 (ulimit -v 8000000; fuzz ./store/bolt FuzzOpen)
