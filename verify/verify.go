@@ -290,15 +290,20 @@ func (v *Verifier) volume(ctx context.Context, ts time.Time, d trigger.Definitio
 	return n, ok, err
 }
 
+// thresholds names d's absolute thresholds for a reason: " (the trigger
+// fires above 0.05)"; "" without any.
 func thresholds(d trigger.Definition) string {
-	var b strings.Builder
+	var parts []string
 	if d.Above != nil {
-		fmt.Fprintf(&b, ", above %s", fmtNum(*d.Above))
+		parts = append(parts, "above "+fmtNum(*d.Above))
 	}
 	if d.Below != nil {
-		fmt.Fprintf(&b, ", below %s", fmtNum(*d.Below))
+		parts = append(parts, "below "+fmtNum(*d.Below))
 	}
-	return b.String()
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (the trigger fires " + strings.Join(parts, " or ") + ")"
 }
 
 // maxBody bounds the body read by a smoke check.

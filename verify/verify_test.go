@@ -65,8 +65,8 @@ func TestProbe(t *testing.T) {
 	}{
 		{"within tolerance of baseline", trigger.Spec{AboveBaseline: ratio}, f(0.01), f(0.0105), nil, true, "within 10% of baseline 0.01"},
 		{"above tolerance, no absolute", trigger.Spec{AboveBaseline: ratio}, f(0.01), f(0.02), nil, false, "not back"},
-		{"under the absolute threshold", trigger.Spec{Above: f(0.05), AboveBaseline: ratio}, f(0.01), f(0.03), nil, true, "within the absolute thresholds"},
-		{"over the absolute threshold", trigger.Spec{Above: f(0.05)}, f(0.01), f(0.2), nil, false, "not back: baseline 0.01, above 0.05"},
+		{"under the absolute threshold", trigger.Spec{Above: f(0.05), AboveBaseline: ratio}, f(0.01), f(0.03), nil, true, "0.03 within the absolute thresholds (the trigger fires above 0.05)"},
+		{"over the absolute threshold", trigger.Spec{Above: f(0.05)}, f(0.01), f(0.2), nil, false, "not back: baseline 0.01 (the trigger fires above 0.05)"},
 		{"no reference, absolute only", trigger.Spec{Above: f(0.05)}, nil, f(0.01), nil, true, "within the absolute"},
 		{"no data", trigger.Spec{Above: f(0.05)}, f(0.01), nil, nil, false, "no data"},
 		{"not enough traffic", trigger.Spec{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(10), false, "waiting for traffic: 10 of 50 requests since the rollback"},
