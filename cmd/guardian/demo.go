@@ -261,7 +261,7 @@ func runDemo(ctx context.Context, o demoOptions, in io.Reader, out io.Writer, lo
 			}
 			return nil
 		case incident.Held:
-			say("no-go: incident #%d is held, checkout stays on %s; Guardian keeps watching", rec.ID, rec.Version)
+			say("no-go: incident #%d is held and checkout stays on %s. The demo ends here; a running Guardian would keep watching, and `guardian approve %d` would still roll back", rec.ID, rec.Version, rec.ID)
 			return nil
 		case incident.Failed, incident.Escalated:
 			return fmt.Errorf("incident #%d ended %s", rec.ID, rec.State)
