@@ -225,7 +225,10 @@ func runDemo(ctx context.Context, o demoOptions, in io.Reader, out io.Writer, lo
 			e := rec.Timeline[printed]
 			say("%-20s %-26s %s", e.Type, e.Actor, e.Message)
 			if e.Type == event.IncidentDeclared {
-				say("detected %s after the deploy", e.At.Sub(deployedAt).Round(100*time.Millisecond))
+				// Two clocks: the demo's own deploy, and the deploy as
+				// Guardian first saw it (the report's "deploy → detection").
+				say("detected %s after the deploy (%s after Guardian first saw %s serving, as the report counts)",
+					e.At.Sub(deployedAt).Round(100*time.Millisecond), e.At.Sub(rec.DeployedAt).Round(100*time.Millisecond), rec.Version)
 			}
 		}
 		switch rec.State {
