@@ -271,7 +271,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 	}
 	text := out.String()
-	order := []string{"learnt the running version: v1", "trigger error-rate FIRING", "incident.declared", "approval.requested",
+	order := []string{"learnt the running version: v1", "trigger error-rate FIRING", "incident.declared", "after Guardian first saw v2 serving, as the report counts", "approval.requested",
 		"approval.granted", "rollback.started", "rollback.succeeded", "recovery.confirmed", "incident.resolved",
 		"report.written", "postmortem.scheduled", "checkout is back on v1"}
 	at := 0
