@@ -35,11 +35,11 @@ go test -count=1 -tags nohelm ./plugin/
 step "go test -race"
 go test -race -count=1 -parallel 4 -timeout 25m "$@" ./...
 
-# Every fuzz target for a short fixed budget (FUZZTIME, default 10s), on top
+# Every fuzz target for a short fixed budget (FUZZTIME, default 6s), on top
 # of its committed seed corpus, which the run above already replays. A
 # failure leaves the input under the package's testdata/fuzz for a
 # regression test; docs/reliability.md lists the targets.
-fuzztime="${FUZZTIME:-10s}"
+fuzztime="${FUZZTIME:-6s}"
 fuzz() {
   local pkg=$1; shift
   for target in "$@"; do
