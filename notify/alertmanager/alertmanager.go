@@ -58,7 +58,6 @@ import (
 	"sync"
 	"text/template"
 	"time"
-	"unicode"
 
 	commoncfg "github.com/prometheus/common/config"
 	"go.uber.org/zap"
@@ -67,6 +66,7 @@ import (
 	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/notify"
+	"github.com/rollback-guardian/guardian/notify/internal/httpx"
 	"github.com/rollback-guardian/guardian/notify/tmpl"
 )
 
@@ -539,9 +539,9 @@ func (n *Notifier) postOne(ctx context.Context, t target, body []byte) (bool, er
 		return false, nil
 	}
 	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	se := &StatusError{Code: code, Body: clean(snippet)}
+	se := &StatusError{Code: code, Body: httpx.Clean(snippet)}
 	if retry {
-		se.Wait = retryAfter(resp.Header.Get("Retry-After"), n.now())
+		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
 	}
 	return retry, fmt.Errorf("alertmanager %s: %w", t.redacted, se)
 }
@@ -589,36 +589,6 @@ func (e *StatusError) Error() string {
 
 // RetryAfter is how long the Alertmanager asked to wait (0: it did not say).
 func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
-
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
-	}
-	if at, err := http.ParseTime(v); err == nil && at.After(now) {
-		return at.Sub(now)
-	}
-	return 0
-}
-
-// clean makes an answer's start printable on one line.
-func clean(b []byte) string {
-	s := strings.ToValidUTF8(string(b), "?")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
-}
 
 // redact drops a URL's user info and query, which may hold credentials;
 // scheme, host and path (an Alertmanager behind a path prefix) stay.

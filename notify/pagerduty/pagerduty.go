@@ -56,7 +56,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -68,6 +67,7 @@ import (
 	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/notify"
+	"github.com/rollback-guardian/guardian/notify/internal/httpx"
 	"github.com/rollback-guardian/guardian/notify/tmpl"
 )
 
@@ -152,7 +152,7 @@ type Option func(*Notifier)
 func WithClient(c *http.Client) Option {
 	return func(n *Notifier) {
 		cc := *c
-		cc.CheckRedirect = noRedirect
+		cc.CheckRedirect = httpx.NoRedirect
 		n.client = &cc
 	}
 }
@@ -214,13 +214,11 @@ func New(cfg config.PagerDutyNotifier, logger *zap.Logger, opts ...Option) (*Not
 	if n.client == nil {
 		n.client = &http.Client{
 			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: noRedirect,
+			CheckRedirect: httpx.NoRedirect,
 		}
 	}
 	return n, nil
 }
-
-func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Action is the event_action e is sent with, or "" when e is not sent.
 func Action(e notify.Event) string {
@@ -438,7 +436,7 @@ func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
 	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
 	se := &StatusError{Code: code, Message: n.scrub(message(answer))}
 	if retry {
-		se.Wait = retryAfter(resp.Header.Get("Retry-After"), n.now())
+		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
 	}
 	return retry, n.errorf(e, action, se)
 }
@@ -509,41 +507,9 @@ func message(b []byte) string {
 		if len(a.Errors) > 0 {
 			s += ": " + strings.Join(a.Errors, "; ")
 		}
-		return tmpl.Truncate(256, clean([]byte(s)))
+		return tmpl.Truncate(256, httpx.Clean([]byte(s)))
 	}
-	return tmpl.Truncate(256, clean(b))
-}
-
-// retryAfter reads a Retry-After header (RFC 9110 section 10.2.3): a
-// number of seconds or an HTTP date. Anything else, or a time in the past,
-// is 0.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
-	}
-	if at, err := http.ParseTime(v); err == nil && at.After(now) {
-		return at.Sub(now)
-	}
-	return 0
-}
-
-// clean makes an answer printable on one line.
-func clean(b []byte) string {
-	s := strings.ToValidUTF8(string(b), "?")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
+	return tmpl.Truncate(256, httpx.Clean(b))
 }
 
 // redact keeps only scheme and host of u.

@@ -49,17 +49,16 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"text/template"
 	"time"
-	"unicode"
 
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/notify"
+	"github.com/rollback-guardian/guardian/notify/internal/httpx"
 	"github.com/rollback-guardian/guardian/notify/tmpl"
 )
 
@@ -172,7 +171,7 @@ type Option func(*Notifier)
 func WithClient(c *http.Client) Option {
 	return func(n *Notifier) {
 		cc := *c
-		cc.CheckRedirect = noRedirect
+		cc.CheckRedirect = httpx.NoRedirect
 		n.client = &cc
 	}
 }
@@ -235,13 +234,11 @@ func New(cfg config.TeamsNotifier, logger *zap.Logger, opts ...Option) (*Notifie
 	if n.client == nil {
 		n.client = &http.Client{
 			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: noRedirect,
+			CheckRedirect: httpx.NoRedirect,
 		}
 	}
 	return n, nil
 }
-
-func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Message returns the message posted for e.
 func (n *Notifier) Message(e notify.Event) *Message {
@@ -383,9 +380,9 @@ func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
 		return false, nil
 	}
 	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	se := &StatusError{Code: code, Body: n.scrub(clean(snippet))}
+	se := &StatusError{Code: code, Body: n.scrub(httpx.Clean(snippet))}
 	if retry {
-		se.Wait = retryAfter(resp.Header.Get("Retry-After"), n.now())
+		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
 	}
 	return retry, fmt.Errorf("posting event %s to Teams %s: %w", e.ID, n.redacted, se)
 }
@@ -472,36 +469,4 @@ func unquote(err error) error {
 		return uerr.Err
 	}
 	return err
-}
-
-// retryAfter reads a Retry-After header (RFC 9110 section 10.2.3): a
-// number of seconds or an HTTP date. Anything else, or a time in the past,
-// is 0.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
-	}
-	if at, err := http.ParseTime(v); err == nil && at.After(now) {
-		return at.Sub(now)
-	}
-	return 0
-}
-
-// clean makes an answer's start printable on one line.
-func clean(b []byte) string {
-	s := strings.ToValidUTF8(string(b), "?")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
 }

@@ -33,16 +33,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"text/template"
 	"time"
-	"unicode"
 
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/notify"
+	"github.com/rollback-guardian/guardian/notify/internal/httpx"
 	"github.com/rollback-guardian/guardian/notify/tmpl"
 	"github.com/rollback-guardian/guardian/sign"
 )
@@ -79,7 +78,7 @@ type Option func(*Notifier)
 func WithClient(c *http.Client) Option {
 	return func(n *Notifier) {
 		cc := *c
-		cc.CheckRedirect = noRedirect
+		cc.CheckRedirect = httpx.NoRedirect
 		n.client = &cc
 	}
 }
@@ -143,13 +142,11 @@ func New(cfg config.Webhook, logger *zap.Logger, opts ...Option) (*Notifier, err
 	if n.client == nil {
 		n.client = &http.Client{
 			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: noRedirect,
+			CheckRedirect: httpx.NoRedirect,
 		}
 	}
 	return n, nil
 }
-
-func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // redact keeps only scheme and host: the path of a webhook URL is often its
 // credential (https://hooks.slack.com/services/T000/B000/XXXX), and so are
@@ -212,9 +209,9 @@ func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
 		return false, nil
 	}
 	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	se := &StatusError{Code: code, Body: clean(snippet)}
+	se := &StatusError{Code: code, Body: httpx.Clean(snippet)}
 	if retry {
-		se.Wait = retryAfter(resp.Header.Get("Retry-After"), n.now())
+		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
 	}
 	err = fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, se)
 	return retry, err
@@ -235,44 +232,12 @@ var _ notify.RetryAfterError = (*StatusError)(nil)
 // attempt (0: it did not say).
 func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
 
-// retryAfter reads a Retry-After header (RFC 9110 section 10.2.3): a
-// number of seconds or an HTTP date. Anything else, or a time in the past,
-// is 0.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
-	}
-	if at, err := http.ParseTime(v); err == nil && at.After(now) {
-		return at.Sub(now)
-	}
-	return 0
-}
-
 // Error says the status and the start of the answer.
 func (e *StatusError) Error() string {
 	if e.Body == "" {
 		return fmt.Sprintf("status %d", e.Code)
 	}
 	return fmt.Sprintf("status %d: %s", e.Code, e.Body)
-}
-
-// clean makes an answer's start printable on one line.
-func clean(b []byte) string {
-	s := strings.ToValidUTF8(string(b), "?")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
 }
 
 // Body returns the JSON body posted for e: e's JSON form with the time in
