@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Guardian's tests need, idempotently: Debian's prometheus and
 # prometheus-alertmanager (real components for the end-to-end tests),
-# staticcheck (cached in .cache/bin) and the real Kubernetes control plane
+# chromium (the browser tests drive it headless), staticcheck (cached in .cache/bin) and the real Kubernetes control plane
 # (scripts/k8s.sh, cached in .cache/k8s). Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,9 @@ STATICCHECK_VERSION=v0.8.2
 need_apt=()
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+# The console's and the status page's browser tests; fonts so that the
+# screenshots have legible text.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium fonts-dejavu-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
     echo "deps: need root (or sudo) to apt-get install ${need_apt[*]}" >&2
