@@ -95,7 +95,7 @@ type demoOptions struct {
 	// stay keeps Guardian, its web server and the demo service up after
 	// the incident ends (or while it is held), until ctx ends.
 	stay bool
-	// cli is how the printed commands name this program.
+	// cli is how the printed commands name this program, quoted for a shell.
 	cli string
 }
 
@@ -133,7 +133,7 @@ func newDemoCmd(lf *logFlags, stdout, stderr io.Writer) *cobra.Command {
 				o.stay = false
 			}
 			o.listenSet = cmd.Flags().Changed("listen")
-			o.cli = cliName()
+			o.cli = shellQuote(cliName())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runDemo(ctx, o, cmd.InOrStdin(), stdout, log)
@@ -207,6 +207,14 @@ func writeDemoTokens(dir string) (tokens, token string, err error) {
 		return "", "", err
 	}
 	return tokens, token, nil
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-:+=@,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // errInterrupted: the demo was stopped (Ctrl-C, SIGTERM) before its end.
@@ -441,7 +449,7 @@ func runDemo(ctx context.Context, o demoOptions, in io.Reader, out io.Writer, lo
 				continue
 			}
 			held = true
-			approve := fmt.Sprintf("%s approve %d%s --token-file %s --reason \"the errors are v2's\"", o.cli, rec.ID, urlFlag, tokenFile)
+			approve := fmt.Sprintf("%s approve %d%s --token-file %s --reason %s", o.cli, rec.ID, urlFlag, shellQuote(tokenFile), shellQuote("checked the evidence"))
 			if !o.stay {
 				say("no-go: incident #%d is held and checkout stays on %s. The demo ends here (--exit, or stdin is not a terminal); "+
 					"run it with --stay to keep Guardian watching and approve later with `%s approve %d`", rec.ID, rec.Version, o.cli, rec.ID)
