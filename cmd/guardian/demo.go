@@ -354,6 +354,7 @@ func runDemo(ctx context.Context, o demoOptions, in io.Reader, out io.Writer, lo
 
 	// 3. A bad deploy. Guardian learns of it from the metrics
 	// (version_query), as it would from a real service, a moment later.
+	switched := time.Now()
 	if err := svc.Deploy(demo.Version{Version: "v2", ErrorRate: 0.20, Latency: 20 * time.Millisecond}); err != nil {
 		return err
 	}
@@ -390,7 +391,7 @@ func runDemo(ctx context.Context, o demoOptions, in io.Reader, out io.Writer, lo
 		case <-t.C:
 		}
 		if !seen {
-			if st := a.Status()[0]; st.Watch != nil && st.Watch.Version == "v2" {
+			if st := a.Status()[0]; st.Watch != nil && st.Watch.Version == "v2" && !st.Watch.Since.Before(switched) {
 				seen = true
 				say("guardian saw checkout v2 serving (via %s) as of %.1fs: the deploy time that detection and the report count from",
 					st.Watch.Via, st.Watch.Since.Sub(start).Seconds())
@@ -398,13 +399,20 @@ func runDemo(ctx context.Context, o demoOptions, in io.Reader, out io.Writer, lo
 		}
 		if id == 0 {
 			recs, err := a.List(ctx)
-			if err != nil || len(recs) == 0 {
+			if err != nil {
+				return err
+			}
+			for _, r := range recs {
+				if r.Version == "v2" && !r.DetectedAt.Before(switched) { // not one of an earlier demo in --dir
+					id = r.ID
+				}
+			}
+			if id == 0 {
 				if time.Now().After(deadline) {
 					return fmt.Errorf("no incident was declared within --timeout %s", o.timeout)
 				}
 				continue
 			}
-			id = recs[0].ID
 		}
 		rec, err := a.Get(ctx, id)
 		if err != nil {
