@@ -56,7 +56,7 @@ while kill -0 "$build_pid" 2>/dev/null; do
   # seconds: a rebuild with nothing to do prints one line, even when slow.
   if [ "$announced" = 0 ] && { [ "$now" -ge 10 ] || { [ "$now" -ge 3 ] && [ "$(compiled)$(downloaded)" != 00 ]; }; }; then
     echo "demo: building bin/guardian. The first build downloads and compiles Go modules and takes several minutes" \
-      "(about 8 on 2 CPUs); later builds take seconds. Progress every ${every} s:"
+      "(8 to 20 on 2 CPUs, with the machine idle or busy); later builds take seconds. Progress every ${every} s:"
     announced=1
     last=$now
     # A long build: go list names the packages not in the build cache,
