@@ -13,8 +13,10 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/guardian ./cmd/guardian
 	$(GO) build -o bin/demo-service ./cmd/demo-service
 
+# Builds bin/guardian with progress lines (the first build takes minutes),
+# then runs `bin/guardian demo $(DEMO_ARGS)`.
 demo:
-	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/guardian demo
+	GO="$(GO)" LDFLAGS="$(LDFLAGS)" scripts/demo.sh $(DEMO_ARGS)
 
 test:
 	scripts/test.sh

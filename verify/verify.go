@@ -240,34 +240,41 @@ func (v *Verifier) check(ctx context.Context, ts time.Time, d trigger.Definition
 	c.Value = &x
 
 	var reasons []string
+	tol := fmtNum(v.opts.Tolerance*100) + "%"
+	belowType := d.Below != nil && d.Above == nil && d.AboveBaseline == nil
 	if c.Reference != nil {
 		ref := *c.Reference
-		limit := ref * (1 + v.opts.Tolerance)
-		if d.Below != nil && d.Above == nil && d.AboveBaseline == nil {
-			limit = ref * (1 - v.opts.Tolerance)
-			if x >= limit {
+		if belowType {
+			if x >= ref*(1-v.opts.Tolerance) {
 				c.Recovered = true
-				reasons = append(reasons, fmt.Sprintf("%s ≥ baseline %s - %s%%", fmtNum(x), fmtNum(ref), fmtNum(v.opts.Tolerance*100)))
+				reasons = append(reasons, fmt.Sprintf("%s is at most %s under the baseline's %s", fmtNum(x), tol, fmtNum(ref)))
 			}
-		} else if x <= limit {
+		} else if x <= ref*(1+v.opts.Tolerance) {
 			c.Recovered = true
-			reasons = append(reasons, fmt.Sprintf("%s within %s%% of baseline %s", fmtNum(x), fmtNum(v.opts.Tolerance*100), fmtNum(ref)))
+			reasons = append(reasons, fmt.Sprintf("%s is within %s of the baseline's %s", fmtNum(x), tol, fmtNum(ref)))
 		}
 	}
 	if !c.Recovered && (d.Above != nil || d.Below != nil) {
-		under := (d.Above == nil || x <= *d.Above) && (d.Below == nil || x >= *d.Below)
-		if under {
+		if (d.Above == nil || x <= *d.Above) && (d.Below == nil || x >= *d.Below) {
 			c.Recovered = true
-			reasons = append(reasons, fmt.Sprintf("%s within the absolute thresholds%s", fmtNum(x), thresholds(d)))
+			reasons = append(reasons, fmtNum(x)+" "+insideThresholds(d, x))
 		}
 	}
 	c.status = "back"
 	if !c.Recovered {
-		ref := "unknown"
-		if c.Reference != nil {
-			ref = fmtNum(*c.Reference)
+		var why []string
+		switch {
+		case c.Reference != nil && belowType:
+			why = append(why, fmt.Sprintf("more than %s under the baseline's %s", tol, fmtNum(*c.Reference)))
+		case c.Reference != nil:
+			why = append(why, fmt.Sprintf("more than %s over the baseline's %s", tol, fmtNum(*c.Reference)))
+		default:
+			why = append(why, "no baseline value to compare with")
 		}
-		reasons = append(reasons, fmt.Sprintf("%s not back: baseline %s%s", fmtNum(x), ref, thresholds(d)))
+		if t := outsideThresholds(d, x); t != "" {
+			why = append(why, t)
+		}
+		reasons = append(reasons, fmt.Sprintf("%s is not back: %s", fmtNum(x), strings.Join(why, ", and ")))
 		c.status = "not back"
 	}
 	if vars.Window != d.Window {
@@ -290,20 +297,33 @@ func (v *Verifier) volume(ctx context.Context, ts time.Time, d trigger.Definitio
 	return n, ok, err
 }
 
-// thresholds names d's absolute thresholds for a reason: " (the trigger
-// fires above 0.05)"; "" without any.
-func thresholds(d trigger.Definition) string {
-	var parts []string
-	if d.Above != nil {
-		parts = append(parts, "above "+fmtNum(*d.Above))
+// insideThresholds says how x, which breaches none of d's absolute
+// thresholds, stands to them: "is below the trigger's 0.05".
+func insideThresholds(d trigger.Definition, x float64) string {
+	switch {
+	case d.Above != nil && d.Below != nil:
+		return fmt.Sprintf("is between the trigger's %s and %s", fmtNum(*d.Below), fmtNum(*d.Above))
+	case d.Above != nil && x == *d.Above:
+		return fmt.Sprintf("is at the trigger's %s, not above it", fmtNum(*d.Above))
+	case d.Above != nil:
+		return fmt.Sprintf("is below the trigger's %s", fmtNum(*d.Above))
+	case x == *d.Below:
+		return fmt.Sprintf("is at the trigger's %s, not below it", fmtNum(*d.Below))
+	default:
+		return fmt.Sprintf("is above the trigger's %s", fmtNum(*d.Below))
 	}
-	if d.Below != nil {
-		parts = append(parts, "below "+fmtNum(*d.Below))
+}
+
+// outsideThresholds names the absolute threshold x breaches: "above the
+// trigger's 0.05"; "" when it breaches none.
+func outsideThresholds(d trigger.Definition, x float64) string {
+	switch {
+	case d.Above != nil && x > *d.Above:
+		return "above the trigger's " + fmtNum(*d.Above)
+	case d.Below != nil && x < *d.Below:
+		return "below the trigger's " + fmtNum(*d.Below)
 	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return " (the trigger fires " + strings.Join(parts, " or ") + ")"
+	return ""
 }
 
 // maxBody bounds the body read by a smoke check.

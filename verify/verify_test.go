@@ -63,16 +63,20 @@ func TestProbe(t *testing.T) {
 		recovered bool
 		why       string
 	}{
-		{"within tolerance of baseline", trigger.Spec{AboveBaseline: ratio}, f(0.01), f(0.0105), nil, true, "within 10% of baseline 0.01"},
-		{"above tolerance, no absolute", trigger.Spec{AboveBaseline: ratio}, f(0.01), f(0.02), nil, false, "not back"},
-		{"under the absolute threshold", trigger.Spec{Above: f(0.05), AboveBaseline: ratio}, f(0.01), f(0.03), nil, true, "0.03 within the absolute thresholds (the trigger fires above 0.05)"},
-		{"over the absolute threshold", trigger.Spec{Above: f(0.05)}, f(0.01), f(0.2), nil, false, "not back: baseline 0.01 (the trigger fires above 0.05)"},
-		{"no reference, absolute only", trigger.Spec{Above: f(0.05)}, nil, f(0.01), nil, true, "within the absolute"},
+		{"within tolerance of baseline", trigger.Spec{AboveBaseline: ratio}, f(0.01), f(0.0105), nil, true, "error-rate: 0.0105 is within 10% of the baseline's 0.01"},
+		{"above tolerance, no absolute", trigger.Spec{AboveBaseline: ratio}, f(0.01), f(0.02), nil, false, "0.02 is not back: more than 10% over the baseline's 0.01"},
+		{"under the absolute threshold", trigger.Spec{Above: f(0.05), AboveBaseline: ratio}, f(0.01), f(0.03), nil, true, "error-rate: 0.03 is below the trigger's 0.05"},
+		{"over the absolute threshold", trigger.Spec{Above: f(0.05)}, f(0.01), f(0.2), nil, false, "0.2 is not back: more than 10% over the baseline's 0.01, and above the trigger's 0.05"},
+		{"no reference, absolute only", trigger.Spec{Above: f(0.05)}, nil, f(0.01), nil, true, "0.01 is below the trigger's 0.05"},
+		{"at the absolute threshold", trigger.Spec{Above: f(0.05)}, nil, f(0.05), nil, true, "0.05 is at the trigger's 0.05, not above it"},
+		{"no reference, over the threshold", trigger.Spec{Above: f(0.05)}, nil, f(0.07), nil, false, "0.07 is not back: no baseline value to compare with, and above the trigger's 0.05"},
+		{"between two thresholds", trigger.Spec{Above: f(0.9), Below: f(0.1)}, nil, f(0.5), nil, true, "0.5 is between the trigger's 0.1 and 0.9"},
 		{"no data", trigger.Spec{Above: f(0.05)}, f(0.01), nil, nil, false, "no data"},
 		{"not enough traffic", trigger.Spec{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(10), false, "waiting for traffic: 10 of 50 requests since the rollback"},
 		{"enough traffic", trigger.Spec{Above: f(0.05), MinRequests: 50, VolumeQuery: `sum(requests{version="{{.Version}}"})`}, f(0.01), f(0), f(60), true, "within"},
-		{"below-type back up", trigger.Spec{Below: f(0.9)}, f(0.99), f(0.985), nil, true, "≥ baseline"},
-		{"below-type still low", trigger.Spec{Below: f(0.9)}, f(0.99), f(0.5), nil, false, "not back"},
+		{"below-type back up", trigger.Spec{Below: f(0.9)}, f(0.99), f(0.985), nil, true, "0.985 is at most 10% under the baseline's 0.99"},
+		{"below-type over its threshold", trigger.Spec{Below: f(0.9)}, nil, f(0.95), nil, true, "0.95 is above the trigger's 0.9"},
+		{"below-type still low", trigger.Spec{Below: f(0.9)}, f(0.99), f(0.5), nil, false, "0.5 is not back: more than 10% under the baseline's 0.99, and below the trigger's 0.9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := New([]trigger.Definition{def(t, tc.trig)}, Options{Tolerance: 0.1})

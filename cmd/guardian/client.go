@@ -33,11 +33,7 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(cmd *cobra.Command) {
-	url := os.Getenv("GUARDIAN_URL")
-	if url == "" {
-		url = "http://127.0.0.1:9095"
-	}
-	cmd.Flags().StringVar(&c.url, "url", url, "Guardian's API address (env GUARDIAN_URL)")
+	cmd.Flags().StringVar(&c.url, "url", defaultAPIURL(), "Guardian's API address (env GUARDIAN_URL)")
 	cmd.Flags().StringVar(&c.tokenFile, "token-file", os.Getenv("GUARDIAN_TOKEN_FILE"),
 		"file holding the bearer token (env GUARDIAN_TOKEN_FILE; or the token itself in GUARDIAN_TOKEN)")
 	cmd.Flags().StringVar(&c.caFile, "ca-file", os.Getenv("GUARDIAN_CA_FILE"),

@@ -262,37 +262,6 @@ func metric(t *testing.T, base, name string) string {
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 
-// `guardian demo --yes`, the README's main command, runs the whole
-// procedure and prints the paths of the report and the invite, which exist.
-func TestDemo(t *testing.T) {
-	var out, errb bytes.Buffer
-	dir := t.TempDir()
-	if code := run([]string{"demo", "--yes", "--timeout", "90s", "--dir", dir}, &out, &errb); code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
-	}
-	text := out.String()
-	order := []string{"learnt the running version: v1", "trigger error-rate FIRING", "incident.declared", "after Guardian first saw v2 serving, as the report counts", "approval.requested",
-		"approval.granted", "rollback.started", "rollback.succeeded", "recovery.confirmed", "incident.resolved",
-		"report.written", "postmortem.scheduled", "checkout is back on v1"}
-	at := 0
-	for _, want := range order {
-		i := strings.Index(text[at:], want)
-		if i < 0 {
-			t.Fatalf("demo output lacks %q after position %d:\n%s", want, at, text)
-		}
-		at += i
-	}
-	for _, f := range []string{"incident-1.md", "incident-1.json", "incident-1-postmortem.ics"} {
-		p := filepath.Join(dir, "reports", f)
-		if !strings.Contains(text, p) {
-			t.Errorf("path %s not printed", p)
-		}
-		if _, err := os.Stat(p); err != nil {
-			t.Errorf("%s: %v", f, err)
-		}
-	}
-}
-
 // check prints a valid configuration's warnings with their field and line,
 // counts them, and still succeeds.
 func TestCheckPrintsWarnings(t *testing.T) {
