@@ -32,8 +32,8 @@ type StatusConfig struct {
 	// ShowDetails adds versions, triggers, evidence and who decided to
 	// each incident.
 	ShowDetails bool
-	// Services are the services shown, in order. Empty shows every
-	// service that has incidents, under its own name.
+	// Services are the services shown, in order. Nil shows every
+	// service that has incidents, under its own name; empty shows none.
 	Services []StatusService
 	// Maintenance are planned maintenance windows.
 	Maintenance []MaintenanceWindow
@@ -319,7 +319,7 @@ func buildStatus(cfg StatusConfig, recs []incident.Record, now time.Time) status
 		cfg.Title = "Service status"
 	}
 	services := cfg.Services
-	if len(services) == 0 {
+	if services == nil {
 		seen := map[string]bool{}
 		for _, r := range recs {
 			if !seen[r.Service] {
