@@ -320,7 +320,6 @@ func (a *App) Run(ctx context.Context) error {
 		Slack:     slackHandler,
 
 		StatusPage: a.StatusPage,
-		Now:        a.now,
 	})
 	sl, err := a.statusListener()
 	if err != nil {

@@ -9,11 +9,11 @@ import (
 
 // StatusPage returns the status page's settings from the configuration in
 // force: the services in configuration order under their public names
-// (hidden ones left out), and the maintenance windows.
+// (hidden ones left out), and the maintenance windows, at the App's clock.
 func (a *App) StatusPage() web.StatusConfig {
 	cfg := a.Config()
 	sp := cfg.StatusPage
-	out := web.StatusConfig{Title: sp.Title, ShowDetails: sp.ShowDetails, Services: []web.StatusService{}}
+	out := web.StatusConfig{Title: sp.Title, ShowDetails: sp.ShowDetails, Services: []web.StatusService{}, Now: a.now()}
 	for _, s := range cfg.Services {
 		p := sp.Services[s.Name]
 		if p.Hidden {

@@ -37,6 +37,9 @@ type StatusConfig struct {
 	Services []StatusService
 	// Maintenance are planned maintenance windows.
 	Maintenance []MaintenanceWindow
+	// Now is the time the page shows the services at; zero is the
+	// current time.
+	Now time.Time
 }
 
 // StatusService is one service on the status page.
@@ -437,11 +440,12 @@ func (s *Server) statusConfig() StatusConfig {
 	return s.opts.StatusPage()
 }
 
-func (s *Server) now() time.Time {
-	if s.opts.Now != nil {
-		return s.opts.Now()
+// at is when cfg shows the services.
+func (cfg StatusConfig) at() time.Time {
+	if cfg.Now.IsZero() {
+		return time.Now()
 	}
-	return time.Now()
+	return cfg.Now
 }
 
 // statusRecords lists the incidents, once per request.
@@ -477,7 +481,8 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 		s.statusUnavailable(w, err)
 		return
 	}
-	v := buildStatus(s.statusConfig(), recs, s.now())
+	cfg := s.statusConfig()
+	v := buildStatus(cfg, recs, cfg.at())
 	var b strings.Builder
 	if err := statusPage.Execute(&b, v); err != nil {
 		s.log.Error("status page: rendering", zap.Error(err))

@@ -133,7 +133,8 @@ func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request) {
 		s.statusUnavailable(w, err)
 		return
 	}
-	f := buildFeed(buildStatus(s.statusConfig(), recs, s.now()), s.baseURL(r))
+	cfg := s.statusConfig()
+	f := buildFeed(buildStatus(cfg, recs, cfg.at()), s.baseURL(r))
 	b, err := xml.MarshalIndent(f, "", "  ")
 	if err != nil {
 		s.log.Error("status feed: encoding", zap.Error(err))

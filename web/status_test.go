@@ -108,7 +108,7 @@ func (f *records) Rollback(context.Context, string, string, string, string, stri
 func statusServer(t *testing.T, recs *records, cfg StatusConfig, flags Flags) *Server {
 	t.Helper()
 	return New(Options{Gatherer: prometheus.NewRegistry(), Logger: zap.NewNop(), Incidents: recs, Flags: flags,
-		StatusPage: func() StatusConfig { return cfg }, Now: func() time.Time { return statusNow }})
+		StatusPage: func() StatusConfig { cfg.Now = statusNow; return cfg }})
 }
 
 func get(t *testing.T, h http.Handler, path string) (int, string, http.Header) {
@@ -405,7 +405,7 @@ func TestStatusListener(t *testing.T) {
 	}
 	s := New(Options{Gatherer: prometheus.NewRegistry(), Logger: zap.NewNop(), Incidents: recs,
 		Tokens: func() *Tokens { return toks }, Flags: Flags{ReadAuth: ReadAuthAll},
-		StatusPage: func() StatusConfig { return StatusConfig{} }, Now: func() time.Time { return statusNow }})
+		StatusPage: func() StatusConfig { return StatusConfig{Now: statusNow} }})
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

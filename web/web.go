@@ -61,10 +61,9 @@ type Options struct {
 	// authenticates every request by Slack's signature: no bearer token.
 	Slack http.Handler
 	// StatusPage returns the settings of the status page at /status (they
-	// change on reload); nil shows every service that has incidents.
+	// change on reload), once per request; nil shows every service that
+	// has incidents.
 	StatusPage func() StatusConfig
-	// Now is the status page's clock (default time.Now).
-	Now func() time.Time
 }
 
 // Incidents is what the incident API needs.
