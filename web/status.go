@@ -127,8 +127,6 @@ var statusFiles embed.FS
 var statusPage = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"datetime": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"when":     func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
-	"day":      func(t time.Time) string { return t.UTC().Format("2 Jan 2006") },
-	"isodate":  func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
 }).ParseFS(statusFiles, "status/page.html"))
 
 var statusCSS = func() []byte {
@@ -164,6 +162,20 @@ type componentView struct {
 type dayView struct {
 	Date  time.Time
 	State ServiceState
+}
+
+// dayCell is a history cell as rendered: its strings made once, not by
+// template functions for each of the page's thousands of cells.
+type dayCell struct{ ISO, Label, State string }
+
+// Cells are the component's history cells.
+func (c componentView) Cells() []dayCell {
+	out := make([]dayCell, len(c.Days))
+	for i, d := range c.Days {
+		date := d.Date.UTC()
+		out[i] = dayCell{ISO: date.Format(time.DateOnly), Label: date.Format("2 Jan 2006") + ": " + d.State.Text(), State: d.State.String()}
+	}
+	return out
 }
 
 type maintenanceView struct {
@@ -387,12 +399,15 @@ func buildStatus(cfg StatusConfig, recs []incident.Record, now time.Time) status
 		if !ok {
 			continue
 		}
+		end := now
+		if e := incidentEnd(r); e != nil {
+			end = *e
+		}
+		if end.Before(from) {
+			continue // older than the history
+		}
 		c := &v.Components[i]
 		iv := newIncidentView(r, c.Display, cfg.ShowDetails)
-		end := now
-		if iv.Ended != nil {
-			end = *iv.Ended
-		}
 		mark(c, iv.Started, end, iv.State)
 		switch {
 		case iv.Open:
@@ -401,7 +416,7 @@ func buildStatus(cfg StatusConfig, recs []incident.Record, now time.Time) status
 				c.Note = ""
 			}
 			v.Active = append(v.Active, iv)
-		case !end.Before(from):
+		default:
 			v.Past = append(v.Past, iv)
 		}
 	}

@@ -30,7 +30,7 @@ const evidenceQuery = `sum(rate(http_requests_total{service="checkout",code=~"5.
 // lifecycle drives a real incident through the state machine: declared at
 // at, then as far as upTo (detected, awaiting_approval, held, rolling_back,
 // verifying, resolved or closed), each step a minute after the last.
-func lifecycle(t *testing.T, id int64, service, severity string, at time.Time, upTo incident.State) incident.Record {
+func lifecycle(t testing.TB, id int64, service, severity string, at time.Time, upTo incident.State) incident.Record {
 	t.Helper()
 	rules := incident.Rules{Approval: approval.Policy{Mode: approval.Manual}, StableFor: time.Minute,
 		RecoveryTimeout: time.Hour, ProbeInterval: time.Minute, Application: "command rollback.sh"}
@@ -105,7 +105,7 @@ func (f *records) Rollback(context.Context, string, string, string, string, stri
 	return incident.Record{}, errNotHere
 }
 
-func statusServer(t *testing.T, recs *records, cfg StatusConfig, flags Flags) *Server {
+func statusServer(t testing.TB, recs *records, cfg StatusConfig, flags Flags) *Server {
 	t.Helper()
 	return New(Options{Gatherer: prometheus.NewRegistry(), Logger: zap.NewNop(), Incidents: recs, Flags: flags,
 		StatusPage: func() StatusConfig { cfg.Now = statusNow; return cfg }})
@@ -490,3 +490,36 @@ func TestStatusUnavailable(t *testing.T) {
 		t.Errorf("checkout is %q without incidents; title default missing?", got)
 	}
 }
+
+// BenchmarkStatusPage renders the page over a year of incidents of 20
+// services (2000 incidents).
+func BenchmarkStatusPage(b *testing.B) {
+	var recs []incident.Record
+	var services []StatusService
+	for s := 0; s < 20; s++ {
+		services = append(services, StatusService{Name: fmt.Sprintf("svc-%d", s)})
+	}
+	for i := 0; i < 2000; i++ {
+		at := statusNow.Add(-time.Duration(i) * 4 * time.Hour)
+		recs = append(recs, lifecycle(b, int64(i+1), services[i%20].Name, []string{"SEV-1", "SEV-2"}[i%2], at, incident.Resolved))
+	}
+	h := statusServer(b, &records{recs: recs}, StatusConfig{Services: services}, Flags{}).Handler()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r, _ := http.NewRequest("GET", "/status", nil)
+		w := &discard{h: http.Header{}}
+		h.ServeHTTP(w, r)
+		if w.code != 0 && w.code != 200 {
+			b.Fatal(w.code)
+		}
+	}
+}
+
+type discard struct {
+	h    http.Header
+	code int
+}
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discard) WriteHeader(c int)           { d.code = c }
