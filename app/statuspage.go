@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 
@@ -13,7 +14,8 @@ import (
 func (a *App) StatusPage() web.StatusConfig {
 	cfg := a.Config()
 	sp := cfg.StatusPage
-	out := web.StatusConfig{Title: sp.Title, ShowDetails: sp.ShowDetails, Services: []web.StatusService{}, Now: a.now()}
+	out := web.StatusConfig{Title: sp.Title, ShowDetails: sp.ShowDetails, Services: []web.StatusService{}, Now: a.now(),
+		PublicURL: sp.ExternalURL, ExternalURL: cmp.Or(a.opts.Web.ExternalURL, cfg.Global.ExternalURL)}
 	for _, s := range cfg.Services {
 		p := sp.Services[s.Name]
 		if p.Hidden {

@@ -19,6 +19,11 @@ const DefaultStatusPageTitle = "Service status"
 type StatusPage struct {
 	// Title heads the page and the feed (default "Service status").
 	Title string `yaml:"title"`
+	// ExternalURL is the URL stakeholders reach the page's listener at
+	// (https://status.example.com/), for the feed's links. Without it the
+	// feed links under Guardian's external URL on the main listener, and
+	// under the request's own host on --web.status-listen-address.
+	ExternalURL string `yaml:"external_url,omitempty"`
 	// ShowDetails adds what the page leaves out by default: the versions,
 	// the trigger and its evidence, and who decided. Leave it off for a
 	// page the public sees.
@@ -80,6 +85,7 @@ func (v *validator) statusPage(p string, s *StatusPage, services map[string]stri
 		v.errorf(p+".title", "must not be empty")
 	}
 	v.statusText(p+".title", s.Title)
+	v.externalURL(p+".external_url", s.ExternalURL)
 	for _, name := range slices.Sorted(maps.Keys(s.Services)) {
 		sp := p + ".services." + name
 		if _, ok := services[name]; !ok && !v.inFailed("services") {

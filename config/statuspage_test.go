@@ -25,6 +25,7 @@ func TestStatusPage(t *testing.T) {
 	t.Run("set", func(t *testing.T) {
 		cfg, err := Parse([]byte(svc + `status_page:
   title: Acme status
+  external_url: https://status.example.com/
   show_details: true
   services:
     checkout: {name: Checkout}
@@ -38,7 +39,7 @@ func TestStatusPage(t *testing.T) {
 			t.Fatal(err)
 		}
 		sp := cfg.StatusPage
-		if sp.Title != "Acme status" || !sp.ShowDetails || sp.Services["checkout"].Name != "Checkout" {
+		if sp.Title != "Acme status" || sp.ExternalURL != "https://status.example.com/" || !sp.ShowDetails || sp.Services["checkout"].Name != "Checkout" {
 			t.Errorf("got %+v", sp)
 		}
 		if len(sp.Maintenance) != 1 {

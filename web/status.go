@@ -40,6 +40,12 @@ type StatusConfig struct {
 	// Now is the time the page shows the services at; zero is the
 	// current time.
 	Now time.Time
+	// PublicURL is where the status page's listener is reached, for the
+	// feed's links; ExternalURL is Guardian's own external URL. On the
+	// main listener the feed links under PublicURL, else ExternalURL,
+	// else the request's host; on the status listener under PublicURL,
+	// else the request's host.
+	PublicURL, ExternalURL string
 }
 
 // StatusService is one service on the status page.
@@ -517,9 +523,9 @@ func serveCSS(w http.ResponseWriter, _ *http.Request) {
 
 // statusRoutes registers the status page's routes on mux; guard wraps
 // each handler (read authentication on the main listener).
-func (s *Server) statusRoutes(mux *http.ServeMux, guard func(http.Handler) http.Handler) {
+func (s *Server) statusRoutes(mux *http.ServeMux, public bool, guard func(http.Handler) http.Handler) {
 	mux.Handle("GET /status", guard(http.HandlerFunc(s.servePage)))
-	mux.Handle("GET /status/feed.atom", guard(http.HandlerFunc(s.serveFeed)))
+	mux.Handle("GET /status/feed.atom", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serveFeed(w, r, public) })))
 	mux.Handle("GET /status/status.css", guard(http.HandlerFunc(serveCSS)))
 }
 
@@ -530,7 +536,7 @@ func (s *Server) statusRoutes(mux *http.ServeMux, guard func(http.Handler) http.
 // the page while the console and the API stay private.
 func (s *Server) StatusHandler() http.Handler {
 	mux := http.NewServeMux()
-	s.statusRoutes(mux, func(h http.Handler) http.Handler { return h })
+	s.statusRoutes(mux, true, func(h http.Handler) http.Handler { return h })
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "status", http.StatusFound)
 	})

@@ -56,11 +56,17 @@ func uuidURN(name string) string {
 	return fmt.Sprintf("urn:uuid:%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
-// baseURL is where the request reached Guardian: the external URL when
-// one is set, otherwise the request's own scheme and host.
-func (s *Server) baseURL(r *http.Request) string {
-	if u := s.opts.Flags.ExternalURL; u != "" {
-		return strings.TrimRight(u, "/")
+// feedBase is the URL the feed's links start with: see
+// StatusConfig.PublicURL. public says the request came to the status
+// listener.
+func (s *Server) feedBase(cfg StatusConfig, r *http.Request, public bool) string {
+	for _, u := range []string{cfg.PublicURL, cfg.ExternalURL, s.opts.Flags.ExternalURL} {
+		if u != "" {
+			return strings.TrimRight(u, "/")
+		}
+		if public {
+			break
+		}
 	}
 	scheme := "http"
 	if r.TLS != nil {
@@ -127,14 +133,14 @@ func buildFeed(v statusView, base string) atomFeed {
 }
 
 // serveFeed serves GET /status/feed.atom.
-func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request, public bool) {
 	recs, err := s.statusRecords(r.Context())
 	if err != nil {
 		s.statusUnavailable(w, err)
 		return
 	}
 	cfg := s.statusConfig()
-	f := buildFeed(buildStatus(cfg, recs, cfg.at()), s.baseURL(r))
+	f := buildFeed(buildStatus(cfg, recs, cfg.at()), s.feedBase(cfg, r, public))
 	b, err := xml.MarshalIndent(f, "", "  ")
 	if err != nil {
 		s.log.Error("status feed: encoding", zap.Error(err))

@@ -523,3 +523,36 @@ type discard struct {
 func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discard) WriteHeader(c int)           { d.code = c }
+
+// The feed links under the status page's public URL; without one, under
+// Guardian's external URL on the main listener only: the status listener
+// is reached elsewhere, so its own host is used.
+func TestStatusFeedLinks(t *testing.T) {
+	recs := &records{}
+	for _, tc := range []struct {
+		name             string
+		public, external string
+		flag             string
+		statusListener   bool
+		want             string
+	}{
+		{"request host", "", "", "", false, "http://example.com/status"},
+		{"external URL", "", "https://guardian.example.com/", "", false, "https://guardian.example.com/status"},
+		{"flag", "", "", "https://flag.example.com", false, "https://flag.example.com/status"},
+		{"public URL", "https://status.example.com/", "https://guardian.example.com/", "", false, "https://status.example.com/status"},
+		{"status listener, public URL", "https://status.example.com/", "https://guardian.example.com/", "", true, "https://status.example.com/status"},
+		{"status listener, no public URL", "", "https://guardian.example.com/", "https://flag.example.com", true, "http://example.com/status"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := statusServer(t, recs, StatusConfig{PublicURL: tc.public, ExternalURL: tc.external}, Flags{ExternalURL: tc.flag})
+			h := s.Handler()
+			if tc.statusListener {
+				h = s.StatusHandler()
+			}
+			_, feed, _ := get(t, h, "/status/feed.atom")
+			if want := `<link rel="alternate" type="text/html" href="` + tc.want + `">`; !strings.Contains(feed, want) {
+				t.Errorf("the feed lacks %s:\n%s", want, feed)
+			}
+		})
+	}
+}

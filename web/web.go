@@ -121,7 +121,7 @@ func New(opts Options) *Server {
 		}
 		writeJSON(w, http.StatusOK, opts.Status())
 	})))
-	s.statusRoutes(s.mux, func(h http.Handler) http.Handler { return s.read(ReadAuthAll, h) })
+	s.statusRoutes(s.mux, false, func(h http.Handler) http.Handler { return s.read(ReadAuthAll, h) })
 	return s
 }
 
