@@ -45,6 +45,9 @@ type Options struct {
 	Now func() time.Time
 	// Listener, when set, replaces listening on global.listen_address.
 	Listener net.Listener
+	// StatusListener, when set, replaces listening on
+	// Web.StatusListenAddress: it serves the status page alone.
+	StatusListener net.Listener
 	// Web are the HTTP server's --web.* settings (TLS, reload, read auth).
 	Web web.Flags
 	// OnVerdict, when set, sees every trigger verdict.
@@ -315,12 +318,27 @@ func (a *App) Run(ctx context.Context) error {
 		Forward:   a.forward,
 		Flags:     a.opts.Web,
 		Slack:     slackHandler,
+
+		StatusPage: a.StatusPage,
 	})
+	sl, err := a.statusListener()
+	if err != nil {
+		_ = l.Close()
+		a.stopAll()
+		if cerr := a.st.Close(); cerr != nil {
+			a.log.Warn("closing the state file", zap.Error(cerr))
+		}
+		return err
+	}
 	a.log.Info("Guardian started", zap.String("listen", l.Addr().String()), zap.String("config", a.opts.ConfigFile))
 
 	var g run.Group
 	actor(ctx, &g, func(ctx context.Context) error { <-ctx.Done(); return nil })
 	actor(ctx, &g, func(ctx context.Context) error { return srv.Serve(ctx, l) })
+	if sl != nil {
+		a.log.Info("serving the status page", zap.String("listen", sl.Addr().String()))
+		actor(ctx, &g, func(ctx context.Context) error { return srv.ServeStatus(ctx, sl) })
+	}
 	actor(ctx, &g, a.reloader.Run)
 	if !a.opts.NoWatch {
 		actor(ctx, &g, a.reloader.Watch)

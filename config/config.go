@@ -15,6 +15,8 @@ type Config struct {
 	Sources   []Source   `yaml:"sources"`
 	Services  []Service  `yaml:"services"`
 	Notifiers []Notifier `yaml:"notifiers"`
+	// StatusPage configures the stakeholder status page at /status.
+	StatusPage StatusPage `yaml:"status_page"`
 
 	// Warnings are the settings of a valid configuration that are
 	// probably mistakes, ordered by line. `guardian check` prints them and
@@ -404,6 +406,7 @@ type Notifier struct {
 	Slack        *SlackNotifier        `yaml:"slack,omitempty"`
 	PagerDuty    *PagerDutyNotifier    `yaml:"pagerduty,omitempty"`
 	Teams        *TeamsNotifier        `yaml:"teams,omitempty"`
+	Statuspage   *StatuspageNotifier   `yaml:"statuspage,omitempty"`
 }
 
 // Webhook is a generic signed JSON webhook receiver.

@@ -2,7 +2,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 
 	commoncfg "github.com/prometheus/common/config"
@@ -15,6 +18,7 @@ const (
 	DefaultAlertmanagerResend = Duration(60_000_000_000) // 1m
 	DefaultSlackAPIURL        = "https://slack.com/api/"
 	DefaultPagerDutyURL       = "https://events.pagerduty.com/v2/enqueue"
+	DefaultStatuspageURL      = "https://api.statuspage.io/v1/"
 )
 
 // Templates override a receiver's text. Each is a Go text/template executed
@@ -111,6 +115,77 @@ type TeamsNotifier struct {
 
 	// URL is the file's content, read at load time.
 	URL commoncfg.Secret `yaml:"-"`
+}
+
+// StatuspageNotifier keeps an incident on an Atlassian Statuspage page per
+// Guardian incident: created when the incident is declared, updated as it
+// moves on (investigating, identified, monitoring, resolved), with the
+// service's component marked degraded or in major outage, then operational.
+type StatuspageNotifier struct {
+	// PageID is the page's ID (Statuspage's page settings show it).
+	PageID string `yaml:"page_id"`
+	// APIKeyFile holds an API key of a user who may manage the page's
+	// incidents.
+	APIKeyFile string `yaml:"api_key_file"`
+	// Components maps service names to the IDs of their components on
+	// the page; a service without one gets incidents without components.
+	Components map[string]string `yaml:"components,omitempty"`
+	// URL is the REST API's base URL (default https://api.statuspage.io/v1/).
+	URL string `yaml:"url"`
+	// Templates override the incident's name (Title) and each update's
+	// body (Text). The defaults say what stakeholders see in plain words,
+	// without versions, triggers or queries.
+	Templates Templates `yaml:"templates,omitempty"`
+
+	// APIKey is the file's content, read at load time.
+	APIKey commoncfg.Secret `yaml:"-"`
+}
+
+func (s *StatuspageNotifier) setDefaults() { s.URL = DefaultStatuspageURL }
+
+// statuspageIDRE matches Statuspage page and component IDs.
+var statuspageIDRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
+
+func (v *validator) statuspage(p string, s *StatuspageNotifier) {
+	switch {
+	case s.PageID == "":
+		v.errorf(p+".page_id", "required")
+	case !statuspageIDRE.MatchString(s.PageID):
+		v.errorf(p+".page_id", "invalid page ID %q: want letters and digits", s.PageID)
+	}
+	s.APIKey, s.APIKeyFile = v.secretFile(p+".api_key_file", s.APIKeyFile, true)
+	for _, svc := range slices.Sorted(maps.Keys(s.Components)) {
+		if id := s.Components[svc]; !statuspageIDRE.MatchString(id) {
+			v.errorf(p+".components."+svc, "invalid component ID %q: want letters and digits", id)
+		}
+	}
+	v.httpURL(p+".url", s.URL)
+	v.templates(p+".templates", s.Templates)
+}
+
+// statuspageComponents checks that the Statuspage receivers' components
+// name defined services, and warns about a service told to such a
+// receiver without a component.
+func (v *validator) statuspageComponents(c *Config, services map[string]string) {
+	if v.broken("services") {
+		return
+	}
+	for i, n := range c.Notifiers {
+		if n.Statuspage == nil {
+			continue
+		}
+		p := fmt.Sprintf("notifiers[%d].statuspage", i)
+		for _, svc := range slices.Sorted(maps.Keys(n.Statuspage.Components)) {
+			if _, ok := services[svc]; !ok {
+				v.errorf(p+".components."+svc, "undefined service %q", svc)
+			}
+		}
+		for j, s := range c.Services {
+			if slices.Contains(s.Notify, n.Name) && n.Statuspage.Components[s.Name] == "" {
+				v.warnf(fmt.Sprintf("services[%d].notify", j), "service %q is told to Statuspage receiver %q without a component in %s.components: its incidents show on the page without one", s.Name, n.Name, p)
+			}
+		}
+	}
 }
 
 // Responder is a person a service's incidents call on, by role.

@@ -149,6 +149,11 @@ func (c Config) MarshalYAML() (any, error) {
 			c.URL = ""
 			n.Teams = &c
 		}
+		if s := n.Statuspage; s != nil {
+			c := *s
+			c.APIKey = ""
+			n.Statuspage = &c
+		}
 		r.Notifiers[i] = n
 	}
 	return &r, nil

@@ -42,6 +42,7 @@ func (c *Config) setDefaults() {
 			Duration: Duration(time.Hour),
 		},
 	}
+	c.StatusPage = StatusPage{Title: DefaultStatusPageTitle}
 }
 
 func (s *Service) setDefaults() {

@@ -147,6 +147,8 @@ func (v *validator) config(c *Config) {
 	for i := range c.Services {
 		v.service(fmt.Sprintf("services[%d]", i), &c.Services[i], services, sources, notifiers)
 	}
+	v.statusPage("status_page", &c.StatusPage, services)
+	v.statuspageComponents(c, services)
 }
 
 func (v *validator) postmortem(p string, pm *Postmortem) {
@@ -372,13 +374,17 @@ func (v *validator) notifier(p string, n *Notifier, seen map[string]string) {
 		receivers++
 		v.teams(p+".teams", n.Teams)
 	}
+	if n.Statuspage != nil {
+		receivers++
+		v.statuspage(p+".statuspage", n.Statuspage)
+	}
 	broken := false
-	for _, r := range []string{"webhook", "alertmanager", "slack", "pagerduty", "teams"} {
+	for _, r := range []string{"webhook", "alertmanager", "slack", "pagerduty", "teams", "statuspage"} {
 		broken = broken || v.broken(p+"."+r)
 	}
 	switch {
 	case receivers == 0 && !broken:
-		v.errorf(p, "no receiver: want one of webhook, alertmanager, slack, pagerduty, teams")
+		v.errorf(p, "no receiver: want one of webhook, alertmanager, slack, pagerduty, teams, statuspage")
 	case receivers > 1:
 		v.errorf(p, "want exactly one receiver, got %d", receivers)
 	}

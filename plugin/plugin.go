@@ -23,6 +23,7 @@ import (
 	"github.com/rollback-guardian/guardian/notify/alertmanager"
 	"github.com/rollback-guardian/guardian/notify/pagerduty"
 	notifyslack "github.com/rollback-guardian/guardian/notify/slack"
+	"github.com/rollback-guardian/guardian/notify/statuspage"
 	"github.com/rollback-guardian/guardian/notify/teams"
 	notifywebhook "github.com/rollback-guardian/guardian/notify/webhook"
 	"github.com/rollback-guardian/guardian/source"
@@ -73,7 +74,8 @@ func nonNil[T executor.Executor](x T, err error) (executor.Executor, error) {
 // NotifierEnv is what some receivers need of the daemon.
 type NotifierEnv struct {
 	// Store returns the state store (nil until it is open): the Slack
-	// receiver keeps where each incident's message is.
+	// receiver keeps where each incident's message is, the Statuspage
+	// receiver each incident's id.
 	Store func() store.Store
 }
 
@@ -101,6 +103,9 @@ func Notifiers(cfg *config.Config, log *zap.Logger, env ...NotifierEnv) (map[str
 			r, err = notifyNonNil(pagerduty.New(*n.PagerDuty, nlog))
 		case n.Teams != nil:
 			r, err = notifyNonNil(teams.New(*n.Teams, nlog))
+		case n.Statuspage != nil:
+			r, err = notifyNonNil(statuspage.New(n.Name, *n.Statuspage, nlog, statuspage.WithStore(e.Store),
+				statuspage.WithServiceNames(publicNames(cfg))))
 		default:
 			return nil, fmt.Errorf("notifier %s: no receiver", n.Name)
 		}
@@ -110,6 +115,15 @@ func Notifiers(cfg *config.Config, log *zap.Logger, env ...NotifierEnv) (map[str
 		out[n.Name] = r
 	}
 	return out, nil
+}
+
+// publicNames are the services' names on the status page, by service.
+func publicNames(cfg *config.Config) map[string]string {
+	names := map[string]string{}
+	for svc, p := range cfg.StatusPage.Services {
+		names[svc] = p.Name
+	}
+	return names
 }
 
 // notifyNonNil keeps a constructor's typed nil pointer out of the interface.

@@ -19,6 +19,10 @@ type Flags struct {
 	// ExternalURL, when set, is the URL people reach Guardian at; it
 	// overrides global.external_url in links.
 	ExternalURL string
+	// StatusListenAddress, when set, serves the status page alone on this
+	// address as well (Server.StatusHandler): public, whatever ReadAuth
+	// says.
+	StatusListenAddress string
 }
 
 // ReloadAccess says who may request a reload over HTTP. It is a pflag.Value.
@@ -70,7 +74,8 @@ const (
 	ReadOpen ReadAuth = iota
 	// ReadAuthAPI: GET /api/v1/... needs a token; /metrics stays open.
 	ReadAuthAPI
-	// ReadAuthAll: GET /api/v1/... and /metrics need a token.
+	// ReadAuthAll: GET /api/v1/..., /metrics and the status page on the
+	// main listener need a token.
 	ReadAuthAll
 )
 

@@ -60,6 +60,10 @@ type Options struct {
 	// POST /api/v1/slack/interactions (and /api/v1/slack/commands). It
 	// authenticates every request by Slack's signature: no bearer token.
 	Slack http.Handler
+	// StatusPage returns the settings of the status page at /status (they
+	// change on reload), once per request; nil shows every service that
+	// has incidents.
+	StatusPage func() StatusConfig
 }
 
 // Incidents is what the incident API needs.
@@ -117,6 +121,7 @@ func New(opts Options) *Server {
 		}
 		writeJSON(w, http.StatusOK, opts.Status())
 	})))
+	s.statusRoutes(s.mux, false, func(h http.Handler) http.Handler { return s.read(ReadAuthAll, h) })
 	return s
 }
 
@@ -165,7 +170,10 @@ const forwardedHeader = "X-Guardian-Forwarded"
 
 // Handler returns the HTTP handler. Every request body is limited to
 // Limits.MaxBodyBytes: a larger one is answered 413.
-func (s *Server) Handler() http.Handler {
+func (s *Server) Handler() http.Handler { return s.limitBody(s.mux) }
+
+// limitBody limits h's request bodies to Limits.MaxBodyBytes.
+func (s *Server) limitBody(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > s.limits.MaxBodyBytes {
 			refuse(w)
@@ -173,7 +181,7 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.limits.MaxBodyBytes)
-		s.mux.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	})
 }
 
@@ -187,8 +195,12 @@ func tooLarge(limit int64) string {
 // again for each connection and request, so certificates rotate without a
 // restart).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	return s.serve(ctx, l, s.Handler())
+}
+
+func (s *Server) serve(ctx context.Context, l net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           s.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 		ReadTimeout:       s.limits.ReadTimeout,
 		WriteTimeout:      s.limits.WriteTimeout,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -110,6 +111,11 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 					return fmt.Errorf("--web.external-url: %w", err)
 				}
 			}
+			if wf.StatusListenAddress != "" {
+				if _, _, err := net.SplitHostPort(wf.StatusListenAddress); err != nil {
+					return fmt.Errorf("--web.status-listen-address: invalid address %q: want host:port", wf.StatusListenAddress)
+				}
+			}
 			a, err := app.New(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch, Fault: faultHook(log), Web: wf})
 			if err != nil {
 				log.Error("cannot start", zap.Error(err))
@@ -144,8 +150,11 @@ func registerWebFlags(cmd *cobra.Command, wf *web.Flags) {
 		"the URL people reach Guardian at, such as https://guardian.example.com/ behind a proxy: messages, alerts, pages and\n"+
 			"the post-mortem invite link to incidents and reports under it (default: global.external_url, else http://<listen address>)")
 	cmd.Flags().Var(&wf.ReadAuth, "web.read-auth",
-		"which reads need a token with the read scope: open (none), api (GET /api/v1/...) or all (also /metrics);\n"+
-			"/-/healthy and /-/ready stay open for probes")
+		"which reads need a token with the read scope: open (none), api (GET /api/v1/...) or all (also /metrics and\n"+
+			"/status); /-/healthy and /-/ready stay open for probes")
+	cmd.Flags().StringVar(&wf.StatusListenAddress, "web.status-listen-address", "",
+		"also serve the status page, alone (/status, its feed and stylesheet; / redirects to it), on this host:port,\n"+
+			"without a token whatever --web.read-auth says, so that it can be public while the console and the API are not")
 }
 
 // reloadOnSIGHUP turns each SIGHUP into a reload request until ctx ends.
