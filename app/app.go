@@ -315,6 +315,7 @@ func (a *App) Run(ctx context.Context) error {
 		Forward:   a.forward,
 		Flags:     a.opts.Web,
 		Slack:     slackHandler,
+		Services:  a.Console,
 	})
 	a.log.Info("Guardian started", zap.String("listen", l.Addr().String()), zap.String("config", a.opts.ConfigFile))
 

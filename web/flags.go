@@ -19,6 +19,8 @@ type Flags struct {
 	// ExternalURL, when set, is the URL people reach Guardian at; it
 	// overrides global.external_url in links.
 	ExternalURL string
+	// Console are the web console's settings.
+	Console ConsoleFlags
 }
 
 // ReloadAccess says who may request a reload over HTTP. It is a pflag.Value.
