@@ -347,6 +347,8 @@ func triggerRows(sv ServiceView, width, height int) []triggerRow {
 // sparkline draws a trigger's recent values for the new version and the
 // baseline, and its latest threshold.
 func sparkline(name, version, baseline string, h []watch.Sample, width, height int) template.HTML {
+	from, to := h[0].At, h[len(h)-1].At
+	h = thin(h, width/2)
 	val := make([]chart.Point, len(h))
 	base := make([]chart.Point, 0, len(h))
 	var threshold *float64
@@ -365,12 +367,32 @@ func sparkline(name, version, baseline string, h []watch.Sample, width, height i
 		series = append(series, chart.Series{Name: "baseline " + baseline, Role: chart.RoleBaseline, Points: base})
 	}
 	c := chart.Chart{
-		Title:  fmt.Sprintf("%s: %s vs baseline %s, last %s", name, version, baseline, h[len(h)-1].At.Sub(h[0].At).Round(time.Second)),
-		Series: series, Threshold: threshold, From: h[0].At, To: h[len(h)-1].At,
+		Title:  fmt.Sprintf("%s: %s vs baseline %s, last %s", name, version, baseline, to.Sub(from).Round(time.Second)),
+		Series: series, Threshold: threshold, From: from, To: to,
 		Width: width, Height: height, Compact: true,
 	}
 	// The chart escapes every text it draws.
 	return template.HTML(c.SVG()) //nolint:gosec
+}
+
+// thin keeps at most n of h's samples: of each run of consecutive ones, the
+// one with the highest value (a spike stays visible), in order.
+func thin(h []watch.Sample, n int) []watch.Sample {
+	if n <= 0 || len(h) <= n {
+		return h
+	}
+	out := make([]watch.Sample, 0, n)
+	for i := range n {
+		run := h[i*len(h)/n : (i+1)*len(h)/n]
+		best := run[0]
+		for _, x := range run[1:] {
+			if math.IsNaN(best.Value) || x.Value > best.Value {
+				best = x
+			}
+		}
+		out = append(out, best)
+	}
+	return out
 }
 
 // The incident page.
