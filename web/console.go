@@ -124,13 +124,15 @@ func staticHandler(h http.Handler) http.Handler {
 }
 
 // securityHeaders forbid framing, inline scripts and styles, and foreign
-// resources, and keep URLs out of Referer headers.
+// resources, and keep URLs out of Referer headers to other sites.
+// (no-referrer would make browsers send "Origin: null" with the console's
+// own forms, which the origin check refuses.)
 func securityHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 }
 
 // page is what every console page has.
