@@ -132,7 +132,11 @@ func (s *Service) History(name string) []Sample {
 	defer s.mu.Unlock()
 	for i, tr := range s.triggers {
 		if tr.Name() == name {
-			return s.history[i].appendTo(nil)
+			h := s.history[i]
+			if h.count == 0 {
+				return nil
+			}
+			return h.appendTo(make([]Sample, 0, h.count))
 		}
 	}
 	return nil

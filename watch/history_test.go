@@ -191,3 +191,17 @@ func BenchmarkHistoryMemory(b *testing.B) {
 	b.ReportMetric(perTrigger, "bytes/trigger")
 	runtime.KeepAlive(hs)
 }
+
+// BenchmarkHistoryRead copies one trigger's full history out, as the
+// console does for each trigger at each page view.
+func BenchmarkHistoryRead(b *testing.B) {
+	h := newHistory(DefaultHistorySpan, time.Second)
+	for j := range MaxHistoryPoints {
+		h.add(verdict(j))
+	}
+	for b.Loop() {
+		if got := h.appendTo(make([]Sample, 0, h.count)); len(got) != MaxHistoryPoints {
+			b.Fatalf("%d samples", len(got))
+		}
+	}
+}
