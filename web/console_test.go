@@ -527,3 +527,20 @@ func TestConsoleWritesGoToTheLeader(t *testing.T) {
 		t.Errorf("the leader got %q, want %q", got, want)
 	}
 }
+
+// Behind an https external URL (a proxy ends TLS), the session cookie is
+// Secure; the external URL's origin is accepted for forms.
+func TestConsoleSecureCookie(t *testing.T) {
+	e := newConsoleEnv(t, Flags{ExternalURL: "https://guardian.example.com/"})
+	b := e.browser()
+	resp := b.signIn(goodToken)
+	if c := resp.Cookies(); resp.StatusCode != 303 || len(c) != 1 || !c[0].Secure {
+		t.Fatalf("sign-in: %d, cookies %+v", resp.StatusCode, c)
+	}
+	if resp, _ := b.do("POST", "/sign-in", url.Values{"token": {goodToken}}, "Origin", "https://guardian.example.com"); resp.StatusCode != 303 {
+		t.Errorf("sign-in from the external URL's origin: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("POST", "/sign-in", url.Values{"token": {goodToken}}, "Origin", "http://guardian.example.com"); resp.StatusCode != 403 {
+		t.Errorf("sign-in from the external host over http: %d", resp.StatusCode)
+	}
+}
