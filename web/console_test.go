@@ -57,7 +57,7 @@ func fakeCharts(_ context.Context, id int64) ([]template.HTML, error) {
 	c := chart.Chart{Title: fmt.Sprintf("incident %d error-rate", id), Threshold: &th, Series: []chart.Series{
 		{Name: "v2", Role: chart.RoleVersion, Points: []chart.Point{{T: t0, V: 0.01}, {T: t0.Add(time.Minute), V: 0.2}}},
 	}, Markers: []chart.Marker{{At: t0.Add(30 * time.Second), Kind: "detected"}}}
-	return []template.HTML{template.HTML(c.SVG())}, nil //nolint:gosec
+	return []template.HTML{template.HTML(c.SVG())}, nil
 }
 
 // consoleEnv is a Server with a real incident manager holding incident 1
