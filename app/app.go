@@ -320,6 +320,7 @@ func (a *App) Run(ctx context.Context) error {
 		Slack:     slackHandler,
 
 		StatusPage: a.StatusPage,
+		Services:   a.Console,
 	})
 	sl, err := a.statusListener()
 	if err != nil {

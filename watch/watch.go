@@ -48,6 +48,9 @@ type Options struct {
 	Window time.Duration
 	// Interval is how often Run ticks.
 	Interval time.Duration
+	// HistorySpan is how far back each trigger's evaluations are kept for
+	// History (default DefaultHistorySpan; at most MaxHistoryPoints).
+	HistorySpan time.Duration
 	// Metrics are the daemon's watch metrics.
 	Metrics *Metrics
 	// Logger is the service's logger (default: none).
@@ -77,7 +80,9 @@ type Service struct {
 	mu       sync.Mutex
 	detector *rollout.Detector
 	triggers []trigger.Evaluator
-	watch    *window
+	// history holds each trigger's latest evaluations, by index.
+	history []*history
+	watch   *window
 	// lastOutcome per trigger, to log a run of no-data or errors once.
 	lastOutcome map[string]trigger.Outcome
 	lastVQErr   string
@@ -105,10 +110,14 @@ func New(o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	hist := make([]*history, len(o.Triggers))
+	for i := range hist {
+		hist[i] = newHistory(o.HistorySpan, o.Interval)
+	}
 	return &Service{
 		name: o.Name, querier: o.Querier, window: o.Window, interval: o.Interval, m: o.Metrics, log: o.Logger,
 		onVerdict: o.OnVerdict, onFiring: o.OnFiring, persist: o.Persist,
-		detector: o.Detector, triggers: o.Triggers, lastOutcome: map[string]trigger.Outcome{},
+		detector: o.Detector, triggers: o.Triggers, history: hist, lastOutcome: map[string]trigger.Outcome{},
 	}, nil
 }
 
@@ -215,11 +224,12 @@ func (s *Service) Tick(ctx context.Context, ts time.Time) []trigger.Verdict {
 	}
 	d := s.deployFor()
 	verdicts := make([]trigger.Verdict, 0, len(s.triggers))
-	for _, tr := range s.triggers {
+	for i, tr := range s.triggers {
 		v := tr.Eval(ctx, ts, d, s.querier.Query)
 		if ctx.Err() != nil {
 			return verdicts // shutting down or reloading: this verdict is not evidence
 		}
+		s.history[i].add(v)
 		s.record(ctx, v)
 		verdicts = append(verdicts, v)
 	}
@@ -243,7 +253,8 @@ func (s *Service) startWatch(ctx context.Context, ev rollout.Event) {
 		zap.String("version", ev.Version), zap.String("baseline", ev.Baseline), zap.String("baseline_why", ev.BaselineWhy),
 		zap.Bool("redeploy", ev.Redeploy), zap.String("via", ev.Origin.String()), zap.Time("until", s.watch.until))
 	d := s.deployFor()
-	for _, tr := range s.triggers {
+	for i, tr := range s.triggers {
+		s.history[i].reset()
 		tr.Reset()
 		s.m.triggerState.WithLabelValues(s.name, tr.Name()).Set(0)
 		// The baseline's value before the deploy, taken now while the
@@ -391,13 +402,14 @@ func (s *Service) TakeOver(old *Service, keepDetector bool) {
 		w.until = w.deploy.At.Add(s.window)
 		s.watch = &w
 	}
-	prev := map[string]trigger.Evaluator{}
-	for _, tr := range old.triggers {
-		prev[tr.Name()] = tr
+	prev := map[string]int{}
+	for i, tr := range old.triggers {
+		prev[tr.Name()] = i
 	}
-	for _, tr := range s.triggers {
-		if o, ok := prev[tr.Name()]; ok {
-			tr.CopyStateFrom(o)
+	for i, tr := range s.triggers {
+		if j, ok := prev[tr.Name()]; ok {
+			tr.CopyStateFrom(old.triggers[j])
+			s.history[i].copyFrom(old.history[j])
 		}
 	}
 	for k, v := range old.lastOutcome {

@@ -154,8 +154,17 @@ func (t *Tokens) lookup(r *http.Request) (Token, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(cred) == "" {
 		return Token{}, fmt.Errorf("%w: missing bearer token", ErrUnauthorized)
 	}
+	return t.bySecret(strings.TrimSpace(cred))
+}
+
+// bySecret finds the token whose secret is secret. Every configured token
+// is compared in constant time.
+func (t *Tokens) bySecret(secret string) (Token, error) {
+	if t == nil || t.path == "" {
+		return Token{}, fmt.Errorf("%w: no tokens_file configured", ErrUnauthorized)
+	}
 	_ = t.refresh() // keeps the last good tokens on error; Err reports it
-	sum := sha256.Sum256([]byte(strings.TrimSpace(cred)))
+	sum := sha256.Sum256([]byte(secret))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var found Token
@@ -168,6 +177,22 @@ func (t *Tokens) lookup(r *http.Request) (Token, error) {
 		return Token{}, fmt.Errorf("%w: unknown token", ErrUnauthorized)
 	}
 	return found, nil
+}
+
+// named returns the token called name, as the file says now.
+func (t *Tokens) named(name string) (Token, bool) {
+	if t == nil || t.path == "" {
+		return Token{}, false
+	}
+	_ = t.refresh()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tok := range t.tokens {
+		if tok.Name == name {
+			return tok, true
+		}
+	}
+	return Token{}, false
 }
 
 // Err returns the error of the last read of the file, if it failed.

@@ -23,6 +23,8 @@ type Flags struct {
 	// address as well (Server.StatusHandler): public, whatever ReadAuth
 	// says.
 	StatusListenAddress string
+	// Console are the web console's settings.
+	Console ConsoleFlags
 }
 
 // ReloadAccess says who may request a reload over HTTP. It is a pflag.Value.

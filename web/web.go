@@ -1,5 +1,6 @@
 // Package web serves Guardian's HTTP interface: /metrics, the lifecycle
-// endpoints (/-/healthy, /-/ready, /-/reload) and the /api/v1 API.
+// endpoints (/-/healthy, /-/ready, /-/reload), the /api/v1 API and the
+// incident console at /.
 package web
 
 import (
@@ -7,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"log/slog"
 	"net"
@@ -64,6 +66,12 @@ type Options struct {
 	// change on reload), once per request; nil shows every service that
 	// has incidents.
 	StatusPage func() StatusConfig
+	// Services returns what the console at / shows of every guarded
+	// service, in configuration order; nil shows none.
+	Services func() []ServiceView
+	// Charts returns incident id's charts as inline SVG for the console's
+	// incident page; nil shows none.
+	Charts func(ctx context.Context, id int64) ([]template.HTML, error)
 }
 
 // Incidents is what the incident API needs.
@@ -87,6 +95,8 @@ type Server struct {
 	limits Limits
 	mux    *http.ServeMux
 	log    *zap.Logger
+	// sessions are the console's sign-ins.
+	sessions sessions
 }
 
 // New builds the server's routes.
@@ -122,6 +132,7 @@ func New(opts Options) *Server {
 		writeJSON(w, http.StatusOK, opts.Status())
 	})))
 	s.statusRoutes(s.mux, false, func(h http.Handler) http.Handler { return s.read(ReadAuthAll, h) })
+	s.consoleRoutes()
 	return s
 }
 

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -106,6 +107,9 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 					return fmt.Errorf("--web.config.file: %w", err)
 				}
 			}
+			if wf.Console.SessionTTL <= 0 || wf.Console.Refresh < 0 {
+				return fmt.Errorf("--web.console.session-ttl must be positive and --web.console.refresh not negative")
+			}
 			if wf.ExternalURL != "" {
 				if err := web.ValidateExternalURL(wf.ExternalURL); err != nil {
 					return fmt.Errorf("--web.external-url: %w", err)
@@ -150,11 +154,18 @@ func registerWebFlags(cmd *cobra.Command, wf *web.Flags) {
 		"the URL people reach Guardian at, such as https://guardian.example.com/ behind a proxy: messages, alerts, pages and\n"+
 			"the post-mortem invite link to incidents and reports under it (default: global.external_url, else http://<listen address>)")
 	cmd.Flags().Var(&wf.ReadAuth, "web.read-auth",
-		"which reads need a token with the read scope: open (none), api (GET /api/v1/...) or all (also /metrics and\n"+
-			"/status); /-/healthy and /-/ready stay open for probes")
+		"which reads need a token with the read scope: open (none), api (GET /api/v1/... and the console's pages) or all\n"+
+			"(also /metrics and /status); /-/healthy and /-/ready stay open for probes")
 	cmd.Flags().StringVar(&wf.StatusListenAddress, "web.status-listen-address", "",
 		"also serve the status page, alone (/status, its feed and stylesheet; / redirects to it), on this host:port,\n"+
 			"without a token whatever --web.read-auth says, so that it can be public while the console and the API are not")
+	cmd.Flags().StringVar(&wf.Console.UserHeader, "web.console.user-header", "",
+		"request header in which an authenticating proxy names the person signed in to the console (X-Forwarded-User, say);\n"+
+			"it is trusted as it comes, so only that proxy may be able to reach Guardian and set it (default: none)")
+	cmd.Flags().DurationVar(&wf.Console.SessionTTL, "web.console.session-ttl", web.DefaultSessionTTL,
+		"how long a sign-in to the console with an API token lasts")
+	cmd.Flags().DurationVar(&wf.Console.Refresh, "web.console.refresh", 10*time.Second,
+		"how often the console's overview reloads itself (0 never)")
 }
 
 // reloadOnSIGHUP turns each SIGHUP into a reload request until ctx ends.
