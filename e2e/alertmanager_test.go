@@ -67,9 +67,9 @@ func TestAlertmanagerIncident(t *testing.T) {
 	if d := firing.StartsAt.Sub(rec.DetectedAt).Abs(); d > time.Millisecond {
 		t.Errorf("startsAt %s, want the declare time %s", firing.StartsAt, rec.DetectedAt)
 	}
-	incURL := s.apiURL + "/api/v1/incidents/1"
+	incURL := s.apiURL + "/incidents/1"
 	for k, want := range map[string]string{
-		"incident_url": incURL, "report_url": incURL + "/report", "status_url": s.apiURL + "/api/v1/status",
+		"incident_url": incURL, "report_url": s.apiURL + "/api/v1/incidents/1/report?format=html", "status_url": s.apiURL + "/",
 		"summary": "checkout: roll back v2 → v1 (" + rec.Severity + ", incident #1, awaiting_approval)", "state": "awaiting_approval",
 	} {
 		if got := firing.Annotations[k]; got != want {

@@ -112,7 +112,7 @@ func TestRequestedRollbackFromCLI(t *testing.T) {
 		return nil
 	}, "the events at the receiver")
 	first := rcv.first()
-	if first.Links.Incident != s.apiURL+"/api/v1/incidents/1" || len(first.Responders) != 2 || first.Data["actor"] != "token:ci" {
+	if first.Links.Incident != s.apiURL+"/incidents/1" || len(first.Responders) != 2 || first.Data["actor"] != "token:ci" {
 		t.Fatalf("declared event: links %+v, responders %+v, data %v", first.Links, first.Responders, first.Data)
 	}
 }

@@ -50,7 +50,8 @@ type Event struct {
 	Responders []Responder `json:"responders,omitempty"`
 }
 
-// Links are absolute URLs into Guardian's HTTP API and pages.
+// Links are absolute URLs into Guardian's pages for people: the incident's
+// page in the console, its HTML report, and the console's overview.
 type Links struct {
 	Incident string `json:"incident,omitempty"`
 	Report   string `json:"report,omitempty"`
@@ -65,10 +66,10 @@ func LinksFor(base string, id int64) Links {
 		return Links{}
 	}
 	base = strings.TrimRight(base, "/")
-	l := Links{Status: base + "/api/v1/status"}
+	l := Links{Status: base + "/"}
 	if id > 0 {
-		l.Incident = fmt.Sprintf("%s/api/v1/incidents/%d", base, id)
-		l.Report = fmt.Sprintf("%s/api/v1/incidents/%d/report", base, id)
+		l.Incident = fmt.Sprintf("%s/incidents/%d", base, id)
+		l.Report = fmt.Sprintf("%s/api/v1/incidents/%d/report?format=html", base, id)
 	}
 	return l
 }

@@ -149,15 +149,15 @@ func TestFiringAlertShape(t *testing.T) {
 		if !al.StartsAt.Equal(declaredAt) || !al.EndsAt.Equal(sendTime.Add(4*resend)) {
 			t.Errorf("startsAt, endsAt = %s, %s; want %s, %s", al.StartsAt, al.EndsAt, declaredAt, sendTime.Add(4*resend))
 		}
-		if al.GeneratorURL != "https://guardian.example.com/api/v1/incidents/42" {
+		if al.GeneratorURL != "https://guardian.example.com/incidents/42" {
 			t.Errorf("generatorURL = %q", al.GeneratorURL)
 		}
 		for k, want := range map[string]string{
 			"summary":      "checkout: roll back v2.4.1 → v2.4.0 (SEV-1, incident #42, detected)",
 			"evidence":     "5xx ratio 7.9% > 5% (baseline 0.4%)",
-			"incident_url": "https://guardian.example.com/api/v1/incidents/42",
-			"report_url":   "https://guardian.example.com/api/v1/incidents/42/report",
-			"status_url":   "https://guardian.example.com/api/v1/status",
+			"incident_url": "https://guardian.example.com/incidents/42",
+			"report_url":   "https://guardian.example.com/api/v1/incidents/42/report?format=html",
+			"status_url":   "https://guardian.example.com/",
 			"responders":   "incident_commander: Ana; on_call: Bo",
 			"state":        "detected",
 		} {

@@ -315,9 +315,9 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("summary %q", p.Summary)
 	}
 	wantLinks := []pagerduty.Link{
-		{Href: "https://guardian.example.com/api/v1/incidents/42", Text: "Incident #42"},
-		{Href: "https://guardian.example.com/api/v1/incidents/42/report", Text: "Report of incident #42"},
-		{Href: "https://guardian.example.com/api/v1/status", Text: "Guardian status"},
+		{Href: "https://guardian.example.com/incidents/42", Text: "Incident #42"},
+		{Href: "https://guardian.example.com/api/v1/incidents/42/report?format=html", Text: "Report of incident #42"},
+		{Href: "https://guardian.example.com/", Text: "Guardian status"},
 	}
 	if !slices.Equal(m.Links, wantLinks) {
 		t.Errorf("links %+v, want %+v", m.Links, wantLinks)

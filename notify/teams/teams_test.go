@@ -293,9 +293,9 @@ func TestFormat(t *testing.T) {
 		t.Errorf("facts %+v\nwant %+v", card.Body[2].Facts, wantFacts)
 	}
 	wantActions := []teams.Action{
-		{Type: "Action.OpenUrl", Title: "Incident #42", URL: "https://guardian.example.com/api/v1/incidents/42"},
-		{Type: "Action.OpenUrl", Title: "Report", URL: "https://guardian.example.com/api/v1/incidents/42/report"},
-		{Type: "Action.OpenUrl", Title: "Guardian status", URL: "https://guardian.example.com/api/v1/status"},
+		{Type: "Action.OpenUrl", Title: "Incident #42", URL: "https://guardian.example.com/incidents/42"},
+		{Type: "Action.OpenUrl", Title: "Report", URL: "https://guardian.example.com/api/v1/incidents/42/report?format=html"},
+		{Type: "Action.OpenUrl", Title: "Guardian status", URL: "https://guardian.example.com/"},
 	}
 	if !slices.Equal(card.Actions, wantActions) {
 		t.Errorf("actions %+v", card.Actions)
