@@ -234,17 +234,18 @@ func (s chartSpec) evaluate(ctx context.Context, q source.Querier, rec incident.
 		Trigger: s.trigger, Firing: s.firing, Step: step,
 	}
 	var notes []string
-	series := func(name, role, version, qs string) {
-		pts, note := sample(ctx, q, qs, from, to, step)
+	series := func(name, role, version, qs string, serves time.Time) {
+		pts, note := sample(ctx, q, qs, from, to, step, serves)
 		c.Queries = append(c.Queries, qs)
 		c.Series = append(c.Series, chart.Series{Name: name, Role: role, Points: pts})
 		if note != "" {
 			notes = append(notes, orUnknown(version)+": "+note)
 		}
 	}
-	series(orUnknown(rec.Version), chart.RoleVersion, rec.Version, s.value)
+	// The bad version is not expected to serve before its deploy.
+	series(orUnknown(rec.Version), chart.RoleVersion, rec.Version, s.value, rec.DeployedAt)
 	if s.baseline != "" {
-		series("baseline "+rec.Baseline, chart.RoleBaseline, "baseline "+rec.Baseline, s.baseline)
+		series("baseline "+rec.Baseline, chart.RoleBaseline, "baseline "+rec.Baseline, s.baseline, time.Time{})
 	} else if rec.Baseline == "" {
 		notes = append(notes, "no baseline version is known")
 	}
@@ -254,8 +255,9 @@ func (s chartSpec) evaluate(ctx context.Context, q source.Querier, rec incident.
 
 // sample evaluates qs at each step from from to to: a point whose query
 // failed, found nothing or found NaN is NaN, a gap. note says how many
-// points are missing and why.
-func sample(ctx context.Context, q source.Querier, qs string, from, to time.Time, step time.Duration) ([]chart.Point, string) {
+// points are missing and why; points found empty before serves, when the
+// series was not expected to have data, are not counted.
+func sample(ctx context.Context, q source.Querier, qs string, from, to time.Time, step time.Duration, serves time.Time) ([]chart.Point, string) {
 	var pts []chart.Point
 	var failed, empty int
 	var firstErr error
@@ -284,8 +286,10 @@ func sample(ctx context.Context, q source.Querier, qs string, from, to time.Time
 			}
 			lastMissing = t
 		case !ok || math.IsNaN(f) || math.IsInf(f, 0):
-			empty++
-			lastMissing = t
+			if !t.Before(serves) {
+				empty++
+				lastMissing = t
+			}
 		default:
 			v = f
 		}
@@ -304,7 +308,7 @@ func sample(ctx context.Context, q source.Querier, qs string, from, to time.Time
 	}
 	if empty > 0 {
 		s := fmt.Sprintf("no data at %d of %d points", empty, len(pts))
-		if empty == len(pts) {
+		if empty+failed == len(pts) {
 			s = "no data at all (the source keeps no samples of that time, or the version did not serve)"
 		} else if !lastMissing.IsZero() && lastMissing.Before(from.Add(to.Sub(from)/2)) {
 			s += ", the earliest ones (the source may no longer keep samples of that time)"

@@ -165,28 +165,8 @@ func (m *mdWriter) impact() {
 	}
 	m.f("\n")
 
-	peakLabel := "Peak value"
-	peak, hasPeak := finite(r.Impact.PeakValue)
-	if !hasPeak {
-		peakLabel = "Value at detection"
-		peak, hasPeak = finite(r.Evidence.Value)
-	}
-	base, hasBase := finite(r.Impact.BaselineValue)
-	if !hasBase {
-		base, hasBase = finite(r.Evidence.BaselineValue)
-	}
-	switch {
-	case hasPeak && hasBase:
-		s := fmtNum(peak) + " vs baseline " + fmtNum(base)
-		if base > 0 {
-			s += " (" + fmtNum(peak/base) + "x)"
-		}
-		m.f("- **%s:** %s\n", peakLabel, s)
-	case hasPeak:
-		m.f("- **%s:** %s (baseline unknown)\n", peakLabel, fmtNum(peak))
-	default:
-		m.f("- **Peak value:** unknown\n")
-	}
+	peakLabel, peak := peakLine(r)
+	m.f("- **%s:** %s\n", peakLabel, peak)
 	label, n := requestsEstimate(r)
 	m.f("- **%s:** %s\n", esc(label), esc(n))
 	m.f("\n")
