@@ -230,7 +230,7 @@ func unitOf(latency bool, threshold *float64) chart.Unit {
 // evaluate queries the spec at each step.
 func (s chartSpec) evaluate(ctx context.Context, q source.Querier, rec incident.Record, from, to time.Time, step time.Duration, markers []chart.Marker) IncidentChart {
 	c := IncidentChart{
-		Chart: chart.Chart{Title: s.trigger, Unit: s.unit, Threshold: s.threshold, Markers: markers, From: from, To: to},
+		Chart:   chart.Chart{Title: s.trigger, Unit: s.unit, Threshold: s.threshold, Markers: markers, From: from, To: to},
 		Trigger: s.trigger, Firing: s.firing, Step: step,
 	}
 	var notes []string

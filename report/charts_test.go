@@ -70,7 +70,9 @@ func TestChartsFromEvidence(t *testing.T) {
 	q := &seriesQuerier{series: map[string]func(time.Time) (float64, bool, error){
 		errorQuery: badThenBack(rec),
 		// The source no longer keeps the baseline's first minute.
-		baselineQuery: func(t time.Time) (float64, bool, error) { return 0.004, !t.Before(rec.DeployedAt.Add(-time.Minute)), nil },
+		baselineQuery: func(t time.Time) (float64, bool, error) {
+			return 0.004, !t.Before(rec.DeployedAt.Add(-time.Minute)), nil
+		},
 	}}
 	now := rec.ResolvedAt.Add(time.Hour)
 	charts := Charts(context.Background(), q, rec, now)

@@ -20,7 +20,9 @@ func chartsFor(rec incident.Record) []IncidentChart {
 	q := &seriesQuerier{series: map[string]func(time.Time) (float64, bool, error){
 		errorQuery: badThenBack(rec),
 		// The source no longer keeps the baseline's first minute.
-		baselineQuery: func(t time.Time) (float64, bool, error) { return 0.004, !t.Before(rec.DeployedAt.Add(-time.Minute)), nil },
+		baselineQuery: func(t time.Time) (float64, bool, error) {
+			return 0.004, !t.Before(rec.DeployedAt.Add(-time.Minute)), nil
+		},
 	}}
 	return Charts(context.Background(), q, rec, rec.ResolvedAt.Add(time.Hour))
 }
