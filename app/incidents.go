@@ -118,7 +118,7 @@ func (r reporter) Report(ctx context.Context, rec incident.Record, postmortem bo
 	if err != nil {
 		return incident.ReportResult{}, err
 	}
-	w := report.Writer{Dir: filepath.Join(dir, "reports"), Now: a.now, Logger: a.log}
+	w := report.Writer{Dir: filepath.Join(dir, "reports"), Now: a.now, Logger: a.log, Charts: a.IncidentCharts}
 	if pm := st.cfg.Global.Postmortem; pm.Organizer != "" {
 		// The incident's team is invited with the configured attendees.
 		attendees := slices.Clone(pm.Attendees)
@@ -174,8 +174,16 @@ func (a *App) Report(ctx context.Context, id int64, format string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	if format == "json" {
+	switch format {
+	case "json":
 		return report.JSON(rec, report.Options{Now: a.now})
+	case "html":
+		now := a.now()
+		opts := report.Options{Now: func() time.Time { return now }, Charts: a.IncidentCharts(ctx, rec, now)}
+		if len(opts.Charts) == 0 {
+			opts.ChartsNote = "No chart: the service is not configured any more, has no trigger query, or the incident has no deploy or detection time."
+		}
+		return report.HTML(rec, opts)
 	}
 	return report.Markdown(rec, report.Options{Now: a.now})
 }
