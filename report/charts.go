@@ -16,10 +16,13 @@ import (
 )
 
 // How much an incident's charts show around it: ChartLead before the
-// deploy, ChartTail after its end (its resolution or closing, else now).
+// deploy, ChartTail after its end (its resolution or closing, else now);
+// for an incident shorter than four times that, a quarter of its length,
+// at least minChartMargin, so that the incident fills most of the chart.
 const (
-	ChartLead = 2 * time.Minute
-	ChartTail = 2 * time.Minute
+	ChartLead      = 2 * time.Minute
+	ChartTail      = 2 * time.Minute
+	minChartMargin = 30 * time.Second
 )
 
 // Chart resolution: the step is the incident's span divided by
@@ -46,7 +49,7 @@ type IncidentChart struct {
 
 // Charts evaluates the triggers of rec's service over the incident, from
 // ChartLead before the deploy to ChartTail after the incident's end (now,
-// at the latest), through q: one chart per trigger, the firing trigger's
+// at the latest; less around a short incident), through q: one chart per trigger, the firing trigger's
 // first. defs are the service's triggers as configured; the firing trigger
 // is charted from the evidence's queries when defs do not define it. Each
 // query is evaluated as an instant query at each step, so any source
@@ -101,7 +104,8 @@ func chartSpan(rec incident.Record, now time.Time) (from, to time.Time, step tim
 	case rec.ClosedAt != nil:
 		end = *rec.ClosedAt
 	}
-	from, to = start.Add(-ChartLead), end.Add(ChartTail)
+	quarter := max(end.Sub(start)/4, minChartMargin)
+	from, to = start.Add(-min(ChartLead, quarter)), end.Add(min(ChartTail, quarter))
 	if !now.IsZero() && to.After(now) {
 		to = now
 	}
@@ -261,7 +265,7 @@ func sample(ctx context.Context, q source.Querier, qs string, from, to time.Time
 	var pts []chart.Point
 	var failed, empty int
 	var firstErr error
-	var lastMissing time.Time
+	leading := 0 // points missing before the first value
 	for t := from; !t.After(to); t = t.Add(step) {
 		v := math.NaN()
 		if err := ctx.Err(); err != nil {
@@ -284,11 +288,12 @@ func sample(ctx context.Context, q source.Querier, qs string, from, to time.Time
 			if firstErr == nil {
 				firstErr = err
 			}
-			lastMissing = t
 		case !ok || math.IsNaN(f) || math.IsInf(f, 0):
 			if !t.Before(serves) {
 				empty++
-				lastMissing = t
+				if empty+failed == len(pts)+1 {
+					leading++
+				}
 			}
 		default:
 			v = f
@@ -308,10 +313,13 @@ func sample(ctx context.Context, q source.Querier, qs string, from, to time.Time
 	}
 	if empty > 0 {
 		s := fmt.Sprintf("no data at %d of %d points", empty, len(pts))
-		if empty+failed == len(pts) {
+		switch {
+		case empty+failed == len(pts):
 			s = "no data at all (the source keeps no samples of that time, or the version did not serve)"
-		} else if !lastMissing.IsZero() && lastMissing.Before(from.Add(to.Sub(from)/2)) {
+		case leading == empty:
 			s += ", the earliest ones (the source may no longer keep samples of that time)"
+		default:
+			s += " (the version did not serve then, or the source kept no samples)"
 		}
 		parts = append(parts, s)
 	}

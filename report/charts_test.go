@@ -241,6 +241,29 @@ func TestChartsWithoutTimes(t *testing.T) {
 	}
 }
 
+// A short incident fills most of its chart: a quarter of its length
+// before and after, at least 30s.
+func TestChartsShortIncident(t *testing.T) {
+	rec := resolved()
+	rec.DetectedAt = at(4 * time.Second)
+	rec.ApprovedAt, rec.RollbackStartedAt, rec.RollbackDoneAt = atp(5*time.Second), atp(5*time.Second), atp(6*time.Second)
+	rec.RecoveredAt, rec.ResolvedAt = atp(sec(2, 0)), atp(sec(2, 0))
+	q := &seriesQuerier{series: map[string]func(time.Time) (float64, bool, error){
+		errorQuery: steady(0.2),
+		// The baseline did not serve while the bad version did.
+		baselineQuery: func(t time.Time) (float64, bool, error) {
+			return 0.004, t.Before(rec.DeployedAt) || !t.Before(*rec.RollbackDoneAt), nil
+		},
+	}}
+	c := Charts(context.Background(), q, rec, at(time.Hour))
+	if len(c) != 1 || !c[0].From.Equal(at(-30*time.Second)) || !c[0].To.Equal(at(sec(2, 30))) || c[0].Step != time.Second {
+		t.Fatalf("charts %+v", c)
+	}
+	if !strings.HasPrefix(c[0].Note, "baseline v2.4.0: no data at 6 of 181 points (the version did not serve then") {
+		t.Errorf("note %q", c[0].Note)
+	}
+}
+
 func names(cs []IncidentChart) []string {
 	var out []string
 	for _, c := range cs {
