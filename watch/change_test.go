@@ -45,3 +45,27 @@ func TestDeployCarriesChanges(t *testing.T) {
 		t.Fatalf("saved deploy %+v: change %+v baseline %+v", d, d.Change, d.BaselineChange)
 	}
 }
+
+// A person's rollback carries what is known of both versions too.
+func TestRollbackTargetCarriesChanges(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	ctx := context.Background()
+	if _, err := f.svc.AnnounceChange(ctx, "v1", "", rollout.Change{Commit: "1111111"}, tick(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.AnnounceChange(ctx, "v2", "", rollout.Change{Commit: "2222222"}, tick(1)); err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := f.svc.RollbackTarget("", tick(2))
+	if err != nil || d.Change == nil || d.Change.Commit != "2222222" || d.BaselineChange == nil || d.BaselineChange.Commit != "1111111" {
+		t.Fatalf("rollback target %+v (%v)", d, err)
+	}
+	if _, err := f.svc.AnnounceChange(ctx, "v3", "", rollout.Change{Commit: "3333333"}, tick(3)); err != nil {
+		t.Fatal(err)
+	}
+	// To a version other than the watch's baseline: that version's change.
+	d, _, err = f.svc.RollbackTarget("v1", tick(4))
+	if err != nil || d.Change == nil || d.Change.Commit != "3333333" || d.BaselineChange == nil || d.BaselineChange.Commit != "1111111" {
+		t.Fatalf("rollback target %+v (%v)", d, err)
+	}
+}

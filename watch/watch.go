@@ -436,6 +436,7 @@ func (s *Service) RollbackTarget(to string, now time.Time) (rollout.Event, map[s
 			return rollout.Event{}, nil, fmt.Errorf("%w: %s %s is the version being rolled back", rollout.ErrNoTarget, s.name, to)
 		}
 		d.Baseline, d.BaselineWhy = to, "chosen by the person who asked for the rollback"
+		d.BaselineChange = s.detector.ChangeOf(to)
 		return d, nil, nil
 	}
 	cur := s.detector.Current()
@@ -447,5 +448,6 @@ func (s *Service) RollbackTarget(to string, now time.Time) (rollout.Event, map[s
 	case to == cur:
 		return rollout.Event{}, nil, fmt.Errorf("%w: %s already runs %s", rollout.ErrNoTarget, s.name, to)
 	}
-	return rollout.Event{Service: s.name, Version: cur, Baseline: to, BaselineWhy: "chosen by the person who asked for the rollback", At: now}, nil, nil
+	return rollout.Event{Service: s.name, Version: cur, Baseline: to, BaselineWhy: "chosen by the person who asked for the rollback", At: now,
+		Change: s.detector.ChangeOf(cur), BaselineChange: s.detector.ChangeOf(to)}, nil, nil
 }
