@@ -140,9 +140,9 @@ func Markers(rec incident.Record) []chart.Marker {
 		at := d.At
 		if d.Approved {
 			approved = true
-			add(&at, "approved", "go ("+byText(d.By)+")")
+			add(&at, "approved", "go ("+shortBy(d.By)+")")
 		} else {
-			add(&at, "held", "no-go ("+byText(d.By)+")")
+			add(&at, "held", "no-go ("+shortBy(d.By)+")")
 		}
 	}
 	if !approved {
@@ -156,6 +156,15 @@ func Markers(rec incident.Record) []chart.Marker {
 		add(rec.ClosedAt, "closed", "closed")
 	}
 	return ms
+}
+
+// shortBy names who decided, briefly, for a marker's label: "alice" for
+// "token:alice", "auto_after" for "policy:auto_after".
+func shortBy(by string) string {
+	if i := strings.IndexByte(by, ':'); i >= 0 && i < len(by)-1 {
+		return by[i+1:]
+	}
+	return orUnknown(by)
 }
 
 // chartSpec is what to chart for one trigger.
