@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/report"
 	"github.com/rollback-guardian/guardian/rollout"
@@ -58,4 +60,53 @@ func (a *App) AnnounceChange(ctx context.Context, service, version, baseline str
 		return rollout.Event{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
 	}
 	return s.watch.AnnounceChange(ctx, version, baseline, c, a.now())
+}
+
+// describer is an executor that can tell what versions run (the
+// Kubernetes executor reads its workload's revisions).
+type describer interface {
+	Describe(ctx context.Context, versions ...string) ([]rollout.Change, error)
+}
+
+// describeTimeout bounds asking the executor what the versions run.
+const describeTimeout = 5 * time.Second
+
+// describeDeploy fills in what d's versions run, when the deploy did not
+// say and the service's application executor can tell (its workload's
+// revisions): what the incident report shows as what changed. A failure
+// is logged and leaves d as it was.
+func (a *App) describeDeploy(ctx context.Context, d rollout.Event) rollout.Event {
+	if d.Change != nil && (d.BaselineChange != nil || d.Baseline == "") {
+		return d
+	}
+	st := a.state.Load()
+	if st == nil {
+		return d
+	}
+	s, ok := st.services[d.Service]
+	if !ok {
+		return d
+	}
+	desc, ok := s.appExec.(describer)
+	if !ok {
+		return d
+	}
+	ctx, cancel := context.WithTimeout(ctx, describeTimeout)
+	defer cancel()
+	changes, err := desc.Describe(ctx, d.Version, d.Baseline)
+	if err != nil {
+		a.log.Warn("reading what the versions run from the rollback executor failed", zap.String("service", d.Service), zap.Error(err))
+		return d
+	}
+	for _, c := range changes {
+		switch {
+		case c.Version == d.Version && d.Change == nil:
+			c := c
+			d.Change = &c
+		case c.Version == d.Baseline && d.BaselineChange == nil:
+			c := c
+			d.BaselineChange = &c
+		}
+	}
+	return d
 }

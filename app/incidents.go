@@ -101,6 +101,7 @@ func (a *App) ExternalURL() string {
 // onFiring declares an incident for a firing trigger (or adds to the open
 // one) with the references and severity the watch stage gives.
 func (a *App) onFiring(ctx context.Context, d rollout.Event, v trigger.Verdict, refs map[string]float64, severity string) {
+	d = a.describeDeploy(ctx, d)
 	if _, _, err := a.incidents.Declare(ctx, d, v, refs, cmp.Or(severity, config.DefaultSeverity)); err != nil {
 		a.log.Error("declaring the incident failed", zap.String("service", d.Service), zap.Error(err))
 	}
@@ -207,6 +208,7 @@ func (a *App) Rollback(ctx context.Context, service, to, reason, by, channel str
 	if s.cfg.Rollback.Application == nil {
 		return incident.Record{}, fmt.Errorf("%w: %s has no rollback.application executor configured", rollout.ErrNoTarget, service)
 	}
+	d = a.describeDeploy(ctx, d)
 	return a.incidents.RequestRollback(ctx, d, refs, config.DefaultSeverity, incident.Requester{By: by, Channel: channel, Reason: reason})
 }
 
