@@ -101,6 +101,7 @@ func (a *App) ExternalURL() string {
 // onFiring declares an incident for a firing trigger (or adds to the open
 // one) with the references and severity the watch stage gives.
 func (a *App) onFiring(ctx context.Context, d rollout.Event, v trigger.Verdict, refs map[string]float64, severity string) {
+	d = a.describeDeploy(ctx, d)
 	if _, _, err := a.incidents.Declare(ctx, d, v, refs, cmp.Or(severity, config.DefaultSeverity)); err != nil {
 		a.log.Error("declaring the incident failed", zap.String("service", d.Service), zap.Error(err))
 	}
@@ -118,7 +119,7 @@ func (r reporter) Report(ctx context.Context, rec incident.Record, postmortem bo
 	if err != nil {
 		return incident.ReportResult{}, err
 	}
-	w := report.Writer{Dir: filepath.Join(dir, "reports"), Now: a.now, Logger: a.log}
+	w := report.Writer{Dir: filepath.Join(dir, "reports"), Now: a.now, Logger: a.log, Charts: a.IncidentCharts}
 	if pm := st.cfg.Global.Postmortem; pm.Organizer != "" {
 		// The incident's team is invited with the configured attendees.
 		attendees := slices.Clone(pm.Attendees)
@@ -174,8 +175,16 @@ func (a *App) Report(ctx context.Context, id int64, format string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	if format == "json" {
+	switch format {
+	case "json":
 		return report.JSON(rec, report.Options{Now: a.now})
+	case "html":
+		now := a.now()
+		opts := report.Options{Now: func() time.Time { return now }, Charts: a.IncidentCharts(ctx, rec, now)}
+		if len(opts.Charts) == 0 {
+			opts.ChartsNote = "No chart: the service is not configured any more, has no trigger query, or the incident has no deploy or detection time."
+		}
+		return report.HTML(rec, opts)
 	}
 	return report.Markdown(rec, report.Options{Now: a.now})
 }
@@ -199,6 +208,7 @@ func (a *App) Rollback(ctx context.Context, service, to, reason, by, channel str
 	if s.cfg.Rollback.Application == nil {
 		return incident.Record{}, fmt.Errorf("%w: %s has no rollback.application executor configured", rollout.ErrNoTarget, service)
 	}
+	d = a.describeDeploy(ctx, d)
 	return a.incidents.RequestRollback(ctx, d, refs, config.DefaultSeverity, incident.Requester{By: by, Channel: channel, Reason: reason})
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -322,12 +323,15 @@ func TestKubernetesClosedLoop(t *testing.T) {
 	if rec.Version != "v2" || rec.Baseline != "v1" {
 		t.Fatalf("incident %+v", rec)
 	}
+	if len(rec.Changes) != 2 || !slices.Equal(rec.Changes[0].Images, []string{"checkout:v2"}) || !slices.Equal(rec.Changes[1].Images, []string{"checkout:v1"}) {
+		t.Fatalf("what changed: %+v", rec.Changes)
+	}
 	rec = approveRollback(ctx, t, k, s)
 	a := rec.Actions["incident-1/rollback.application"]
 	if a == nil || a.State != incident.ActionSucceeded || !strings.Contains(a.Output, "revision 2") || !strings.Contains(a.Output, "revision 1") {
 		t.Fatalf("action %+v", a)
 	}
-	waitReport(t, dir, "revision 2", "template of revision 1")
+	waitReport(t, dir, "revision 2", "template of revision 1", "- **v2 (bad):** image `checkout:v2`")
 }
 
 // A broken rollout on a real control plane: v2's pods never become ready,

@@ -287,6 +287,11 @@ func TestIncidentLifecycle(t *testing.T) {
 	if ics, err := os.ReadFile(filepath.Join(reports, "incident-1-postmortem.ics")); err != nil || !strings.Contains(string(ics), "BEGIN:VEVENT") {
 		t.Fatalf("invite: %v", err)
 	}
+	// The HTML report charts the trigger from Prometheus, with the markers.
+	if page, err := os.ReadFile(filepath.Join(reports, "incident-1.html")); err != nil || !strings.Contains(string(page), `data-marker="detected"`) ||
+		!strings.Contains(string(page), `<polyline data-series="version"`) {
+		t.Fatalf("HTML report: %v", err)
+	}
 	// The report is served too.
 	var served []byte
 	if resp, err := http.Get(s.apiURL + "/api/v1/incidents/1/report"); err == nil {
@@ -493,7 +498,7 @@ func TestCrashBeforeReport(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, ",") != "incident-1-postmortem.ics,incident-1.json,incident-1.md" {
+	if strings.Join(names, ",") != "incident-1-postmortem.ics,incident-1.html,incident-1.json,incident-1.md" {
 		t.Fatalf("report directory: %v", names)
 	}
 	testenv.Eventually(t, 30*time.Second, func() error {

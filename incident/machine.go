@@ -10,6 +10,7 @@ import (
 	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/executor"
+	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/verify"
 )
 
@@ -42,7 +43,9 @@ type Declare struct {
 	BaselineWhy       string
 	Trigger           string
 	Evidence          Evidence
-	DeployedAt        time.Time
+	// Changes are what the bad version and the baseline deployed.
+	Changes    []rollout.Change
+	DeployedAt time.Time
 	// References are the baseline's values by trigger name.
 	References map[string]float64
 	// RequestedBy, when set, is the person who declared the incident to
@@ -88,6 +91,8 @@ type ReportResult struct {
 	Impact   Impact
 	Markdown string
 	JSON     string
+	// HTML is the HTML report's path; empty when none was written.
+	HTML string
 	// Invite is the post-mortem invite's path; empty when none was
 	// scheduled. PostmortemAt is its start, PostmortemZone its time zone.
 	Invite         string
@@ -276,7 +281,7 @@ func (r *Record) declare(d Declare, now time.Time) ([]Effect, error) {
 	*r = Record{
 		ID: d.ID, Service: d.Service, Severity: d.Severity, State: Detected,
 		Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy, Trigger: d.Trigger, Evidence: d.Evidence,
-		DeployedAt: d.DeployedAt, DetectedAt: now, Step: executor.StepApplication, References: d.References,
+		Changes: d.Changes, DeployedAt: d.DeployedAt, DetectedAt: now, Step: executor.StepApplication, References: d.References,
 		Team: d.Team,
 	}
 	if h := d.RequestedBy; h != nil {
@@ -658,7 +663,7 @@ func (r *Record) reported(e Reported, now time.Time) ([]Effect, error) {
 		return []Effect{w}, nil
 	}
 	res := e.Result
-	r.Report = &ReportFiles{Key: ReportKey(r.ID), WrittenAt: now, Markdown: res.Markdown, JSON: res.JSON, Invite: res.Invite}
+	r.Report = &ReportFiles{Key: ReportKey(r.ID), WrittenAt: now, Markdown: res.Markdown, JSON: res.JSON, HTML: res.HTML, Invite: res.Invite}
 	r.Impact = res.Impact
 	for _, en := range ReportEntries(*r, res, now) {
 		r.add(en.At, en.Type, en.Actor, en.Message, en.Data)
@@ -671,6 +676,9 @@ func (r *Record) reported(e Reported, now time.Time) ([]Effect, error) {
 func ReportEntries(r Record, res ReportResult, now time.Time) []Entry {
 	out := []Entry{{At: now, Type: event.ReportWritten, Actor: "guardian", Message: "incident report written to " + res.Markdown,
 		Data: map[string]string{"markdown": res.Markdown, "json": res.JSON}}}
+	if res.HTML != "" {
+		out[0].Data["html"] = res.HTML
+	}
 	if res.Invite != "" {
 		loc, err := time.LoadLocation(res.PostmortemZone)
 		if err != nil {

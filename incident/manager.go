@@ -294,7 +294,7 @@ func (m *Manager) Declare(ctx context.Context, d rollout.Event, v trigger.Verdic
 	}
 	rec, effs0, err := m.createLocked(ctx, Declare{
 		Service: d.Service, Severity: severity, Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy,
-		Trigger: v.Trigger, Evidence: EvidenceFrom(v), DeployedAt: d.At, References: references,
+		Trigger: v.Trigger, Evidence: EvidenceFrom(v), Changes: ChangesOf(d), DeployedAt: d.At, References: references,
 	})
 	if err != nil {
 		return Record{}, false, err
@@ -329,7 +329,7 @@ func (m *Manager) RequestRollback(ctx context.Context, d rollout.Event, referenc
 	}
 	rec, effs0, err := m.createLocked(ctx, Declare{
 		Service: d.Service, Severity: severity, Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy,
-		DeployedAt: d.At, References: references, RequestedBy: &h,
+		Changes: ChangesOf(d), DeployedAt: d.At, References: references, RequestedBy: &h,
 	})
 	if err != nil {
 		return Record{}, err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/event"
+	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/trigger"
 )
 
@@ -67,6 +68,11 @@ type Record struct {
 	Version     string `json:"version"`
 	Baseline    string `json:"baseline"`
 	BaselineWhy string `json:"baseline_why,omitempty"`
+	// Changes are what Guardian knew, when the incident was declared, of
+	// what the bad version and the baseline deployed (images, chart,
+	// commit, author, change URL): the bad version's first. Empty when it
+	// was told nothing.
+	Changes []rollout.Change `json:"changes,omitempty"`
 	// Trigger names the trigger that fired; Evidence is its verdict then.
 	Trigger  string   `json:"trigger"`
 	Evidence Evidence `json:"evidence"`
@@ -277,6 +283,7 @@ type ReportFiles struct {
 	WrittenAt time.Time `json:"written_at"`
 	Markdown  string    `json:"markdown"`
 	JSON      string    `json:"json"`
+	HTML      string    `json:"html,omitempty"`
 	Invite    string    `json:"invite,omitempty"`
 }
 
@@ -316,6 +323,18 @@ func (r *Record) add(at time.Time, typ event.Type, actor, msg string, data map[s
 		}
 	}
 	r.Timeline = append(r.Timeline, Entry{At: at, Type: typ, Actor: actor, Message: msg, Data: data})
+}
+
+// ChangesOf lists what d says the deploy changed: the new version's, then
+// the baseline's, leaving out what is unknown.
+func ChangesOf(d rollout.Event) []rollout.Change {
+	var out []rollout.Change
+	for _, c := range []*rollout.Change{d.Change, d.BaselineChange} {
+		if c != nil && !c.Empty() {
+			out = append(out, *c)
+		}
+	}
+	return out
 }
 
 // EvidenceFrom converts a verdict's evidence, dropping NaN and infinities.

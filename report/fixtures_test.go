@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/rollback-guardian/guardian/incident"
+	"github.com/rollback-guardian/guardian/rollout"
 )
 
 // t0 is the deploy time of the fixtures: Friday 2025-03-28 14:00 UTC, the
@@ -62,6 +63,11 @@ func base() incident.Record {
 func resolved() incident.Record {
 	r := base()
 	r.State = incident.Resolved
+	r.Changes = []rollout.Change{
+		{Version: "v2.4.1", Images: []string{"registry.example/checkout:v2.4.1", "registry.example/envoy:1.29"}, Chart: "checkout-1.8.0",
+			Commit: "9f3c2ab", Author: "Dana Scully <dana@example.com>", ChangeURL: "https://git.example/checkout/pull/812"},
+		{Version: "v2.4.0", Images: []string{"registry.example/checkout:v2.4.0", "registry.example/envoy:1.29"}, Chart: "checkout-1.7.3"},
+	}
 	r.ApprovedAt = atp(sec(8, 10))
 	r.RollbackStartedAt = atp(sec(8, 11))
 	r.RollbackDoneAt = atp(sec(9, 26))

@@ -23,6 +23,10 @@ type jsonReport struct {
 	Impact        jsonImpact      `json:"impact"`
 	// EvidenceQueries are the queries the firing verdict evaluated.
 	EvidenceQueries []EvidenceQuery `json:"evidence_queries"`
+	// WhatChanged is what the bad version and the baseline deployed;
+	// WhatChangedNote says how to tell Guardian when nothing is known.
+	WhatChanged     []VersionChange `json:"what_changed"`
+	WhatChangedNote string          `json:"what_changed_note,omitempty"`
 	Postmortem      *Invite         `json:"postmortem"`
 	GeneratedAt     time.Time       `json:"generated_at"`
 }
@@ -51,6 +55,7 @@ func seconds(d *time.Duration) *float64 {
 //	{"schema_version": 1, "title": ..., "summary": ..., "incident": <Record>,
 //	 "impact": {"deploy_to_detection_seconds": ..., ...},
 //	 "evidence_queries": [<EvidenceQuery>, ...],
+//	 "what_changed": [<VersionChange>, ...], "what_changed_note": ...,
 //	 "postmortem": <Invite> or null, "generated_at": ...}
 //
 // The incident's "impact" holds the measured figures: "kind" ("errors" or
@@ -83,7 +88,11 @@ func JSON(r incident.Record, opts Options) ([]byte, error) {
 			DeployToRecovery:       seconds(iv.DeployToRecovery),
 		},
 		EvidenceQueries: EvidenceQueries(r),
+		WhatChanged:     WhatChanged(r),
 		GeneratedAt:     opts.now().UTC(),
+	}
+	if !anyKnown(rep.WhatChanged) {
+		rep.WhatChangedNote = NotToldText
 	}
 	if rep.EvidenceQueries == nil {
 		rep.EvidenceQueries = []EvidenceQuery{}

@@ -26,6 +26,7 @@ func Markdown(r incident.Record, opts Options) ([]byte, error) {
 	m := mdWriter{r: r, loc: opts.location()}
 	m.header()
 	m.summary()
+	m.whatChanged()
 	m.impact()
 	m.evidence()
 	m.decisions()
@@ -90,6 +91,52 @@ func (m *mdWriter) summary() {
 	m.f("## Summary\n\n%s\n\n", esc(Summary(m.r, m.loc)))
 }
 
+func (m *mdWriter) whatChanged() {
+	m.f("## %s\n\n", WhatChangedTitle)
+	vs := WhatChanged(m.r)
+	if !anyKnown(vs) {
+		m.f("%s\n\n", esc(NotToldText))
+		return
+	}
+	for _, v := range vs {
+		m.f("- **%s:** ", esc(v.label()))
+		if !v.Known {
+			m.f("Guardian was not told what it deployed.\n")
+			continue
+		}
+		var parts []string
+		for _, f := range v.facts() {
+			var vals []string
+			for _, s := range f.Values {
+				vals = append(vals, codeSpan(s))
+			}
+			parts = append(parts, esc(f.Label)+" "+strings.Join(vals, ", "))
+		}
+		m.f("%s\n", strings.Join(parts, "; "))
+	}
+	m.f("\n")
+}
+
+// codeSpan writes s as inline code, with a backtick fence longer than any
+// run of backticks in it; line breaks become spaces.
+func codeSpan(s string) string {
+	s = oneLine(strings.ToValidUTF8(s, "\uFFFD"))
+	longest, run := 0, 0
+	for _, r := range s {
+		if r == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	fence := strings.Repeat("`", longest+1)
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
+		s = " " + s + " "
+	}
+	return fence + s + fence
+}
+
 func (m *mdWriter) impact() {
 	r := m.r
 	iv := IntervalsOf(r)
@@ -118,28 +165,8 @@ func (m *mdWriter) impact() {
 	}
 	m.f("\n")
 
-	peakLabel := "Peak value"
-	peak, hasPeak := finite(r.Impact.PeakValue)
-	if !hasPeak {
-		peakLabel = "Value at detection"
-		peak, hasPeak = finite(r.Evidence.Value)
-	}
-	base, hasBase := finite(r.Impact.BaselineValue)
-	if !hasBase {
-		base, hasBase = finite(r.Evidence.BaselineValue)
-	}
-	switch {
-	case hasPeak && hasBase:
-		s := fmtNum(peak) + " vs baseline " + fmtNum(base)
-		if base > 0 {
-			s += " (" + fmtNum(peak/base) + "x)"
-		}
-		m.f("- **%s:** %s\n", peakLabel, s)
-	case hasPeak:
-		m.f("- **%s:** %s (baseline unknown)\n", peakLabel, fmtNum(peak))
-	default:
-		m.f("- **Peak value:** unknown\n")
-	}
+	peakLabel, peak := peakLine(r)
+	m.f("- **%s:** %s\n", peakLabel, peak)
 	label, n := requestsEstimate(r)
 	m.f("- **%s:** %s\n", esc(label), esc(n))
 	m.f("\n")

@@ -41,6 +41,10 @@ type Options struct {
 	// Postmortem, when set, is the scheduled post-mortem the report
 	// mentions (see Schedule and NewInvite).
 	Postmortem *Invite
+	// Charts are the HTML report's charts (see Charts); ChartsNote says
+	// why there are none, when there are none.
+	Charts     []IncidentChart
+	ChartsNote string
 }
 
 func (o Options) now() time.Time {

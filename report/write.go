@@ -14,14 +14,15 @@ import (
 type Paths struct {
 	Markdown string
 	JSON     string
+	HTML     string
 	Invite   string
 }
 
-// Write writes r's report to dir as incident-<id>.md and incident-<id>.json
-// and, when invite is not nil, the invite as incident-<id>-postmortem.ics.
+// Write writes r's report to dir as incident-<id>.md, incident-<id>.json
+// and incident-<id>.html (with opts.Charts) and, when invite is not nil, the invite as incident-<id>-postmortem.ics.
 // dir is created (0750) if needed. Each file is written to a temporary file
 // in dir, synced and renamed over its name, so a reader sees the old or the
-// new file, never a part. Both reports carry the same generation time.
+// new file, never a part. The reports carry the same generation time.
 func Write(dir string, r incident.Record, opts Options, invite []byte) (Paths, error) {
 	if err := checkRecord(r); err != nil {
 		return Paths{}, err
@@ -36,6 +37,10 @@ func Write(dir string, r incident.Record, opts Options, invite []byte) (Paths, e
 	if err != nil {
 		return Paths{}, err
 	}
+	page, err := HTML(r, opts)
+	if err != nil {
+		return Paths{}, err
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return Paths{}, fmt.Errorf("creating report directory %s: %w", dir, err)
 	}
@@ -43,11 +48,15 @@ func Write(dir string, r incident.Record, opts Options, invite []byte) (Paths, e
 	p := Paths{
 		Markdown: filepath.Join(dir, base+".md"),
 		JSON:     filepath.Join(dir, base+".json"),
+		HTML:     filepath.Join(dir, base+".html"),
 	}
 	if err := writeAtomic(p.Markdown, md); err != nil {
 		return Paths{}, err
 	}
 	if err := writeAtomic(p.JSON, js); err != nil {
+		return Paths{}, err
+	}
+	if err := writeAtomic(p.HTML, page); err != nil {
 		return Paths{}, err
 	}
 	if invite != nil {

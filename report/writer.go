@@ -17,7 +17,7 @@ import (
 	"github.com/rollback-guardian/guardian/trigger"
 )
 
-// Writer writes an incident's report (Markdown and JSON) and its post-mortem
+// Writer writes an incident's report (Markdown, JSON and HTML) and its post-mortem
 // invite into Dir. Its Report method is what the incident driver runs for
 // its WriteReport effect: writing again replaces the files, so a restart
 // that writes the report again leaves exactly one of each.
@@ -28,6 +28,9 @@ type Writer struct {
 	Postmortem *PostmortemConfig
 	// Impact measures what the incident cost; nil keeps the record's.
 	Impact func(ctx context.Context, rec incident.Record) incident.Impact
+	// Charts draws the HTML report's charts (see Charts); nil leaves the
+	// report without charts.
+	Charts func(ctx context.Context, rec incident.Record, now time.Time) []IncidentChart
 	Now    func() time.Time
 	Logger *zap.Logger
 }
@@ -51,6 +54,12 @@ func (w Writer) Report(ctx context.Context, rec incident.Record, postmortem bool
 	base := filepath.Join(w.Dir, fmt.Sprintf("incident-%d", rec.ID))
 	res := incident.ReportResult{Impact: rec.Impact, Markdown: base + ".md", JSON: base + ".json"}
 	opts := Options{Now: func() time.Time { return now }}
+	if w.Charts != nil {
+		opts.Charts = w.Charts(ctx, rec, now)
+		if len(opts.Charts) == 0 {
+			opts.ChartsNote = "No chart: the service has no trigger query to chart, or the incident has no deploy or detection time."
+		}
+	}
 	var ics []byte
 	switch {
 	case !postmortem:
@@ -69,7 +78,7 @@ func (w Writer) Report(ctx context.Context, rec incident.Record, postmortem bool
 	if err != nil {
 		return incident.ReportResult{}, err
 	}
-	res.Markdown, res.JSON, res.Invite = paths.Markdown, paths.JSON, paths.Invite
+	res.Markdown, res.JSON, res.HTML, res.Invite = paths.Markdown, paths.JSON, paths.HTML, paths.Invite
 	return res, nil
 }
 

@@ -98,7 +98,7 @@ func TestWriterReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Markdown != filepath.Join(dir, "incident-12.md") || res.Invite != filepath.Join(dir, "incident-12-postmortem.ics") ||
+	if res.Markdown != filepath.Join(dir, "incident-12.md") || res.HTML != filepath.Join(dir, "incident-12.html") || res.Invite != filepath.Join(dir, "incident-12-postmortem.ics") ||
 		res.PostmortemAt.IsZero() || res.PostmortemZone != pm.TimeZone || *res.Impact.FailedRequests != 42 {
 		t.Fatalf("result %+v", res)
 	}
@@ -113,7 +113,7 @@ func TestWriterReport(t *testing.T) {
 		}
 	}
 	// Written again (a restart before the result was recorded): the same
-	// three files, replaced, nothing else.
+	// four files, replaced, nothing else.
 	if _, err := w.Report(context.Background(), rec, true); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestWriterReport(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if !slices.Equal(names, []string{"incident-12-postmortem.ics", "incident-12.json", "incident-12.md"}) {
+	if !slices.Equal(names, []string{"incident-12-postmortem.ics", "incident-12.html", "incident-12.json", "incident-12.md"}) {
 		t.Fatalf("files %v", names)
 	}
 	// No post-mortem asked for, or none configured: no invite.

@@ -64,6 +64,11 @@ type Event struct {
 	Origin   Origin
 	// Traffic is the new version's value in the version query (0 for announcements).
 	Traffic float64
+	// Change is what is known of what Version deployed (images, chart,
+	// commit, author, change URL); BaselineChange the same of Baseline.
+	// Nil when nothing is known.
+	Change         *Change `json:",omitempty"`
+	BaselineChange *Change `json:",omitempty"`
 }
 
 // String describes the event for logs and messages.
@@ -118,6 +123,8 @@ type Detector struct {
 	// last is the latest deploy: a return to the version it replaced is a
 	// rollback.
 	last *Deployed
+	// changes is what is known of what each remembered version deployed.
+	changes map[string]Change
 }
 
 // Deployed names a deploy: Version replaced Baseline.
@@ -148,6 +155,7 @@ func NewDetector(service string, c Config) (*Detector, error) {
 		traffic:    map[string]float64{},
 		missing:    map[string]int{},
 		replaced:   map[string]bool{},
+		changes:    map[string]Change{},
 	}
 	if d.label == "" {
 		d.label = "version"
@@ -200,6 +208,8 @@ type State struct {
 	Missing  map[string]int       `json:"missing,omitempty"`
 	Replaced []string             `json:"replaced,omitempty"`
 	Last     *Deployed            `json:"last_deploy,omitempty"`
+	// Changes are what is known of the remembered versions.
+	Changes map[string]Change `json:"changes,omitempty"`
 }
 
 // State returns what d has learnt.
@@ -215,6 +225,12 @@ func (d *Detector) State() State {
 	if d.last != nil {
 		l := *d.last
 		st.Last = &l
+	}
+	if len(d.changes) > 0 {
+		st.Changes = make(map[string]Change, len(d.changes))
+		for v, c := range d.changes {
+			st.Changes[v] = c.clone()
+		}
 	}
 	return st
 }
@@ -236,6 +252,10 @@ func (d *Detector) Restore(st State) {
 	if st.Last != nil {
 		l := *st.Last
 		d.last = &l
+	}
+	d.changes = map[string]Change{}
+	for v, c := range st.Changes {
+		d.changes[v] = c.clone()
 	}
 }
 
@@ -341,6 +361,7 @@ func (d *Detector) Observe(ctx context.Context, ts time.Time, q source.Querier) 
 	if ev != nil {
 		delete(d.replaced, ev.Version)
 		ev.Baseline, ev.BaselineWhy = d.baselineFor(ev.Version, before, beforeTraffic)
+		ev.Change, ev.BaselineChange = d.ChangeOf(ev.Version), d.ChangeOf(ev.Baseline)
 		d.current = ev.Version
 		d.last = &Deployed{Version: ev.Version, Baseline: ev.Baseline}
 		return ev, nil
@@ -408,7 +429,18 @@ func (d *Detector) Learn(version string, ts time.Time) {
 // Announce records a deploy announced through the API. An empty baseline
 // means the version current until now.
 func (d *Detector) Announce(version, baseline string, ts time.Time) (Event, error) {
+	return d.AnnounceChange(version, baseline, Change{}, ts)
+}
+
+// AnnounceChange is Announce with what the deploy changed (c.Version is
+// taken as version): it is remembered with the version, merged with what
+// was known of it, and the event carries it and what is known of the
+// baseline.
+func (d *Detector) AnnounceChange(version, baseline string, c Change, ts time.Time) (Event, error) {
 	explicit := baseline
+	if err := c.Validate(); err != nil {
+		return Event{}, err
+	}
 	if err := ValidVersion(version); err != nil {
 		return Event{}, err
 	}
@@ -435,7 +467,35 @@ func (d *Detector) Announce(version, baseline string, ts time.Time) (Event, erro
 	if explicit == "" {
 		why = "the version current until the announcement"
 	}
-	return Event{Service: d.service, Version: version, Baseline: baseline, BaselineWhy: why, Redeploy: known, At: ts, Origin: OriginAPI}, nil
+	c.Version = version
+	d.Describe(c)
+	return Event{Service: d.service, Version: version, Baseline: baseline, BaselineWhy: why, Redeploy: known, At: ts, Origin: OriginAPI,
+		Change: d.ChangeOf(version), BaselineChange: d.ChangeOf(baseline)}, nil
+}
+
+// Describe remembers what c.Version deployed, merged with what was known
+// of it: a field c leaves empty keeps its value. A version that is not
+// remembered (see Known) is not described.
+func (d *Detector) Describe(c Change) {
+	if c.Version == "" || c.Empty() {
+		return
+	}
+	if _, ok := d.seen[c.Version]; !ok {
+		return
+	}
+	old := d.changes[c.Version]
+	d.changes[c.Version] = old.merge(c)
+}
+
+// ChangeOf returns what is known of what version deployed, nil when
+// nothing is.
+func (d *Detector) ChangeOf(version string) *Change {
+	c, ok := d.changes[version]
+	if !ok || version == "" {
+		return nil
+	}
+	c = c.clone()
+	return &c
 }
 
 // ValidVersion checks a version string from outside: not empty, at most 256
@@ -474,6 +534,7 @@ func (d *Detector) remember(v string, ts time.Time) {
 		}
 	}
 	delete(d.seen, oldest)
+	delete(d.changes, oldest)
 }
 
 func sortedCopy(s []string) []string {

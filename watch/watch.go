@@ -342,9 +342,15 @@ func isTrouble(o trigger.Outcome) bool {
 // Announce records a deploy announced through the API at ts and opens its
 // watch. The baseline defaults to the version current until now.
 func (s *Service) Announce(ctx context.Context, version, baseline string, ts time.Time) (rollout.Event, error) {
+	return s.AnnounceChange(ctx, version, baseline, rollout.Change{}, ts)
+}
+
+// AnnounceChange is Announce with what the deploy changed (commit,
+// author, change URL), remembered with the version.
+func (s *Service) AnnounceChange(ctx context.Context, version, baseline string, c rollout.Change, ts time.Time) (rollout.Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ev, err := s.detector.Announce(version, baseline, ts)
+	ev, err := s.detector.AnnounceChange(version, baseline, c, ts)
 	if err != nil {
 		return rollout.Event{}, err
 	}
@@ -368,10 +374,18 @@ func (s *Service) Deployed(ctx context.Context, ev rollout.Event) {
 		s.save(ctx)
 		return
 	}
-	if _, err := s.detector.Announce(ev.Version, ev.Baseline, ev.At); err != nil {
+	var c rollout.Change
+	if ev.Change != nil {
+		c = *ev.Change
+	}
+	if _, err := s.detector.AnnounceChange(ev.Version, ev.Baseline, c, ev.At); err != nil {
 		s.log.Warn("deploy from Kubernetes not usable", zap.String("version", ev.Version), zap.Error(err))
 		return
 	}
+	if ev.BaselineChange != nil {
+		s.detector.Describe(*ev.BaselineChange)
+	}
+	ev.Change, ev.BaselineChange = s.detector.ChangeOf(ev.Version), s.detector.ChangeOf(ev.Baseline)
 	s.startWatch(ctx, ev)
 	s.save(ctx)
 }
@@ -434,6 +448,7 @@ func (s *Service) RollbackTarget(to string, now time.Time) (rollout.Event, map[s
 			return rollout.Event{}, nil, fmt.Errorf("%w: %s %s is the version being rolled back", rollout.ErrNoTarget, s.name, to)
 		}
 		d.Baseline, d.BaselineWhy = to, "chosen by the person who asked for the rollback"
+		d.BaselineChange = s.detector.ChangeOf(to)
 		return d, nil, nil
 	}
 	cur := s.detector.Current()
@@ -445,5 +460,6 @@ func (s *Service) RollbackTarget(to string, now time.Time) (rollout.Event, map[s
 	case to == cur:
 		return rollout.Event{}, nil, fmt.Errorf("%w: %s already runs %s", rollout.ErrNoTarget, s.name, to)
 	}
-	return rollout.Event{Service: s.name, Version: cur, Baseline: to, BaselineWhy: "chosen by the person who asked for the rollback", At: now}, nil, nil
+	return rollout.Event{Service: s.name, Version: cur, Baseline: to, BaselineWhy: "chosen by the person who asked for the rollback", At: now,
+		Change: s.detector.ChangeOf(cur), BaselineChange: s.detector.ChangeOf(to)}, nil, nil
 }

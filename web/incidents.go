@@ -110,9 +110,9 @@ func (s *Server) incidentReport(w http.ResponseWriter, r *http.Request) {
 	switch format {
 	case "", "markdown", "md":
 		format = "markdown"
-	case "json":
+	case "json", "html":
 	default:
-		writeJSON(w, http.StatusBadRequest, apiError{Error: "format must be markdown or json"})
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "format must be markdown, json or html"})
 		return
 	}
 	b, err := inc.Report(r.Context(), id, format)
@@ -120,9 +120,14 @@ func (s *Server) incidentReport(w http.ResponseWriter, r *http.Request) {
 		s.incidentError(w, err)
 		return
 	}
-	if format == "json" {
+	switch format {
+	case "json":
 		w.Header().Set("Content-Type", "application/json")
-	} else {
+	case "html":
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		// The page loads nothing and runs nothing; say so to the browser.
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'")
+	default:
 		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
 	}
 	_, _ = w.Write(b)

@@ -17,6 +17,7 @@ import (
 	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/incident"
+	"github.com/rollback-guardian/guardian/report"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/store"
 	"github.com/rollback-guardian/guardian/testenv"
@@ -36,6 +37,9 @@ func (r reports) Report(ctx context.Context, id int64, format string) ([]byte, e
 	rec, err := r.Get(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if format == "html" {
+		return report.HTML(rec, report.Options{})
 	}
 	return []byte(fmt.Sprintf("%s report of incident %d", format, rec.ID)), nil
 }
@@ -172,6 +176,13 @@ func TestIncidentAPI(t *testing.T) {
 	}
 	if w := do(t, h, "GET", "/api/v1/incidents/1/report", "", ""); w.Code != 200 || w.Body.String() != "markdown report of incident 1" {
 		t.Fatalf("report: %d %q", w.Code, w.Body)
+	}
+	// The HTML report is a page that loads and runs nothing.
+	page := do(t, h, "GET", "/api/v1/incidents/1/report?format=html", "", "")
+	if w := page; w.Code != 200 || w.Header().Get("Content-Type") != "text/html; charset=utf-8" ||
+		!strings.HasPrefix(w.Body.String(), "<!DOCTYPE html>") || !strings.Contains(w.Body.String(), "<h1>Incident #1 — checkout") ||
+		!strings.Contains(w.Header().Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Fatalf("HTML report: %d %v %.200q", page.Code, page.Header(), page.Body)
 	}
 	// The incident rolls back now (no executor here: it fails and waits
 	// for a human), who closes it through the CLI.

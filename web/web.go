@@ -345,11 +345,22 @@ type apiError struct {
 	Error string `json:"error"`
 }
 
-// DeploymentRequest is the body of POST /api/v1/deployments.
+// DeploymentRequest is the body of POST /api/v1/deployments. Commit,
+// Author and ChangeURL, all optional, say what the deploy changed: the
+// incident report shows them as the first place to look.
 type DeploymentRequest struct {
-	Service  string `json:"service"`
-	Version  string `json:"version"`
-	Baseline string `json:"baseline,omitempty"`
+	Service   string `json:"service"`
+	Version   string `json:"version"`
+	Baseline  string `json:"baseline,omitempty"`
+	Commit    string `json:"commit,omitempty"`
+	Author    string `json:"author,omitempty"`
+	ChangeURL string `json:"change_url,omitempty"`
+}
+
+// ChangeDeployer is a Deployer that also remembers what an announced
+// deploy changed.
+type ChangeDeployer interface {
+	AnnounceChange(ctx context.Context, service, version, baseline string, c rollout.Change) (rollout.Event, error)
 }
 
 // DeploymentResponse answers an accepted announcement.
@@ -374,16 +385,27 @@ func (s *Server) deployments(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: "service is required"})
 		return
 	}
+	change := rollout.Change{Version: req.Version, Commit: req.Commit, Author: req.Author, ChangeURL: req.ChangeURL}
+	if err := change.Validate(); err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
+		return
+	}
 	if s.opts.Deployer == nil {
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "not ready"})
 		return
 	}
-	ev, err := s.opts.Deployer.Announce(r.Context(), req.Service, req.Version, req.Baseline)
+	var ev rollout.Event
+	var err error
+	if cd, ok := s.opts.Deployer.(ChangeDeployer); ok {
+		ev, err = cd.AnnounceChange(r.Context(), req.Service, req.Version, req.Baseline, change)
+	} else {
+		ev, err = s.opts.Deployer.Announce(r.Context(), req.Service, req.Version, req.Baseline)
+	}
 	switch {
 	case errors.Is(err, rollout.ErrUnknownService):
 		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
 		return
-	case errors.Is(err, rollout.ErrInvalidVersion):
+	case errors.Is(err, rollout.ErrInvalidVersion), errors.Is(err, rollout.ErrInvalidChange):
 		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
 		return
 	case err != nil:
@@ -391,7 +413,7 @@ func (s *Server) deployments(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("deploy announced", zap.String("service", ev.Service), zap.String("version", ev.Version),
-		zap.String("baseline", ev.Baseline), zap.String("by", who))
+		zap.String("baseline", ev.Baseline), zap.String("commit", req.Commit), zap.String("by", who))
 	writeJSON(w, http.StatusAccepted, DeploymentResponse{Service: ev.Service, Version: ev.Version, Baseline: ev.Baseline, At: ev.At, By: who})
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,22 @@ func (f *fakeDeployer) Announce(_ context.Context, service, version, baseline st
 	}
 	f.got = append(f.got, service+"/"+version+"<-"+baseline)
 	return rollout.Event{Service: service, Version: version, Baseline: baseline, At: time.Unix(1, 0)}, nil
+}
+
+// changeDeployer also takes what a deploy changed.
+type changeDeployer struct {
+	fakeDeployer
+	changes []rollout.Change
+}
+
+func (f *changeDeployer) AnnounceChange(ctx context.Context, service, version, baseline string, c rollout.Change) (rollout.Event, error) {
+	ev, err := f.Announce(ctx, service, version, baseline)
+	if err != nil {
+		return ev, err
+	}
+	f.changes = append(f.changes, c)
+	ev.Change = &c
+	return ev, nil
 }
 
 func writeTokens(t testing.TB, content string) string {
@@ -111,6 +128,54 @@ func TestDeployments(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An announcement may say what the deploy changed: commit, author and
+// change URL, checked before the deployer hears of them.
+func TestDeploymentChange(t *testing.T) {
+	toks, err := NewTokens(writeTokens(t, "ci:"+goodToken+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("a", rollout.MaxAuthor+1)
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		want       string
+		change     rollout.Change
+	}{
+		{"all fields", `{"service":"checkout","version":"v2","commit":"9f3c2ab","author":"Dana <dana@example.com>","change_url":"https://git.example/pull/812"}`,
+			202, `"version":"v2"`, rollout.Change{Version: "v2", Commit: "9f3c2ab", Author: "Dana <dana@example.com>", ChangeURL: "https://git.example/pull/812"}},
+		{"commit only", `{"service":"checkout","version":"v2","commit":"9f3c2ab"}`, 202, `"version":"v2"`, rollout.Change{Version: "v2", Commit: "9f3c2ab"}},
+		{"commit with spaces", `{"service":"checkout","version":"v2","commit":"fix the bug"}`, 400, "has spaces: give the revision alone", rollout.Change{}},
+		{"commit too long", `{"service":"checkout","version":"v2","commit":"` + strings.Repeat("f", 65) + `"}`, 400, "commit is longer than 64 bytes", rollout.Change{}},
+		{"author too long", `{"service":"checkout","version":"v2","author":"` + long + `"}`, 400, "author is longer than 256 bytes", rollout.Change{}},
+		{"author with a control character", `{"service":"checkout","version":"v2","author":"a\u0007b"}`, 400, "author has control characters", rollout.Change{}},
+		{"change_url not http", `{"service":"checkout","version":"v2","change_url":"javascript:alert(1)"}`, 400, "not an absolute http or https URL", rollout.Change{}},
+		{"change_url relative", `{"service":"checkout","version":"v2","change_url":"/pull/812"}`, 400, "not an absolute http or https URL", rollout.Change{}},
+		{"change_url with credentials", `{"service":"checkout","version":"v2","change_url":"https://u:p@git.example/pull/1"}`, 400, "must not carry credentials", rollout.Change{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &changeDeployer{}
+			s, _ := newTestServer(t, d, toks)
+			w := do(t, s.Handler(), "POST", "/api/v1/deployments", "Bearer "+goodToken, tc.body)
+			if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.want) {
+				t.Fatalf("got %d %s, want %d containing %q", w.Code, w.Body, tc.code, tc.want)
+			}
+			switch {
+			case tc.code != 202 && (len(d.changes) != 0 || len(d.got) != 0):
+				t.Fatal("a refused announcement reached the deployer")
+			case tc.code == 202 && (len(d.changes) != 1 || !reflect.DeepEqual(d.changes[0], tc.change)):
+				t.Fatalf("deployer got %+v, want %+v", d.changes, tc.change)
+			}
+		})
+	}
+	// A deployer that cannot remember changes still validates them.
+	d := &fakeDeployer{}
+	s, _ := newTestServer(t, d, toks)
+	if w := do(t, s.Handler(), "POST", "/api/v1/deployments", "Bearer "+goodToken, `{"service":"checkout","version":"v2","change_url":"ftp://x"}`); w.Code != 400 || len(d.got) != 0 {
+		t.Fatalf("got %d %s", w.Code, w.Body)
 	}
 }
 

@@ -309,7 +309,7 @@ func newReportCmd(stdout io.Writer) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "report ID",
-		Short: "Print an incident's report (Markdown or JSON)",
+		Short: "Print an incident's report (Markdown, JSON or HTML)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID(args[0])
@@ -325,6 +325,6 @@ func newReportCmd(stdout io.Writer) *cobra.Command {
 		},
 	}
 	cf.register(cmd)
-	cmd.Flags().StringVar(&format, "format", "markdown", "markdown or json")
+	cmd.Flags().StringVar(&format, "format", "markdown", "markdown, json or html (a self-contained page with charts: guardian report N --format html > incident-N.html)")
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,9 +62,10 @@ type Watcher struct {
 	learn   func(version string)
 
 	mu       sync.Mutex
-	revision string // last revision seen
-	version  string // its version
-	stall    *Stall // the last state seen, when its rollout stalled
+	revision string         // last revision seen
+	version  string         // its version
+	change   rollout.Change // its images and chart
+	stall    *Stall         // the last state seen, when its rollout stalled
 }
 
 // ProgressDeadlineExceeded is the reason of a Deployment's Progressing
@@ -162,6 +164,7 @@ func (w *Watcher) kind() string {
 // state is what the watcher reads of a Deployment or a Rollout.
 type state struct {
 	revision, version              string
+	change                         rollout.Change // images and chart of the template
 	generation, observedGeneration int64
 	deadline                       *int32
 	replicas                       *int32
@@ -179,6 +182,7 @@ type condition struct {
 func deploymentState(d *appsv1.Deployment, label string) state {
 	st := state{
 		revision: d.Annotations[RevisionAnnotation], version: VersionOf(d, label),
+		change:     templateChange(&d.ObjectMeta, &d.Spec.Template),
 		generation: d.Generation, observedGeneration: d.Status.ObservedGeneration,
 		deadline: d.Spec.ProgressDeadlineSeconds, replicas: d.Spec.Replicas,
 		updated: d.Status.UpdatedReplicas, available: d.Status.AvailableReplicas,
@@ -223,6 +227,7 @@ func rolloutState(u *unstructured.Unstructured, label string) (state, error) {
 	}
 	st := state{
 		revision: r.Annotations[RolloutRevisionAnnotation], version: templateVersion(&r.Spec.Template, label),
+		change:     templateChange(&r.ObjectMeta, &r.Spec.Template),
 		generation: r.Generation, deadline: r.Spec.ProgressDeadlineSeconds, replicas: r.Spec.Replicas,
 		updated: r.Status.UpdatedReplicas, available: r.Status.AvailableReplicas,
 	}
@@ -251,6 +256,29 @@ func (w *Watcher) Version() string {
 // VersionOf returns the version a Deployment's pod template runs.
 func VersionOf(d *appsv1.Deployment, label string) string {
 	return templateVersion(&d.Spec.Template, label)
+}
+
+// ChartLabel is the label Helm charts conventionally put on what they
+// render: the chart's name and version, e.g. "checkout-1.4.2".
+const ChartLabel = "helm.sh/chart"
+
+// templateChange is what a workload's pod template deploys: its
+// containers' images (init containers first) and the Helm chart that
+// rendered it (the template's helm.sh/chart label, else the workload's).
+func templateChange(meta *metav1.ObjectMeta, t *corev1.PodTemplateSpec) rollout.Change {
+	var c rollout.Change
+	for _, cs := range [][]corev1.Container{t.Spec.InitContainers, t.Spec.Containers} {
+		for _, ct := range cs {
+			if ct.Image != "" && !slices.Contains(c.Images, ct.Image) {
+				c.Images = append(c.Images, ct.Image)
+			}
+		}
+	}
+	c.Chart = t.Labels[ChartLabel]
+	if c.Chart == "" {
+		c.Chart = meta.Labels[ChartLabel]
+	}
+	return c
 }
 
 // templateVersion is a pod template's version label, or else the image tag
@@ -299,13 +327,14 @@ func (w *Watcher) observe(st state) (rollout.Event, bool) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	prevRev, prevVersion := w.revision, w.version
+	prevRev, prevVersion, prevChange := w.revision, w.version, w.change
 	if rev == prevRev {
 		// The template may already be new while the controller has not
 		// numbered its revision yet: wait for the number.
 		return rollout.Event{}, false
 	}
-	w.revision, w.version = rev, v
+	w.revision, w.version, w.change = rev, v, st.change
+	w.change.Version = v
 	switch {
 	case prevRev == "":
 		w.log.Info("watching "+w.kind(), zap.String("revision", rev), zap.String("version", v))
@@ -314,6 +343,12 @@ func (w *Watcher) observe(st state) (rollout.Event, bool) {
 		return rollout.Event{}, false
 	}
 	ev := rollout.Event{Service: w.service, Version: v, Baseline: prevVersion, At: w.now(), Origin: rollout.OriginKubernetes}
+	if c := w.change; !c.Empty() {
+		ev.Change = &c
+	}
+	if c := prevChange; !c.Empty() {
+		ev.BaselineChange = &c
+	}
 	w.log.Info(w.kind()+" rolled to a new revision", zap.String("revision", rev), zap.String("version", v), zap.String("baseline", prevVersion))
 	return ev, true
 }

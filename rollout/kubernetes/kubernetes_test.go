@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -84,6 +85,34 @@ func TestObserve(t *testing.T) {
 	}
 }
 
+// A deploy's event carries what the template runs: its images (init
+// containers first) and its Helm chart, and the previous revision's as
+// the baseline's.
+func TestObserveChange(t *testing.T) {
+	w, err := New(nil, nil, "checkout", Config{Namespace: "shop", Deployment: "checkout"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1 := deployment("1", "checkout:v1", "")
+	d1.Labels = map[string]string{ChartLabel: "checkout-1.7.3"}
+	if _, ok := w.Observe(d1); ok {
+		t.Fatal("the first revision is a deploy")
+	}
+	d2 := deployment("2", "checkout:v2", "")
+	d2.Spec.Template.Labels[ChartLabel] = "checkout-1.8.0"
+	d2.Spec.Template.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "migrate:v2"}}
+	d2.Spec.Template.Spec.Containers = append(d2.Spec.Template.Spec.Containers, corev1.Container{Name: "proxy", Image: "envoy:1.29"})
+	ev, ok := w.Observe(d2)
+	if !ok {
+		t.Fatal("no deploy")
+	}
+	want := rollout.Change{Version: "v2", Images: []string{"migrate:v2", "checkout:v2", "envoy:1.29"}, Chart: "checkout-1.8.0"}
+	base := rollout.Change{Version: "v1", Images: []string{"checkout:v1"}, Chart: "checkout-1.7.3"}
+	if ev.Change == nil || !reflect.DeepEqual(*ev.Change, want) || ev.BaselineChange == nil || !reflect.DeepEqual(*ev.BaselineChange, base) {
+		t.Fatalf("change %+v, baseline %+v", ev.Change, ev.BaselineChange)
+	}
+}
+
 // Against a real API server and controller manager: a new image is a
 // deploy with the previous image as baseline.
 func TestWatchRealDeployment(t *testing.T) {
@@ -110,6 +139,12 @@ func TestWatchRealDeployment(t *testing.T) {
 	w.waitEvents(t, "v2<-v1")
 	if _, ok := w.Stalled(); ok {
 		t.Fatal("a complete rollout reported stalled")
+	}
+	w.mu.Lock()
+	ev := w.events[0]
+	w.mu.Unlock()
+	if ev.Change == nil || !slices.Equal(ev.Change.Images, []string{"checkout:v2"}) || ev.BaselineChange == nil || !slices.Equal(ev.BaselineChange.Images, []string{"checkout:v1"}) {
+		t.Fatalf("the deploy's images: %+v, baseline's %+v", ev.Change, ev.BaselineChange)
 	}
 
 	// v3's pods never become ready: after its progress deadline the

@@ -73,8 +73,8 @@ func (r *Runner) Stop() {
 	_ = r.src.Close()
 }
 
-// Retention is how long the embedded source of service sc must keep
-// samples: just longer than the longest range any of its queries looks
+// Retention is how long the embedded source of service sc must keep, for
+// its queries, samples: just longer than the longest range any of them looks
 // back. Each query is rendered with its trigger's window (defaultWindow
 // when it sets none: the trigger package's default), with {{.SinceDeploy}}
 // as long as the whole watch window; a sequential test's baseline counts
@@ -135,16 +135,56 @@ func Retention(sc config.Service, defaultWindow time.Duration) (time.Duration, e
 	return longest + 2*interval + LookbackDelta, nil
 }
 
+// How long an incident's charts need, beyond its watch window and its
+// recovery's timeout: a manual go/no-go answered within
+// manualApprovalAllowance, and chartMargin for the charts' two minutes
+// before the deploy and after the end, and for the rollback itself.
+const (
+	manualApprovalAllowance = 15 * time.Minute
+	chartMargin             = 10 * time.Minute
+)
+
+// IncidentSpan is how long an incident of service sc may last from its
+// deploy until its report is written, for the report's charts: the watch
+// window (the detection may come at its end), the go/no-go (auto_after's
+// timeout; a manual answer within 15 minutes; none for auto), the
+// recovery's timeout, and 10 minutes for the rollback and the charts'
+// margins. The embedded source keeps this much more than its queries
+// need (see SourceRetention).
+func IncidentSpan(sc config.Service) time.Duration {
+	var wait time.Duration
+	switch sc.Approval.Mode {
+	case "auto":
+	case "auto_after":
+		wait = time.Duration(sc.Approval.Timeout)
+	default:
+		wait = manualApprovalAllowance
+	}
+	return time.Duration(sc.WatchWindow) + wait + time.Duration(sc.Recovery.Timeout) + chartMargin
+}
+
+// SourceRetention is how long the embedded source of sc keeps samples:
+// what its queries look back (Retention) plus an incident's span
+// (IncidentSpan), so that the report's charts of an incident still find
+// its deploy; never less than DefaultRetention.
+func SourceRetention(sc config.Service, defaultWindow time.Duration) (time.Duration, error) {
+	q, err := Retention(sc, defaultWindow)
+	if err != nil {
+		return 0, err
+	}
+	return max(DefaultRetention, q+IncidentSpan(sc)), nil
+}
+
 // RunnerFor returns the runner of service sc's embedded source across a
 // reload: prev when it has the same scrape settings and retention (its data
 // kept), otherwise a new runner (fresh), which the caller stops if the
-// reload fails. opts.Retention is computed here (Retention with
+// reload fails. opts.Retention is computed here (SourceRetention with
 // defaultWindow).
 func RunnerFor(prev *Runner, sc config.Service, defaultWindow time.Duration, opts Options, logger *zap.Logger) (r *Runner, fresh bool, err error) {
 	if sc.Scrape == nil {
 		return nil, false, errors.New("no source and no scrape settings")
 	}
-	if opts.Retention, err = Retention(sc, defaultWindow); err != nil {
+	if opts.Retention, err = SourceRetention(sc, defaultWindow); err != nil {
 		return nil, false, err
 	}
 	if prev != nil && prev.Same(*sc.Scrape, opts.Retention) {

@@ -118,3 +118,38 @@ func TestRetention(t *testing.T) {
 		})
 	}
 }
+
+// The source keeps what its queries need plus an incident's span, so that
+// the report's charts of an incident still find its deploy.
+func TestSourceRetention(t *testing.T) {
+	const margin = 2*time.Second + LookbackDelta
+	service := func(mode string, timeout time.Duration) config.Service {
+		return config.Service{Name: "checkout", WatchWindow: config.Duration(30 * time.Minute),
+			Approval: config.Approval{Mode: mode, Timeout: config.Duration(timeout)},
+			Recovery: config.Recovery{Timeout: config.Duration(15 * time.Minute)},
+			Triggers: []config.Trigger{{Name: "e", Query: `rate(x[{{.Window}}])`, Window: config.Duration(2 * time.Minute)}},
+			Scrape:   &config.Scrape{URL: "http://127.0.0.1:8080/metrics", Interval: config.Duration(time.Second)}}
+	}
+	for _, tc := range []struct {
+		name string
+		sc   config.Service
+		want time.Duration
+	}{
+		// 30m watch + 15m manual allowance + 15m recovery + 10m margin, + 2m window and margin.
+		{"manual", service("manual", 0), 70*time.Minute + 2*time.Minute + margin},
+		{"auto_after", service("auto_after", 5*time.Minute), 60*time.Minute + 2*time.Minute + margin},
+		{"auto", service("auto", 0), 55*time.Minute + 2*time.Minute + margin},
+		// No watch window, no query: the 10m margin and the lookback.
+		{"nothing configured", config.Service{Name: "x", Approval: config.Approval{Mode: "auto"}}, 10*time.Minute + LookbackDelta},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := SourceRetention(tc.sc, 3*time.Minute)
+			if err != nil || got != tc.want {
+				t.Fatalf("SourceRetention = %s, %v; want %s", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := SourceRetention(config.Service{Name: "x", Triggers: []config.Trigger{{Name: "e", Query: "rate(x["}}}, time.Minute); err == nil {
+		t.Fatal("a bad query gave a retention")
+	}
+}
