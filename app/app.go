@@ -321,6 +321,7 @@ func (a *App) Run(ctx context.Context) error {
 
 		StatusPage: a.StatusPage,
 		Services:   a.Console,
+		Charts:     a.ConsoleCharts,
 	})
 	sl, err := a.statusListener()
 	if err != nil {

@@ -1,6 +1,10 @@
 package app
 
 import (
+	"context"
+	"html"
+	"html/template"
+
 	"github.com/rollback-guardian/guardian/watch"
 	"github.com/rollback-guardian/guardian/web"
 )
@@ -21,4 +25,25 @@ func (a *App) Console() []web.ServiceView {
 		out = append(out, v)
 	}
 	return out
+}
+
+// ConsoleCharts draws incident id's charts for the console's incident
+// page, as the HTML report does: each trigger's values for the bad version
+// and the baseline over the incident, with its markers, from the service's
+// metric source; a chart's note says what data is missing.
+func (a *App) ConsoleCharts(ctx context.Context, id int64) ([]template.HTML, error) {
+	rec, err := a.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	charts := a.IncidentCharts(ctx, rec, a.now())
+	out := make([]template.HTML, 0, len(charts))
+	for _, c := range charts {
+		h := c.SVG() // chart.SVG escapes every text it draws
+		if c.Note != "" {
+			h += `<figcaption class="note">Gaps: ` + html.EscapeString(c.Note) + `.</figcaption>`
+		}
+		out = append(out, template.HTML(h))
+	}
+	return out, nil
 }

@@ -66,6 +66,15 @@ func count(t *testing.T, b *testenv.Browser, sel string) int {
 	return n
 }
 
+func attr(t *testing.T, b *testenv.Browser, sel, name string) string {
+	t.Helper()
+	v, err := chromedp.Run(b.Ctx, chromedp.Evaluate[string](fmt.Sprintf("document.querySelector(%q).getAttribute(%q)", sel, name)))
+	if err != nil {
+		t.Fatalf("attribute %s of %s: %v", name, sel, err)
+	}
+	return v
+}
+
 func screenshot(t *testing.T, b *testenv.Browser, path string) {
 	t.Helper()
 	png, err := chromedp.Run(b.Ctx, chromedp.FullScreenshot(100))
@@ -82,7 +91,10 @@ func screenshot(t *testing.T, b *testenv.Browser, path string) {
 // without a console error, shows the service with its trigger's live value
 // and sparkline, refuses an unsigned POST and a cross-site one (from a
 // page on another origin, with the session cookie and a valid CSRF token),
-// and a signed-in click on Approve rolls the service back.
+// and a signed-in click on Approve rolls the service back. The incident
+// page and the HTML report chart v2 against the baseline with the markers;
+// the status page says "major outage" during the incident and
+// "operational" after it.
 func TestConsoleBrowser(t *testing.T) {
 	b := testenv.StartBrowser(t, 1280, 900)
 	shots := screenshotDir(t)
@@ -131,6 +143,20 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Errorf("console errors on the console page: %q", p)
 	}
 
+	// The status page tells stakeholders of the outage, in plain words.
+	run(t, b, "loading the status page", chromedp.Navigate(s.apiURL+"/status"),
+		chromedp.WaitVisible(chromedp.CSS(`.component[data-service="checkout"]`)))
+	if got := attr(t, b, `.component[data-service="checkout"]`, "data-state"); got != "major_outage" {
+		t.Errorf("status page says checkout is %q during a SEV-1 incident, want major_outage", got)
+	}
+	if body := text(t, b, "body"); !strings.Contains(body, "Major outage") || strings.Contains(body, "error-rate") || strings.Contains(body, "v2") {
+		t.Errorf("status page during the incident: want \"Major outage\" and no trigger or version names:\n%s", body)
+	}
+	screenshot(t, b, filepath.Join(shots, "status.png"))
+	if p := b.Problems(); len(p) != 0 {
+		t.Errorf("console errors on the status page: %q", p)
+	}
+
 	// An unsigned POST is refused.
 	resp, err := http.PostForm(s.apiURL+"/incidents/1/approve", url.Values{"reason": {"no session"}})
 	if err != nil {
@@ -151,6 +177,14 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	if got := text(t, b, `[data-state]`); got != "awaiting_approval" {
 		t.Errorf("incident state %q", got)
+	}
+	// The charts: v2 against the baseline over the incident, with the
+	// deploy and the detection marked.
+	for _, sel := range []string{`figure.chart svg [data-series="version"]`, `figure.chart svg [data-series="baseline"]`,
+		`figure.chart svg [data-marker="deploy"]`, `figure.chart svg [data-marker="detected"]`, `figure.chart svg .threshold`} {
+		if n := count(t, b, sel); n == 0 {
+			t.Errorf("the incident page's charts lack %s", sel)
+		}
 	}
 	screenshot(t, b, filepath.Join(shots, "incident.png"))
 	if p := b.Problems(); len(p) != 0 {
@@ -202,6 +236,37 @@ func TestConsoleBrowser(t *testing.T) {
 	if p := b.Problems(); len(p) != 0 {
 		t.Errorf("console errors after approving: %q", p)
 	}
+	run(t, b, "reloading the status page", chromedp.Navigate(s.apiURL+"/status"),
+		chromedp.WaitVisible(chromedp.CSS(`.component[data-service="checkout"]`)))
+	if got := attr(t, b, `.component[data-service="checkout"]`, "data-state"); got != "operational" {
+		t.Errorf("status page says checkout is %q after the rollback, want operational", got)
+	}
+
+	// The HTML report, as the incident page links it: its charts and
+	// markers, drawn without a console error.
+	run(t, b, "opening the HTML report", chromedp.Navigate(s.apiURL+"/incidents/1"),
+		chromedp.Click(chromedp.CSS(`a[href="/api/v1/incidents/1/report?format=html"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`figure.chart svg`)))
+	for _, sel := range []string{`figure.chart svg [data-series="version"]`, `figure.chart svg [data-marker="detected"]`,
+		`figure.chart svg [data-marker="rolled_back"]`} {
+		if n := count(t, b, sel); n == 0 {
+			t.Errorf("the HTML report's charts lack %s", sel)
+		}
+	}
+	// The report is long: its top (summary, what changed, charts) makes
+	// the picture.
+	run(t, b, "sizing the window for the report", chromedp.EmulateViewport(1280, 1500))
+	png, err := chromedp.Run(b.Ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(shots, "report.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := b.Problems(); len(p) != 0 {
+		t.Errorf("console errors on the HTML report: %q", p)
+	}
+
 	// The report link leads to the report.
 	resp, err = http.Get(s.apiURL + "/api/v1/incidents/1/report?format=markdown")
 	if err != nil {

@@ -161,9 +161,14 @@ func (c Chart) SVG() string {
 		fmt.Fprintf(&b, `<g class="marker" data-marker="%s"><line x1="%s" x2="%s" y1="%s" y2="%s" stroke="#444" stroke-dasharray="2 3"/>`, esc(m.Kind), f(mx), f(mx), f(top), f(top+ph))
 		fmt.Fprintf(&b, `<title>%s %s</title>`, esc(text), m.At.UTC().Format(time.RFC3339))
 		if !c.Compact {
-			// Stagger the labels so that close markers stay legible.
+			// Stagger the labels so that close markers stay legible, and
+			// keep those near the right edge inside the chart.
 			ly := top + 12 + float64(i%3)*12
-			fmt.Fprintf(&b, `<text x="%s" y="%s" fill="#444">%s</text>`, f(mx+3), f(ly), esc(text))
+			if mx > left+0.8*pw {
+				fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="end" fill="#444">%s</text>`, f(mx-3), f(ly), esc(text))
+			} else {
+				fmt.Fprintf(&b, `<text x="%s" y="%s" fill="#444">%s</text>`, f(mx+3), f(ly), esc(text))
+			}
 		}
 		b.WriteString(`</g>`)
 	}
