@@ -92,8 +92,8 @@ func TestRequestedRollbackFromCLI(t *testing.T) {
 		}
 	}
 	link := regexp.MustCompile(`Incident report: (http://[^\\\s]+)`).FindStringSubmatch(unfolded)
-	if link == nil || link[1] != s.apiURL+"/api/v1/incidents/1/report" {
-		t.Fatalf("invite's report link %v, want %s", link, s.apiURL+"/api/v1/incidents/1/report")
+	if want := s.apiURL + "/api/v1/incidents/1/report?format=html"; link == nil || link[1] != want {
+		t.Fatalf("invite's report link %v, want %s", link, want)
 	}
 	resp, err := http.Get(link[1])
 	if err != nil {
@@ -101,7 +101,7 @@ func TestRequestedRollbackFromCLI(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "# Incident #1") {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "<h1>Incident #1") {
 		t.Fatalf("the invite's link: %d %.200s", resp.StatusCode, body)
 	}
 	// Notifications carry the team and working links.
