@@ -433,62 +433,25 @@ func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
 			zap.String("dedup_key", DedupKey(e)), zap.Int("status", code))
 		return false, nil
 	}
-	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	se := &StatusError{Code: code, Message: n.scrub(message(answer))}
-	if retry {
-		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
-	}
+	retry, se := httpx.Answer(resp, n.scrub(message(answer)), n.now())
 	return retry, n.errorf(e, action, se)
 }
 
 func (n *Notifier) errorf(e notify.Event, action string, err error) error {
-	return &sendError{
-		msg: n.scrub(fmt.Sprintf("sending event %s (%s) to PagerDuty %s: %v", e.ID, action, n.redacted, err)),
-		err: err,
+	return &httpx.ScrubbedError{
+		Msg: n.scrub(fmt.Sprintf("sending event %s (%s) to PagerDuty %s: %v", e.ID, action, n.redacted, err)),
+		Err: err,
 	}
 }
-
-// sendError is a failure with the routing key cut out of its message; it
-// unwraps to its cause (a *StatusError, a net.Error).
-type sendError struct {
-	msg string
-	err error
-}
-
-func (e *sendError) Error() string { return e.msg }
-func (e *sendError) Unwrap() error { return e.err }
 
 // scrub cuts the routing key out of s.
-func (n *Notifier) scrub(s string) string {
-	if n.key == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, n.key, "<routing key>")
-}
+func (n *Notifier) scrub(s string) string { return httpx.Scrub(s, n.key, "<routing key>") }
 
-// StatusError is an answer other than 2xx.
-type StatusError struct {
-	Code int
-	// Message is PagerDuty's message and errors, or the start of the
-	// answer, on one line.
-	Message string
-	// Wait is the answer's Retry-After, or 0.
-	Wait time.Duration
-}
+// StatusError is an answer other than 2xx, with PagerDuty's message and
+// errors.
+type StatusError = httpx.StatusError
 
 var _ notify.RetryAfterError = (*StatusError)(nil)
-
-// RetryAfter is how long PagerDuty asked to wait before the next attempt
-// (0: it did not say).
-func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
-
-// Error says the status and PagerDuty's message.
-func (e *StatusError) Error() string {
-	if e.Message == "" {
-		return fmt.Sprintf("status %d", e.Code)
-	}
-	return fmt.Sprintf("status %d: %s", e.Code, e.Message)
-}
 
 // message reads an error answer: {"status": "invalid event", "message":
 // "Event object is invalid", "errors": ["..."]} gives "Event object is

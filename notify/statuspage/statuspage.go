@@ -539,11 +539,8 @@ func (n *Notifier) send(ctx context.Context, method, u string, body any, out any
 	}
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // for connection reuse
-	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	se := &StatusError{Code: code, Message: message(answer), Hint: hints[code]}
-	if retry {
-		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
-	}
+	retry, se := httpx.Answer(resp, message(answer), n.now())
+	se.Hint = hints[code]
 	return retry, se
 }
 
@@ -556,57 +553,20 @@ var hints = map[int]string{
 }
 
 func (n *Notifier) errorf(e notify.Event, what string, err error) error {
-	return &sendError{
-		msg: n.scrub(fmt.Sprintf("statuspage %s: event %s: %s on %s: %v", n.name, e.ID, what, n.redacted, err)),
-		err: err,
+	return &httpx.ScrubbedError{
+		Msg: n.scrub(fmt.Sprintf("statuspage %s: event %s: %s on %s: %v", n.name, e.ID, what, n.redacted, err)),
+		Err: err,
 	}
 }
-
-// sendError is a failure with the API key cut out of its message; it
-// unwraps to its cause (a *StatusError, a net.Error).
-type sendError struct {
-	msg string
-	err error
-}
-
-func (e *sendError) Error() string { return e.msg }
-func (e *sendError) Unwrap() error { return e.err }
 
 // scrub cuts the API key out of s.
-func (n *Notifier) scrub(s string) string {
-	if n.key == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, n.key, "<api key>")
-}
+func (n *Notifier) scrub(s string) string { return httpx.Scrub(s, n.key, "<api key>") }
 
-// StatusError is an answer other than 2xx.
-type StatusError struct {
-	Code int
-	// Message is Statuspage's error, or the start of the answer, on one line.
-	Message string
-	// Hint says what to do about a permanent error.
-	Hint string
-	// Wait is the answer's Retry-After, or 0.
-	Wait time.Duration
-}
+// StatusError is an answer other than 2xx: Statuspage's message, and a
+// hint for a permanent one.
+type StatusError = httpx.StatusError
 
 var _ notify.RetryAfterError = (*StatusError)(nil)
-
-// RetryAfter is how long Statuspage asked to wait (0: it did not say).
-func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
-
-// Error says the status, Statuspage's message and the hint.
-func (e *StatusError) Error() string {
-	s := fmt.Sprintf("status %d", e.Code)
-	if e.Message != "" {
-		s += ": " + e.Message
-	}
-	if e.Hint != "" {
-		s += " (" + e.Hint + ")"
-	}
-	return s
-}
 
 // message reads an error answer: {"error": "..."} or {"error": ["..."]}
 // gives its text; anything else its start, on one line.
