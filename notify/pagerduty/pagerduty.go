@@ -59,7 +59,6 @@ import (
 	"strings"
 	"text/template"
 	"time"
-	"unicode"
 
 	"go.uber.org/zap"
 
@@ -266,18 +265,12 @@ func DedupKey(e notify.Event) string {
 
 // Severity maps a Guardian severity (SEV-1, ...) to PagerDuty's.
 func Severity(s string) string {
-	norm := strings.Map(func(r rune) rune {
-		if r == '-' || r == '_' || unicode.IsSpace(r) {
-			return -1
-		}
-		return unicode.ToLower(r)
-	}, s)
-	switch norm {
-	case "sev0", "sev1", "p0", "p1", "critical":
+	switch event.SeverityLevel(s) {
+	case event.LevelCritical:
 		return "critical"
-	case "sev2", "p2", "error":
+	case event.LevelError:
 		return "error"
-	case "sev3", "p3", "warning":
+	case event.LevelWarning:
 		return "warning"
 	}
 	return "info"

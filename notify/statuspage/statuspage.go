@@ -55,7 +55,6 @@ import (
 	"strings"
 	"text/template"
 	"time"
-	"unicode"
 
 	"go.uber.org/zap"
 
@@ -260,14 +259,7 @@ func ComponentStatus(sev, status string) string {
 	if status == Resolved {
 		return ComponentOperational
 	}
-	norm := strings.Map(func(r rune) rune {
-		if r == '-' || r == '_' || unicode.IsSpace(r) {
-			return -1
-		}
-		return unicode.ToLower(r)
-	}, sev)
-	switch norm {
-	case "sev0", "sev1", "p0", "p1", "critical":
+	if event.SeverityLevel(sev) == event.LevelCritical {
 		return ComponentMajorOutage
 	}
 	return ComponentDegraded
@@ -285,27 +277,14 @@ var (
 	defaultText  = tmpl.Must("text", DefaultText)
 )
 
-// publicText says an event in plain words, as the status page does.
+// publicText says an event in plain words, as the status page does; the
+// resolution also says the recovery, which Statuspage is not told apart.
 func publicText(t event.Type, service string) string {
-	switch t {
-	case event.IncidentDeclared:
-		return fmt.Sprintf("We are investigating a problem affecting %s.", service)
-	case event.ApprovalRequested:
-		return "We have identified a recent change as the likely cause and are preparing to undo it."
-	case event.ApprovalDenied:
-		return "The cause has been identified and the team is working on a fix."
-	case event.RollbackStarted:
-		return "We are rolling back the recent change."
-	case event.RollbackSucceeded, event.RollbackUnknown:
-		return "The change has been rolled back. We are monitoring the recovery."
-	case event.RollbackFailed, event.RecoveryFailed, event.IncidentEscalated:
-		return "Recovery is taking longer than expected. The team is working on it."
-	case event.IncidentResolved:
-		return fmt.Sprintf("%s has recovered. This incident has been resolved.", service)
-	case event.IncidentClosed:
-		return "This incident has been closed."
+	_, text, _ := event.Public(t, service)
+	if t == event.IncidentResolved {
+		return service + " has recovered. " + text
 	}
-	return ""
+	return text
 }
 
 // publicName is the service's public name.
