@@ -148,9 +148,7 @@ type Option func(*Notifier)
 // Redirects are never followed either way.
 func WithClient(c *http.Client) Option {
 	return func(n *Notifier) {
-		cc := *c
-		cc.CheckRedirect = httpx.NoRedirect
-		n.client = &cc
+		n.client = httpx.Client(c)
 	}
 }
 
@@ -228,7 +226,7 @@ func New(name string, cfg config.StatuspageNotifier, logger *zap.Logger, opts ..
 		o(n)
 	}
 	if n.client == nil {
-		n.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), CheckRedirect: httpx.NoRedirect}
+		n.client = httpx.Client(nil)
 	}
 	return n, nil
 }

@@ -170,9 +170,7 @@ type Option func(*Notifier)
 // of a client of Guardian's own. Redirects are never followed either way.
 func WithClient(c *http.Client) Option {
 	return func(n *Notifier) {
-		cc := *c
-		cc.CheckRedirect = httpx.NoRedirect
-		n.client = &cc
+		n.client = httpx.Client(c)
 	}
 }
 
@@ -232,10 +230,7 @@ func New(cfg config.TeamsNotifier, logger *zap.Logger, opts ...Option) (*Notifie
 		o(n)
 	}
 	if n.client == nil {
-		n.client = &http.Client{
-			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: httpx.NoRedirect,
-		}
+		n.client = httpx.Client(nil)
 	}
 	return n, nil
 }

@@ -113,3 +113,15 @@ func Scrub(s, secret, placeholder string) string {
 	}
 	return strings.ReplaceAll(s, secret, placeholder)
 }
+
+// Client is the client a receiver sends through: a copy of c (nil: one of
+// the receiver's own, with its own connections) that never follows a
+// redirect.
+func Client(c *http.Client) *http.Client {
+	if c == nil {
+		return &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), CheckRedirect: NoRedirect}
+	}
+	cc := *c
+	cc.CheckRedirect = NoRedirect
+	return &cc
+}
