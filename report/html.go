@@ -303,21 +303,7 @@ func htmlView(r incident.Record, opts Options) htmlReport {
 
 	// Follow-ups.
 	if pm := opts.Postmortem; pm != nil {
-		s := "Post-mortem scheduled for " + meetingTime(pm.Start, loc)
-		if d := pm.End.Sub(pm.Start); d > 0 {
-			s += ", " + fmtDur(d)
-		}
-		if pm.Title != "" {
-			s += ": “" + pm.Title + "”"
-		}
-		s += "."
-		if pm.Organizer != "" {
-			s += " Organizer: " + pm.Organizer + "."
-		}
-		if len(pm.Attendees) > 0 {
-			s += " Attendees: " + strings.Join(pm.Attendees, ", ") + "."
-		}
-		v.FollowUps = append(v.FollowUps, s)
+		v.FollowUps = append(v.FollowUps, postmortemLine(pm, loc))
 	} else if r.State == incident.Resolved {
 		v.FollowUps = append(v.FollowUps, "Post-mortem: not scheduled yet.")
 	} else {

@@ -388,21 +388,7 @@ func (m *mdWriter) resolution(pm *Invite) {
 	m.f("## Resolution\n\n%s\n\n", esc(resolutionText(r, m.loc)))
 	m.f("### Follow-ups\n\n")
 	if pm != nil {
-		s := "Post-mortem scheduled for " + meetingTime(pm.Start, m.loc)
-		if d := pm.End.Sub(pm.Start); d > 0 {
-			s += ", " + fmtDur(d)
-		}
-		if pm.Title != "" {
-			s += ": “" + pm.Title + "”"
-		}
-		s += "."
-		if pm.Organizer != "" {
-			s += " Organizer: " + pm.Organizer + "."
-		}
-		if len(pm.Attendees) > 0 {
-			s += " Attendees: " + strings.Join(pm.Attendees, ", ") + "."
-		}
-		m.f("- %s\n", esc(s))
+		m.f("- %s\n", esc(postmortemLine(pm, m.loc)))
 	} else if r.State == incident.Resolved {
 		m.f("- Post-mortem: not scheduled yet.\n")
 	} else {
@@ -562,4 +548,24 @@ func codeBlock(b *strings.Builder, info, content string) {
 	}
 	fence := strings.Repeat("`", max(3, longest+1))
 	b.WriteString(fence + info + "\n" + content + "\n" + fence + "\n")
+}
+
+// postmortemLine is the follow-up that says when the post-mortem is, how
+// long, what, and who organizes and attends it.
+func postmortemLine(pm *Invite, loc *time.Location) string {
+	s := "Post-mortem scheduled for " + meetingTime(pm.Start, loc)
+	if d := pm.End.Sub(pm.Start); d > 0 {
+		s += ", " + fmtDur(d)
+	}
+	if pm.Title != "" {
+		s += ": “" + pm.Title + "”"
+	}
+	s += "."
+	if pm.Organizer != "" {
+		s += " Organizer: " + pm.Organizer + "."
+	}
+	if len(pm.Attendees) > 0 {
+		s += " Attendees: " + strings.Join(pm.Attendees, ", ") + "."
+	}
+	return s
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"go.uber.org/zap"
 
@@ -103,14 +102,7 @@ func (s ServiceState) Text() string {
 // with or without the dash) are a major outage, every other severity
 // degraded performance.
 func SeverityState(sev string) ServiceState {
-	norm := strings.Map(func(r rune) rune {
-		if r == '-' || r == '_' || unicode.IsSpace(r) {
-			return -1
-		}
-		return unicode.ToLower(r)
-	}, sev)
-	switch norm {
-	case "sev0", "sev1", "p0", "p1", "critical":
+	if event.SeverityLevel(sev) == event.LevelCritical {
 		return MajorOutage
 	}
 	return Degraded
@@ -206,46 +198,11 @@ type incidentView struct {
 }
 
 type updateView struct {
-	Phase string
+	Phase event.Phase
 	Text  string
 	At    time.Time
 	// Detail is the timeline's own entry, with ShowDetails only.
 	Detail string
-}
-
-// Public phases of an incident.
-const (
-	phaseInvestigating = "Investigating"
-	phaseIdentified    = "Identified"
-	phaseRollingBack   = "Rolling back"
-	phaseMonitoring    = "Monitoring"
-	phaseResolved      = "Resolved"
-)
-
-// publicUpdate says a timeline entry in plain words, or ok false when the
-// entry is not told to stakeholders.
-func publicUpdate(e incident.Entry, service string) (phase, text string, ok bool) {
-	switch e.Type {
-	case event.IncidentDeclared:
-		return phaseInvestigating, fmt.Sprintf("We are investigating a problem affecting %s.", service), true
-	case event.ApprovalRequested:
-		return phaseIdentified, "We have identified a recent change as the likely cause and are preparing to undo it.", true
-	case event.ApprovalDenied:
-		return phaseIdentified, "The cause has been identified and the team is working on a fix.", true
-	case event.RollbackStarted:
-		return phaseRollingBack, "We are rolling back the recent change.", true
-	case event.RollbackSucceeded, event.RollbackUnknown:
-		return phaseMonitoring, "The change has been rolled back. We are monitoring the recovery.", true
-	case event.RollbackFailed, event.RecoveryFailed, event.IncidentEscalated:
-		return phaseIdentified, "Recovery is taking longer than expected. The team is working on it.", true
-	case event.RecoveryConfirmed:
-		return phaseMonitoring, fmt.Sprintf("%s has recovered. We are monitoring to make sure it stays that way.", service), true
-	case event.IncidentResolved:
-		return phaseResolved, "This incident has been resolved.", true
-	case event.IncidentClosed:
-		return phaseResolved, "This incident has been closed.", true
-	}
-	return "", "", false
 }
 
 // incidentEnd is when an incident ended, or nil while it is open.
@@ -291,7 +248,7 @@ func newIncidentView(r incident.Record, display string, details bool) incidentVi
 	}
 	v.Updated = v.Started
 	for _, e := range r.Timeline {
-		phase, text, ok := publicUpdate(e, display)
+		phase, text, ok := event.Public(e.Type, display)
 		if !ok {
 			continue
 		}

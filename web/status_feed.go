@@ -107,7 +107,7 @@ func buildFeed(v statusView, base string) atomFeed {
 		}
 		summary := iv.State.Text()
 		if len(iv.Updates) > 0 {
-			summary = iv.Updates[0].Phase + ": " + iv.Updates[0].Text
+			summary = string(iv.Updates[0].Phase) + ": " + iv.Updates[0].Text
 		}
 		f.Entries = append(f.Entries, atomEntry{
 			// The detection time tells apart incidents that share a

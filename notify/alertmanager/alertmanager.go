@@ -538,11 +538,7 @@ func (n *Notifier) postOne(ctx context.Context, t target, body []byte) (bool, er
 	if code >= 200 && code < 300 {
 		return false, nil
 	}
-	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	se := &StatusError{Code: code, Body: httpx.Clean(snippet)}
-	if retry {
-		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
-	}
+	retry, se := httpx.Answer(resp, httpx.Clean(snippet), n.now())
 	return retry, fmt.Errorf("alertmanager %s: %w", t.redacted, se)
 }
 
@@ -570,25 +566,8 @@ func (e *PostError) Unwrap() []error { return e.Errs }
 // RetryAfter is the longest wait an Alertmanager asked for.
 func (e *PostError) RetryAfter() time.Duration { return e.Wait }
 
-// StatusError is a non-2xx answer.
-type StatusError struct {
-	Code int
-	// Body is the start of the answer, on one line.
-	Body string
-	// Wait is the answer's Retry-After, or 0.
-	Wait time.Duration
-}
-
-// Error says the status and the start of the answer.
-func (e *StatusError) Error() string {
-	if e.Body == "" {
-		return fmt.Sprintf("status %d", e.Code)
-	}
-	return fmt.Sprintf("status %d: %s", e.Code, e.Body)
-}
-
-// RetryAfter is how long the Alertmanager asked to wait (0: it did not say).
-func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
+// StatusError is a non-2xx answer, with the start of the answer.
+type StatusError = httpx.StatusError
 
 // redact drops a URL's user info and query, which may hold credentials;
 // scheme, host and path (an Alertmanager behind a path prefix) stay.

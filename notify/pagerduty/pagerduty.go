@@ -59,7 +59,6 @@ import (
 	"strings"
 	"text/template"
 	"time"
-	"unicode"
 
 	"go.uber.org/zap"
 
@@ -151,9 +150,7 @@ type Option func(*Notifier)
 // of a client of Guardian's own. Redirects are never followed either way.
 func WithClient(c *http.Client) Option {
 	return func(n *Notifier) {
-		cc := *c
-		cc.CheckRedirect = httpx.NoRedirect
-		n.client = &cc
+		n.client = httpx.Client(c)
 	}
 }
 
@@ -212,10 +209,7 @@ func New(cfg config.PagerDutyNotifier, logger *zap.Logger, opts ...Option) (*Not
 		o(n)
 	}
 	if n.client == nil {
-		n.client = &http.Client{
-			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: httpx.NoRedirect,
-		}
+		n.client = httpx.Client(nil)
 	}
 	return n, nil
 }
@@ -266,18 +260,12 @@ func DedupKey(e notify.Event) string {
 
 // Severity maps a Guardian severity (SEV-1, ...) to PagerDuty's.
 func Severity(s string) string {
-	norm := strings.Map(func(r rune) rune {
-		if r == '-' || r == '_' || unicode.IsSpace(r) {
-			return -1
-		}
-		return unicode.ToLower(r)
-	}, s)
-	switch norm {
-	case "sev0", "sev1", "p0", "p1", "critical":
+	switch event.SeverityLevel(s) {
+	case event.LevelCritical:
 		return "critical"
-	case "sev2", "p2", "error":
+	case event.LevelError:
 		return "error"
-	case "sev3", "p3", "warning":
+	case event.LevelWarning:
 		return "warning"
 	}
 	return "info"
@@ -433,62 +421,25 @@ func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
 			zap.String("dedup_key", DedupKey(e)), zap.Int("status", code))
 		return false, nil
 	}
-	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	se := &StatusError{Code: code, Message: n.scrub(message(answer))}
-	if retry {
-		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
-	}
+	retry, se := httpx.Answer(resp, n.scrub(message(answer)), n.now())
 	return retry, n.errorf(e, action, se)
 }
 
 func (n *Notifier) errorf(e notify.Event, action string, err error) error {
-	return &sendError{
-		msg: n.scrub(fmt.Sprintf("sending event %s (%s) to PagerDuty %s: %v", e.ID, action, n.redacted, err)),
-		err: err,
+	return &httpx.ScrubbedError{
+		Msg: n.scrub(fmt.Sprintf("sending event %s (%s) to PagerDuty %s: %v", e.ID, action, n.redacted, err)),
+		Err: err,
 	}
 }
-
-// sendError is a failure with the routing key cut out of its message; it
-// unwraps to its cause (a *StatusError, a net.Error).
-type sendError struct {
-	msg string
-	err error
-}
-
-func (e *sendError) Error() string { return e.msg }
-func (e *sendError) Unwrap() error { return e.err }
 
 // scrub cuts the routing key out of s.
-func (n *Notifier) scrub(s string) string {
-	if n.key == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, n.key, "<routing key>")
-}
+func (n *Notifier) scrub(s string) string { return httpx.Scrub(s, n.key, "<routing key>") }
 
-// StatusError is an answer other than 2xx.
-type StatusError struct {
-	Code int
-	// Message is PagerDuty's message and errors, or the start of the
-	// answer, on one line.
-	Message string
-	// Wait is the answer's Retry-After, or 0.
-	Wait time.Duration
-}
+// StatusError is an answer other than 2xx, with PagerDuty's message and
+// errors.
+type StatusError = httpx.StatusError
 
 var _ notify.RetryAfterError = (*StatusError)(nil)
-
-// RetryAfter is how long PagerDuty asked to wait before the next attempt
-// (0: it did not say).
-func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
-
-// Error says the status and PagerDuty's message.
-func (e *StatusError) Error() string {
-	if e.Message == "" {
-		return fmt.Sprintf("status %d", e.Code)
-	}
-	return fmt.Sprintf("status %d: %s", e.Code, e.Message)
-}
 
 // message reads an error answer: {"status": "invalid event", "message":
 // "Event object is invalid", "errors": ["..."]} gives "Event object is

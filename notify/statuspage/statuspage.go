@@ -55,7 +55,6 @@ import (
 	"strings"
 	"text/template"
 	"time"
-	"unicode"
 
 	"go.uber.org/zap"
 
@@ -149,9 +148,7 @@ type Option func(*Notifier)
 // Redirects are never followed either way.
 func WithClient(c *http.Client) Option {
 	return func(n *Notifier) {
-		cc := *c
-		cc.CheckRedirect = httpx.NoRedirect
-		n.client = &cc
+		n.client = httpx.Client(c)
 	}
 }
 
@@ -229,7 +226,7 @@ func New(name string, cfg config.StatuspageNotifier, logger *zap.Logger, opts ..
 		o(n)
 	}
 	if n.client == nil {
-		n.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), CheckRedirect: httpx.NoRedirect}
+		n.client = httpx.Client(nil)
 	}
 	return n, nil
 }
@@ -260,14 +257,7 @@ func ComponentStatus(sev, status string) string {
 	if status == Resolved {
 		return ComponentOperational
 	}
-	norm := strings.Map(func(r rune) rune {
-		if r == '-' || r == '_' || unicode.IsSpace(r) {
-			return -1
-		}
-		return unicode.ToLower(r)
-	}, sev)
-	switch norm {
-	case "sev0", "sev1", "p0", "p1", "critical":
+	if event.SeverityLevel(sev) == event.LevelCritical {
 		return ComponentMajorOutage
 	}
 	return ComponentDegraded
@@ -285,27 +275,14 @@ var (
 	defaultText  = tmpl.Must("text", DefaultText)
 )
 
-// publicText says an event in plain words, as the status page does.
+// publicText says an event in plain words, as the status page does; the
+// resolution also says the recovery, which Statuspage is not told apart.
 func publicText(t event.Type, service string) string {
-	switch t {
-	case event.IncidentDeclared:
-		return fmt.Sprintf("We are investigating a problem affecting %s.", service)
-	case event.ApprovalRequested:
-		return "We have identified a recent change as the likely cause and are preparing to undo it."
-	case event.ApprovalDenied:
-		return "The cause has been identified and the team is working on a fix."
-	case event.RollbackStarted:
-		return "We are rolling back the recent change."
-	case event.RollbackSucceeded, event.RollbackUnknown:
-		return "The change has been rolled back. We are monitoring the recovery."
-	case event.RollbackFailed, event.RecoveryFailed, event.IncidentEscalated:
-		return "Recovery is taking longer than expected. The team is working on it."
-	case event.IncidentResolved:
-		return fmt.Sprintf("%s has recovered. This incident has been resolved.", service)
-	case event.IncidentClosed:
-		return "This incident has been closed."
+	_, text, _ := event.Public(t, service)
+	if t == event.IncidentResolved {
+		return service + " has recovered. " + text
 	}
-	return ""
+	return text
 }
 
 // publicName is the service's public name.
@@ -539,11 +516,8 @@ func (n *Notifier) send(ctx context.Context, method, u string, body any, out any
 	}
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // for connection reuse
-	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	se := &StatusError{Code: code, Message: message(answer), Hint: hints[code]}
-	if retry {
-		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
-	}
+	retry, se := httpx.Answer(resp, message(answer), n.now())
+	se.Hint = hints[code]
 	return retry, se
 }
 
@@ -556,57 +530,20 @@ var hints = map[int]string{
 }
 
 func (n *Notifier) errorf(e notify.Event, what string, err error) error {
-	return &sendError{
-		msg: n.scrub(fmt.Sprintf("statuspage %s: event %s: %s on %s: %v", n.name, e.ID, what, n.redacted, err)),
-		err: err,
+	return &httpx.ScrubbedError{
+		Msg: n.scrub(fmt.Sprintf("statuspage %s: event %s: %s on %s: %v", n.name, e.ID, what, n.redacted, err)),
+		Err: err,
 	}
 }
-
-// sendError is a failure with the API key cut out of its message; it
-// unwraps to its cause (a *StatusError, a net.Error).
-type sendError struct {
-	msg string
-	err error
-}
-
-func (e *sendError) Error() string { return e.msg }
-func (e *sendError) Unwrap() error { return e.err }
 
 // scrub cuts the API key out of s.
-func (n *Notifier) scrub(s string) string {
-	if n.key == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, n.key, "<api key>")
-}
+func (n *Notifier) scrub(s string) string { return httpx.Scrub(s, n.key, "<api key>") }
 
-// StatusError is an answer other than 2xx.
-type StatusError struct {
-	Code int
-	// Message is Statuspage's error, or the start of the answer, on one line.
-	Message string
-	// Hint says what to do about a permanent error.
-	Hint string
-	// Wait is the answer's Retry-After, or 0.
-	Wait time.Duration
-}
+// StatusError is an answer other than 2xx: Statuspage's message, and a
+// hint for a permanent one.
+type StatusError = httpx.StatusError
 
 var _ notify.RetryAfterError = (*StatusError)(nil)
-
-// RetryAfter is how long Statuspage asked to wait (0: it did not say).
-func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
-
-// Error says the status, Statuspage's message and the hint.
-func (e *StatusError) Error() string {
-	s := fmt.Sprintf("status %d", e.Code)
-	if e.Message != "" {
-		s += ": " + e.Message
-	}
-	if e.Hint != "" {
-		s += " (" + e.Hint + ")"
-	}
-	return s
-}
 
 // message reads an error answer: {"error": "..."} or {"error": ["..."]}
 // gives its text; anything else its start, on one line.

@@ -170,9 +170,7 @@ type Option func(*Notifier)
 // of a client of Guardian's own. Redirects are never followed either way.
 func WithClient(c *http.Client) Option {
 	return func(n *Notifier) {
-		cc := *c
-		cc.CheckRedirect = httpx.NoRedirect
-		n.client = &cc
+		n.client = httpx.Client(c)
 	}
 }
 
@@ -232,10 +230,7 @@ func New(cfg config.TeamsNotifier, logger *zap.Logger, opts ...Option) (*Notifie
 		o(n)
 	}
 	if n.client == nil {
-		n.client = &http.Client{
-			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: httpx.NoRedirect,
-		}
+		n.client = httpx.Client(nil)
 	}
 	return n, nil
 }
@@ -379,36 +374,14 @@ func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
 		n.logger.Debug("Event posted to Teams", zap.String("event", e.ID), zap.Int("status", code))
 		return false, nil
 	}
-	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	se := &StatusError{Code: code, Body: n.scrub(httpx.Clean(snippet))}
-	if retry {
-		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
-	}
+	retry, se := httpx.Answer(resp, n.scrub(httpx.Clean(snippet)), n.now())
 	return retry, fmt.Errorf("posting event %s to Teams %s: %w", e.ID, n.redacted, se)
 }
 
-// StatusError is an answer other than 2xx.
-type StatusError struct {
-	Code int
-	// Body is the start of the answer, on one line.
-	Body string
-	// Wait is the answer's Retry-After, or 0.
-	Wait time.Duration
-}
+// StatusError is an answer other than 2xx, with the start of the answer.
+type StatusError = httpx.StatusError
 
 var _ notify.RetryAfterError = (*StatusError)(nil)
-
-// RetryAfter is how long Teams asked to wait before the next attempt (0:
-// it did not say).
-func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
-
-// Error says the status and the start of the answer.
-func (e *StatusError) Error() string {
-	if e.Body == "" {
-		return fmt.Sprintf("status %d", e.Code)
-	}
-	return fmt.Sprintf("status %d: %s", e.Code, e.Body)
-}
 
 // redact keeps only scheme and host: a workflow URL's path and query are
 // its credential. Anything after the host shows as "/<secret>".

@@ -391,7 +391,7 @@ func TestRetry(t *testing.T) {
 				return
 			}
 			var se *teams.StatusError
-			if !errors.As(err, &se) || se.Code != tc.code || se.Body != "answer for "+http.StatusText(tc.code) {
+			if !errors.As(err, &se) || se.Code != tc.code || se.Message != "answer for "+http.StatusText(tc.code) {
 				t.Fatalf("error %v is not the StatusError of %d", err, tc.code)
 			}
 			var ra notify.RetryAfterError

@@ -77,9 +77,7 @@ type Option func(*Notifier)
 // of a client of Guardian's own. Redirects are never followed either way.
 func WithClient(c *http.Client) Option {
 	return func(n *Notifier) {
-		cc := *c
-		cc.CheckRedirect = httpx.NoRedirect
-		n.client = &cc
+		n.client = httpx.Client(c)
 	}
 }
 
@@ -140,10 +138,7 @@ func New(cfg config.Webhook, logger *zap.Logger, opts ...Option) (*Notifier, err
 		o(n)
 	}
 	if n.client == nil {
-		n.client = &http.Client{
-			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: httpx.NoRedirect,
-		}
+		n.client = httpx.Client(nil)
 	}
 	return n, nil
 }
@@ -208,37 +203,15 @@ func (n *Notifier) Notify(ctx context.Context, e notify.Event) (bool, error) {
 		n.logger.Debug("Event delivered", zap.String("event", e.ID), zap.Int("status", code))
 		return false, nil
 	}
-	retry := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-	se := &StatusError{Code: code, Body: httpx.Clean(snippet)}
-	if retry {
-		se.Wait = httpx.RetryAfter(resp.Header.Get("Retry-After"), n.now())
-	}
+	retry, se := httpx.Answer(resp, httpx.Clean(snippet), n.now())
 	err = fmt.Errorf("posting event %s to webhook %s: %w", e.ID, n.redacted, se)
 	return retry, err
 }
 
-// StatusError is a non-2xx answer.
-type StatusError struct {
-	Code int
-	// Body is the start of the answer, on one line.
-	Body string
-	// Wait is the answer's Retry-After, or 0.
-	Wait time.Duration
-}
+// StatusError is a non-2xx answer, with the start of the answer.
+type StatusError = httpx.StatusError
 
 var _ notify.RetryAfterError = (*StatusError)(nil)
-
-// RetryAfter is how long the receiver asked to wait before the next
-// attempt (0: it did not say).
-func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
-
-// Error says the status and the start of the answer.
-func (e *StatusError) Error() string {
-	if e.Body == "" {
-		return fmt.Sprintf("status %d", e.Code)
-	}
-	return fmt.Sprintf("status %d: %s", e.Code, e.Body)
-}
 
 // Body returns the JSON body posted for e: e's JSON form with the time in
 // UTC and data never null.
