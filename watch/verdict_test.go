@@ -91,7 +91,11 @@ func TestJudgeNonFinite(t *testing.T) {
 	if _, err := f.svc.Announce(ctx, "v2", "", tick(1)); err != nil {
 		t.Fatal(err)
 	}
-	f.src.set(func(s *fakeSource) { s.values[errV1] = 0.01; s.values[errV2] = math.Inf(1); s.values[latencyV2] = math.NaN() })
+	f.src.set(func(s *fakeSource) {
+		s.values[errV1] = 0.01
+		s.values[errV2] = math.Inf(1)
+		s.values[latencyV2] = math.NaN()
+	})
 	f.svc.Tick(ctx, tick(2))
 	got := f.svc.Judge("v2", "", tick(2))
 	if got.Triggers[0].Value != nil || got.Triggers[1].Value != nil {
@@ -104,4 +108,3 @@ func TestJudgeNonFinite(t *testing.T) {
 		t.Errorf("an infinite error rate: %s", got.Verdict)
 	}
 }
-
