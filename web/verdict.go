@@ -31,8 +31,8 @@ type FlaggerPayload struct {
 	Metadata  map[string]string `json:"metadata,omitempty"`
 }
 
-// FlaggerAnswer is the body of the answer to a Flagger webhook. Flagger
-// shows the body of a refusal (non-2xx) in its events.
+// FlaggerAnswer is the body of the answer to a Flagger webhook: what was
+// judged and why.
 type FlaggerAnswer struct {
 	Hook    string          `json:"hook"`
 	Service string          `json:"service"`
