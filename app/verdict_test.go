@@ -161,6 +161,27 @@ func TestVerdictHealthyAndBadVersions(t *testing.T) {
 	if phase, vv := argoGet(t, verdictURL("v2")); phase != "Inconclusive" || vv.Watching != "v3" {
 		t.Errorf("v2 once v3 is watched: %s %+v", phase, vv)
 	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if _, vv = argoGet(t, verdictURL("v3")); vv.Incident == 0 {
+			return fmt.Errorf("no incident in %+v", vv)
+		}
+		return nil
+	}, "the incident declared for v3 in its verdict")
+
+	// v4 replaces v3: v3 is no longer watched, but its incident still
+	// says it regressed.
+	if err := f.demo.Deploy(demo.Version{Version: "v4"}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if _, vv = argoGet(t, verdictURL("v4")); vv.Watching != "v4" {
+			return fmt.Errorf("watching %q", vv.Watching)
+		}
+		return nil
+	}, "v4 to be watched")
+	if phase, vv := argoGet(t, verdictURL("v3")); phase != "Failed" || vv.Incident == 0 || vv.Watching != "v4" {
+		t.Errorf("v3 once v4 is watched: %s %+v", phase, vv)
+	}
 
 	resp, err := http.Get(f.base + "/api/v1/services/nope/verdict?version=v2")
 	if err != nil {
