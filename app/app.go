@@ -322,6 +322,7 @@ func (a *App) Run(ctx context.Context) error {
 		StatusPage: a.StatusPage,
 		Services:   a.Console,
 		Charts:     a.ConsoleCharts,
+		Verdict:    a.Verdict,
 	})
 	sl, err := a.statusListener()
 	if err != nil {

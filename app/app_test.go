@@ -57,11 +57,19 @@ type fixture struct {
 	reg     *prometheus.Registry
 	base    string
 	stopApp func()
+	// config is the configuration's format (appConfig by default).
+	config string
 }
 
 func start(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dir: t.TempDir()}
+	return startWith(t, appConfig)
+}
+
+// startWith starts Guardian with config, a format like appConfig's.
+func startWith(t *testing.T, config string) *fixture {
+	t.Helper()
+	f := &fixture{t: t, dir: t.TempDir(), config: config}
 	f.demo = demo.New(demo.Options{Seed: 7})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -123,7 +131,7 @@ func (f *fixture) run(l net.Listener) {
 
 func (f *fixture) write(trafficBelow string) {
 	f.t.Helper()
-	if err := os.WriteFile(f.cfgPath, []byte(fmt.Sprintf(appConfig, f.dir, f.demoURL, trafficBelow)), 0o600); err != nil {
+	if err := os.WriteFile(f.cfgPath, []byte(fmt.Sprintf(f.config, f.dir, f.demoURL, trafficBelow)), 0o600); err != nil {
 		f.t.Fatal(err)
 	}
 }

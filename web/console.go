@@ -266,7 +266,13 @@ type indexPage struct {
 	// IncidentsOff: incidents are not enabled; IncidentsErr: listing them failed.
 	IncidentsOff bool
 	IncidentsErr string
+	// Prevented sums up the bad deploys stopped in the last PreventedSpan.
+	Prevented incident.Prevention
 }
+
+// PreventedSpan is how far back the console sums up the bad deploys
+// stopped.
+const PreventedSpan = 30 * 24 * time.Hour
 
 type serviceRow struct {
 	ServiceView
@@ -295,6 +301,7 @@ func (s *Server) consoleIndex(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		p.IncidentsErr = err.Error()
 	}
+	p.Prevented = incident.Prevented(recs, p.Now, PreventedSpan)
 	for _, rec := range recs {
 		if rec.State.Open() {
 			p.Open = append(p.Open, rec)

@@ -197,6 +197,7 @@ func TestConsoleRenders(t *testing.T) {
 		`href="/incidents/1">incident #1: awaiting_approval</a>`, `<tr data-incident="1">`,
 		`href="/services/checkout#rollback">Roll back now…</a>`,
 		`<meta http-equiv="refresh" content="10">`, `href="/sign-in?next=%2f"`,
+		`<p class="prevented" id="prevented">No bad deploys stopped in the last 30 days.</p>`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("console lacks %s", want)

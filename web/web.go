@@ -72,6 +72,9 @@ type Options struct {
 	// Charts returns incident id's charts as inline SVG for the console's
 	// incident page; nil shows none.
 	Charts func(ctx context.Context, id int64) ([]template.HTML, error)
+	// Verdict serves GET /api/v1/services/{service}/verdict and the
+	// Flagger webhooks; nil answers 503.
+	Verdict VerdictFunc
 }
 
 // Incidents is what the incident API needs.
@@ -133,6 +136,7 @@ func New(opts Options) *Server {
 	})))
 	s.statusRoutes(s.mux, false, func(h http.Handler) http.Handler { return s.read(ReadAuthAll, h) })
 	s.consoleRoutes()
+	s.verdictRoutes()
 	return s
 }
 

@@ -230,6 +230,10 @@ func newRollbackCmd(stdout io.Writer) *cobra.Command {
 	return cmd
 }
 
+// preventedSpan is how far back `guardian incidents` and the console sum up
+// the bad deploys stopped.
+const preventedSpan = 30 * 24 * time.Hour
+
 func newIncidentsCmd(stdout io.Writer) *cobra.Command {
 	var cf clientFlags
 	cmd := &cobra.Command{
@@ -247,7 +251,11 @@ func newIncidentsCmd(stdout io.Writer) *cobra.Command {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Service, r.Severity, r.State, r.Version, r.Baseline,
 					r.DetectedAt.UTC().Format(time.RFC3339), r.Trigger)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(stdout, "\n%s\n", incident.Prevented(recs, time.Now(), preventedSpan))
+			return err
 		},
 	}
 	cf.register(cmd)

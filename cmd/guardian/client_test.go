@@ -78,7 +78,8 @@ func TestIncidentCommands(t *testing.T) {
 		code := run(append(args, "--url", srv.URL), &out, &errb)
 		return code, out.String(), errb.String()
 	}
-	if code, out, _ := cli("incidents"); code != 0 || !strings.Contains(out, "checkout") || !strings.Contains(out, "awaiting_approval") {
+	if code, out, _ := cli("incidents"); code != 0 || !strings.Contains(out, "checkout") || !strings.Contains(out, "awaiting_approval") ||
+		!strings.Contains(out, "\nNo bad deploys stopped in the last 30 days.\n") {
 		t.Fatalf("incidents: %d %q", code, out)
 	}
 	if code, _, errOut := cli("approve", "1"); code != 1 || !strings.Contains(errOut, "token is required") {
