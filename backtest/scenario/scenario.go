@@ -178,3 +178,21 @@ services:
         volume_query: 'sum(increase(http_requests_total{service="{{.Service}}",version="{{.Version}}"}[{{.Window}}]))'
 `, model.Duration(interval), url, Service)
 }
+
+// Repeat is the Default history n times over, back to back from start,
+// the versions of the k-th copy suffixed "-k" (so the first version of
+// every copy after the first is a deploy too): a longer history for
+// benchmarks.
+func Repeat(start time.Time, n int) History {
+	h := Default(start)
+	one, phases := h.Length, h.Phases
+	h.Phases, h.Length = nil, time.Duration(n)*one
+	for k := range n {
+		for _, p := range phases {
+			p.At += time.Duration(k) * one
+			p.Version = fmt.Sprintf("%s-%d", p.Version, k)
+			h.Phases = append(h.Phases, p)
+		}
+	}
+	return h
+}
