@@ -363,3 +363,29 @@ func TestRunAgreesWithTheLiveLoop(t *testing.T) {
 	}
 	sameAsLive(t, rep, live(t, svc, q, from, to))
 }
+
+// TestFindDeploysInChunks finds the deploys at a fine interval, whose
+// history needs more than one range query (Prometheus answers at most
+// 11,000 steps).
+func TestFindDeploysInChunks(t *testing.T) {
+	h := history()
+	q := &countingQuerier{q: newEngineQuerier(t, h)}
+	from, to := span(h)
+	step := 500 * time.Millisecond // 17,880 steps
+	evs, err := backtest.FindDeploys(context.Background(), service(t, "http://unused"), q, from, to, step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := q.n.Load(); n != 2 {
+		t.Errorf("%d range queries, want 2", n)
+	}
+	want := h.Deploys()
+	if len(evs) != len(want) {
+		t.Fatalf("found %d deploys, want %d: %v", len(evs), len(want), evs)
+	}
+	for i, ev := range evs {
+		if ev.Version != want[i].Version || ev.At.Before(want[i].Switch) || ev.At.After(want[i].Switch.Add(time.Minute)) {
+			t.Errorf("deploy %d: %s at %s, want %s within a minute after %s", i, ev.Version, ev.At, want[i].Version, want[i].Switch)
+		}
+	}
+}

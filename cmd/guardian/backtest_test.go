@@ -64,6 +64,27 @@ func TestBacktestCommand(t *testing.T) {
 	if len(rep.Deploys) != 5 || rep.Summary[0].Rollbacks != 2 || rep.Deploys[1].Judgements[0].FiredAt == nil || rep.Queries == 0 {
 		t.Errorf("json report: %s", out.String())
 	}
+
+	// --compare judges with another file's triggers: here the same
+	// change as --set above.
+	other := filepath.Join(filepath.Dir(cfg), "other.yaml")
+	if err := os.WriteFile(other, []byte(strings.Replace(scenario.Config(prom.URL, 15*time.Second), "above: 0.05", "above: 0.15", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	args = []string{"backtest", "--config", cfg, "--service", scenario.Service, "--from", from, "--to", to, "--compare", other, "--format", "json", "--rate", "0"}
+	if code := run(args, &out, &errb); code != 0 {
+		t.Fatalf("backtest --compare exited %d: %s", code, errb.String())
+	}
+	rep = backtest.Report{}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("json output: %v\n%s", err, out.String())
+	}
+	if len(rep.Variants) != 2 || rep.Variants[1] != "other.yaml" || rep.Deploys[2].Judgements[0].Verdict != backtest.WouldRollBack ||
+		rep.Deploys[2].Judgements[1].Verdict != backtest.Healthy || rep.Summary[1].Rollbacks != 1 {
+		t.Errorf("--compare report: %s", out.String())
+	}
 }
 
 func TestBacktestCommandRefusesBadFlags(t *testing.T) {
