@@ -7,9 +7,11 @@
 package backtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -200,7 +202,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				d := &rep.Deploys[i]
 				m := newMemo(b)
 				for _, v := range o.Variants {
-					j, err := judge(ctx, o.Service.Name, v.Triggers, *d, o.Interval, m)
+					j, err := judge(ctx, o.Service, v.Triggers, *d, o.Interval, m)
 					if err != nil {
 						mu.Lock()
 						firstErr = cmpErr(firstErr, err)
@@ -277,11 +279,7 @@ func FindDeploys(ctx context.Context, svc config.Service, q RangeQuerier, from, 
 	if err != nil {
 		return nil, err
 	}
-	tmpl, err := query.New("version_query", svc.Deploy.VersionQuery)
-	if err != nil {
-		return nil, fmt.Errorf("service %s: version_query: %w", svc.Name, err)
-	}
-	qs, err := tmpl.Render(query.Vars{Service: svc.Name})
+	qs, err := renderVersionQuery(svc)
 	if err != nil {
 		return nil, err
 	}
@@ -321,6 +319,29 @@ func byTime(m model.Matrix) map[int64]model.Vector {
 	return at
 }
 
+func renderVersionQuery(svc config.Service) (string, error) {
+	tmpl, err := query.New("version_query", svc.Deploy.VersionQuery)
+	if err != nil {
+		return "", fmt.Errorf("service %s: version_query: %w", svc.Name, err)
+	}
+	return tmpl.Render(query.Vars{Service: svc.Name})
+}
+
+// versions answers the version query with the deploy's version serving,
+// and passes every other query on.
+type versions struct {
+	source.Querier
+	query   string
+	serving model.Vector
+}
+
+func (v *versions) Query(ctx context.Context, qs string, ts time.Time) (source.Result, error) {
+	if qs == v.query {
+		return source.Result{Vector: v.serving}, nil
+	}
+	return v.Querier.Query(ctx, qs, ts)
+}
+
 // fixed answers every query with one vector: the version query's value at
 // the tick being observed.
 type fixed model.Vector
@@ -349,25 +370,42 @@ func evaluators(cfg []config.Trigger) ([]trigger.Evaluator, error) {
 // judge replays one deploy through a watch like the daemon's: the watch
 // opens at the deploy's tick and every trigger is evaluated at each tick
 // until the deploy's replay ends or a trigger fires.
-func judge(ctx context.Context, service string, triggers []config.Trigger, d Deploy, interval time.Duration, q source.Querier) (Judgement, error) {
+func judge(ctx context.Context, svc config.Service, triggers []config.Trigger, d Deploy, interval time.Duration, q source.Querier) (Judgement, error) {
 	evs, err := evaluators(triggers)
 	if err != nil {
 		return Judgement{}, err
 	}
-	// Deploys are already found: this watch's detector has no query, and
-	// the deploy is told to it as the daemon's detector tells its watch.
-	det, err := rollout.NewDetector(service, rollout.Config{})
+	// The watch's own detector learns the deploy as the daemon's does, in
+	// the tick: its version query is answered with the baseline serving
+	// one tick before the deploy, then the new version.
+	dc := app.DetectorConfig(svc.Deploy)
+	det, err := rollout.NewDetector(svc.Name, dc)
 	if err != nil {
 		return Judgement{}, err
 	}
+	label := model.LabelName(cmp.Or(dc.VersionLabel, "version"))
+	versionQuery, err := renderVersionQuery(svc)
+	if err != nil {
+		return Judgement{}, err
+	}
+	serving := func(v string) model.Vector {
+		return model.Vector{{Metric: model.Metric{label: model.LabelValue(v)}, Value: model.SampleValue(math.Inf(1))}}
+	}
+	vq := &versions{Querier: q, query: versionQuery, serving: serving(d.Version)}
 	w, err := watch.New(watch.Options{
-		Name: service, Detector: det, Triggers: evs, Querier: q,
+		Name: svc.Name, Detector: det, Triggers: evs, Querier: vq,
 		Window: d.Until.Sub(d.At), Interval: interval, Metrics: watch.NewMetrics(prometheus.NewRegistry()),
 	})
 	if err != nil {
 		return Judgement{}, err
 	}
-	if _, err := w.AnnounceChange(ctx, d.Version, d.Baseline, rollout.Change{}, d.At); err != nil {
+	if d.Baseline != "" {
+		if _, err := det.Observe(ctx, d.At.Add(-interval), fixed(serving(d.Baseline))); err != nil {
+			return Judgement{}, err
+		}
+	} else if _, err := w.AnnounceChange(ctx, d.Version, "", rollout.Change{}, d.At); err != nil {
+		// No baseline (nothing served just before): the deploy is told
+		// to the watch directly.
 		return Judgement{}, fmt.Errorf("deploy of %s at %s: %w", d.Version, d.At.Format(time.RFC3339), err)
 	}
 	judged := map[string]bool{}

@@ -389,3 +389,26 @@ func TestFindDeploysInChunks(t *testing.T) {
 		}
 	}
 }
+
+// A version label the API would refuse (control characters) is a deploy
+// the daemon judges, and so does the backtest.
+func TestRunOddVersion(t *testing.T) {
+	h := history()
+	odd := "v2\nnext"
+	h.Length = 30 * time.Minute
+	h.Phases = []scenario.Phase{
+		{At: 0, Version: "v1", RPS: 10, ErrStart: 0.005, ErrEnd: 0.005},
+		{At: 10 * time.Minute, Version: odd, RPS: 10, ErrStart: 0.2, ErrEnd: 0.2},
+	}
+	q := newEngineQuerier(t, h)
+	svc := service(t, "http://unused")
+	from, to := span(h)
+	rep, err := backtest.Run(context.Background(), backtest.Options{Service: svc, Interval: interval, From: from, To: to, Querier: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Deploys) != 1 || rep.Deploys[0].Version != odd || rep.Deploys[0].Judgements[0].Verdict != backtest.WouldRollBack {
+		t.Fatalf("deploys: %+v", rep.Deploys)
+	}
+	sameAsLive(t, rep, live(t, svc, q, from, to))
+}
