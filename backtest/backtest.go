@@ -109,6 +109,11 @@ type Judgement struct {
 	Evidence string `json:"evidence,omitempty"`
 	// NoData names the triggers that never had enough data to judge.
 	NoData []string `json:"no_data,omitempty"`
+	// QueryErrors counts the evaluations that failed on a query; Error is
+	// the first such failure. (A trigger set to fire on query errors fires
+	// on them, as in the daemon.)
+	QueryErrors int    `json:"query_errors,omitempty"`
+	Error       string `json:"error,omitempty"`
 	// Ticks is how many ticks were evaluated (the replay stops at the
 	// first firing, when the daemon would open an incident).
 	Ticks int `json:"ticks"`
@@ -125,6 +130,8 @@ type Summary struct {
 	MaxDelay      time.Duration `json:"max_delay_ns"`
 	// NeverJudged names triggers that never had enough data in any deploy.
 	NeverJudged []string `json:"never_judged,omitempty"`
+	// QueryErrors counts the evaluations that failed on a query.
+	QueryErrors int `json:"query_errors,omitempty"`
 }
 
 // Report is a backtest's result.
@@ -418,6 +425,11 @@ func judge(ctx context.Context, svc config.Service, triggers []config.Trigger, d
 		}
 		j.Ticks++
 		for _, v := range vs {
+			if v.Outcome == trigger.QueryError {
+				if j.QueryErrors++; v.Err != nil && j.Error == "" {
+					j.Error = v.Err.Error()
+				}
+			}
 			if v.Outcome == trigger.OK || v.Outcome == trigger.Violated {
 				judged[v.Trigger] = true
 				last[v.Trigger] = v.Summary()
@@ -470,6 +482,7 @@ func summarise(rep *Report) []Summary {
 			default:
 				s.NotEnoughData++
 			}
+			s.QueryErrors += j.QueryErrors
 			for _, n := range j.NoData {
 				neverJudged[n]++
 			}

@@ -2,6 +2,8 @@ package backtest_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -411,4 +413,36 @@ func TestRunOddVersion(t *testing.T) {
 		t.Fatalf("deploys: %+v", rep.Deploys)
 	}
 	sameAsLive(t, rep, live(t, svc, q, from, to))
+}
+
+// failing fails the queries of one version's triggers.
+type failing struct {
+	backtest.RangeQuerier
+	version string
+}
+
+func (f failing) Query(ctx context.Context, qs string, ts time.Time) (source.Result, error) {
+	if strings.Contains(qs, `version="`+f.version+`"`) {
+		return source.Result{}, fmt.Errorf("%w: prometheus is down", source.ErrUnavailable)
+	}
+	return f.RangeQuerier.Query(ctx, qs, ts)
+}
+
+// Query errors are counted, not taken for a lack of traffic.
+func TestRunCountsQueryErrors(t *testing.T) {
+	h := history()
+	svc := service(t, "http://unused")
+	from, to := span(h)
+	rep, err := backtest.Run(context.Background(), backtest.Options{Service: svc, Interval: interval, From: from, To: to,
+		Querier: failing{RangeQuerier: newEngineQuerier(t, h), version: "v6"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := rep.Deploys[4].Judgements[0]
+	if last.Verdict != backtest.NotEnoughData || last.QueryErrors != last.Ticks || !strings.Contains(last.Error, "prometheus is down") {
+		t.Errorf("v6 with failing queries: %+v", last)
+	}
+	if first := rep.Deploys[0].Judgements[0]; first.QueryErrors != 0 || rep.Summary[0].QueryErrors != last.QueryErrors {
+		t.Errorf("query errors: v2 %d, summary %d", first.QueryErrors, rep.Summary[0].QueryErrors)
+	}
 }

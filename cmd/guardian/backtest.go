@@ -242,6 +242,9 @@ func writeBacktest(w io.Writer, rep *backtest.Report) error {
 			if len(j.NoData) > 0 && j.Evidence != "" {
 				ev += " (never enough data: " + strings.Join(j.NoData, ", ") + ")"
 			}
+			if j.QueryErrors > 0 {
+				ev += fmt.Sprintf(" (%d evaluations failed on a query, first: %s)", j.QueryErrors, j.Error)
+			}
 			fmt.Fprintf(w, "  %s %s%s: %s\n", d.At.UTC().Format("15:04:05"), d.Version, label, ev)
 		}
 	}
@@ -254,6 +257,9 @@ func writeBacktest(w io.Writer, rep *backtest.Report) error {
 		}
 		if len(s.NeverJudged) > 0 {
 			fmt.Fprintf(w, "; never enough data: %s", strings.Join(s.NeverJudged, ", "))
+		}
+		if s.QueryErrors > 0 {
+			fmt.Fprintf(w, "; %d evaluations failed on a query", s.QueryErrors)
 		}
 		fmt.Fprintln(w)
 	}
