@@ -54,3 +54,12 @@ func baselineLimit(b *config.BaselineLimit) *trigger.BaselineLimit {
 func detectorConfig(d config.Deploy) rollout.Config {
 	return rollout.Config{VersionQuery: d.VersionQuery, VersionLabel: d.VersionLabel, MinTraffic: d.MinTraffic}
 }
+
+// TriggerSpec is a configured trigger as package trigger takes it, as the
+// daemon converts it (for tools that judge outside the daemon, such as the
+// backtest).
+func TriggerSpec(c config.Trigger) trigger.Spec { return triggerSpec(c) }
+
+// DetectorConfig is a service's deploy detection as package rollout takes
+// it, as the daemon converts it.
+func DetectorConfig(d config.Deploy) rollout.Config { return detectorConfig(d) }

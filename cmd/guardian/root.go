@@ -60,7 +60,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&lf.format, "log.format", "console", "log format: console or json")
 	root.AddCommand(newRunCmd(lf, stderr), newCheckCmd(stdout, stderr), newDemoCmd(lf, stdout, stderr),
 		newDecisionCmd(stdout, true), newDecisionCmd(stdout, false), newCloseCmd(stdout), newRollbackCmd(stdout), newIncidentsCmd(stdout), newReportCmd(stdout),
-		newStateCmd(stdout, stderr), newVersionCmd(stdout))
+		newStateCmd(stdout, stderr), newVersionCmd(stdout), newBacktestCmd(stdout, stderr))
 	return root
 }
 

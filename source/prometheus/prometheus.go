@@ -163,3 +163,29 @@ func classify(ctx context.Context, err error) error {
 	}
 	return fmt.Errorf("%w: %w", sentinel, err)
 }
+
+// QueryRange runs query as a range query from start to end at every step,
+// as Prometheus's /api/v1/query_range does: the value at each step is what
+// an instant query at that time returns. It is bounded by the source's
+// timeout like Query; errors wrap a source sentinel where one applies.
+func (q *Querier) QueryRange(ctx context.Context, query string, start, end time.Time, step time.Duration) (model.Matrix, error) {
+	ctx, cancel := context.WithTimeout(ctx, q.timeout)
+	defer cancel()
+
+	val, warnings, infos, err := q.api.QueryRange(ctx, query, v1.Range{Start: start, End: end, Step: step}, v1.WithTimeout(q.timeout))
+	if len(warnings) > 0 || len(infos) > 0 {
+		q.logger.Debug("query annotations", zap.String("query", query),
+			zap.Strings("warnings", warnings), zap.Strings("infos", infos))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prometheus %s: range query %q: %w", q.url, query, classify(ctx, err))
+	}
+	m, ok := val.(model.Matrix)
+	if !ok {
+		if val == nil {
+			return nil, fmt.Errorf("prometheus %s: range query %q: %w: empty response", q.url, query, source.ErrBadQuery)
+		}
+		return nil, fmt.Errorf("prometheus %s: range query %q: %w: got %s, not a matrix", q.url, query, source.ErrBadQuery, val.Type())
+	}
+	return m, nil
+}
