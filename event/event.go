@@ -16,6 +16,10 @@ const (
 	IncidentDeclared Type = "incident.declared"
 	// TriggerFired: another trigger fired for the deploy of an open incident.
 	TriggerFired Type = "trigger.fired"
+	// ShadowDecision: the incident's service is in shadow mode; Guardian
+	// records what it would have done (roll the service back) and does
+	// nothing.
+	ShadowDecision Type = "shadow.decision"
 	// ApprovalRequested asks for a go/no-go (the application step, or the
 	// database step, which is never automatic).
 	ApprovalRequested Type = "approval.requested"
@@ -77,6 +81,7 @@ var types = []struct {
 }{
 	{IncidentDeclared, true},
 	{TriggerFired, true},
+	{ShadowDecision, true},
 	{ApprovalRequested, true},
 	{ApprovalGranted, true},
 	{ApprovalDenied, true},
