@@ -81,7 +81,6 @@ var types = []struct {
 }{
 	{IncidentDeclared, true},
 	{TriggerFired, true},
-	{ShadowDecision, true},
 	{ApprovalRequested, true},
 	{ApprovalGranted, true},
 	{ApprovalDenied, true},
@@ -101,10 +100,12 @@ var types = []struct {
 	{NotificationFailed, false},
 	{SourceUnreachable, true},
 	{SourceRecovered, true},
+	// Last, so that the numbering of the others stays as it was.
+	{ShadowDecision, true},
 }
 
 // All returns every event type, in the order an incident usually emits them,
-// then the metric-source types.
+// then the metric-source types, then shadow.decision.
 func All() []Type {
 	out := make([]Type, len(types))
 	for i, e := range types {

@@ -803,7 +803,7 @@ func (r *Record) shadowDecision(rules Rules, now time.Time) []Effect {
 	if rules.Application != "" {
 		data["executor"] = rules.Application
 	}
-	r.add(now, event.ShadowDecision, "guardian", fmt.Sprintf("shadow mode: Guardian would have rolled back %s %s → %s at %s, %s, %s; it did nothing and observes until the watch ends or the version changes",
+	r.add(now, event.ShadowDecision, "guardian", fmt.Sprintf("Guardian would have rolled back %s %s → %s at %s, %s, %s; in shadow mode it did nothing and observes until the watch ends or the version changes",
 		r.Service, r.Version, r.Baseline, now.UTC().Format(time.RFC3339), how, with), data)
 	return []Effect{Observe{Incident: r.ID, At: now.Add(probeInterval(rules))}}
 }
