@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/event"
@@ -182,5 +186,43 @@ func TestRecordWithoutModeIsEnforced(t *testing.T) {
 	b, _ := json.Marshal(shadowDeclared(t))
 	if !strings.Contains(string(b), `"mode":"shadow"`) {
 		t.Errorf("mode not persisted: %s", b)
+	}
+}
+
+// TestManagerShadow drives a shadow incident through the Manager under an
+// automatic policy: the decision is counted, no executor runs, a go is
+// refused, and the incident closes once the watch of its deploy ends.
+func TestManagerShadow(t *testing.T) {
+	var watching atomic.Bool
+	watching.Store(true)
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Auto}, false,
+		func(s *Service) {
+			s.Mode = ModeShadow
+			s.Watching = func() (string, time.Time, bool) { return "v2", deployedAt, watching.Load() }
+		},
+		func(o *Options) { o.Registry = reg })
+	id := h.declare().ID
+	rec := h.waitState(id, Shadow)
+	if rec.Mode != ModeShadow || entryOf(rec, event.ShadowDecision) == nil {
+		t.Fatalf("mode %s, timeline %v", rec.Mode, types(rec))
+	}
+	if got := testutil.ToFloat64(h.m.m.shadow.WithLabelValues("checkout", "rollback")); got != 1 {
+		t.Fatalf("guardian_shadow_decisions_total = %g", got)
+	}
+	if _, err := h.vote(id, true, "token:alice", "go"); !errors.Is(err, ErrShadow) {
+		t.Fatalf("vote: %v, want ErrShadow", err)
+	}
+	watching.Store(false)
+	h.waitState(id, Closed)
+	rec = h.settled(id)
+	if h.app.n() != 0 || len(rec.Actions) != 0 || rec.Report == nil || rec.Report.Invite != "" {
+		t.Fatalf("rollbacks %d, actions %v, report %+v", h.app.n(), rec.Actions, rec.Report)
+	}
+	if !inOrder(h.pub.types(), event.IncidentDeclared, event.ShadowDecision, event.IncidentClosed, event.ReportWritten) {
+		t.Fatalf("published %v", h.pub.types())
+	}
+	if n, _ := testutil.GatherAndCount(reg, "guardian_shadow_decisions_total"); n != 1 {
+		t.Fatalf("%d series of guardian_shadow_decisions_total registered", n)
 	}
 }
