@@ -337,6 +337,9 @@ func (m *Manager) RequestRollback(ctx context.Context, d rollout.Event, referenc
 		if err != nil {
 			return Record{}, err
 		}
+		if rec.Shadowed() {
+			return rec, fmt.Errorf("%w for %s: incident %d, in shadow mode; close it first (guardian close %d --reason ...)", ErrOpenIncident, d.Service, id, id)
+		}
 		return rec, fmt.Errorf("%w for %s: incident %d (%s); approve it (guardian approve %d) or close it first", ErrOpenIncident, d.Service, id, rec.State, id)
 	}
 	rec, effs0, err := m.createLocked(ctx, Declare{

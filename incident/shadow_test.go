@@ -1,6 +1,7 @@
 package incident
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -224,5 +225,34 @@ func TestManagerShadow(t *testing.T) {
 	}
 	if n, _ := testutil.GatherAndCount(reg, "guardian_shadow_decisions_total"); n != 1 {
 		t.Fatalf("%d series of guardian_shadow_decisions_total registered", n)
+	}
+}
+
+// TestManagerRequestedRollbackOnShadowService: a person's rollback of a
+// service in shadow mode is enforced, once its open shadow incident is
+// closed (the request says so while it is open).
+func TestManagerRequestedRollbackOnShadowService(t *testing.T) {
+	h := newHarness(t, nil, approval.Policy{Mode: approval.Manual}, false, func(s *Service) {
+		s.Mode = ModeShadow
+		s.Watching = func() (string, time.Time, bool) { return "v2", deployedAt, true }
+	})
+	id := h.declare().ID
+	h.waitState(id, Shadow)
+	d, _ := firing()
+	who := Requester{By: "token:alice", Channel: "cli", Reason: "orders written twice"}
+	if _, err := h.m.RequestRollback(context.Background(), d, nil, "SEV-1", who); !errors.Is(err, ErrOpenIncident) ||
+		!strings.Contains(err.Error(), "shadow mode; close it first") {
+		t.Fatalf("request with a shadow incident open: %v", err)
+	}
+	if _, err := h.m.Close(context.Background(), id, "token:alice", "cli", "rolling back by hand"); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := h.m.RequestRollback(context.Background(), d, nil, "SEV-1", who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = h.waitState(rec.ID, Resolved)
+	if rec.Mode != ModeEnforce || h.app.n() != 1 {
+		t.Fatalf("mode %s, rollbacks %d", rec.Mode, h.app.n())
 	}
 }
