@@ -56,8 +56,14 @@ func (a *App) Service(name string) (incident.Service, bool) {
 	for _, r := range s.cfg.Responders {
 		team = append(team, incident.Responder{Role: r.Role, Name: r.Name, Email: r.Email, Slack: r.Slack})
 	}
+	w := s.watch
 	return incident.Service{Rules: rules, Application: s.appExec, Database: s.dbExec, Verifier: s.verifier, Query: s.querier.Query,
-		Serving: s.watch.Serving, Team: team}, true
+		Serving: w.Serving, Team: team, Mode: incident.Mode(s.cfg.Mode), Watching: func() (string, time.Time, bool) {
+			if ws := w.Status().Watch; ws != nil {
+				return ws.Version, ws.Since, true
+			}
+			return "", time.Time{}, false
+		}}, true
 }
 
 // receivers names the notifiers of a service as configured now.

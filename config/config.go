@@ -167,7 +167,18 @@ type Service struct {
 	Recovery Recovery `yaml:"recovery"`
 	// Rollback configures how the service is rolled back.
 	Rollback Rollback `yaml:"rollback"`
+	// Mode is enforce (default: incidents ask for the go/no-go and roll
+	// back) or shadow (incidents are declared, notified and reported, but
+	// Guardian asks nobody and runs no executor: it records what it would
+	// have done). An incident keeps the mode it was declared with.
+	Mode string `yaml:"mode,omitempty"`
 }
+
+// Service modes.
+const (
+	ModeEnforce = "enforce"
+	ModeShadow  = "shadow"
+)
 
 // Rollback names the executors of the two steps: the application always
 // first; the database only when the application rollback did not restore

@@ -49,6 +49,7 @@ func (s *Service) setDefaults() {
 	s.WatchWindow = DefaultWatchWindow
 	s.Deploy.VersionLabel = DefaultVersionLabel
 	s.Approval.Mode = ApprovalManual
+	s.Mode = ModeEnforce
 	s.Recovery = Recovery{Tolerance: 0.1, StableFor: Duration(time.Minute), Timeout: Duration(15 * time.Minute)}
 }
 

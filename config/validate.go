@@ -453,6 +453,13 @@ func (v *validator) service(p string, s *Service, seen, sources, notifiers map[s
 		v.errorf(p+".deploy.min_traffic", "must not be negative, got %g", s.Deploy.MinTraffic)
 	}
 	v.positive(p+".watch_window", s.WatchWindow)
+	switch s.Mode {
+	case ModeEnforce, ModeShadow:
+	case "":
+		s.Mode = ModeEnforce
+	default:
+		v.errorf(p+".mode", "invalid mode %q: want enforce or shadow", s.Mode)
+	}
 
 	if len(s.Triggers) == 0 && !v.broken(p+".triggers") {
 		v.errorf(p+".triggers", "at least one trigger is required")

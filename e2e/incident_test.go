@@ -49,6 +49,7 @@ type receivedEvent struct {
 	Type     string         `json:"type"`
 	Sequence int            `json:"sequence"`
 	Incident int64          `json:"incident"`
+	Mode     string         `json:"mode"`
 	Text     string         `json:"text"`
 	Data     map[string]any `json:"data"`
 	// Links and Responders lead back to Guardian and name the team.

@@ -16,6 +16,10 @@ const (
 	IncidentDeclared Type = "incident.declared"
 	// TriggerFired: another trigger fired for the deploy of an open incident.
 	TriggerFired Type = "trigger.fired"
+	// ShadowDecision: the incident's service is in shadow mode; Guardian
+	// records what it would have done (roll the service back) and does
+	// nothing.
+	ShadowDecision Type = "shadow.decision"
 	// ApprovalRequested asks for a go/no-go (the application step, or the
 	// database step, which is never automatic).
 	ApprovalRequested Type = "approval.requested"
@@ -96,10 +100,12 @@ var types = []struct {
 	{NotificationFailed, false},
 	{SourceUnreachable, true},
 	{SourceRecovered, true},
+	// Last, so that the numbering of the others stays as it was.
+	{ShadowDecision, true},
 }
 
 // All returns every event type, in the order an incident usually emits them,
-// then the metric-source types.
+// then the metric-source types, then shadow.decision.
 func All() []Type {
 	out := make([]Type, len(types))
 	for i, e := range types {

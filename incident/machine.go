@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rollback-guardian/guardian/approval"
@@ -25,6 +26,9 @@ var (
 	ErrBusy = errors.New("a rollback step is running")
 	// ErrFinished: the incident is resolved or closed.
 	ErrFinished = errors.New("incident is over")
+	// ErrShadow: the incident is in shadow mode; nobody is asked for a
+	// go/no-go and no executor runs.
+	ErrShadow = errors.New("incident is in shadow mode")
 	// ErrIgnored: the event does not apply in this state (a late timer, a
 	// probe after resolution, a trigger already on the timeline); the
 	// driver drops it.
@@ -55,6 +59,9 @@ type Declare struct {
 	RequestedBy *Requester
 	// Team are the service's responders, assembled on the incident.
 	Team []Responder
+	// Mode is the service's mode now (empty: enforce). A person's request
+	// (RequestedBy) is always enforced.
+	Mode Mode
 }
 
 // Restart is Guardian (re)starting with the incident in its store.
@@ -112,6 +119,16 @@ type Superseded struct {
 // CloseRequested is a person closing the incident.
 type CloseRequested struct{ By, Channel, Reason string }
 
+// Observed is what a shadow incident's observation found of its service:
+// the deploy its watch judges now (Watching false when no watch is open)
+// and the versions serving, most traffic first (none when unknown).
+type Observed struct {
+	Watching   bool
+	Version    string
+	DeployedAt time.Time
+	Serving    []string
+}
+
 // DeliveryFailed is a notification of the incident given up by the outbox.
 type DeliveryFailed struct{ Receiver, Type, Err string }
 
@@ -127,6 +144,7 @@ func (Reported) isEvent()       {}
 func (AlsoFired) isEvent()      {}
 func (Superseded) isEvent()     {}
 func (CloseRequested) isEvent() {}
+func (Observed) isEvent()       {}
 
 // Effect is a side effect the driver runs after the transition is saved.
 // Each carries its idempotency key: the driver never runs two effects of
@@ -154,6 +172,13 @@ type AwaitStep struct{ Step, StepKey string }
 
 // Probe probes recovery at At; the result comes back as Probed.
 type Probe struct {
+	Incident int64
+	At       time.Time
+}
+
+// Observe looks, at At, at the watch and the versions of a shadow
+// incident's service; the result comes back as Observed.
+type Observe struct {
 	Incident int64
 	At       time.Time
 }
@@ -186,6 +211,9 @@ func (a AwaitStep) Key() string { return a.StepKey }
 func (p Probe) Key() string { return prefix(p.Incident) + "probe" }
 
 // Key implements Effect.
+func (o Observe) Key() string { return prefix(o.Incident) + "observe" }
+
+// Key implements Effect.
 func (w WriteReport) Key() string { return w.ReportKey }
 
 func prefix(id int64) string { return fmt.Sprintf("incident-%d/", id) }
@@ -205,7 +233,7 @@ type Rules struct {
 // service's rules and returns the new record and the effects to run once it
 // is saved. It is pure: no I/O, no clock, no timers. An event the state does
 // not accept returns an error wrapping one of ErrNoDecision, ErrInvalidVote,
-// ErrBusy, ErrFinished or ErrIgnored, and r unchanged.
+// ErrShadow, ErrBusy, ErrFinished or ErrIgnored, and r unchanged.
 func Next(r Record, ev Event, rules Rules, now time.Time) (Record, []Effect, error) {
 	if _, ok := ev.(Declare); !ok && r.ID == 0 {
 		return r, nil, fmt.Errorf("%w: no incident", ErrIgnored)
@@ -233,6 +261,8 @@ func Next(r Record, ev Event, rules Rules, now time.Time) (Record, []Effect, err
 		effs, err = n.reported(ev, now)
 	case AlsoFired:
 		effs, err = n.alsoFired(ev, now)
+	case Observed:
+		effs, err = n.observed(ev, rules, now)
 	case Superseded:
 		effs, err = n.close(now, "guardian", "", fmt.Sprintf("superseded by the deploy of %s %s at %s: closed without rollback; the new deploy is judged on its own",
 			r.Service, ev.Version, ev.DeployedAt.UTC().Format(time.RFC3339)), map[string]string{"superseded_by": ev.Version})
@@ -278,8 +308,12 @@ func (r *Record) declare(d Declare, now time.Time) ([]Effect, error) {
 	if r.ID != 0 {
 		return nil, fmt.Errorf("%w: incident %d is already declared", ErrIgnored, r.ID)
 	}
+	mode := ModeEnforce
+	if d.Mode == ModeShadow && d.RequestedBy == nil {
+		mode = ModeShadow
+	}
 	*r = Record{
-		ID: d.ID, Service: d.Service, Severity: d.Severity, State: Detected,
+		ID: d.ID, Service: d.Service, Severity: d.Severity, State: Detected, Mode: mode,
 		Version: d.Version, Baseline: d.Baseline, BaselineWhy: d.BaselineWhy, Trigger: d.Trigger, Evidence: d.Evidence,
 		Changes: d.Changes, DeployedAt: d.DeployedAt, DetectedAt: now, Step: executor.StepApplication, References: d.References,
 		Team: d.Team,
@@ -306,6 +340,9 @@ func (r *Record) declare(d Declare, now time.Time) ([]Effect, error) {
 	if d.BaselineWhy != "" {
 		msg += fmt.Sprintf("; baseline %s: %s", d.Baseline, d.BaselineWhy)
 		data["baseline_why"] = d.BaselineWhy
+	}
+	if mode == ModeShadow {
+		msg += "; shadow mode: Guardian records what it would do and does not act"
 	}
 	r.add(now, event.IncidentDeclared, "guardian", msg, data)
 	// The go/no-go is decided in the next transition, so that a declared
@@ -339,6 +376,12 @@ func (r *Record) request(step string, now time.Time) approval.Request {
 // decide applies the approval policy to the application step (from
 // Detected or AwaitingApproval).
 func (r *Record) decide(rules Rules, now time.Time) []Effect {
+	if r.Shadowed() {
+		if r.State == Detected {
+			return r.shadowDecision(rules, now)
+		}
+		return nil
+	}
 	if h := r.RequestedBy; h != nil && r.State == Detected {
 		// The person who asked for the rollback gave the go.
 		r.setState(AwaitingApproval)
@@ -480,6 +523,9 @@ func (r *Record) restart(rules Rules, now time.Time) []Effect {
 			r.VerifyStartedAt = &now
 		}
 		return []Effect{Probe{Incident: r.ID, At: now}}
+	case Shadow:
+		// The watch is restored as Guardian starts: look one interval later.
+		return []Effect{Observe{Incident: r.ID, At: now.Add(probeInterval(rules))}}
 	case Resolved, Closed:
 		if r.Report == nil {
 			return []Effect{r.writeReport(now)}
@@ -498,6 +544,9 @@ func (r *Record) tick(rules Rules, now time.Time) ([]Effect, error) {
 func (r *Record) vote(v approval.Vote, rules Rules, now time.Time) ([]Effect, error) {
 	if err := v.Validate(); err != nil {
 		return nil, err
+	}
+	if r.Shadowed() {
+		return nil, fmt.Errorf("%w: incident %d of %s is in shadow mode: Guardian does not act on it, so there is no go/no-go to give", ErrShadow, r.ID, r.Service)
 	}
 	switch {
 	case r.State == AwaitingApproval && v.Approve, r.State == Held && v.Approve:
@@ -596,11 +645,14 @@ func (r *Record) probed(res verify.Result, rules Rules, now time.Time) ([]Effect
 		}
 		return r.notRecovered(res, rules, now), nil
 	}
-	interval := rules.ProbeInterval
-	if interval <= 0 {
-		interval = 5 * time.Second
+	return []Effect{Probe{Incident: r.ID, At: now.Add(probeInterval(rules))}}, nil
+}
+
+func probeInterval(rules Rules) time.Duration {
+	if rules.ProbeInterval <= 0 {
+		return 5 * time.Second
 	}
-	return []Effect{Probe{Incident: r.ID, At: now.Add(interval)}}, nil
+	return rules.ProbeInterval
 }
 
 // resolve confirms the recovery and resolves the incident.
@@ -733,3 +785,49 @@ func because(reason string) string {
 }
 
 func (r *Record) setState(s State) { r.State = s }
+
+// shadowDecision records, for an incident in shadow mode, what Guardian
+// would have done under the service's rules now, and starts observing.
+// Nobody is asked and nothing runs.
+func (r *Record) shadowDecision(rules Rules, now time.Time) []Effect {
+	r.setState(Shadow)
+	how := "at once (approval policy: " + string(mode(rules.Approval)) + ")"
+	if d := approval.Decide(rules.Approval, r.request(executor.StepApplication, now), now); d.Outcome != approval.Go {
+		how = "after a go/no-go (approval policy: " + string(mode(rules.Approval)) + ")"
+	}
+	with := "with " + rules.Application
+	if rules.Application == "" {
+		with = "but no rollback.application is configured, so it would have failed"
+	}
+	data := map[string]string{"decision": "rollback", "version": r.Version, "baseline": r.Baseline, "approval": string(mode(rules.Approval))}
+	if rules.Application != "" {
+		data["executor"] = rules.Application
+	}
+	r.add(now, event.ShadowDecision, "guardian", fmt.Sprintf("Guardian would have rolled back %s %s → %s at %s, %s, %s; in shadow mode it did nothing and observes until the watch ends or the version changes",
+		r.Service, r.Version, r.Baseline, now.UTC().Format(time.RFC3339), how, with), data)
+	return []Effect{Observe{Incident: r.ID, At: now.Add(probeInterval(rules))}}
+}
+
+// observed closes a shadow incident once its deploy is no longer watched or
+// no longer serves, and otherwise observes again one interval later.
+func (r *Record) observed(o Observed, rules Rules, now time.Time) ([]Effect, error) {
+	if r.State != Shadow {
+		return nil, fmt.Errorf("%w: observation while %s", ErrIgnored, r.State)
+	}
+	var msg string
+	data := map[string]string{}
+	switch {
+	case !o.Watching:
+		msg = fmt.Sprintf("the watch of %s %s ended", r.Service, r.Version)
+		data["reason"] = "watch_ended"
+	case o.Version != r.Version || !o.DeployedAt.Equal(r.DeployedAt):
+		msg = fmt.Sprintf("%s %s was deployed at %s, replacing %s", r.Service, o.Version, o.DeployedAt.UTC().Format(time.RFC3339), r.Version)
+		data["reason"], data["version"] = "version_changed", o.Version
+	case len(o.Serving) > 0 && !slices.Contains(o.Serving, r.Version):
+		msg = fmt.Sprintf("%s no longer serves %s (serving %s)", r.Service, r.Version, strings.Join(o.Serving, ", "))
+		data["reason"], data["version"] = "version_changed", o.Serving[0]
+	default:
+		return []Effect{Observe{Incident: r.ID, At: now.Add(probeInterval(rules))}}, nil
+	}
+	return r.close(now, "guardian", "", fmt.Sprintf("shadow incident closed: %s; Guardian did not act", msg), data)
+}

@@ -69,6 +69,8 @@ func inState(t *testing.T, s State) Record {
 		r.ResolvedAt = tptr(t0)
 	case Closed:
 		r.ClosedAt = tptr(t0)
+	case Shadow:
+		r.Mode = ModeShadow
 	}
 	r.State = s
 	return r
@@ -93,6 +95,8 @@ func events() map[string]Event {
 		"also-fired":    AlsoFired{Trigger: "p99-latency", Summary: "p99 1.2s > 0.5s"},
 		"superseded":    Superseded{Version: "v3", DeployedAt: t0.Add(time.Hour)},
 		"close":         CloseRequested{By: "token:carol", Channel: approval.ChannelCLI, Reason: "fixed forward"},
+		"observed":      Observed{Watching: true, Version: "v2", DeployedAt: t0.Add(-time.Minute), Serving: []string{"v2", "v1"}},
+		"watch-ended":   Observed{Serving: []string{"v2", "v1"}},
 	}
 }
 
@@ -117,7 +121,7 @@ func table() map[State]map[string]outcome {
 		return map[string]outcome{"also-fired": ok(s, "Publish"), "superseded": ok(Closed, "Publish,WriteReport"), "close": ok(Closed, "Publish,WriteReport")}
 	}
 	merge := func(ms ...map[string]outcome) map[string]outcome {
-		out := map[string]outcome{"declare": no(ErrIgnored)}
+		out := map[string]outcome{"declare": no(ErrIgnored), "observed": no(ErrIgnored), "watch-ended": no(ErrIgnored)}
 		for _, m := range ms {
 			for k, v := range m {
 				out[k] = v
@@ -151,6 +155,10 @@ func table() map[State]map[string]outcome {
 		AwaitingApproval: merge(ignoredSteps, ignoredProbes, ignoredReports, closable(AwaitingApproval), map[string]outcome{
 			"restart": ok(AwaitingApproval, ""), "tick": ok(AwaitingApproval, ""),
 			"go": ok(RollingBack, "Publish,RunStep"), "no-go": ok(Held, "Publish"),
+		}),
+		Shadow: merge(ignoredSteps, ignoredProbes, ignoredReports, closable(Shadow), map[string]outcome{
+			"restart": ok(Shadow, "Observe"), "tick": no(ErrIgnored), "go": no(ErrShadow), "no-go": no(ErrShadow),
+			"observed": ok(Shadow, "Observe"), "watch-ended": ok(Closed, "Publish,WriteReport"),
 		}),
 		Held:        merge(parked(Held), map[string]outcome{"go": ok(RollingBack, "Publish,RunStep")}),
 		RollingBack: acting(RollingBack),

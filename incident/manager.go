@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/approval"
+	"github.com/rollback-guardian/guardian/event"
 	"github.com/rollback-guardian/guardian/executor"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/store"
@@ -59,6 +60,13 @@ type Service struct {
 	// Team are the service's responders, named on the incident when it is
 	// declared.
 	Team []Responder
+	// Mode is the service's mode, given to the incidents declared now
+	// (empty: enforce).
+	Mode Mode
+	// Watching returns the deploy the service's watch judges now (ok false
+	// when no watch is open); a shadow incident closes once it is not its
+	// own. Nil when unknown: the incident then stays open.
+	Watching func() (version string, deployedAt time.Time, ok bool)
 }
 
 // Env looks services up.
@@ -147,6 +155,7 @@ type managerMetrics struct {
 	declared  *prometheus.CounterVec
 	rollbacks *prometheus.CounterVec
 	decisions *prometheus.CounterVec
+	shadow    *prometheus.CounterVec
 	open      *prometheus.GaugeVec
 }
 
@@ -180,13 +189,16 @@ func NewManager(o Options) *Manager {
 			decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "guardian_decisions_total", Help: "Go/no-go decisions, by step, outcome and whether a human or a policy decided.",
 			}, []string{"service", "step", "decision", "by"}),
+			shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "guardian_shadow_decisions_total", Help: "What Guardian would have done for incidents of services in shadow mode, by decision (rollback).",
+			}, []string{"service", "decision"}),
 			open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 				Name: "guardian_incidents_open", Help: "Open incidents by state.",
 			}, []string{"service", "state"}),
 		},
 	}
 	if o.Registry != nil {
-		o.Registry.MustRegister(m.m.declared, m.m.rollbacks, m.m.decisions, m.m.open)
+		o.Registry.MustRegister(m.m.declared, m.m.rollbacks, m.m.decisions, m.m.shadow, m.m.open)
 	}
 	return m
 }
@@ -325,6 +337,9 @@ func (m *Manager) RequestRollback(ctx context.Context, d rollout.Event, referenc
 		if err != nil {
 			return Record{}, err
 		}
+		if rec.Shadowed() {
+			return rec, fmt.Errorf("%w for %s: incident %d, in shadow mode; close it first (guardian close %d --reason ...)", ErrOpenIncident, d.Service, id, id)
+		}
 		return rec, fmt.Errorf("%w for %s: incident %d (%s); approve it (guardian approve %d) or close it first", ErrOpenIncident, d.Service, id, rec.State, id)
 	}
 	rec, effs0, err := m.createLocked(ctx, Declare{
@@ -351,7 +366,7 @@ func (m *Manager) createLocked(ctx context.Context, d Declare) (Record, []Effect
 	}
 	d.ID = int64(idn)
 	if svc, ok := m.env.Service(d.Service); ok {
-		d.Team = svc.Team
+		d.Team, d.Mode = svc.Team, svc.Mode
 	}
 	rec, effs, err := Next(Record{}, d, Rules{}, m.now())
 	if err != nil {
@@ -377,7 +392,7 @@ func (m *Manager) createLocked(ctx context.Context, d Declare) (Record, []Effect
 
 // rejected reports whether err is Next refusing an event.
 func rejected(err error) bool {
-	for _, e := range []error{ErrIgnored, ErrNoDecision, ErrInvalidVote, ErrBusy, ErrFinished} {
+	for _, e := range []error{ErrIgnored, ErrNoDecision, ErrInvalidVote, ErrShadow, ErrBusy, ErrFinished} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -513,6 +528,13 @@ func (m *Manager) observeLocked(before, after Record) {
 		m.m.decisions.WithLabelValues(after.Service, d.Step, verdict, by).Inc()
 		log.Info("go/no-go", zap.String("step", d.Step), zap.String("decision", verdict), zap.String("by", d.By), zap.String("channel", d.Channel))
 	}
+	for _, e := range after.Timeline[min(len(before.Timeline), len(after.Timeline)):] {
+		if e.Type == event.ShadowDecision {
+			m.m.shadow.WithLabelValues(after.Service, e.Data["decision"]).Inc()
+			log.Warn("shadow mode: would have acted", zap.String("decision", e.Data["decision"]),
+				zap.String("version", after.Version), zap.String("baseline", after.Baseline))
+		}
+	}
 	for k, a := range after.Actions {
 		if b, ok := before.Actions[k]; ok && b.State == ActionStarted && a.State != ActionStarted {
 			m.m.rollbacks.WithLabelValues(after.Service, strings.TrimPrefix(a.Kind, "rollback."), string(a.State)).Inc()
@@ -541,6 +563,8 @@ func (m *Manager) runLocked(ctx context.Context, rec Record, effs []Effect, svc 
 			m.after(e.Key(), e.At, func(ctx context.Context) { m.tick(ctx, id) })
 		case Probe:
 			m.after(e.Key(), e.At, func(ctx context.Context) { m.probe(ctx, id) })
+		case Observe:
+			m.after(e.Key(), e.At, func(ctx context.Context) { m.observe(ctx, id) })
 		case WriteReport:
 			m.fault(FaultBeforeReport)
 			m.after(e.Key(), e.At, func(ctx context.Context) { m.report(ctx, id, e.Postmortem) })
@@ -708,6 +732,32 @@ func (m *Manager) probe(ctx context.Context, id int64) {
 		return
 	}
 	m.feed(ctx, id, Probed{Result: res})
+}
+
+// observe looks at a shadow incident's service once and feeds what it
+// found back.
+func (m *Manager) observe(ctx context.Context, id int64) {
+	rec, err := m.Get(ctx, id)
+	if err != nil {
+		m.log.Error("loading incident", zap.Int64("incident", id), zap.Error(err))
+		m.retry(id, "observe", func(ctx context.Context) { m.observe(ctx, id) })
+		return
+	}
+	if rec.State != Shadow {
+		return
+	}
+	svc, ok := m.env.Service(rec.Service)
+	if !ok || svc.Watching == nil {
+		m.log.Warn("service no longer configured; the shadow incident waits", zap.Int64("incident", id), zap.String("service", rec.Service))
+		m.retry(id, "observe", func(ctx context.Context) { m.observe(ctx, id) })
+		return
+	}
+	var o Observed
+	o.Version, o.DeployedAt, o.Watching = svc.Watching()
+	if svc.Serving != nil {
+		o.Serving = svc.Serving()
+	}
+	m.feed(ctx, id, o)
 }
 
 // retry runs f again after retryDelay.

@@ -23,7 +23,11 @@ type State string
 
 // Incident states.
 const (
-	Detected           State = "detected"
+	Detected State = "detected"
+	// Shadow is an incident of a service in shadow mode once Guardian
+	// recorded what it would have done: it asks nobody and runs nothing,
+	// and observes until the watch ends or the service's version changes.
+	Shadow             State = "shadow"
 	AwaitingApproval   State = "awaiting_approval"
 	RollingBack        State = "rolling_back"
 	Verifying          State = "verifying"
@@ -40,7 +44,7 @@ const (
 
 // States lists every state, in the usual order of an incident.
 func States() []State {
-	return []State{Detected, AwaitingApproval, Held, RollingBack, Verifying, DBAwaitingApproval, DBRollingBack,
+	return []State{Detected, Shadow, AwaitingApproval, Held, RollingBack, Verifying, DBAwaitingApproval, DBRollingBack,
 		Resolved, Escalated, Failed, Closed}
 }
 
@@ -55,6 +59,20 @@ func (s State) Open() bool { return s != Resolved && s != Closed && s != "" }
 // acting reports whether a rollback step's executor may be running.
 func (s State) acting() bool { return s == RollingBack || s == DBRollingBack }
 
+// Mode is whether Guardian acts on an incident (enforce) or only records
+// what it would have done (shadow). An incident keeps the mode it was
+// declared with, whatever its service's configuration says later.
+type Mode string
+
+// Incident modes.
+const (
+	ModeEnforce Mode = "enforce"
+	ModeShadow  Mode = "shadow"
+)
+
+// String returns the mode's name.
+func (m Mode) String() string { return string(m) }
+
 // Record is one incident as persisted.
 type Record struct {
 	// ID numbers incidents from 1, across services.
@@ -62,6 +80,9 @@ type Record struct {
 	Service  string `json:"service"`
 	Severity string `json:"severity"`
 	State    State  `json:"state"`
+	// Mode is enforce or shadow; a record saved without it is enforce
+	// (see Shadowed).
+	Mode Mode `json:"mode,omitempty"`
 	// Version is the bad version; Baseline the version to roll back to,
 	// and BaselineWhy why it was chosen (what served most before the
 	// deploy, say).
@@ -129,6 +150,10 @@ type Record struct {
 	// Timeline is every step, in order.
 	Timeline []Entry `json:"timeline"`
 }
+
+// Shadowed reports whether the incident is in shadow mode: Guardian asks
+// for no go/no-go and runs no executor for it.
+func (r Record) Shadowed() bool { return r.Mode == ModeShadow }
 
 // Responder is one of the people an incident calls on.
 type Responder struct {

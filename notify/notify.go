@@ -36,6 +36,10 @@ type Event struct {
 	// State is the incident's state after the event (a source's:
 	// unreachable or reachable).
 	State string `json:"state"`
+	// Mode is "shadow" for an incident of a service in shadow mode:
+	// Guardian only records what it would have done, and Text begins with
+	// "[shadow] ". Empty for an enforced incident.
+	Mode string `json:"mode,omitempty"`
 	// Text is the human message: what happened, why (value vs threshold vs
 	// baseline) and what is proposed.
 	Text string `json:"text"`

@@ -57,8 +57,16 @@ func EventOf(rec incident.Record, i int) Event {
 	for _, r := range rec.Team {
 		team = append(team, Responder(r))
 	}
-	return Event{Responders: team,
+	ev := Event{Responders: team,
 		ID: incident.EventID(rec.ID, seq), Type: e.Type, Sequence: seq, Time: e.At, Incident: rec.ID,
 		Service: rec.Service, Severity: rec.Severity, State: rec.State.String(), Text: e.Message, Data: data,
 	}
+	if rec.Shadowed() {
+		// Every receiver shows the text: each says Guardian did not act.
+		ev.Mode, ev.Text = incident.ModeShadow.String(), ShadowPrefix+e.Message
+	}
+	return ev
 }
+
+// ShadowPrefix begins the text of every event of an incident in shadow mode.
+const ShadowPrefix = "[shadow] "

@@ -25,6 +25,17 @@ func TestEventOf(t *testing.T) {
 		e.Data["actor"] != "token:alice" || e.Data["reason"] != "confirmed" || e.Data["baseline"] != "v1" || e.Data["count"] != 2 {
 		t.Fatalf("event %+v", e)
 	}
+	if e.Mode != "" {
+		t.Errorf("enforced incident's event has mode %q", e.Mode)
+	}
+	rec.Mode, rec.State = incident.ModeShadow, incident.Shadow
+	rec.Timeline = append(rec.Timeline, incident.Entry{At: at, Type: event.ShadowDecision, Actor: "guardian",
+		Message: "Guardian would have rolled back checkout v2 → v1", Data: map[string]string{"decision": "rollback"}})
+	e = notify.EventOf(rec, 3)
+	if e.Mode != "shadow" || e.Text != "[shadow] Guardian would have rolled back checkout v2 → v1" || e.State != "shadow" ||
+		e.Data["decision"] != "rollback" || e.Sequence != 3 {
+		t.Fatalf("shadow event %+v", e)
+	}
 }
 
 type nop struct{}

@@ -72,6 +72,7 @@ type htmlReport struct {
 	Facts       []htmlFact
 	Team        []htmlFact
 	Summary     string
+	Shadow      string
 	Changes     []htmlChange
 	NotTold     string
 	ChangeTitle string
@@ -110,6 +111,7 @@ func htmlView(r incident.Record, opts Options) htmlReport {
 	v := htmlReport{
 		Title:       Title(r),
 		Summary:     Summary(r, loc),
+		Shadow:      ShadowText(r, loc),
 		ChangeTitle: WhatChangedTitle,
 		Zone:        loc.String(),
 		Resolution:  resolutionText(r, loc),
@@ -119,6 +121,9 @@ func htmlView(r incident.Record, opts Options) htmlReport {
 	add := func(fs *[]htmlFact, label, value string) { *fs = append(*fs, htmlFact{label, value}) }
 	add(&v.Facts, "Severity", orUnknown(r.Severity))
 	add(&v.Facts, "State", orUnknown(r.State.String()))
+	if r.Shadowed() {
+		add(&v.Facts, "Mode", "shadow")
+	}
 	add(&v.Facts, "Service", r.Service)
 	add(&v.Facts, "Version", orUnknown(r.Version)+" (bad) → "+orUnknown(r.Baseline)+" (baseline)")
 	if h := r.RequestedBy; h != nil {

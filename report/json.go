@@ -20,7 +20,9 @@ type jsonReport struct {
 	Title         string          `json:"title"`
 	Summary       string          `json:"summary"`
 	Incident      incident.Record `json:"incident"`
-	Impact        jsonImpact      `json:"impact"`
+	// Shadow, for an incident in shadow mode, says Guardian did not act.
+	Shadow *jsonShadow `json:"shadow,omitempty"`
+	Impact jsonImpact  `json:"impact"`
 	// EvidenceQueries are the queries the firing verdict evaluated.
 	EvidenceQueries []EvidenceQuery `json:"evidence_queries"`
 	// WhatChanged is what the bad version and the baseline deployed;
@@ -29,6 +31,13 @@ type jsonReport struct {
 	WhatChangedNote string          `json:"what_changed_note,omitempty"`
 	Postmortem      *Invite         `json:"postmortem"`
 	GeneratedAt     time.Time       `json:"generated_at"`
+}
+
+// jsonShadow is what a shadow incident's report says of its mode.
+type jsonShadow struct {
+	Mode string `json:"mode"`
+	// Note is the heading and what Guardian would have done.
+	Note string `json:"note"`
 }
 
 // jsonImpact holds the intervals in seconds.
@@ -90,6 +99,9 @@ func JSON(r incident.Record, opts Options) ([]byte, error) {
 		EvidenceQueries: EvidenceQueries(r),
 		WhatChanged:     WhatChanged(r),
 		GeneratedAt:     opts.now().UTC(),
+	}
+	if r.Shadowed() {
+		rep.Shadow = &jsonShadow{Mode: string(incident.ModeShadow), Note: ShadowHeading + " " + ShadowText(r, time.UTC)}
 	}
 	if !anyKnown(rep.WhatChanged) {
 		rep.WhatChangedNote = NotToldText

@@ -57,8 +57,14 @@ func (m *mdWriter) at(t time.Time) string {
 func (m *mdWriter) header() {
 	r := m.r
 	m.f("# %s\n\n", esc(Title(r)))
+	if t := ShadowText(r, m.loc); t != "" {
+		m.f("> **%s** %s\n\n", ShadowHeading, esc(t))
+	}
 	m.f("- **Severity:** %s\n", esc(orUnknown(r.Severity)))
 	m.f("- **State:** %s\n", esc(orUnknown(r.State.String())))
+	if r.Shadowed() {
+		m.f("- **Mode:** shadow\n")
+	}
 	m.f("- **Service:** %s\n", esc(r.Service))
 	m.f("- **Version:** %s (bad) → %s (baseline)\n", esc(orUnknown(r.Version)), esc(orUnknown(r.Baseline)))
 	if h := r.RequestedBy; h != nil {

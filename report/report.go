@@ -222,7 +222,33 @@ func headline(r incident.Record) string {
 	default:
 		what = "state " + orUnknown(r.State.String())
 	}
+	if r.Shadowed() {
+		what = "detected as bad, shadow mode: Guardian did not act"
+	}
 	return versionOf(r) + " " + what
+}
+
+// ShadowHeading heads the report of an incident in shadow mode.
+const ShadowHeading = "Shadow mode: Guardian did not act."
+
+// ShadowText says, for an incident in shadow mode, what Guardian would
+// have done and that it did nothing; empty for an enforced incident.
+func ShadowText(r incident.Record, loc *time.Location) string {
+	if !r.Shadowed() {
+		return ""
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	s := "The service is in shadow mode: nobody was asked for a go/no-go and no rollback ran."
+	for _, e := range r.Timeline {
+		if e.Type == event.ShadowDecision {
+			s = fmt.Sprintf("It would have rolled back %s %s → %s at %s; nobody was asked for a go/no-go and no rollback ran.",
+				r.Service, orUnknown(r.Version), orUnknown(r.Baseline), fmtTime(e.At, loc))
+			break
+		}
+	}
+	return s
 }
 
 // Title is the report's title, e.g. "Incident #12 — checkout v2.4.1 rolled
@@ -490,6 +516,9 @@ func Summary(r incident.Record, loc *time.Location) string {
 		loc = time.UTC
 	}
 	var s []string
+	if r.Shadowed() {
+		s = append(s, ShadowHeading+" "+ShadowText(r, loc))
+	}
 	detected := clock(r.DetectedAt, r.DeployedAt, loc)
 	if r.DeployedAt.IsZero() {
 		s = append(s, fmt.Sprintf("%s was detected as bad at %s.", versionOf(r), fmtTime(r.DetectedAt, loc)))

@@ -245,6 +245,7 @@ func (s *Server) consoleIncidentError(w http.ResponseWriter, r *http.Request, u 
 	case errors.Is(err, incident.ErrNotFound), errors.Is(err, rollout.ErrUnknownService):
 		code = http.StatusNotFound
 	case errors.Is(err, incident.ErrNoDecision), errors.Is(err, incident.ErrBusy), errors.Is(err, incident.ErrFinished),
+		errors.Is(err, incident.ErrShadow),
 		errors.Is(err, incident.ErrNoService), errors.Is(err, incident.ErrOpenIncident), errors.Is(err, rollout.ErrNoTarget):
 		code = http.StatusConflict
 	case errors.Is(err, incident.ErrInvalidVote):

@@ -54,6 +54,7 @@ func (s *Server) incidentError(w http.ResponseWriter, err error) {
 	case errors.Is(err, incident.ErrNotFound), errors.Is(err, rollout.ErrUnknownService):
 		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
 	case errors.Is(err, incident.ErrNoDecision), errors.Is(err, incident.ErrBusy), errors.Is(err, incident.ErrFinished),
+		errors.Is(err, incident.ErrShadow),
 		errors.Is(err, incident.ErrNoService), errors.Is(err, incident.ErrOpenIncident), errors.Is(err, rollout.ErrNoTarget):
 		writeJSON(w, http.StatusConflict, apiError{Error: err.Error()})
 	case errors.Is(err, incident.ErrInvalidVote):

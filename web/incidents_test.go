@@ -223,3 +223,44 @@ func TestIncidentAPI(t *testing.T) {
 		t.Fatalf("closed: %s %+v", closed.State, e)
 	}
 }
+
+type shadowEnv struct{}
+
+func (shadowEnv) Service(name string) (incident.Service, bool) {
+	return incident.Service{Rules: incident.Rules{Approval: approval.Policy{Mode: approval.Manual}}, Mode: incident.ModeShadow}, name == "checkout"
+}
+
+// A go or no-go on an incident in shadow mode is a conflict that says why.
+func TestShadowIncidentRefusesVotes(t *testing.T) {
+	m := incident.NewManager(incident.Options{Store: store.NewMemory(), Env: shadowEnv{}, Registry: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	v := 0.2
+	rec, _, err := m.Declare(context.Background(), rollout.Event{Service: "checkout", Version: "v2", Baseline: "v1", At: time.Now()},
+		trigger.Verdict{Trigger: "error-rate", State: trigger.Firing, Evidence: trigger.Evidence{Value: &v}}, nil, "SEV-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if r, _ := m.Get(context.Background(), rec.ID); r.State != incident.Shadow {
+			return fmt.Errorf("state %s", r.State)
+		}
+		return nil
+	}, "the shadow decision")
+	toks, err := NewTokens(writeTokens(t, "alice:"+goodToken+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(Options{Gatherer: prometheus.NewRegistry(), Logger: zap.NewNop(), Tokens: func() *Tokens { return toks }, Incidents: reports{m}}).Handler()
+	for _, verb := range []string{"approve", "deny"} {
+		w := do(t, h, "POST", "/api/v1/incidents/1/"+verb, "Bearer "+goodToken, `{"reason":"try"}`)
+		if w.Code != 409 || !strings.Contains(w.Body.String(), "shadow mode") {
+			t.Errorf("%s: %d %s, want 409 saying shadow mode", verb, w.Code, w.Body)
+		}
+	}
+	if r, _ := m.Get(context.Background(), rec.ID); len(r.Decisions) != 0 || r.State != incident.Shadow {
+		t.Fatalf("a refused vote changed the incident: %s %+v", r.State, r.Decisions)
+	}
+}

@@ -25,7 +25,7 @@ var goldenState = map[event.Type]string{
 	event.RollbackUnknown: "verifying", event.RecoveryProgress: "verifying", event.RecoveryConfirmed: "resolved",
 	event.RecoveryFailed: "db_awaiting_approval", event.IncidentEscalated: "escalated", event.IncidentResolved: "resolved",
 	event.IncidentClosed: "closed", event.ReportWritten: "resolved", event.PostmortemScheduled: "resolved",
-	event.SourceUnreachable: "unreachable", event.SourceRecovered: "reachable",
+	event.SourceUnreachable: "unreachable", event.SourceRecovered: "reachable", event.ShadowDecision: "shadow",
 }
 
 // TestGolden renders the alert this receiver posts for every event type

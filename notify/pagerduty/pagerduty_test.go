@@ -264,6 +264,7 @@ func TestLifecycle(t *testing.T) {
 		event.PostmortemScheduled: "",
 		event.SourceUnreachable:   "trigger",
 		event.SourceRecovered:     "resolve",
+		event.ShadowDecision:      "trigger",
 	}
 	for _, e := range eventsample.All() {
 		before := len(rcv.requests())

@@ -60,6 +60,7 @@ var defaultTitles = map[event.Type]string{
 	event.PostmortemScheduled: `:calendar: Incident {{.Incident}}: {{.Service}} post-mortem scheduled`,
 	event.SourceUnreachable:   `:warning: Metric source {{.Data.source}} is unreachable`,
 	event.SourceRecovered:     `:white_check_mark: Metric source {{.Data.source}} answers again`,
+	event.ShadowDecision:      `:ghost: Incident {{.Incident}}: [shadow] would roll back {{.Service}} {{.Data.version}} → {{.Data.baseline}}`,
 }
 
 // fallbackTitle is the header of an event type Guardian does not know yet.
@@ -140,6 +141,10 @@ func (t *templates) render(e notify.Event) (title, text string, err error) {
 		return "", "", err
 	}
 	title = strings.Join(strings.Fields(title), " ") // one line
+	if e.Mode == string(incident.ModeShadow) && !strings.Contains(title, "[shadow]") {
+		// Guardian does not act on the incident: every header says so.
+		title = "[shadow] " + title
+	}
 	return tmpl.Truncate(maxHeader, title), tmpl.Truncate(maxSection, text), nil
 }
 

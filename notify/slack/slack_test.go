@@ -508,3 +508,28 @@ func golden(t *testing.T, name string, got []byte) {
 		t.Errorf("%s differs (run go test ./notify/slack -update to accept):\n--- got\n%s\n--- want\n%s", name, got, want)
 	}
 }
+
+// TestShadowIncidentSaysSo: every message of an incident in shadow mode
+// says in its header that Guardian does not act; an enforced one does not.
+func TestShadowIncidentSaysSo(t *testing.T) {
+	tm, err := newTemplates(config.Templates{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := declared()
+	title, _, err := tm.render(e)
+	if err != nil || strings.Contains(title, "shadow") {
+		t.Fatalf("enforced: %q, %v", title, err)
+	}
+	e.Mode, e.Text = "shadow", "[shadow] "+e.Text
+	title, text, err := tm.render(e)
+	if err != nil || !strings.HasPrefix(title, "[shadow] ") || !strings.HasPrefix(text, "[shadow] ") {
+		t.Fatalf("shadow declared: %q / %q, %v", title, text, err)
+	}
+	e.Type = event.ShadowDecision
+	e.Data["version"], e.Data["baseline"] = "v2", "v1"
+	title, _, err = tm.render(e)
+	if want := ":ghost: Incident 7: [shadow] would roll back checkout v2 → v1"; err != nil || title != want {
+		t.Fatalf("shadow decision header %q, %v; want %q", title, err, want)
+	}
+}

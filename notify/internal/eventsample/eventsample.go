@@ -43,6 +43,7 @@ var texts = map[event.Type]string{
 	event.ReportWritten:       "report written: /var/lib/guardian/reports/incident-42.md",
 	event.PostmortemScheduled: "post-mortem scheduled for 2025-03-06T14:00:00Z: /var/lib/guardian/reports/incident-42-postmortem.ics",
 	event.SourceUnreachable:   `metric source "prom" (http://prometheus:9090) is unreachable: its queries have failed since 2025-03-04T05:04:07Z (2m0s; unavailable: connection refused). Guardian is blind for checkout meanwhile: no trigger can judge; no rollback happens for lack of data.`,
+	event.ShadowDecision:      "[shadow] Guardian would have rolled back checkout v2.4.1 → v2.4.0 at 2025-03-04T05:06:07Z, after a go/no-go (approval policy: manual), with command ./rollback.sh; in shadow mode it did nothing and observes until the watch ends or the version changes",
 	event.SourceRecovered:     `metric source "prom" (http://prometheus:9090) answers again: it was unreachable for 3m0s, since 2025-03-04T05:04:07Z. Guardian judges checkout again.`,
 }
 
@@ -68,6 +69,7 @@ var states = map[event.Type]string{
 	event.PostmortemScheduled: "resolved",
 	event.SourceUnreachable:   "unreachable",
 	event.SourceRecovered:     "reachable",
+	event.ShadowDecision:      "shadow",
 }
 
 // actors decide the go/no-go: a person.
@@ -113,8 +115,14 @@ func Event(t event.Type, sequence int) notify.Event {
 		data["baseline_why"] = "served most before the deploy"
 	case event.ReportWritten:
 		data["markdown"] = "/var/lib/guardian/reports/incident-42.md"
+	case event.ShadowDecision:
+		data["decision"], data["approval"], data["executor"] = "rollback", "manual", "command ./rollback.sh"
 	}
-	return notify.Event{
+	mode := ""
+	if t == event.ShadowDecision {
+		mode = "shadow"
+	}
+	return notify.Event{Mode: mode,
 		ID: fmt.Sprintf("evt_42_%d", sequence), Type: t, Sequence: sequence, Time: at, Incident: 42,
 		Service: "checkout", Severity: "SEV-1", State: states[t], Text: texts[t], Data: data,
 		Links: Links, Responders: Responders,
