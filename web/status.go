@@ -426,12 +426,24 @@ func (cfg StatusConfig) at() time.Time {
 	return cfg.Now
 }
 
-// statusRecords lists the incidents, once per request.
+// statusRecords lists the incidents, once per request, leaving out those
+// of services in shadow mode: a trial of Guardian's judgement is not news
+// for stakeholders.
 func (s *Server) statusRecords(ctx context.Context) ([]incident.Record, error) {
 	if s.opts.Incidents == nil {
 		return nil, nil
 	}
-	return s.opts.Incidents.List(ctx)
+	recs, err := s.opts.Incidents.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]incident.Record, 0, len(recs))
+	for _, r := range recs {
+		if !r.Shadowed() {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // statusHeaders are the page's security headers: nothing is loaded from

@@ -140,6 +140,10 @@ func TestStatusStates(t *testing.T) {
 		lifecycle(t, 6, "cart", "SEV-2", at, incident.RollingBack),
 		lifecycle(t, 7, "legacy", "SEV-1", at, incident.Detected), // not on the page
 	}}
+	// A service in shadow mode: Guardian's trial judgement is not news.
+	trial := lifecycle(t, 8, "mail", "SEV-1", at, incident.Detected)
+	trial.Mode = incident.ModeShadow
+	recs.recs = append(recs.recs, trial)
 	cfg := StatusConfig{
 		Services: []StatusService{{Name: "checkout", Display: "Checkout"}, {Name: "search"}, {Name: "payments"},
 			{Name: "auth"}, {Name: "cart"}, {Name: "inventory", Display: "Inventory"}, {Name: "mail"}},
@@ -160,7 +164,7 @@ func TestStatusStates(t *testing.T) {
 		"auth":      {"degraded", "auth", "Degraded performance"},
 		"cart":      {"degraded", "cart", "Degraded performance"}, // an incident outranks maintenance
 		"inventory": {"under_maintenance", "Inventory", "Under maintenance"},
-		"mail":      {"operational", "mail", "Operational"}, // its window is over
+		"mail":      {"operational", "mail", "Operational"}, // its window is over, its incident a shadow one
 	} {
 		if got[svc] != want {
 			t.Errorf("%s: got %q, want %q", svc, got[svc], want)

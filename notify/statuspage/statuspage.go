@@ -25,8 +25,9 @@
 //   - incident.resolved and incident.closed: resolved.
 //
 // Other events (trigger.fired, approval.granted, rollback.resumed,
-// recovery.*, report.written, postmortem.scheduled) and a metric source's
-// events are not sent: they tell stakeholders nothing new. While the
+// recovery.*, report.written, postmortem.scheduled, shadow.decision), a
+// metric source's events and every event of an incident in shadow mode are
+// not sent: they tell stakeholders nothing new, or nothing Guardian acted on. While the
 // incident is open, the service's component (from the components setting)
 // is in major_outage for SEV-0 and SEV-1 incidents and in
 // degraded_performance for the others; a resolved incident puts it back
@@ -234,7 +235,7 @@ func New(name string, cfg config.StatuspageNotifier, logger *zap.Logger, opts ..
 // Status is the incident status e moves the Statuspage incident to, or ""
 // when e is not sent (see the package comment).
 func Status(e notify.Event) string {
-	if e.Incident == 0 {
+	if e.Incident == 0 || e.Mode == "shadow" {
 		return ""
 	}
 	switch e.Type {

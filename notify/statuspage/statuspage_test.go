@@ -336,12 +336,19 @@ func TestInterruptedCreation(t *testing.T) {
 	}
 }
 
+// shadow marks e as an event of an incident in shadow mode.
+func shadow(e notify.Event) notify.Event {
+	e.Mode = "shadow"
+	return e
+}
+
 func TestNotSent(t *testing.T) {
 	p, srv := newPage(t)
 	n := newNotifier(t, srv.URL, store.NewMemory())
 	for _, e := range []notify.Event{
 		ev(event.SourceUnreachable, 1), ev(event.TriggerFired, 2), ev(event.PostmortemScheduled, 3),
 		ev(event.IncidentResolved, 4), // never created: nothing to resolve
+		shadow(ev(event.IncidentDeclared, 5)), shadow(ev(event.ShadowDecision, 6)),
 	} {
 		if retry, err := n.Notify(context.Background(), e); err != nil || retry {
 			t.Errorf("%s: %v %v", e.Type, retry, err)
