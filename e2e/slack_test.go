@@ -155,28 +155,30 @@ func TestSlackApproval(t *testing.T) {
 		return nil
 	}, "the report to name the Slack approver")
 
+	// Each later event edits the message and then replies in its thread:
+	// wait for the last event's reply, not only for its edit.
 	testenv.Eventually(t, 30*time.Second, func() error {
 		m := api.message()
 		if strings.Contains(m, notifyslack.ActionApprove) || !strings.Contains(m, "resolved") {
 			return fmt.Errorf("message still offers the go/no-go or is not resolved: %.300s", m)
 		}
+		api.mu.Lock()
+		defer api.mu.Unlock()
+		if replies := len(api.posts) - 1; replies == 0 || len(api.updates) != replies {
+			return fmt.Errorf("%d replies and %d updates, want one of each per later event", replies, len(api.updates))
+		}
 		return nil
-	}, "the Slack message to show the incident resolved, without buttons")
+	}, "the Slack message to show the incident resolved, without buttons, with a reply per edit")
 	api.mu.Lock()
 	defer api.mu.Unlock()
 	first := api.posts[0]
 	if first.Has("thread_ts") {
 		t.Errorf("the first post is a reply: %v", first)
 	}
-	replies := 0
 	for _, p := range api.posts[1:] {
 		if p.Get("thread_ts") != "1700000000.000001" {
 			t.Errorf("a later post is not a reply in the incident's thread: %v", p)
 		}
-		replies++
-	}
-	if replies == 0 || len(api.updates) != replies {
-		t.Errorf("%d replies and %d updates, want one of each per later event", replies, len(api.updates))
 	}
 	if len(api.responses) != 1 || !strings.Contains(api.responses[0], "You approved") {
 		t.Errorf("answers to the clicker: %q", api.responses)
