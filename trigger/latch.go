@@ -6,28 +6,33 @@ import (
 	"github.com/rollback-guardian/guardian/trigger/sequential"
 )
 
+// latching is a method whose regressed decision stands for its deploy once
+// taken (the sequential count test): Trigger.Regressed and Trigger.Latch
+// reach it.
+type latching interface {
+	regressed() (time.Time, bool)
+	restore(d Deploy, at time.Time)
+}
+
+var _ latching = (*countTest)(nil)
+
 // Regressed reports whether the sequential test decided, for the deploy
 // it judges now, that the version regressed, and when: the decision
 // stands for the deploy, also across a restart (see Latch). Triggers
 // without a sequential test never regressed.
 func (t *Trigger) Regressed() (time.Time, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.seq == nil || t.seq.decision != sequential.Regressed {
-		return time.Time{}, false
+	if l, ok := t.m.(latching); ok {
+		return l.regressed()
 	}
-	return t.seq.decidedAt, true
+	return time.Time{}, false
 }
 
 // Latch restores a regressed decision taken for deploy d before a restart:
 // the test of d starts regressed, as it was when Guardian stopped. A later
 // Reset forgets it.
 func (t *Trigger) Latch(d Deploy, at time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.latch = &latched{deploy: d, at: at}
-	if t.seq != nil && t.seq.deploy.Equal(d) {
-		t.seq.decision, t.seq.decidedAt = sequential.Regressed, at
+	if l, ok := t.m.(latching); ok {
+		l.restore(d, at)
 	}
 }
 
@@ -35,4 +40,22 @@ func (t *Trigger) Latch(d Deploy, at time.Time) {
 type latched struct {
 	deploy Deploy
 	at     time.Time
+}
+
+func (m *countTest) regressed() (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state == nil || m.state.decision != sequential.Regressed {
+		return time.Time{}, false
+	}
+	return m.state.decidedAt, true
+}
+
+func (m *countTest) restore(d Deploy, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.latch = &latched{deploy: d, at: at}
+	if m.state != nil && m.state.deploy.Equal(d) {
+		m.state.decision, m.state.decidedAt = sequential.Regressed, at
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rollback-guardian/guardian/query"
@@ -92,6 +93,31 @@ type SequentialEvidence struct {
 	// Note says why nothing was judged (no deploy time, nothing since the
 	// deploy), when that is the case.
 	Note string
+}
+
+// countTest is the method of a trigger with a Sequential test: it runs
+// the test on the counts of the new version and of its baseline. It keeps,
+// per deploy, the pre-deploy baseline counts (snap), the test in progress
+// (state) and a regressed decision restored after a restart (latch).
+type countTest struct {
+	def  Definition
+	test *sequential.Test
+
+	mu    sync.Mutex
+	snap  *seqSnapshot
+	state *seqState
+	latch *latched
+}
+
+var _ method = (*countTest)(nil)
+
+// newCountTest returns the count test of d, which has a Sequential test.
+func newCountTest(d Definition) (*countTest, error) {
+	test, err := sequential.New(d.testConfig())
+	if err != nil {
+		return nil, fmt.Errorf("trigger %q: %w: %w", d.Name, err, ErrInvalidDefinition)
+	}
+	return &countTest{def: d, test: test}, nil
 }
 
 // seqSnapshot is the baseline's counts over the window before a deploy,
@@ -186,96 +212,135 @@ func sinceDeploy(d Deploy, ts time.Time) time.Duration {
 	return r
 }
 
-// seqVars are the template values of the count queries of version at ts.
-func (t *Trigger) seqVars(d Deploy, version string, since time.Duration) query.Vars {
-	return query.Vars{Service: d.Service, Version: version, Baseline: d.Baseline, Window: t.def.Window, SinceDeploy: since}
+// seqVars are the template values of the count queries of version over
+// since.
+func (m *countTest) seqVars(d Deploy, version string, since time.Duration) query.Vars {
+	return query.Vars{Service: d.Service, Version: version, Baseline: d.Baseline, Window: m.def.Window, SinceDeploy: since}
 }
 
-// takeSeqSnapshot queries the baseline's counts over the baseline window
-// before d.At.
-func (t *Trigger) takeSeqSnapshot(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (*seqSnapshot, error) {
-	s := t.def.Sequential
-	vars := t.seqVars(d, d.Baseline, s.BaselineWindow)
+// begin drops the test in progress and the snapshot of another deploy; a
+// latched decision stays (it names its deploy).
+func (m *countTest) begin(d Deploy) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.state = nil
+	if m.snap != nil && !m.snap.deploy.Equal(d) {
+		m.snap = nil
+	}
+}
+
+func (m *countTest) reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.snap, m.state, m.latch = nil, nil, nil
+}
+
+func (m *countTest) copyFrom(old method) {
+	o, ok := old.(*countTest)
+	if !ok {
+		return
+	}
+	o.mu.Lock()
+	snap, state, latch := o.snap, o.state, o.latch
+	o.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.snap, m.state, m.latch = snap, state, latch
+}
+
+// snapshot takes the baseline's counts over the baseline window before the
+// deploy; value is their ratio.
+func (m *countTest) snapshot(ctx context.Context, ec *evalContext) (float64, bool, error) {
+	var ev Evidence
+	s, err := m.snapshotOf(ctx, ec, &ev)
+	if err != nil || s == nil || s.counts.Requests <= 0 {
+		return 0, false, err
+	}
+	return s.counts.Errors / s.counts.Requests, true, nil
+}
+
+// takeSnapshot queries the baseline's counts over the baseline window
+// before the deploy, at the deploy time.
+func (m *countTest) takeSnapshot(ctx context.Context, ec *evalContext, ev *Evidence) (*seqSnapshot, error) {
+	d, s := ec.deploy, m.def.Sequential
+	vars := m.seqVars(d, d.Baseline, s.BaselineWindow)
 	eq, err := s.Errors.Render(vars)
 	if err != nil {
-		return nil, fmt.Errorf("trigger %q: rendering the baseline errors query for %s: %w", t.def.Name, d.Baseline, err)
+		return nil, fmt.Errorf("trigger %q: rendering the baseline errors query for %s: %w", m.def.Name, d.Baseline, err)
 	}
 	rq, err := s.Requests.Render(vars)
 	if err != nil {
-		return nil, fmt.Errorf("trigger %q: rendering the baseline requests query for %s: %w", t.def.Name, d.Baseline, err)
+		return nil, fmt.Errorf("trigger %q: rendering the baseline requests query for %s: %w", m.def.Name, d.Baseline, err)
 	}
-	c, _, err := t.counts(ctx, q, "pre-deploy baseline", eq, rq, d.At, ev)
+	c, _, err := ec.atDeploy().counts(ctx, "pre-deploy baseline", eq, rq, ev)
 	if err != nil {
 		return nil, err
 	}
 	return &seqSnapshot{deploy: d, counts: c, errorsQ: eq, requestsQ: rq}, nil
 }
 
-// seqSnapshotFor returns the pre-deploy baseline counts of d, querying them
-// only when Snapshot did not take them yet.
-func (t *Trigger) seqSnapshotFor(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (sequential.Counts, error) {
-	s, err := t.seqSnapshotOf(ctx, d, q, ev)
-	if s == nil {
-		return sequential.Counts{}, err
-	}
-	return s.counts, err
-}
-
-// seqSnapshotOf returns the pre-deploy baseline snapshot of d, taking it
-// only when Snapshot did not take it yet; nil when there is none to take.
-func (t *Trigger) seqSnapshotOf(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (*seqSnapshot, error) {
-	if d.Baseline == "" || t.def.Sequential.BaselineWindow <= 0 || d.At.IsZero() {
+// snapshotOf returns the pre-deploy baseline snapshot of the deploy,
+// taking it only when Snapshot did not take it yet; nil when there is none
+// to take.
+func (m *countTest) snapshotOf(ctx context.Context, ec *evalContext, ev *Evidence) (*seqSnapshot, error) {
+	d := ec.deploy
+	if d.Baseline == "" || m.def.Sequential.BaselineWindow <= 0 || d.At.IsZero() {
 		return nil, nil
 	}
-	t.mu.Lock()
-	s := t.seqSnap
-	t.mu.Unlock()
+	m.mu.Lock()
+	s := m.snap
+	m.mu.Unlock()
 	if s != nil && s.deploy.Equal(d) {
 		return s, nil
 	}
-	s, err := t.takeSeqSnapshot(ctx, d, q, ev)
+	s, err := m.takeSnapshot(ctx, ec, ev)
 	if err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
-	t.seqSnap = s
-	t.mu.Unlock()
+	m.mu.Lock()
+	m.snap = s
+	m.mu.Unlock()
 	return s, nil
 }
 
-// seqStateFor returns the test of deploy d, starting it (with the
+// stateFor returns the test of the deploy, starting it (with the
 // pre-deploy baseline counts, known before any count of the new version) at
 // its first evaluation.
-func (t *Trigger) seqStateFor(ctx context.Context, d Deploy, q QueryFunc, ev *Evidence) (*seqState, error) {
-	t.mu.Lock()
-	st := t.seq
-	t.mu.Unlock()
+func (m *countTest) stateFor(ctx context.Context, ec *evalContext, ev *Evidence) (*seqState, error) {
+	d := ec.deploy
+	m.mu.Lock()
+	st := m.state
+	m.mu.Unlock()
 	if st != nil && st.deploy.Equal(d) {
 		return st, nil
 	}
-	pre, err := t.seqSnapshotFor(ctx, d, q, ev)
+	var pre sequential.Counts
+	s, err := m.snapshotOf(ctx, ec, ev)
 	if err != nil {
 		return nil, err
 	}
-	st = &seqState{deploy: d, watch: t.test.Watch(d.Baseline != "", pre)}
-	t.mu.Lock()
-	if l := t.latch; l != nil && l.deploy.Equal(d) {
+	if s != nil {
+		pre = s.counts
+	}
+	st = &seqState{deploy: d, watch: m.test.Watch(d.Baseline != "", pre)}
+	m.mu.Lock()
+	if l := m.latch; l != nil && l.deploy.Equal(d) {
 		st.decision, st.decidedAt = sequential.Regressed, l.at
 	}
-	t.seq = st
-	t.mu.Unlock()
+	m.state = st
+	m.mu.Unlock()
 	return st, nil
 }
 
-// counts runs an errors and a requests query at ts. ok is false when the
-// requests query returned no data (or NaN); an empty errors result is 0
-// errors (a version without errors often has no error series at all).
-func (t *Trigger) counts(ctx context.Context, q QueryFunc, what, errorsQ, requestsQ string, ts time.Time, ev *Evidence) (sequential.Counts, bool, error) {
-	n, nok, err := t.sample(ctx, q, what+" requests", requestsQ, ts, ev)
+// counts runs an errors and a requests query at ec.at. ok is false when
+// the requests query returned no data (or NaN); an empty errors result is
+// 0 errors (a version without errors often has no error series at all).
+func (ec *evalContext) counts(ctx context.Context, what, errorsQ, requestsQ string, ev *Evidence) (sequential.Counts, bool, error) {
+	n, nok, err := ec.sample(ctx, what+" requests", requestsQ, ev)
 	if err != nil {
 		return sequential.Counts{}, false, err
 	}
-	x, xok, err := t.sample(ctx, q, what+" errors", errorsQ, ts, ev)
+	x, xok, err := ec.sample(ctx, what+" errors", errorsQ, ev)
 	if err != nil {
 		return sequential.Counts{}, false, err
 	}
@@ -288,17 +353,17 @@ func (t *Trigger) counts(ctx context.Context, q QueryFunc, what, errorsQ, reques
 	return sequential.Counts{Errors: x, Requests: n}, true, nil
 }
 
-// judgeSequential runs the sequential test at ts, filling ev.
-func (t *Trigger) judgeSequential(ctx context.Context, ts time.Time, d Deploy, q QueryFunc, ev *Evidence) (Outcome, error) {
-	s := t.def.Sequential
+// judge runs the sequential test at ec.at, filling ev and its Sequential.
+func (m *countTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) (Outcome, error) {
+	d, ts, s := ec.deploy, ec.at, m.def.Sequential
 	se := &SequentialEvidence{
-		Alpha: s.Alpha, MinEffect: s.MinEffect.Text, Limit: t.def.Above, P: 1,
+		Alpha: s.Alpha, MinEffect: s.MinEffect.Text, Limit: m.def.Above, P: 1,
 		NewRate: math.NaN(), NewLower: math.NaN(), NewUpper: math.NaN(),
 		BaselineRate: math.NaN(), BaselineLower: math.NaN(), BaselineUpper: math.NaN(),
 		Effect: math.NaN(), EffectLower: math.NaN(), EffectUpper: math.NaN(),
 	}
 	if se.MinEffect == "" {
-		se.MinEffect = t.def.testConfig().MinEffect.String()
+		se.MinEffect = m.def.testConfig().MinEffect.String()
 	}
 	se.RatioEffect = s.MinEffect.IsRatio()
 	ev.Sequential = se
@@ -312,35 +377,35 @@ func (t *Trigger) judgeSequential(ctx context.Context, ts time.Time, d Deploy, q
 	}
 	since := sinceDeploy(d, ts)
 	se.SinceDeploy = since
-	nv := t.seqVars(d, d.Version, since)
+	nv := m.seqVars(d, d.Version, since)
 	eq, err := s.Errors.Render(nv)
 	if err == nil {
 		ev.Query = eq
 		ev.VolumeQuery, err = s.Requests.Render(nv)
 	}
 	if err != nil {
-		return QueryError, fmt.Errorf("trigger %q: rendering the count queries for %s: %w", t.def.Name, d.Version, err)
+		return QueryError, fmt.Errorf("trigger %q: rendering the count queries for %s: %w", m.def.Name, d.Version, err)
 	}
-	st, err := t.seqStateFor(ctx, d, q, ev)
+	st, err := m.stateFor(ctx, ec, ev)
 	if err != nil {
 		return QueryError, err
 	}
-	t.mu.Lock()
-	if snap := t.seqSnap; snap != nil && snap.deploy.Equal(d) {
+	m.mu.Lock()
+	if snap := m.snap; snap != nil && snap.deploy.Equal(d) {
 		se.BaselineWindow = s.BaselineWindow
 		se.PreDeployErrorsQuery, se.PreDeployRequestsQuery = snap.errorsQ, snap.requestsQ
 	}
-	t.mu.Unlock()
-	nc, ok, err := t.counts(ctx, q, "new version", eq, ev.VolumeQuery, ts, ev)
+	m.mu.Unlock()
+	nc, ok, err := ec.counts(ctx, "new version", eq, ev.VolumeQuery, ev)
 	if err != nil {
 		return QueryError, err
 	}
 	if !ok {
 		// A version that regressed and then stopped reporting has not
 		// recovered: the test's decision stands.
-		t.mu.Lock()
+		m.mu.Lock()
 		decision, at := st.decision, st.decidedAt
-		t.mu.Unlock()
+		m.mu.Unlock()
 		if decision != sequential.Regressed {
 			return NoData, nil
 		}
@@ -350,17 +415,17 @@ func (t *Trigger) judgeSequential(ctx context.Context, ts time.Time, d Deploy, q
 	}
 	var live sequential.Counts
 	if d.Baseline != "" {
-		bv := t.seqVars(d, d.Baseline, since)
+		bv := m.seqVars(d, d.Baseline, since)
 		beq, err := s.Errors.Render(bv)
 		var brq string
 		if err == nil {
 			brq, err = s.Requests.Render(bv)
 		}
 		if err != nil {
-			return QueryError, fmt.Errorf("trigger %q: rendering the count queries for %s: %w", t.def.Name, d.Baseline, err)
+			return QueryError, fmt.Errorf("trigger %q: rendering the count queries for %s: %w", m.def.Name, d.Baseline, err)
 		}
 		ev.BaselineQuery, se.BaselineRequestsQuery = beq, brq
-		if live, _, err = t.counts(ctx, q, "baseline", beq, brq, ts, ev); err != nil {
+		if live, _, err = ec.counts(ctx, "baseline", beq, brq, ev); err != nil {
 			return QueryError, err
 		}
 	}
@@ -369,9 +434,9 @@ func (t *Trigger) judgeSequential(ctx context.Context, ts time.Time, d Deploy, q
 		// The counts may be partial (a store that did not answer): the test
 		// takes no step on them; it judges the next complete answer.
 		se.Note, ev.Incomplete = "the source warned that its answer may be incomplete", true
-		t.mu.Lock()
+		m.mu.Lock()
 		se.Decision, se.DecidedAt = st.decision, st.decidedAt
-		t.mu.Unlock()
+		m.mu.Unlock()
 		if se.Decision == sequential.Regressed {
 			ev.Conditions = []Check{{Name: "sequential", Threshold: 1 / s.Alpha, Text: "sequential regressed earlier; incomplete answer now", Breached: true}}
 			return Violated, nil
@@ -379,7 +444,7 @@ func (t *Trigger) judgeSequential(ctx context.Context, ts time.Time, d Deploy, q
 		return NotEnoughEvidence, nil
 	}
 	res := st.watch.Judge(nc, live)
-	t.mu.Lock()
+	m.mu.Lock()
 	st.maxE = max(st.maxE, res.E)
 	switch {
 	case st.decision == sequential.Regressed:
@@ -391,7 +456,7 @@ func (t *Trigger) judgeSequential(ctx context.Context, ts time.Time, d Deploy, q
 	if st.maxE > 1 {
 		se.P = 1 / st.maxE
 	}
-	t.mu.Unlock()
+	m.mu.Unlock()
 
 	se.E, se.EHealthy = res.E, res.EHealthy
 	se.Relative, se.Absolute = res.Relative, res.Absolute

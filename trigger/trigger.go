@@ -34,10 +34,26 @@
 //     shown that it recovered (a crashing version typically does both).
 //     Prometheus resolves on an empty result; Guardian deliberately does not.
 //
-// A trigger with a Sequential test is judged by an anytime-valid sequential
-// test on counts (package sequential) instead of thresholds: regressed is
+// How a deploy is judged is kept apart from the state machine, behind one
+// small seam, the unexported method interface (method.go): Eval builds an
+// evalContext once (the deploy, the evaluation time, the query function),
+// hands it to the definition's method, which runs its queries, fills the
+// Evidence and returns an Outcome, and then moves the state machine. There
+// are two methods. The threshold conditions (threshold.go) judge a value
+// query against above, below and above_baseline. A trigger with a
+// Sequential test is judged instead by an anytime-valid sequential test on
+// counts (sequential.go, statistics in package sequential): regressed is
 // Violated, healthy is OK and inconclusive is NotEnoughEvidence, so the
 // table above applies unchanged; see Sequential.
+//
+// To add a method: give Definition its settings (with their validation and
+// Equal), implement method in a file of its own — judge, snapshot for what
+// it needs from before the deploy (or nothing), and begin, reset and
+// copyFrom for the state it keeps per deploy under its own mutex — add its
+// evidence struct as a field of Evidence beside Sequential, and pick it in
+// Definition.newMethod. Its outcomes must keep the table's meaning: OK only
+// for a real measurement within the limits, NotEnoughEvidence while it
+// cannot tell.
 package trigger
 
 import (
@@ -47,7 +63,6 @@ import (
 	"time"
 
 	"github.com/rollback-guardian/guardian/source"
-	"github.com/rollback-guardian/guardian/trigger/sequential"
 )
 
 // QueryFunc runs an instant PromQL query evaluated at ts. source.Querier's
@@ -263,35 +278,14 @@ func (v Verdict) Resolved() bool { return v.Previous == Firing && v.State == Ina
 // other goroutines at any time.
 type Trigger struct {
 	def Definition
+	m   method // how def judges; keeps its own per-deploy state
 
 	mu       sync.Mutex
 	state    State
 	activeAt time.Time
 	deploy   Deploy
 	bound    bool // deploy is set
-	rendered *rendered
-	snap     *snapshot
 	last     *Verdict
-
-	// The sequential test (nil for other triggers), the pre-deploy baseline
-	// counts and the test of the current deploy.
-	test    *sequential.Test
-	seqSnap *seqSnapshot
-	seq     *seqState
-	latch   *latched
-}
-
-// rendered holds the queries rendered for one deploy.
-type rendered struct {
-	deploy                  Deploy
-	value, volume, baseline string
-	err                     error
-}
-
-// snapshot is the baseline's value at the deploy time, taken once per deploy.
-type snapshot struct {
-	deploy Deploy
-	value  *float64 // nil: no data at the deploy time
 }
 
 // New returns an inactive trigger for def, or an error wrapping
@@ -301,16 +295,15 @@ func New(def Definition) (*Trigger, error) {
 		return nil, err
 	}
 	t := &Trigger{def: def}
-	if def.Sequential != nil {
+	if def.Sequential != nil && def.Query == nil {
 		var err error
-		if t.test, err = sequential.New(def.testConfig()); err != nil {
-			return nil, fmt.Errorf("trigger %q: %w: %w", def.Name, err, ErrInvalidDefinition)
+		if t.def.Query, err = def.Sequential.derivedQuery(def.Name); err != nil {
+			return nil, fmt.Errorf("trigger %q: deriving the query: %w: %w", def.Name, err, ErrInvalidDefinition)
 		}
-		if t.def.Query == nil {
-			if t.def.Query, err = def.Sequential.derivedQuery(def.Name); err != nil {
-				return nil, fmt.Errorf("trigger %q: deriving the query: %w: %w", def.Name, err, ErrInvalidDefinition)
-			}
-		}
+	}
+	var err error
+	if t.m, err = t.def.newMethod(); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
@@ -349,9 +342,7 @@ func (t *Trigger) Reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.resetLocked()
-	t.snap = nil
-	t.seqSnap = nil
-	t.latch = nil
+	t.m.reset()
 }
 
 func (t *Trigger) resetLocked() {
@@ -359,9 +350,7 @@ func (t *Trigger) resetLocked() {
 	t.activeAt = time.Time{}
 	t.deploy = Deploy{}
 	t.bound = false
-	t.rendered = nil
 	t.last = nil
-	t.seq = nil
 }
 
 // CopyStateFrom carries old's state over a config reload: the state,
@@ -376,15 +365,13 @@ func (t *Trigger) CopyStateFrom(e Evaluator) bool {
 		return false
 	}
 	old.mu.Lock()
-	state, activeAt, deploy, bound, snap, last := old.state, old.activeAt, old.deploy, old.bound, old.snap, old.last
-	seqSnap, seq, latch := old.seqSnap, old.seq, old.latch
+	state, activeAt, deploy, bound, last := old.state, old.activeAt, old.deploy, old.bound, old.last
 	old.mu.Unlock()
 
+	t.m.copyFrom(old.m)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.state, t.activeAt, t.deploy, t.bound, t.snap = state, activeAt, deploy, bound, snap
-	t.seqSnap, t.seq, t.latch = seqSnap, seq, latch
-	t.rendered = nil // rendered again by the next Eval
+	t.state, t.activeAt, t.deploy, t.bound = state, activeAt, deploy, bound
 	if last != nil {
 		l := *last
 		l.Trigger = t.def.Name

@@ -54,14 +54,24 @@ services:
       version_query: 'sum by (version) (rate(http_requests_total[5s]))'
     watch_window: 5m
     triggers:
+      # A sequential test on the errors and requests since the deploy,
+      # against the baseline's before it (alpha 0.001, min_effect 1.5x) and
+      # against 5%%, which recovery accepts too (10s of v1 make a rough
+      # baseline).
       - name: error-rate
+        sequential:
+          errors: 'sum(increase(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.SinceDeploy}}])) or vector(0)'
+          requests: 'sum(increase(http_requests_total{version="{{.Version}}"}[{{.SinceDeploy}}]))'
+        above: 0.05
+        window: 10s
+      # A guard rail beside it: more than 5%% errors for a minute.
+      - name: error-rate-guard
         query: >-
           (sum(rate(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.Window}}])) or vector(0))
           / sum(rate(http_requests_total{version="{{.Version}}"}[{{.Window}}]))
         window: 10s
         above: 0.05
-        above_baseline: 2x
-        for: 3s
+        for: 1m
         min_requests: 20
         volume_query: 'sum(increase(http_requests_total{version="{{.Version}}"}[{{.Window}}]))'
       - name: p99-latency

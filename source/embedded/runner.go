@@ -74,17 +74,29 @@ func (r *Runner) Stop() {
 }
 
 // Retention is how long the embedded source of service sc must keep, for
-// its queries, samples: just longer than the longest range any of them looks
-// back. Each query is rendered with its trigger's window (defaultWindow
-// when it sets none: the trigger package's default), with {{.SinceDeploy}}
-// as long as the whole watch window; a sequential test's baseline counts
-// reach BaselineWindow before the deploy, which may be queried until the
-// watch window ends. A margin of two scrape intervals and the 5m lookback
-// of instant selectors keeps the oldest range's first samples.
+// its queries, samples: just longer than the furthest back any of them
+// looks. Each query is rendered as the trigger package renders it, with
+// its trigger's window (defaultWindow when it sets none: the trigger
+// package's default) and every {{.SinceDeploy}} it may be given:
+//   - a threshold trigger's queries, and a sequential test's counts since
+//     the deploy, with {{.SinceDeploy}} as long as the whole watch window;
+//   - a sequential test's counts over its window (without a deploy
+//     {{.SinceDeploy}} is {{.Window}}), as its derived query runs them for
+//     recovery checks;
+//   - a sequential test's pre-deploy baseline counts, {{.SinceDeploy}}
+//     being baseline_window: they are evaluated at the deploy time, which
+//     may be a whole watch window ago (they are taken at the first
+//     evaluation when the deploy was not seen at once, say after a
+//     restart), so they reach watch_window + baseline_window back.
+//
+// A margin of two scrape intervals and the 5m lookback of instant
+// selectors keeps the oldest range's first samples.
 func Retention(sc config.Service, defaultWindow time.Duration) (time.Duration, error) {
 	watch := time.Duration(sc.WatchWindow)
 	longest := time.Duration(0)
-	consider := func(text string, window time.Duration) error {
+	// consider notes how far back text reaches rendered with window and
+	// since, evaluated ago before now.
+	consider := func(text string, window, since, ago time.Duration) error {
 		if text == "" {
 			return nil
 		}
@@ -92,7 +104,7 @@ func Retention(sc config.Service, defaultWindow time.Duration) (time.Duration, e
 		if err != nil {
 			return err
 		}
-		q, err := t.Render(querytmpl.Vars{Service: sc.Name, Version: "v", Baseline: "b", Window: window, SinceDeploy: watch})
+		q, err := t.Render(querytmpl.Vars{Service: sc.Name, Version: "v", Baseline: "b", Window: window, SinceDeploy: since})
 		if err != nil {
 			return err
 		}
@@ -100,10 +112,10 @@ func Retention(sc config.Service, defaultWindow time.Duration) (time.Duration, e
 		if err != nil {
 			return err
 		}
-		longest = max(longest, r)
+		longest = max(longest, ago+r)
 		return nil
 	}
-	if err := consider(sc.Deploy.VersionQuery, time.Minute); err != nil {
+	if err := consider(sc.Deploy.VersionQuery, time.Minute, 0, 0); err != nil {
 		return 0, fmt.Errorf("deploy.version_query: %w", err)
 	}
 	for _, tc := range sc.Triggers {
@@ -111,21 +123,26 @@ func Retention(sc config.Service, defaultWindow time.Duration) (time.Duration, e
 		if w == 0 {
 			w = defaultWindow
 		}
-		if err := consider(tc.Query, w); err != nil {
-			return 0, fmt.Errorf("trigger %s: %w", tc.Name, err)
-		}
-		if err := consider(tc.VolumeQuery, w); err != nil {
-			return 0, fmt.Errorf("trigger %s: %w", tc.Name, err)
-		}
-		if sq := tc.Sequential; sq != nil {
-			// The baseline's counts come from the period before the deploy.
-			bw := max(time.Duration(sq.BaselineWindow), watch)
-			for _, text := range []string{sq.Errors, sq.Requests} {
-				if err := consider(text, bw); err != nil {
-					return 0, fmt.Errorf("trigger %s: sequential: %w", tc.Name, err)
-				}
+		for _, text := range []string{tc.Query, tc.VolumeQuery} {
+			if err := consider(text, w, watch, 0); err != nil {
+				return 0, fmt.Errorf("trigger %s: %w", tc.Name, err)
 			}
-			longest = max(longest, time.Duration(sq.BaselineWindow)+watch)
+		}
+		sq := tc.Sequential
+		if sq == nil {
+			continue
+		}
+		for _, text := range []string{sq.Errors, sq.Requests} {
+			err := consider(text, w, watch, 0)
+			if err == nil {
+				err = consider(text, w, 0, 0)
+			}
+			if err == nil && sq.BaselineWindow > 0 {
+				err = consider(text, w, time.Duration(sq.BaselineWindow), watch)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("trigger %s: sequential: %w", tc.Name, err)
+			}
 		}
 	}
 	interval := time.Duration(0)

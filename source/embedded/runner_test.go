@@ -100,6 +100,19 @@ func TestRetention(t *testing.T) {
 		{"sequential baseline", service(trig(config.Trigger{Name: "e", Sequential: &config.Sequential{
 			Errors: `increase(e[{{.SinceDeploy}}])`, Requests: `increase(r[{{.Window}}])`, BaselineWindow: config.Duration(time.Hour)}})),
 			90*time.Minute + margin, ""},
+		// The pre-deploy counts run at the deploy time, up to a watch window
+		// ago, and reach baseline_window (and any offset) before it.
+		{"sequential baseline with an offset", service(trig(config.Trigger{Name: "e", Sequential: &config.Sequential{
+			Errors: `increase(e[{{.SinceDeploy}}] offset 10m)`, Requests: `increase(r[{{.SinceDeploy}}])`, BaselineWindow: config.Duration(30 * time.Minute)}})),
+			70*time.Minute + margin, ""},
+		// Recovery checks run the derived errors/requests over the window.
+		{"sequential window", service(trig(config.Trigger{Name: "e", Window: config.Duration(2 * time.Hour), Sequential: &config.Sequential{
+			Errors: `increase(e[{{.SinceDeploy}}])`, Requests: `increase(r[{{.SinceDeploy}}])`, BaselineWindow: config.Duration(30 * time.Minute)}})),
+			2*time.Hour + margin, ""},
+		// The live counts use the trigger's window, not baseline_window.
+		{"sequential live window", service(trig(config.Trigger{Name: "e", Window: config.Duration(2 * time.Hour), Sequential: &config.Sequential{
+			Errors: `increase(e[{{.SinceDeploy}}])`, Requests: `increase(r[{{.Window}}])`, BaselineWindow: config.Duration(30 * time.Minute)}})),
+			2*time.Hour + 30*time.Minute + margin, ""},
 		{"bad version query", service(func(sc *config.Service) { sc.Deploy.VersionQuery = `sum(` }), 0, "deploy.version_query"},
 		{"bad trigger query", service(trig(config.Trigger{Name: "e", Query: `rate(x[`})), 0, "trigger e"},
 		{"bad sequential query", service(trig(config.Trigger{Name: "e", Sequential: &config.Sequential{Errors: `(`, Requests: `r`}})), 0, "trigger e: sequential"},
