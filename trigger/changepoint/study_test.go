@@ -168,7 +168,8 @@ func TestStudy(t *testing.T) {
 	for _, v := range vars {
 		fmt.Fprintf(&sb, " %s |", v.name)
 	}
-	sb.WriteString("\n|---:|---:|---|---:|---:|" + strings.Repeat("---:|", len(vars)) + "\n")
+	fmt.Fprintf(&sb, " CUSUM-type (max), %s weights | %s: median start estimate, ratio at alarm |", vars[0].name, vars[0].name)
+	sb.WriteString("\n|---:|---:|---|---:|---:|" + strings.Repeat("---:|", len(vars)+2) + "\n")
 	for _, kind := range strings.Split(*studyKinds, ",") {
 		for _, rate := range rates {
 			for _, base := range []float64{0.001, 0.01} {
@@ -205,13 +206,25 @@ func TestStudy(t *testing.T) {
 				}
 				oq, os, od := col(0)
 				fmt.Fprintf(&sb, "| %g | %g%% | %s | %s |", rate, base*100, kind, fmtReq(oq, os, od))
-				for m := 1; m < 2+len(vars); m++ {
+				for m := 1; m < 3+len(vars); m++ {
 					q, s, dr := col(m)
 					if kind == "healthy" {
 						fmt.Fprintf(&sb, " %.2f%% |", dr*100)
 						continue
 					}
 					fmt.Fprintf(&sb, " %s |", fmtRatio(q, s, dr, oq))
+				}
+				var st, ra []float64
+				for _, r := range res {
+					if r[2].ok {
+						st = append(st, r[2].startEst)
+						ra = append(ra, r[2].ratioEst)
+					}
+				}
+				if len(st) > 0 {
+					fmt.Fprintf(&sb, " %.0f s, %.2fx |", median(st), median(ra))
+				} else {
+					sb.WriteString(" — |")
 				}
 				sb.WriteString("\n")
 				t.Logf("done %v", sc)
@@ -244,7 +257,7 @@ func median(v []float64) float64 {
 // sequential test against the limit, then the detectors.
 func simulate(sc studyScenario, seed uint64, dets []*Detector) []hit {
 	rng := rand.New(rand.NewPCG(seed, uint64(sc.rate*1e6+sc.base*1e9)+uint64(len(sc.kind))))
-	out := make([]hit, 2+len(dets))
+	out := make([]hit, 3+len(dets))
 	healthy := sc.kind == "healthy"
 	upper := math.Log((1 - studyAlpha) / studyAlpha)
 	lower := math.Log(studyAlpha / (1 - studyAlpha))
@@ -305,12 +318,24 @@ func simulate(sc studyScenario, seed uint64, dets []*Detector) []hit {
 				}
 			}
 			for i, r := range runs {
-				if out[2+i].ok {
+				cusumDone := i > 0 || out[len(out)-1].ok
+				if out[2+i].ok && cusumDone {
 					continue
 				}
 				res := r.Observe(Tick{At: time.Duration(at * float64(time.Second)), Errors: e, Requests: e + ok, Q0: q0})
-				if res.Alarm {
+				if res.Alarm && !out[2+i].ok {
 					out[2+i] = hit{ok: true, at: at, reqs: n, startEst: res.Start.Seconds(), ratioEst: res.Ratio}
+				}
+				// The CUSUM-type statistic of the first detector: the
+				// largest term of its mixture.
+				if !cusumDone {
+					c := math.Inf(-1)
+					for k, lc := range r.s.LogC {
+						c = max(c, r.d.lnW[k]+lc)
+					}
+					if c >= r.d.lnThr {
+						out[len(out)-1] = hit{ok: true, at: at, reqs: n}
+					}
 				}
 			}
 		}
