@@ -47,14 +47,21 @@
 //	P(M_t >= 1/Alpha for some t) <= Alpha,
 //
 // over the whole run, ticks after Window included (they add no new starts).
-// This is a probability over the watch, which is what a rollback needs, not
-// an average run length: with uniform weights 1/T over T starts M_t is, up
-// to the weight of the starts still to come, the Shiryaev–Roberts statistic
-// R_t divided by T, and the alarm is the Shiryaev–Roberts alarm at T/Alpha
-// (P(max_{t<=T} R_t >= T/Alpha) <= Alpha, since R_t - t is a martingale);
-// a CUSUM (max over starts) alarm at 1/Alpha would only bound the average
-// run length, by 1/Alpha ticks, and would raise a false alarm during a
-// window of T ticks with a probability of up to about T·Alpha.
+// (With a prior over the change time this is a Shiryaev-type statistic.)
+//
+// The guarantee is a probability over the watch, which is what a rollback
+// needs, rather than an average run length. Two classic detectors compare
+// as follows. With uniform weights 1/T over T starts, M_t is, up to the
+// weight of the starts still to come, the Shiryaev–Roberts statistic R_t
+// divided by T; R_t is a non-negative submartingale with E[R_t] = t
+// (R_t - t is a martingale), so Doob's inequality gives
+// P(max_{t<=T} R_t >= T/Alpha) <= Alpha: the alarm M_t >= 1/Alpha is that
+// Shiryaev–Roberts alarm at T/Alpha. A CUSUM (max over starts) alarm at
+// 1/Alpha bounds the average run length under the null by 1/Alpha ticks,
+// but the probability of a false alarm within T ticks only by T·Alpha; at
+// T/Alpha it is valid but never above M_t's alarm, since the max is at most
+// the sum. The weights here are not uniform (see Detector): they keep the
+// price of a start at the deploy small, where most regressions begin.
 //
 // # The bound q0
 //

@@ -26,7 +26,7 @@ var (
 	studyN     = flag.Int("study.n", 200, "streams per scenario")
 	studyRates = flag.String("study.rates", "10,100,1000", "traffic levels, req/s")
 	studyKinds = flag.String("study.kinds", "burn,step", "scenarios: burn (1x→5x over 10 min), step (3x from minute 5), x5, healthy")
-	studyVar   = flag.String("study.variants", "", "variants to run (all when empty)")
+	studyVar   = flag.String("study.variants", "", "variants to run, names separated by | (all when empty)")
 	studyBase  = flag.Bool("study.baseline", false, "bound the baseline's rate from 30 minutes of pre-deploy counts (q0 = their upper Chernoff bound, compared with trigger/sequential vs the baseline) instead of knowing it")
 )
 
@@ -143,7 +143,7 @@ func TestStudy(t *testing.T) {
 		var keep []variant
 		for _, v := range vars {
 			for _, w := range strings.Split(*studyVar, "|") {
-				if strings.Contains(v.name, w) {
+				if v.name == w {
 					keep = append(keep, v)
 					break
 				}
