@@ -79,6 +79,24 @@
 // checks: the statistic is evaluated at every tick, and a change that starts
 // inside a block is caught by the next block's start, at the cost of the
 // evidence of one partial block.
+//
+// # Detection delay
+//
+// Simulated at 1 to 1,000 req/s with baselines of 0.1% and 1%, alpha 0.001
+// and min_effect 1.5 (README.md has the tables and the command), in median
+// requests to alarm over those of Wald's SPRT that knows the change's
+// shape: against a known limit, a slow burn from 1x to 5x over 10 minutes
+// takes 1.12–1.17x (1.37x at 1,000 req/s and 1%), where a test of all the
+// data since the deploy takes 1.17–1.24x (1.73x); a step to 3x at minute 5
+// takes 1.00–1.30x (all the data: 1.13–1.38x); 5x from the deploy takes
+// 1.25–1.36x (all the data: 1.16–1.24x: the price of the other starts).
+// Against 30 minutes of pre-deploy baseline (q0 its upper bound), slow
+// burns take 1.40–1.53x from 10 req/s up (all the data: 1.47–1.88x), and
+// 2.4x at 10 req/s and 0.1%, where the baseline's 18 errors bound its rate
+// only within about 2.3 times their ratio. Uniform weights over the window
+// (the classic Shiryaev–Roberts detector, starts every 1 to 60 s) are as
+// fast on steps, a little slower on burns (1.16–1.28x; 1.39–1.62x) and need
+// 1.7–2.5x on regressions present from the deploy.
 package changepoint
 
 import (
@@ -266,9 +284,6 @@ func newWith(c Config, ds design) (*Detector, error) {
 
 // Config returns the detector's configuration.
 func (d *Detector) Config() Config { return d.cfg }
-
-// Ratios returns the grid of post-change ratios the detector mixes over.
-func (d *Detector) Ratios() []float64 { return append([]float64(nil), d.r...) }
 
 // Threshold returns 1/Alpha, the alarm threshold of the statistic.
 func (d *Detector) Threshold() float64 { return 1 / d.cfg.Alpha }
