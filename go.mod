@@ -26,6 +26,7 @@ require (
 	k8s.io/apimachinery v0.37.1
 	k8s.io/cli-runtime v0.37.0
 	k8s.io/client-go v0.37.1
+	pgregory.net/rapid v1.3.0
 )
 
 require (
