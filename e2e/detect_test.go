@@ -16,6 +16,7 @@ import (
 // A deploy from v1 (0.5% errors) to v2 (20% errors) fires the error-rate
 // trigger for v2, with evidence naming v1 as the baseline.
 func TestBadDeployFires(t *testing.T) {
+	t.Parallel()
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
@@ -54,6 +55,7 @@ func TestBadDeployFires(t *testing.T) {
 // A deploy of a healthy v3 fires nothing during the whole watch window,
 // while the trigger is demonstrably evaluated.
 func TestHealthyDeployStaysQuiet(t *testing.T) {
+	t.Parallel()
 	const window = 25 * time.Second
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
@@ -91,6 +93,7 @@ func TestHealthyDeployStaysQuiet(t *testing.T) {
 // /metrics failing for the embedded source), a bad deploy fires nothing and
 // the failures are counted; once the source is back, the trigger fires.
 func TestSourceOutageNeverFires(t *testing.T) {
+	t.Parallel()
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
