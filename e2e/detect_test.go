@@ -1,5 +1,12 @@
 // Package e2e runs Guardian end to end: the demo service under load, a real
 // Prometheus (or the embedded source), and the daemon watching deploys.
+//
+// Every test calls t.Parallel: each starts its own processes (Prometheus,
+// Alertmanager, Guardian, a Kubernetes control plane) on ports the kernel
+// chooses, with state in its own temporary directory, and none sets
+// environment variables. A test keeps to that, and its bounds are on
+// conditions and generous enough for a busy machine: it runs beside the
+// others (scripts/test.sh sets how many at once with -parallel).
 package e2e
 
 import (
