@@ -96,6 +96,7 @@ func screenshot(t *testing.T, b *testenv.Browser, path string) {
 // the status page says "major outage" during the incident and
 // "operational" after it.
 func TestConsoleBrowser(t *testing.T) {
+	t.Parallel()
 	b := testenv.StartBrowser(t, 1280, 900)
 	shots := screenshotDir(t)
 	rcv := newReceiver(t)

@@ -294,6 +294,7 @@ func loadRendered(t testing.TB, objs []kobj, dir string) (*config.Config, error)
 }
 
 func TestChartLint(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, values string }{
 		{"standalone defaults", ""},
 		{"sidecar", "mode: sidecar\nsidecar: {podSelector: {app: checkout}}\n"},
@@ -326,6 +327,7 @@ rbac:
 }
 
 func TestChartModes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		values string
@@ -420,6 +422,7 @@ config:
 }
 
 func TestChartConfigLoads(t *testing.T) {
+	t.Parallel()
 	t.Run("defaults", func(t *testing.T) {
 		cfg, err := loadRendered(t, chartRender(t, ""), t.TempDir())
 		if err != nil {
@@ -531,6 +534,7 @@ func TestChartConfigLoads(t *testing.T) {
 }
 
 func TestChartRejectsBadValues(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, values, want string }{
 		{"unknown mode", "mode: daemonset\n", "mode"},
 		{"short token", "auth: {tokens: {ci: short}}\n", "tokens"},
@@ -564,6 +568,7 @@ func TestChartRejectsBadValues(t *testing.T) {
 // -tags nokubernetes) in either mode, a digest still names the image, and
 // the default is the full image.
 func TestChartSlimImage(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, values, want string }{
 		{"full by default", "mode: sidecar\n", "ghcr.io/rollback-guardian/guardian:0.1.0"},
 		{"slim sidecar", "mode: sidecar\nimage: {slim: true}\n", "ghcr.io/rollback-guardian/guardian:0.1.0-slim"},
@@ -638,6 +643,7 @@ func wantHardened(t *testing.T, c map[string]any) {
 }
 
 func TestChartHardenedPod(t *testing.T) {
+	t.Parallel()
 	t.Run("standalone", func(t *testing.T) {
 		d := one(t, chartRender(t, ""), "Deployment", chartRelease)
 		spec := podSpec(d)
@@ -670,6 +676,7 @@ func TestChartHardenedPod(t *testing.T) {
 }
 
 func TestChartPodSettings(t *testing.T) {
+	t.Parallel()
 	spec := podSpec(one(t, chartRender(t, `
 image: {repository: registry.example/guardian, tag: v1.2.3, pullPolicy: Always}
 extraArgs: [--config.watch=false]
@@ -709,6 +716,7 @@ logLevel: debug
 // leave the pod template alone; a changed token or key changes its checksum
 // annotation, which rolls the pods.
 func TestChartRestartsOnlyForSecrets(t *testing.T) {
+	t.Parallel()
 	template := func(values string) any {
 		return dig(one(t, chartRender(t, values), "Deployment", chartRelease), "spec", "template")
 	}
@@ -730,6 +738,7 @@ func TestChartRestartsOnlyForSecrets(t *testing.T) {
 }
 
 func TestChartSecrets(t *testing.T) {
+	t.Parallel()
 	t.Run("existing secrets", func(t *testing.T) {
 		objs := chartRender(t, "auth: {existingSecret: api-tokens, existingSecretKey: lines}\nsecrets: {existingSecret: hooks}\n")
 		if s := find(objs, "Secret"); len(s) != 0 {
@@ -847,6 +856,7 @@ func ruleSet(rules ...[]rbacRule) []string {
 }
 
 func TestChartRBAC(t *testing.T) {
+	t.Parallel()
 	// Exactly what the code uses: rollout/kubernetes's informer,
 	// executor/kubernetes and executor/argorollouts's API calls, client-go's
 	// leader election and store/kubernetes.
@@ -933,6 +943,7 @@ func TestChartRBAC(t *testing.T) {
 // application's chart, the documented way to add the container to one's own
 // pod, and compares the result with the standalone container.
 func TestChartSidecarTemplate(t *testing.T) {
+	t.Parallel()
 	parent := t.TempDir()
 	files := map[string]string{
 		"Chart.yaml": "apiVersion: v2\nname: checkout\nversion: 1.0.0\ndependencies:\n  - name: guardian\n    version: \">=0.0.0\"\n",
@@ -1017,6 +1028,7 @@ spec:
 // row in the README's values table (itself or a map above it, such as
 // config or securityContext), and every row names a value that exists.
 func TestChartREADMEDocumentsEveryValue(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(filepath.Join(chartPath, "values.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -1086,6 +1098,7 @@ func TestChartREADMEDocumentsEveryValue(t *testing.T) {
 // non-root final stage running `guardian run`, and a .dockerignore that
 // keeps every package the binary needs in the build context.
 func TestDockerfile(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
@@ -1220,6 +1233,7 @@ func TestDockerfile(t *testing.T) {
 // ConfigMap store work, and writes outside the granted rules are forbidden.
 // Last, sidecar mode's patch adds Guardian to an application's pod.
 func TestChartInstall(t *testing.T) {
+	t.Parallel()
 	k := testenv.StartKubernetes(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

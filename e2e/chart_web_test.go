@@ -9,6 +9,7 @@ import (
 // networkPolicy: rendered in standalone mode only, allowing the HTTP port
 // to the release's own pods, the named namespaces and Prometheus.
 func TestChartNetworkPolicy(t *testing.T) {
+	t.Parallel()
 	values := "networkPolicy: {enabled: true, allowedNamespaces: [ci], prometheus: {namespaceSelector: {matchLabels: {team: monitoring}}, podSelector: {matchLabels: {app: prometheus}}}}\n"
 	np := one(t, chartRender(t, values), "NetworkPolicy", "guardian")
 	ingress, _ := dig(np, "spec", "ingress").([]any)
@@ -37,6 +38,7 @@ func TestChartNetworkPolicy(t *testing.T) {
 // web.config: a Secret holding the file, --web.config.file, and HTTPS
 // probes when it turns TLS on; web.reload and web.readAuth become flags.
 func TestChartWebConfig(t *testing.T) {
+	t.Parallel()
 	values := "web: {config: {tls_server_config: {cert_file: /etc/guardian/web-tls/tls.crt, key_file: /etc/guardian/web-tls/tls.key}}, tlsSecret: guardian-tls, reload: authenticated, readAuth: api}\n"
 	objs := chartRender(t, values)
 	one(t, objs, "Secret", "guardian-web")

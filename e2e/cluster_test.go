@@ -27,7 +27,10 @@ import (
 // clusterConfig runs Guardian as one of several replicas: leader election
 // and state in the test cluster, deploys learnt from the Deployment, the
 // demo service's metrics through the embedded source, and a rollback that
-// counts itself then runs kubectl rollout undo.
+// counts itself then runs kubectl rollout undo. The leader keeps its lease
+// unless eight seconds of renewals fail, so that a busy machine (the suite
+// runs its tests in parallel) does not take the lease away from a live
+// leader; a killed leader's lease lapses after twelve.
 const clusterConfig = `global:
   evaluation_interval: 1s
   state_dir: %[1]s
@@ -36,9 +39,9 @@ const clusterConfig = `global:
     kubeconfig: %[3]s
     namespace: default
     identity: %[4]s
-    lease_duration: 4s
-    renew_deadline: 3s
-    retry_period: 500ms
+    lease_duration: 12s
+    renew_deadline: 8s
+    retry_period: 1s
 services:
   - name: checkout
     scrape: {url: "%[5]s/metrics", interval: 1s, timeout: 900ms}
@@ -102,6 +105,7 @@ func bridge(ctx context.Context, t testing.TB, k *testenv.Kubernetes, svc *demo.
 // is killed in the middle of an incident; the other takes the incident over
 // from the shared state and the Deployment is rolled back exactly once.
 func TestLeaderElectionTakeover(t *testing.T) {
+	t.Parallel()
 	k, ctx, demoURL, dir := kubeWorld(t, nil)
 	script := fmt.Sprintf("echo run >> %s/rollbacks && exec %s --kubeconfig %s rollout undo deployment/checkout -n default",
 		dir, filepath.Join(k.BinDir, "kubectl"), k.Kubeconfig)
@@ -167,7 +171,7 @@ func TestLeaderElectionTakeover(t *testing.T) {
 
 	// Kill the leader mid-incident; the other takes over.
 	procs[leader].stop(syscall.SIGKILL)
-	testenv.Eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 60*time.Second, func() error {
 		l, err := leaderOf()
 		if err != nil || l != follower {
 			return fmt.Errorf("leader %d (%v)", l, err)
@@ -316,6 +320,7 @@ func waitReport(t *testing.T, dir string, wants ...string) {
 // API, the kubernetes executor rolls back, the Deployment is on the v1
 // template again, recovery is confirmed and the report lists the revisions.
 func TestKubernetesClosedLoop(t *testing.T) {
+	t.Parallel()
 	k, ctx, demoURL, dir := kubeWorld(t, nil)
 	_, s := startGuardian(t, k, dir, demoURL, kubeExecutor)
 	k.Kubectl(t, "set", "image", "deployment/checkout", "app=checkout:v2", "-n", "default")
@@ -341,6 +346,7 @@ func TestKubernetesClosedLoop(t *testing.T) {
 // through the API, the kubernetes executor rolls back to v1's template,
 // recovery is confirmed on v1 and the report lists the revisions.
 func TestKubernetesBrokenRollout(t *testing.T) {
+	t.Parallel()
 	k, ctx, demoURL, dir := kubeWorld(t, nil)
 	p, s := startGuardian(t, k, dir, demoURL, kubeExecutor)
 	patch := `{"spec":{"progressDeadlineSeconds":3,"template":{"metadata":{"annotations":{"` + testenv.NeverReadyAnnotation + `":"true"}},` +
@@ -393,6 +399,7 @@ func helmChart(t *testing.T, k *testenv.Kubernetes, dir, app string) string {
 // 3, found by its appVersion), the Deployment runs v1 again, recovery is
 // confirmed and the report lists the revisions.
 func TestHelmClosedLoop(t *testing.T) {
+	t.Parallel()
 	charts := t.TempDir()
 	k, ctx, demoURL, dir := kubeWorld(t, func(t *testing.T, k *testenv.Kubernetes) {
 		k.Helm(t, "install", "checkout", helmChart(t, k, charts, "v1"), "--namespace", "default", "--wait", "--timeout", "2m")

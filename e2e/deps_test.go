@@ -10,6 +10,7 @@ import (
 // Helm SDK and do not depend on the configuration's schema (app converts it
 // into their own types), so imports point one way.
 func TestPurePackagesLinkNoSDK(t *testing.T) {
+	t.Parallel()
 	const module = "github.com/rollback-guardian/guardian/"
 	pure := []string{"trigger", "incident", "approval", "verify", "watch", "event", "rollout"}
 	for _, pkg := range pure {

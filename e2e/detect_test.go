@@ -1,5 +1,12 @@
 // Package e2e runs Guardian end to end: the demo service under load, a real
 // Prometheus (or the embedded source), and the daemon watching deploys.
+//
+// Every test calls t.Parallel: each starts its own processes (Prometheus,
+// Alertmanager, Guardian, a Kubernetes control plane) on ports the kernel
+// chooses, with state in its own temporary directory, and none sets
+// environment variables. A test keeps to that, and its bounds are on
+// conditions and generous enough for a busy machine: it runs beside the
+// others (scripts/test.sh sets how many at once with -parallel).
 package e2e
 
 import (
@@ -16,6 +23,7 @@ import (
 // A deploy from v1 (0.5% errors) to v2 (20% errors) fires the error-rate
 // trigger for v2, with evidence naming v1 as the baseline.
 func TestBadDeployFires(t *testing.T) {
+	t.Parallel()
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
@@ -54,6 +62,7 @@ func TestBadDeployFires(t *testing.T) {
 // A deploy of a healthy v3 fires nothing during the whole watch window,
 // while the trigger is demonstrably evaluated.
 func TestHealthyDeployStaysQuiet(t *testing.T) {
+	t.Parallel()
 	const window = 25 * time.Second
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
@@ -91,6 +100,7 @@ func TestHealthyDeployStaysQuiet(t *testing.T) {
 // /metrics failing for the embedded source), a bad deploy fires nothing and
 // the failures are counted; once the source is back, the trigger fires.
 func TestSourceOutageNeverFires(t *testing.T) {
+	t.Parallel()
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()

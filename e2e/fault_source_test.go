@@ -67,6 +67,7 @@ var faultTable struct {
 }
 
 func TestFaultSource(t *testing.T) {
+	t.Parallel()
 	rows := []faultRow{
 		{
 			name:     "prometheus-slow-healthy",

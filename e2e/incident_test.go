@@ -217,6 +217,7 @@ func inOrder(got, want []string) bool {
 // confirmed → report and invite written, every step on the timeline and
 // every event delivered, signed, in order.
 func TestIncidentLifecycle(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder"})
 	// The rollback script needs the stack's demo URL: set it now.
@@ -352,6 +353,7 @@ func (s *stack) setRollback(script string) {
 // with its outcome recorded), and every event is delivered once, in order,
 // numbered without a gap.
 func TestCrashResume(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		delay time.Duration
@@ -361,6 +363,7 @@ func TestCrashResume(t *testing.T) {
 		{"rolling_back", 20 * time.Second, incident.RollingBack},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			rcv := newReceiver(t)
 			s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder"})
 			s.setRollback(rollbackScript(t, s.dir, s.demoURL, tc.delay))
@@ -455,6 +458,7 @@ func commandEnded(t *testing.T, dir string) time.Time {
 // report and the invite exist exactly once, and report.written and
 // postmortem.scheduled are on the timeline and delivered exactly once.
 func TestCrashBeforeReport(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, external: true, rollback: "placeholder", approval: "auto"})
 	s.proc.env = []string{"GUARDIAN_FAULT=" + incident.FaultBeforeReport}
@@ -520,6 +524,7 @@ func TestCrashBeforeReport(t *testing.T) {
 // it closes the old incident as superseded and gets its own, which rolls
 // back.
 func TestNewerDeployAfterAFailedRollback(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, rollback: "placeholder", approval: "auto"})
 	// The deploy system cannot roll v2 back, but v3 it can.

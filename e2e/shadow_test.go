@@ -58,6 +58,7 @@ func (r *receiver) receivedFor(id int64) []receivedEvent {
 // did not act, the service stays on the bad version and the rollback
 // command never runs.
 func TestShadowBadDeploy(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := shadowStack(t, rcv, 30*time.Second)
 
@@ -137,6 +138,7 @@ func TestShadowBadDeploy(t *testing.T) {
 // roll that incident back; the next bad deploy is enforced and is the only
 // one whose rollback runs.
 func TestShadowReloadToEnforce(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := shadowStack(t, rcv, 2*time.Minute)
 

@@ -106,6 +106,7 @@ func (s *stack) slackClick(t *testing.T, a *slackAPI, id int64, secret string) i
 // buttons, the thread tells each step, and the report names the Slack
 // approver.
 func TestSlackApproval(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	api := newSlackAPI(t)
 	s := startStack(t, modePrometheus, stackOpts{receiverURL: rcv.url, rollback: "placeholder", slackAPI: api.url + "/api/"})

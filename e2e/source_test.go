@@ -17,6 +17,7 @@ import (
 // (no data is not a bad deploy); Prometheus comes back: on-call hears
 // source.recovered, once, and Guardian judges the next deploy again.
 func TestSourceUnreachable(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := startStack(t, modePrometheus, stackOpts{rollback: "true", receiverURL: rcv.url})
 	s.alertAfter("3s")
@@ -92,6 +93,7 @@ func TestSourceUnreachable(t *testing.T) {
 // on-call hears that the service's metrics endpoint is unreachable, then
 // that it answers again.
 func TestScrapeUnreachable(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	s := startStack(t, modeEmbedded, stackOpts{rollback: "true", receiverURL: rcv.url})
 	s.alertAfter("3s")

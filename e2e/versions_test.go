@@ -237,6 +237,7 @@ timeout: 2m
 // A version rolled back is caught again when it is deployed again — while
 // its first watch is still open —, and the rollback itself opens nothing.
 func TestRedeployOfARolledBackVersion(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t, fleetOpts{
 		instances:  []instance{{name: "app", version: demo.Version{Version: "v1", ErrorRate: 0.005}, rps: 50}},
 		rollbackOn: "app", triggers: errorRateTrigger, recovery: quickRecovery,
@@ -274,6 +275,7 @@ func TestRedeployOfARolledBackVersion(t *testing.T) {
 // gives v4 the baseline v1, saying why; a bad canary is rolled back and the
 // incident resolved when the stable version serves alone.
 func TestCanaryIsJudgedAgainstTheStableVersion(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t, fleetOpts{
 		instances: []instance{
 			{name: "stable", version: demo.Version{Version: "v1", ErrorRate: 0.005}, rps: 95},
@@ -317,6 +319,7 @@ func TestCanaryIsJudgedAgainstTheStableVersion(t *testing.T) {
 // rolled back and resolved — not escalated for want of traffic —, and the
 // timeline says what verification waits for meanwhile.
 func TestLowTrafficRecovery(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t, fleetOpts{
 		instances:  []instance{{name: "app", version: demo.Version{Version: "v1", ErrorRate: 0.005}, rps: 1}},
 		rollbackOn: "app",

@@ -37,7 +37,9 @@ go test -count=1 -tags nokubernetes -run '^(TestSlimBuild|TestCheck.*|TestVersio
 go test -count=1 -tags nohelm -run TestSlimBuild ./config/ ./cmd/guardian/
 go test -count=1 -tags nohelm ./plugin/
 step "go test -race"
-go test -race -count=1 -parallel 4 -timeout 25m "$@" ./...
+# -parallel is how many end-to-end tests (the only ones that call
+# t.Parallel) run at once: they mostly wait on wall-clock steps, not the CPU.
+go test -race -count=1 -parallel 6 -timeout 25m "$@" ./...
 
 # Every fuzz target for a short fixed budget (FUZZTIME, default 6s), on top
 # of its committed seed corpus, which the run above already replays. A
