@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/rollback-guardian/guardian/executor"
+	"github.com/rollback-guardian/guardian/internal/testctx"
 )
 
 type reading executor.Progress
@@ -107,41 +108,50 @@ func TestWait(t *testing.T) {
 		})
 	}
 
-	// The last read error stays in the chain, whoever's time ran out.
+	// The last read error stays in the chain, whoever's time ran out. The
+	// time runs out at the third read, whatever the machine's speed.
 	for _, tc := range []struct {
 		name    string
-		ctx     func() (context.Context, context.CancelFunc)
+		ctx     func() (context.Context, func())
 		want    []error
 		wantMsg string
 	}{
 		{
 			name: "own timeout",
-			ctx: func() (context.Context, context.CancelFunc) {
-				return context.WithTimeoutCause(context.Background(), 20*time.Millisecond, errOwn)
+			ctx: func() (context.Context, func()) {
+				ctx, cancel := context.WithCancelCause(context.Background())
+				return ctx, func() { cancel(errOwn) }
 			},
 			want:    []error{executor.ErrTimeout},
 			wantMsg: "deployment shop/checkout: rollback timed out after 50ms: 1 of 2 (last error: the server answered 503)",
 		},
 		{
 			name: "caller's deadline",
-			ctx: func() (context.Context, context.CancelFunc) {
-				return context.WithTimeout(context.Background(), 20*time.Millisecond)
+			ctx: func() (context.Context, func()) {
+				ctx := testctx.NewExpiring()
+				return ctx, ctx.Expire
 			},
 			want:    []error{executor.ErrTimeout, context.DeadlineExceeded},
 			wantMsg: "deployment shop/checkout: rollback timed out: context deadline exceeded: 1 of 2 (last error: the server answered 503)",
 		},
 	} {
 		t.Run("last error with "+tc.name, func(t *testing.T) {
-			ctx, cancel := tc.ctx()
-			defer cancel()
+			ctx, end := tc.ctx()
+			defer end()
 			i := 0
 			_, err := executor.Wait(ctx, zap.NewNop(), w, func(context.Context) (reading, error) {
 				i++
-				if i == 1 {
+				switch i {
+				case 1:
 					return reading{Msg: "1 of 2"}, nil
+				case 3:
+					end()
 				}
 				return reading{}, &apiError{code: 503}
 			})
+			if i != 3 {
+				t.Errorf("%d reads, want the wait to end at the third", i)
+			}
 			for _, want := range tc.want {
 				if !errors.Is(err, want) {
 					t.Errorf("error %v does not wrap %v", err, want)

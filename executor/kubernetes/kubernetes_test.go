@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/executor"
 	"github.com/rollback-guardian/guardian/executor/kubernetes"
+	"github.com/rollback-guardian/guardian/internal/testctx"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -439,9 +441,13 @@ func TestDeploymentPatchIsGuarded(t *testing.T) {
 
 func TestDeploymentWait(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		status  func(*appsv1.Deployment)
-		ctx     func() (context.Context, context.CancelFunc)
+		name   string
+		status func(*appsv1.Deployment)
+		ctx    func() (context.Context, context.CancelFunc)
+		// expire: the context expires at the second read after the patch.
+		expire bool
+		// timeout is the executor's own (300ms when zero).
+		timeout time.Duration
 		wantIs  []error
 		wantErr string
 	}{
@@ -465,11 +471,13 @@ func TestDeploymentWait(t *testing.T) {
 			wantErr: "deployment shop/checkout: rollback timed out after 300ms: 2 of 3 updated replicas available",
 		},
 		{
-			name:   "caller's deadline",
-			status: func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 1 },
-			ctx: func() (context.Context, context.CancelFunc) {
-				return context.WithTimeout(context.Background(), 100*time.Millisecond)
-			},
+			// The caller's deadline passes at the second read after the
+			// patch, whatever the machine's speed, long before the
+			// executor's own timeout.
+			name:    "caller's deadline",
+			status:  func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 1 },
+			expire:  true,
+			timeout: time.Hour,
 			wantIs:  []error{executor.ErrTimeout, context.DeadlineExceeded},
 			wantErr: "1 of 3 replicas updated",
 		},
@@ -497,12 +505,34 @@ func TestDeploymentWait(t *testing.T) {
 				tc.status(cur)
 				return false, nil, client.Tracker().Update(a.GetResource(), cur, ns)
 			})
-			e := newExecutor(t, kubernetes.Config{Deployment: "checkout", Timeout: model.Duration(300 * time.Millisecond)}, client)
+			timeout := tc.timeout
+			if timeout == 0 {
+				timeout = 300 * time.Millisecond
+			}
+			e := newExecutor(t, kubernetes.Config{Deployment: "checkout", Timeout: model.Duration(timeout)}, client)
 			ctx, cancel := context.Background(), context.CancelFunc(func() {})
 			if tc.ctx != nil {
 				ctx, cancel = tc.ctx()
 			}
 			defer cancel()
+			if tc.expire {
+				exp := testctx.NewExpiring()
+				ctx = exp
+				var patched atomic.Bool
+				reads := 0
+				client.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+					patched.Store(true)
+					return false, nil, nil
+				})
+				client.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+					if patched.Load() {
+						if reads++; reads == 2 {
+							exp.Expire()
+						}
+					}
+					return false, nil, nil
+				})
+			}
 			res, err := e.Rollback(ctx, target)
 			for _, want := range tc.wantIs {
 				if !errors.Is(err, want) {
