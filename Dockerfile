@@ -7,7 +7,7 @@
 #
 # and run it with a config file mounted at /etc/guardian/config.yaml (the Helm
 # chart in deploy/helm/guardian mounts its ConfigMap elsewhere and passes
-# --config itself). The base image carries CA certificates, the IANA time zone
+# --config.file itself). The base image carries CA certificates, the IANA time zone
 # database (for global.postmortem.time_zone) and /etc/passwd with "nonroot".
 #
 # TAGS are Go build tags. The slim image for sidecars leaves out everything
@@ -47,4 +47,4 @@ WORKDIR /var/lib/guardian
 USER 65532:65532
 EXPOSE 9095
 ENTRYPOINT ["/guardian"]
-CMD ["run", "--config", "/etc/guardian/config.yaml"]
+CMD ["run", "--config.file", "/etc/guardian/config.yaml"]

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"unicode/utf8"
 
@@ -50,10 +52,39 @@ const (
 func readLimited(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, fileError(path, err)
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fileError(path, err)
+	}
+	return data, nil
+}
+
+// FileError is a configuration file that could not be read. It wraps the
+// cause, so errors.Is(err, fs.ErrNotExist) tells a missing file.
+type FileError struct {
+	Path string
+	Err  error
+}
+
+func (e *FileError) Error() string {
+	if errors.Is(e.Err, fs.ErrNotExist) {
+		return fmt.Sprintf("config file %s does not exist", e.Path)
+	}
+	return fmt.Sprintf("cannot read config file %s: %v", e.Path, e.Err)
+}
+
+func (e *FileError) Unwrap() error { return e.Err }
+
+// fileError is err reading path as a *FileError, without the path that an
+// *fs.PathError repeats.
+func fileError(path string, err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		err = pe.Err
+	}
+	return &FileError{Path: path, Err: err}
 }
 
 // tooLarge is the error for a file over MaxFileSize, whose size is n, or

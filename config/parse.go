@@ -27,7 +27,7 @@ func Parse(data []byte) (*Config, error) {
 func LoadFile(path string) (*Config, []byte, error) {
 	data, err := readLimited(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading config %s: %w", path, err)
+		return nil, nil, err
 	}
 	cfg, err := parseFile(path, data)
 	return cfg, data, err

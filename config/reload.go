@@ -187,7 +187,7 @@ func (r *Reloader) load(retry bool) error {
 	data, err := readLimited(r.path)
 	if err != nil {
 		r.failedSum = ""
-		return r.failed(fmt.Errorf("reading config %s: %w", r.path, err))
+		return r.failed(err)
 	}
 	sum := sha256.Sum256(data)
 	fileSum := hex.EncodeToString(sum[:])
@@ -229,10 +229,18 @@ func (r *Reloader) load(retry bool) error {
 	return nil
 }
 
+// failed counts a failed load and returns its error, naming the file. A
+// failed reload is logged here; a failed first load is not, since nothing
+// runs to be kept: the caller reports it (Guardian does not start).
 func (r *Reloader) failed(err error) error {
-	err = fmt.Errorf("loading config %s: %w", r.path, err)
+	if _, ok := errors.AsType[*FileError](err); !ok {
+		err = fmt.Errorf("loading config %s: %w", r.path, err)
+	}
 	r.reloads.WithLabelValues(resultFailure).Inc()
 	r.success.Set(0)
+	if r.current.Load() == nil {
+		return err
+	}
 	fields := []zap.Field{zap.Error(err)}
 	var es Errors
 	if errors.As(err, &es) {

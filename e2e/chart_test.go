@@ -614,7 +614,7 @@ func wantHardened(t *testing.T, c map[string]any) {
 		{[]any{"ports", 0, "name"}, "http"},
 		{[]any{"ports", 0, "containerPort"}, 9095},
 		{[]any{"args", 0}, "run"},
-		{[]any{"args", 1}, "--config=/etc/guardian/config/config.yaml"},
+		{[]any{"args", 1}, "--config.file=/etc/guardian/config/config.yaml"},
 	} {
 		if got := dig(c, tc.path...); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("container %v = %#v, want %#v", tc.path, got, tc.want)
@@ -693,7 +693,7 @@ logLevel: debug
 	}{
 		{c["image"], "registry.example/guardian:v1.2.3"},
 		{c["imagePullPolicy"], "Always"},
-		{c["args"], []any{"run", "--config=/etc/guardian/config/config.yaml", "--log.level=debug", "--log.format=json", "--config.watch=false"}},
+		{c["args"], []any{"run", "--config.file=/etc/guardian/config/config.yaml", "--log.level=debug", "--log.format=json", "--config.watch=false"}},
 		// POD_NAME, POD_NAMESPACE and POD_IP (a replica's identity and the
 		// address the others forward the write API to), then env.
 		{dig(c, "env", 0, "valueFrom", "fieldRef", "fieldPath"), "metadata.name"},
@@ -1148,7 +1148,7 @@ func TestDockerfile(t *testing.T) {
 		"FROM gcr.io/distroless/static-debian12:nonroot",
 		"USER 65532:65532",
 		`ENTRYPOINT ["/guardian"]`,
-		`CMD ["run", "--config", "/etc/guardian/config.yaml"]`,
+		`CMD ["run", "--config.file", "/etc/guardian/config.yaml"]`,
 	}
 	for _, want := range wantFinal {
 		if !slices.Contains(final, want) {

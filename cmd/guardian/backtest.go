@@ -49,7 +49,7 @@ func newBacktestCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:           "backtest --service NAME (--last 30d | --from T1 --to T2)",
 		Short:         "Replay a service's Prometheus history: which deploys would Guardian have rolled back?",
 		Long:          backtestLong,
-		Args:          cobra.NoArgs,
+		Args:          args(0, 0),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -59,7 +59,7 @@ func newBacktestCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.configFile, "config", "config.yaml", "configuration file")
+	configFlag(cmd, &f.configFile, "configuration file")
 	fl.StringVar(&f.service, "service", "", "the service to backtest (required)")
 	fl.StringVar(&f.from, "from", "", "start of the history: RFC 3339 (2026-11-02T15:04:05Z) or Unix seconds")
 	fl.StringVar(&f.to, "to", "", "end of the history (default now)")

@@ -167,7 +167,7 @@ func newIncidentActionCmd(stdout io.Writer, verb, short, long string, needReason
 		reason string
 	)
 	cmd := &cobra.Command{
-		Use: verb + " ID", Short: short, Long: long, Args: cobra.ExactArgs(1),
+		Use: verb + " ID", Short: short, Long: long, Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID(args[0])
 			if err != nil {
@@ -207,7 +207,7 @@ func newRollbackCmd(stdout io.Writer) *cobra.Command {
 			"to the baseline of its open watch; with no watch open, --to is required. Needs a token with the approve scope.",
 		Example: `  guardian rollback checkout --reason "orders are written twice since 14:02"
   guardian rollback checkout --to v2.4.0 --reason "the payment provider rejects v2.4.1's requests"`,
-		Args: cobra.ExactArgs(1),
+		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(reason) == "" {
 				return errors.New("--reason is required: say why, for the timeline and the report")
@@ -239,7 +239,7 @@ func newIncidentsCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "incidents",
 		Short: "List incidents (newest first)",
-		Args:  cobra.NoArgs,
+		Args:  args(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var recs []incident.Record
 			if err := cf.do(cmd.Context(), "GET", "/api/v1/incidents", nil, false, &recs); err != nil {
@@ -263,7 +263,7 @@ func newIncidentsCmd(stdout io.Writer) *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show one incident: state, evidence, decisions and timeline",
-		Args:  cobra.ExactArgs(1),
+		Args:  args(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID(args[0])
 			if err != nil {
@@ -318,7 +318,7 @@ func newReportCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report ID",
 		Short: "Print an incident's report (Markdown, JSON or HTML)",
-		Args:  cobra.ExactArgs(1),
+		Args:  args(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID(args[0])
 			if err != nil {

@@ -125,7 +125,7 @@ func newDemoCmd(lf *logFlags, stdout, stderr io.Writer) *cobra.Command {
 			"the console and `guardian incidents`, `guardian report 1`... work against it; a no-go holds the\n" +
 			"incident and the demo waits for an approval from another terminal or the console. Without a\n" +
 			"terminal (CI, tests) or with --exit, it ends when the incident does; a no-go ends it too.",
-		Args: cobra.NoArgs,
+		Args: args(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			lf := *lf
 			if !cmd.Root().PersistentFlags().Changed("log.level") {

@@ -101,7 +101,9 @@ func write(t *testing.T, p, s string) {
 func buildGuardian(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "guardian")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	// -buildvcs=true: stamp the revision even where GOFLAGS turns it off,
+	// as it is on this project's CI machines.
+	cmd := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

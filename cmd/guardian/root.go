@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
@@ -56,6 +57,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetFlagErrorFunc(flagError)
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return checkLogFlags(lf) }
 	root.PersistentFlags().StringVar(&lf.level, "log.level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&lf.format, "log.format", "console", "log format: console or json")
 	root.AddCommand(newRunCmd(lf, stderr), newCheckCmd(stdout, stderr), newDemoCmd(lf, stdout, stderr),
@@ -65,21 +68,22 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 }
 
 func newLogger(lf *logFlags, w io.Writer) (*zap.Logger, error) {
+	if err := checkLogFlags(lf); err != nil {
+		return nil, err
+	}
 	lvl, err := zapcore.ParseLevel(lf.level)
 	if err != nil {
-		return nil, fmt.Errorf("--log.level: %w", err)
+		return nil, err
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
 	var enc zapcore.Encoder
 	switch lf.format {
-	case "json":
-		enc = zapcore.NewJSONEncoder(ec)
 	case "console":
 		ec.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(ec)
-	default:
-		return nil, fmt.Errorf("--log.format: want console or json, got %q", lf.format)
+	default: // json
+		enc = zapcore.NewJSONEncoder(ec)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
 }
@@ -95,7 +99,7 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 		Short: "Run the Guardian daemon",
 		Long: "Run the Guardian daemon. SIGHUP, POST /-/reload and edits of the config file reload the\n" +
 			"configuration; an invalid file is logged and the old configuration keeps running.\nSIGTERM or SIGINT stop it gracefully.",
-		Args: cobra.NoArgs,
+		Args: args(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(lf, stderr)
 			if err != nil {
@@ -121,6 +125,9 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 				}
 			}
 			a, err := app.New(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch, Fault: faultHook(log), Web: wf})
+			if errors.Is(err, fs.ErrNotExist) {
+				err = fmt.Errorf("%w: give its path with --config.file", err)
+			}
 			if err != nil {
 				log.Error("cannot start", zap.Error(err))
 				return errSilent
@@ -135,7 +142,7 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&configFile, "config", "config.yaml", "path to the configuration file")
+	configFlag(cmd, &configFile, "path to the configuration file")
 	cmd.Flags().BoolVar(&watch, "config.watch", true, "reload when the config file changes (its directory is watched, so ConfigMap symlink swaps work)")
 	registerWebFlags(cmd, &wf)
 	return cmd
@@ -199,7 +206,7 @@ func newCheckCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: "Validate configuration files, listing every error, and the tokens file each one names (as the daemon\n" +
 			"reads it: a token shorter than 16 characters or an unknown scope is an error). Warnings (a template\n" +
 			"in a shell script, a threshold that always fires, ...) are printed but do not fail the check.",
-		Args: cobra.MinimumNArgs(1),
+		Args: args(1, -1),
 		RunE: func(_ *cobra.Command, files []string) error {
 			failed := false
 			if webConfig != "" {
@@ -213,11 +220,15 @@ func newCheckCmd(stdout, stderr io.Writer) *cobra.Command {
 				if err != nil {
 					failed = true
 					var errs config.Errors
-					if errors.As(err, &errs) {
+					var ferr *config.FileError
+					switch {
+					case errors.As(err, &errs):
 						for _, e := range errs {
 							fmt.Fprintf(stderr, "%s: %s\n", f, e)
 						}
-					} else {
+					case errors.As(err, &ferr):
+						fmt.Fprintf(stderr, "guardian check: %v\n", err)
+					default:
 						fmt.Fprintf(stderr, "%s: %v\n", f, err)
 					}
 					continue
@@ -273,28 +284,59 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Args:  args(0, 0),
 		Run: func(*cobra.Command, []string) {
 			if tags := config.SlimTags(); tags != "" {
 				// After the version line.
 				defer fmt.Fprintf(stdout, "slim build (-tags %s), without: %s\n", tags, strings.Join(config.LeftOut(), ", "))
 			}
-			v, rev := version, ""
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				if v == "" {
-					v = bi.Main.Version
-				}
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" {
-						rev = s.Value
-					}
-				}
-				fmt.Fprintf(stdout, "guardian %s (revision %s, %s)\n", v, orUnknown(rev), bi.GoVersion)
-				return
-			}
-			fmt.Fprintf(stdout, "guardian %s\n", orUnknown(v))
+			fmt.Fprintln(stdout, versionLine())
 		},
 	}
+}
+
+// versionLine is what guardian version prints: the version set at build
+// time with -ldflags, else the module version the go command stamps
+// (v1.2.3 for a tagged commit, a pseudo-version otherwise), with the VCS
+// revision and the Go version.
+func versionLine() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "guardian " + orUnknown(version)
+	}
+	v := version
+	if v == "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	var rev, at string
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if v == "" {
+		// Built without version control information (go run, -buildvcs=false,
+		// a copy of the sources without .git).
+		v = "devel"
+	}
+	hint := ""
+	switch {
+	case rev == "":
+		rev = "unknown"
+		hint = "\nbuilt without version control information: build with make, or with go build -buildvcs=true in a clone, to see it"
+	case dirty:
+		rev += ", modified"
+	}
+	if at != "" {
+		rev += ", committed " + at
+	}
+	return fmt.Sprintf("guardian %s (revision %s, %s)%s", v, rev, bi.GoVersion, hint)
 }
 
 func orUnknown(s string) string {

@@ -58,10 +58,11 @@ func TestSlimBuild(t *testing.T) {
 		t.Fatalf("version: exit %d", code)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	last := lines[len(lines)-1]
 	switch {
-	case tags == "" && len(lines) != 1:
-		t.Errorf("the full build's version says more than its version:\n%s", out.String())
-	case tags != "" && (len(lines) != 2 || lines[1] != "slim build (-tags "+tags+"), without: "+strings.Join(config.LeftOut(), ", ")):
+	case tags == "" && strings.Contains(out.String(), "slim"):
+		t.Errorf("the full build's version says it is slim:\n%s", out.String())
+	case tags != "" && last != "slim build (-tags "+tags+"), without: "+strings.Join(config.LeftOut(), ", "):
 		t.Errorf("a slim build's version does not say what it lacks:\n%s", out.String())
 	}
 }

@@ -42,7 +42,7 @@ type stateFlags struct {
 func (f *stateFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.file, "file", "", "the state file itself (a backup, say)")
 	cmd.Flags().StringVar(&f.dir, "state-dir", "", "the state directory (the file is STATE_DIR/"+stateFileName+")")
-	cmd.Flags().StringVar(&f.configFile, "config", "config.yaml", "configuration file whose global.state_dir holds the file")
+	configFlag(cmd, &f.configFile, "configuration file whose global.state_dir holds the file")
 	cmd.Flags().DurationVar(&f.lockTimeout, "lock-timeout", 5*time.Second, "how long to wait for the file's lock")
 }
 
@@ -56,7 +56,7 @@ func (f *stateFlags) path() (string, error) {
 	}
 	cfg, _, err := config.LoadFile(f.configFile)
 	if err != nil {
-		return "", fmt.Errorf("finding the state file (--file, --state-dir or --config): %w", err)
+		return "", fmt.Errorf("finding the state file (--file, --state-dir or --config.file): %w", err)
 	}
 	if cfg.Global.Cluster != nil {
 		return "", fmt.Errorf("%s: global.cluster keeps the state in Kubernetes ConfigMaps, not in a state file", f.configFile)
@@ -85,7 +85,7 @@ func newStateCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:           "state",
 		Short:         "Check or back up the state file (with Guardian stopped)",
 		Long:          stateLong,
-		Args:          cobra.NoArgs,
+		Args:          args(0, 0),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -101,7 +101,7 @@ func newStateCheckCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: "Check reads every page of the state file, runs bbolt's consistency check and counts the\n" +
 			"incidents, their timeline entries, the notifications waiting and the other saved state.\n" +
 			"It exits with status 1 when the file is damaged, listing what is wrong.\n\n" + stateLong,
-		Args: cobra.NoArgs,
+		Args: args(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
 			s, err := sf.open()
@@ -195,7 +195,7 @@ func newStateBackupCmd(stdout io.Writer) *cobra.Command {
 		Long: "Backup checks the state file and writes a consistent copy of it to FILE, which it then\n" +
 			"checks too. FILE is written under a temporary name and renamed, so it is never half written;\n" +
 			"an existing FILE is kept unless --force.\n\n" + stateLong,
-		Args: cobra.NoArgs,
+		Args: args(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if to == "" {
 				return errors.New("--to is required")

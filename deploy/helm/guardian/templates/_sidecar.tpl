@@ -24,7 +24,7 @@ Volume names start with "guardian-" so that they do not clash with the pod's own
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   args:
     - run
-    - --config=/etc/guardian/config/config.yaml
+    - --config.file=/etc/guardian/config/config.yaml
     - --log.level={{ .Values.logLevel }}
     - --log.format={{ .Values.logFormat }}
     {{- if include "guardian.webConfigEnabled" . }}
