@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	commonversion "github.com/prometheus/common/version"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -124,6 +125,8 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 					return fmt.Errorf("--web.status-listen-address: invalid address %q: want host:port", wf.StatusListenAddress)
 				}
 			}
+			// guardian_build_info's version label.
+			commonversion.Version = buildVersion()
 			a, err := app.New(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch, Fault: faultHook(log), Web: wf})
 			if errors.Is(err, fs.ErrNotExist) {
 				err = fmt.Errorf("%w: give its path with --config.file", err)
@@ -304,10 +307,7 @@ func versionLine() string {
 	if !ok {
 		return "guardian " + orUnknown(version)
 	}
-	v := version
-	if v == "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
+	v := buildVersion()
 	var rev, at string
 	dirty := false
 	for _, s := range bi.Settings {
@@ -319,11 +319,6 @@ func versionLine() string {
 		case "vcs.modified":
 			dirty = s.Value == "true"
 		}
-	}
-	if v == "" {
-		// Built without version control information (go run, -buildvcs=false,
-		// a copy of the sources without .git).
-		v = "devel"
 	}
 	hint := ""
 	switch {
@@ -337,6 +332,20 @@ func versionLine() string {
 		rev += ", committed " + at
 	}
 	return fmt.Sprintf("guardian %s (revision %s, %s)%s", v, rev, bi.GoVersion, hint)
+}
+
+// buildVersion is Guardian's version: the one set with -ldflags, else the
+// module version the go command stamped, else "devel" (built without
+// version control information: go run, -buildvcs=false, a copy of the
+// sources without .git).
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
 
 func orUnknown(s string) string {
