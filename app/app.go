@@ -18,6 +18,7 @@ import (
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/cluster"
@@ -104,7 +105,10 @@ func New(opts Options) (*App, error) {
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
-		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// guardian_build_info: prometheus/common/version's Version (the
+		// command sets it), revision and build tags.
+		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			versioncollector.NewCollector("guardian"))
 	}
 	// Incidents keep a steady clock unless a test sets one (see
 	// incident.SteadyClock); sources are queried at the wall clock's time,

@@ -70,16 +70,20 @@ func historyPoints(span, interval time.Duration) int {
 func (h *history) add(v trigger.Verdict) {
 	s := &h.buf[h.next]
 	s.at = v.At.UnixNano()
-	s.value, s.baseline, s.threshold = nan(v.Evidence.Value), nan(v.Evidence.BaselineValue), math.NaN()
-	for _, c := range v.Evidence.Conditions {
-		if !c.Skipped {
-			s.threshold = c.Threshold
-			break
-		}
-	}
+	s.value, s.baseline, s.threshold = nan(v.Evidence.Value), nan(v.Evidence.BaselineValue), threshold(v)
 	s.outcome, s.state = uint8(v.Outcome), uint8(v.State)
 	h.next = (h.next + 1) % len(h.buf)
 	h.count = min(h.count+1, len(h.buf))
+}
+
+// threshold is the limit of v's first judged condition, NaN without one.
+func threshold(v trigger.Verdict) float64 {
+	for _, c := range v.Evidence.Conditions {
+		if !c.Skipped {
+			return c.Threshold
+		}
+	}
+	return math.NaN()
 }
 
 func nan(p *float64) float64 {

@@ -4,26 +4,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rollback-guardian/guardian/source"
+	"github.com/rollback-guardian/guardian/trigger"
 )
 
 // Metrics are the watch stage's guardian_* metrics, shared by every
 // service of a daemon: register them once with NewMetrics.
 type Metrics struct {
-	evaluations     *prometheus.CounterVec
-	evalDuration    *prometheus.HistogramVec
-	queryErrors     *prometheus.CounterVec
-	triggerState    *prometheus.GaugeVec
-	triggersFired   *prometheus.CounterVec
-	deploys         *prometheus.CounterVec
-	watching        *prometheus.GaugeVec
-	warnings        *prometheus.CounterVec
-	versionQueryErr *prometheus.CounterVec
+	evaluations  *prometheus.CounterVec
+	evalDuration *prometheus.HistogramVec
+	queryErrors  *prometheus.CounterVec
+	triggerState *prometheus.GaugeVec
+	// triggerValue, triggerThreshold and triggerBaseline are a trigger's
+	// latest evaluation while a watch is open.
+	triggerValue, triggerThreshold, triggerBaseline *prometheus.GaugeVec
+	triggersFired                                   *prometheus.CounterVec
+	deploys                                         *prometheus.CounterVec
+	watching                                        *prometheus.GaugeVec
+	warnings                                        *prometheus.CounterVec
+	versionQueryErr                                 *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -45,6 +50,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		triggerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "guardian_trigger_state",
 			Help: "State of each trigger: 0 inactive, 1 pending, 2 firing.",
+		}, []string{"service", "trigger"}),
+		triggerValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "guardian_trigger_value",
+			Help: "The new version's value at a trigger's latest evaluation, while the service's watch window is open (absent without data).",
+		}, []string{"service", "trigger"}),
+		triggerThreshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "guardian_trigger_threshold",
+			Help: "The limit of a trigger's first judged condition at its latest evaluation (baseline × factor for above_baseline), while the watch window is open.",
+		}, []string{"service", "trigger"}),
+		triggerBaseline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "guardian_trigger_baseline",
+			Help: "The baseline version's value at a trigger's latest evaluation, while the watch window is open (absent without a baseline).",
 		}, []string{"service", "trigger"}),
 		triggersFired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "guardian_triggers_fired_total",
@@ -68,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"service"}),
 	}
 	reg.MustRegister(m.evaluations, m.evalDuration, m.queryErrors, m.triggerState, m.triggersFired,
-		m.deploys, m.watching, m.warnings, m.versionQueryErr)
+		m.deploys, m.watching, m.warnings, m.versionQueryErr, m.triggerValue, m.triggerThreshold, m.triggerBaseline)
 	return m
 }
 
@@ -78,7 +95,8 @@ func (m *Metrics) Forget(service, trigger string) {
 	if trigger == "" {
 		for _, v := range []interface {
 			DeletePartialMatch(prometheus.Labels) int
-		}{m.evaluations, m.evalDuration, m.queryErrors, m.triggerState, m.triggersFired, m.deploys, m.watching, m.warnings, m.versionQueryErr} {
+		}{m.evaluations, m.evalDuration, m.queryErrors, m.triggerState, m.triggersFired, m.deploys, m.watching, m.warnings, m.versionQueryErr,
+			m.triggerValue, m.triggerThreshold, m.triggerBaseline} {
 			v.DeletePartialMatch(prometheus.Labels{"service": service})
 		}
 		return
@@ -87,6 +105,34 @@ func (m *Metrics) Forget(service, trigger string) {
 	m.evaluations.DeletePartialMatch(l)
 	m.triggerState.DeletePartialMatch(l)
 	m.triggersFired.DeletePartialMatch(l)
+	m.clearValues(service, trigger)
+}
+
+// setValues exports the value, threshold and baseline of verdict v of
+// service's trigger; those v lacks are removed rather than left stale.
+func (m *Metrics) setValues(service string, v trigger.Verdict) {
+	for _, g := range []struct {
+		vec *prometheus.GaugeVec
+		v   float64
+	}{
+		{m.triggerValue, nan(v.Evidence.Value)},
+		{m.triggerThreshold, threshold(v)},
+		{m.triggerBaseline, nan(v.Evidence.BaselineValue)},
+	} {
+		if math.IsNaN(g.v) {
+			g.vec.DeleteLabelValues(service, v.Trigger)
+			continue
+		}
+		g.vec.WithLabelValues(service, v.Trigger).Set(g.v)
+	}
+}
+
+// clearValues removes the value, threshold and baseline of service's
+// trigger: its watch window closed.
+func (m *Metrics) clearValues(service, trigger string) {
+	for _, vec := range []*prometheus.GaugeVec{m.triggerValue, m.triggerThreshold, m.triggerBaseline} {
+		vec.DeleteLabelValues(service, trigger)
+	}
 }
 
 // Retire forgets the series of old that next, its replacement after a

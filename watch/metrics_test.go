@@ -190,6 +190,9 @@ func TestMetricNames(t *testing.T) {
 	m.watching.WithLabelValues("s").Set(1)
 	m.warnings.WithLabelValues("s").Inc()
 	m.versionQueryErr.WithLabelValues("s").Inc()
+	m.triggerValue.WithLabelValues("s", "t").Set(1)
+	m.triggerThreshold.WithLabelValues("s", "t").Set(1)
+	m.triggerBaseline.WithLabelValues("s", "t").Set(1)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -212,13 +215,16 @@ func TestMetricNames(t *testing.T) {
 		"guardian_watch_active":                 "service 1 while a service's watch window after a deploy is open.",
 		"guardian_query_warnings_total":         "service Queries that returned warnings.",
 		"guardian_version_query_failures_total": "service Failed deploy-detection (version_query) evaluations.",
+		"guardian_trigger_value":                "service,trigger The new version's value at a trigger's latest evaluation, while the service's watch window is open (absent without data).",
+		"guardian_trigger_threshold":            "service,trigger The limit of a trigger's first judged condition at its latest evaluation (baseline × factor for above_baseline), while the watch window is open.",
+		"guardian_trigger_baseline":             "service,trigger The baseline version's value at a trigger's latest evaluation, while the watch window is open (absent without a baseline).",
 	} {
 		if got[name] != want {
 			t.Errorf("%s: %q, want %q", name, got[name], want)
 		}
 	}
-	if len(got) != 9 {
-		t.Errorf("%d metrics registered, want 9", len(got))
+	if len(got) != 12 {
+		t.Errorf("%d metrics registered, want 12", len(got))
 	}
 }
 
@@ -239,5 +245,52 @@ func TestRetire(t *testing.T) {
 	f.m.Retire(only.svc, nil)
 	if n := testutil.CollectAndCount(f.m.triggerState); n != 0 {
 		t.Fatalf("%d trigger state series after the service went, want 0", n)
+	}
+}
+
+// While a watch is open, each trigger's latest value, threshold and
+// baseline are exported; what an evaluation lacks is absent, and all of
+// them go when the window closes.
+func TestTriggerValueMetrics(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	ctx := context.Background()
+	f.svc.Learn(ctx, "v1", t0)
+	if _, err := f.svc.Announce(ctx, "v2", "", tick(1)); err != nil {
+		t.Fatal(err)
+	}
+	f.src.set(func(s *fakeSource) { s.values[errV1] = 0.01; s.values[errV2] = 0.2; s.values[latencyV2] = 0.9 })
+	f.svc.Tick(ctx, tick(2))
+	for _, c := range []struct {
+		vec     *prometheus.GaugeVec
+		trigger string
+		want    float64
+	}{
+		{f.m.triggerValue, "error-rate", 0.2},
+		{f.m.triggerThreshold, "error-rate", 0.05},
+		{f.m.triggerBaseline, "error-rate", 0.01},
+		{f.m.triggerValue, "latency", 0.9},
+		{f.m.triggerThreshold, "latency", 0.5},
+	} {
+		if got := testutil.ToFloat64(c.vec.WithLabelValues("checkout", c.trigger)); got != c.want {
+			t.Errorf("%s = %v, want %v", c.trigger, got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(f.m.triggerBaseline); n != 1 {
+		t.Errorf("%d baseline series, want 1 (latency has no baseline)", n)
+	}
+
+	// The error rate's data goes: its value is no longer exported.
+	f.src.set(func(s *fakeSource) { delete(s.values, errV2) })
+	f.svc.Tick(ctx, tick(3))
+	if n := testutil.CollectAndCount(f.m.triggerValue); n != 1 {
+		t.Errorf("%d value series after error-rate lost its data, want 1", n)
+	}
+
+	// The window closes.
+	f.svc.Tick(ctx, tick(1).Add(time.Hour))
+	for name, vec := range map[string]*prometheus.GaugeVec{"value": f.m.triggerValue, "threshold": f.m.triggerThreshold, "baseline": f.m.triggerBaseline} {
+		if n := testutil.CollectAndCount(vec); n != 0 {
+			t.Errorf("%d %s series after the window closed, want 0", n, name)
+		}
 	}
 }

@@ -257,6 +257,7 @@ func (s *Service) startWatch(ctx context.Context, ev rollout.Event) {
 		s.history[i].reset()
 		tr.Reset()
 		s.m.triggerState.WithLabelValues(s.name, tr.Name()).Set(0)
+		s.m.clearValues(s.name, tr.Name())
 		// The baseline's value before the deploy, taken now while the
 		// source still has it (the embedded source keeps a short history).
 		if d.Baseline == "" {
@@ -280,6 +281,7 @@ func (s *Service) endWatch(why string) {
 	for _, tr := range s.triggers {
 		tr.Reset()
 		s.m.triggerState.WithLabelValues(s.name, tr.Name()).Set(0)
+		s.m.clearValues(s.name, tr.Name())
 	}
 }
 
@@ -287,6 +289,7 @@ func (s *Service) endWatch(why string) {
 func (s *Service) record(ctx context.Context, v trigger.Verdict) {
 	s.m.evaluations.WithLabelValues(s.name, v.Trigger, v.Outcome.String()).Inc()
 	s.m.triggerState.WithLabelValues(s.name, v.Trigger).Set(float64(v.State))
+	s.m.setValues(s.name, v)
 	if len(v.Evidence.Warnings) > 0 {
 		s.m.warnings.WithLabelValues(s.name).Inc()
 	}
