@@ -60,3 +60,9 @@ func firstDifference(got, want []byte) string {
 func TestSchemaFresh(t *testing.T) {
 	checkFresh(t, schema.SchemaFile)
 }
+
+// TestReferenceFresh: docs/configuration.md is what `go generate ./config`
+// writes from the configuration's types and doc comments now.
+func TestReferenceFresh(t *testing.T) {
+	checkFresh(t, schema.ReferenceFile)
+}

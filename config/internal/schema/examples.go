@@ -11,10 +11,12 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// examples finds an example value for each key: the first value written
-// for it in the example configurations (examples/*.yaml, in name order),
-// else one of extraExamples. Values of keys whose type has keys of its own
-// (a trigger, a TLS configuration) are not examples: their keys are.
+// examples finds an example value for each key, by the Go type declaring
+// it (HTTPClientConfig for the HTTP client settings inlined in several
+// types) and key: the first value written for it in the example
+// configurations (examples/*.yaml, in name order), else one of
+// extraExamples. Values of keys whose type has keys of its own (a trigger,
+// a TLS configuration) are not examples: their keys are.
 func examples(root string) (map[string]map[string]any, error) {
 	files, err := filepath.Glob(filepath.Join(root, "examples", "*.yaml"))
 	if err != nil {
@@ -78,6 +80,19 @@ func walkExample(n *yaml.Node, t reflect.Type, record func(def, key string, v an
 			ft = ft.Elem()
 		}
 		switch {
+		case ft == headersType && v.Kind == yaml.MappingNode:
+			for j := 1; j < len(v.Content); j += 2 {
+				if err := walkExample(v.Content[j], headerType, record); err != nil {
+					return err
+				}
+			}
+			fallthrough
+		default:
+			var x any
+			if err := v.Decode(&x); err != nil {
+				return fmt.Errorf("line %d: %w", v.Line, err)
+			}
+			record(f.owner.Name(), f.key, jsonable(x))
 		case objectType(ft) && v.Kind == yaml.MappingNode:
 			if err := walkExample(v, ft, record); err != nil {
 				return err
@@ -94,12 +109,6 @@ func walkExample(n *yaml.Node, t reflect.Type, record func(def, key string, v an
 					return err
 				}
 			}
-		default:
-			var x any
-			if err := v.Decode(&x); err != nil {
-				return fmt.Errorf("line %d: %w", v.Line, err)
-			}
-			record(f.owner.Name(), f.key, jsonable(x))
 		}
 	}
 	return nil
@@ -136,5 +145,57 @@ func jsonable(v any) any {
 }
 
 // extraExamples are examples of the keys that no example configuration
-// sets, by schema type and key.
-var extraExamples = map[string]map[string]any{}
+// sets, by the Go type declaring them and key.
+var extraExamples = map[string]map[string]any{
+	"HTTPClientConfig": {
+		"bearer_token":      "0123456789abcdef0123",
+		"bearer_token_file": "secrets/prometheus-token",
+	},
+	"ProxyConfig": {
+		"proxy_from_environment": true,
+		"proxy_connect_header":   map[string]any{"Proxy-Authorization": []any{"Basic Z3VhcmRpYW46c2VjcmV0"}},
+	},
+	"Authorization": {
+		"type":             "Bearer",
+		"credentials":      "0123456789abcdef0123",
+		"credentials_file": "secrets/prometheus-token",
+	},
+	"BasicAuth": {
+		"username_file": "secrets/prometheus-user",
+		"password":      "hunter2hunter2",
+	},
+	"OAuth2": {
+		"client_secret":               "s3cr3t-client-secret",
+		"client_certificate_key_id":   "key-1",
+		"client_certificate_key":      "-----BEGIN PRIVATE KEY----- ...",
+		"client_certificate_key_file": "secrets/oauth2-key.pem",
+		"grant_type":                  "urn:ietf:params:oauth:grant-type:jwt-bearer",
+		"signature_algorithm":         "RS256",
+		"iss":                         "guardian",
+		"audience":                    "https://auth.example.com/",
+		"claims":                      map[string]any{"tenant": "shop"},
+	},
+	"TLSConfig": {
+		"ca":          "-----BEGIN CERTIFICATE----- ...",
+		"cert":        "-----BEGIN CERTIFICATE----- ...",
+		"key":         "-----BEGIN PRIVATE KEY----- ...",
+		"ca_file":     "/etc/guardian/tls/ca.pem",
+		"cert_file":   "/etc/guardian/tls/client.pem",
+		"key_file":    "/etc/guardian/tls/client-key.pem",
+		"max_version": "TLS13",
+	},
+	"Header": {
+		"secrets": []any{"Bearer 0123456789abcdef0123"},
+		"files":   []any{"secrets/tenant"},
+	},
+	"Cluster":          {"kubeconfig": "/etc/guardian/kubeconfig"},
+	"KubernetesDeploy": {"kubeconfig": "/etc/guardian/kubeconfig"},
+	"BlueGreen":        {"previous": "blue", "value_template": "{{.Baseline}}"},
+	"HelmExecutor":     {"to_revision": 3},
+	"KubernetesExecutor": {
+		"statefulset":        "checkout-db",
+		"daemonset":          "node-agent",
+		"to_revision":        3,
+		"version_annotation": "example.com/version",
+	},
+}

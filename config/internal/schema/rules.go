@@ -3,6 +3,7 @@ package schema
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 
 	"github.com/invopop/jsonschema"
@@ -97,9 +98,14 @@ func (g *generator) annotate(root *jsonschema.Schema, strict bool) error {
 			prop(name, k).Default = v
 		}
 	}
-	for name, keys := range g.examples {
-		for k, v := range keys {
-			prop(name, k).Examples = []any{v}
+	for name, t := range g.types {
+		if t.Kind() != reflect.Struct || mapType(t) != nil || t == headersType {
+			continue
+		}
+		for _, f := range yamlFields(t) {
+			if v, ok := g.examples[f.owner.Name()][f.key]; ok {
+				prop(name, f.key).Examples = []any{v}
+			}
 		}
 	}
 

@@ -43,8 +43,13 @@ func Generate(root string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	ref, err := g.reference(strict)
+	if err != nil {
+		return nil, err
+	}
 	return map[string][]byte{
-		SchemaFile: append(schemaJSON, '\n'),
+		SchemaFile:    append(schemaJSON, '\n'),
+		ReferenceFile: append(ref, '\n'),
 	}, nil
 }
 
@@ -188,6 +193,7 @@ func (g *generator) schema(strict bool) (*jsonschema.Schema, error) {
 	}
 	h.Version, h.Definitions = "", nil
 	s.Definitions["Header"] = h
+	s.Definitions["Headers"].Properties = nil
 	s.Definitions["Headers"].AdditionalProperties = &jsonschema.Schema{Ref: "#/$defs/Header"}
 	for name, def := range valueDefs() {
 		s.Definitions[name] = def
