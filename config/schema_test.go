@@ -55,10 +55,12 @@ func firstDifference(got, want []byte) string {
 	return ""
 }
 
-// TestSchemaFresh: config/schema.json is what `go generate ./config`
-// writes from the configuration's types now.
+// TestSchemaFresh: config/schema.json, and its copy in the Helm chart's
+// values.schema.json, are what `go generate ./config` writes from the
+// configuration's types now.
 func TestSchemaFresh(t *testing.T) {
 	checkFresh(t, schema.SchemaFile)
+	checkFresh(t, schema.ChartSchemaFile)
 }
 
 // TestReferenceFresh: docs/configuration.md is what `go generate ./config`

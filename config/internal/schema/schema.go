@@ -47,9 +47,14 @@ func Generate(root string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	chart, err := g.chart(root)
+	if err != nil {
+		return nil, err
+	}
 	return map[string][]byte{
-		SchemaFile:    append(schemaJSON, '\n'),
-		ReferenceFile: append(ref, '\n'),
+		SchemaFile:      append(schemaJSON, '\n'),
+		ChartSchemaFile: chart,
+		ReferenceFile:   append(ref, '\n'),
 	}, nil
 }
 
