@@ -688,3 +688,31 @@ func TestSchemaExamplesAreValid(t *testing.T) {
 		t.Fatalf("only %d examples and defaults", n)
 	}
 }
+
+// TestSchemaModelines: config.yaml and the examples start with the YAML
+// language server's modeline, pointing at config/schema.json.
+func TestSchemaModelines(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := filepath.Abs("schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append(files, "../config.yaml") {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		rel, ok := strings.CutPrefix(line, "# yaml-language-server: $schema=")
+		if !ok || filepath.IsAbs(rel) {
+			t.Errorf("%s starts with %q, not a modeline with a relative path", f, line)
+			continue
+		}
+		if got, _ := filepath.Abs(filepath.Join(filepath.Dir(f), rel)); got != want {
+			t.Errorf("%s: the modeline points at %s, not %s", f, got, want)
+		}
+	}
+}
