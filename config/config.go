@@ -11,9 +11,14 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	Global    Global     `yaml:"global"`
-	Sources   []Source   `yaml:"sources"`
-	Services  []Service  `yaml:"services"`
+	// Global holds the daemon-wide settings.
+	Global Global `yaml:"global"`
+	// Sources are the named metric sources that services refer to by name.
+	Sources []Source `yaml:"sources"`
+	// Services are the guarded services.
+	Services []Service `yaml:"services"`
+	// Notifiers are the named receivers of incident events that services
+	// refer to by name in notify.
 	Notifiers []Notifier `yaml:"notifiers"`
 	// StatusPage configures the stakeholder status page at /status.
 	StatusPage StatusPage `yaml:"status_page"`
@@ -78,10 +83,16 @@ type Cluster struct {
 	// (default http://$POD_IP:<listen port>).
 	AdvertiseURL string `yaml:"advertise_url,omitempty"`
 	// StatePrefix starts the names of the state ConfigMaps (default guardian).
-	StatePrefix   string   `yaml:"state_prefix"`
-	LeaseDuration Duration `yaml:"lease_duration"` // default 15s
-	RenewDeadline Duration `yaml:"renew_deadline"` // default 10s
-	RetryPeriod   Duration `yaml:"retry_period"`   // default 2s
+	StatePrefix string `yaml:"state_prefix"`
+	// LeaseDuration is how long followers wait before they take over a
+	// Lease its leader stopped renewing (default 15s).
+	LeaseDuration Duration `yaml:"lease_duration"`
+	// RenewDeadline is how long the leader keeps trying to renew the Lease
+	// before it steps down; shorter than LeaseDuration (default 10s).
+	RenewDeadline Duration `yaml:"renew_deadline"`
+	// RetryPeriod is the wait between two attempts to take or renew the
+	// Lease; shorter than RenewDeadline (default 2s).
+	RetryPeriod Duration `yaml:"retry_period"`
 }
 
 // Postmortem says when and with whom an incident's post-mortem is
@@ -118,7 +129,10 @@ type Auth struct {
 // Source is a named metric source shared by services. Exactly one source
 // type (today only prometheus) must be set.
 type Source struct {
-	Name       string            `yaml:"name"`
+	// Name identifies the source in a service's source: letters, digits,
+	// '.', '_' and '-'.
+	Name string `yaml:"name"`
+	// Prometheus is a Prometheus-compatible HTTP API.
 	Prometheus *PrometheusSource `yaml:"prometheus,omitempty"`
 }
 
@@ -140,9 +154,14 @@ type PrometheusSource struct {
 // Scrape configures the embedded source: Guardian scrapes the service's
 // /metrics itself and evaluates PromQL in process.
 type Scrape struct {
-	URL      string   `yaml:"url"`
-	Interval Duration `yaml:"interval"` // default 5s
-	Timeout  Duration `yaml:"timeout"`  // default: interval, at most 10s
+	// URL is the service's metrics endpoint, such as
+	// http://127.0.0.1:8080/metrics.
+	URL string `yaml:"url"`
+	// Interval is the time between two scrapes (default 5s).
+	Interval Duration `yaml:"interval"`
+	// Timeout bounds each scrape; at most the interval (default: the
+	// interval, at most 10s).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Service is one guarded service. It needs at least one trigger.
@@ -150,11 +169,17 @@ type Service struct {
 	// Name identifies the service: letters, digits, '.', '_' and '-'.
 	Name string `yaml:"name"`
 	// Source names an entry of sources; empty means the embedded source, which needs Scrape.
-	Source      string    `yaml:"source,omitempty"`
-	Scrape      *Scrape   `yaml:"scrape,omitempty"`
-	Deploy      Deploy    `yaml:"deploy"`
-	WatchWindow Duration  `yaml:"watch_window"` // default 30m
-	Triggers    []Trigger `yaml:"triggers"`
+	Source string `yaml:"source,omitempty"`
+	// Scrape configures the embedded source, which scrapes the service's
+	// /metrics itself; it cannot be used with Source.
+	Scrape *Scrape `yaml:"scrape,omitempty"`
+	// Deploy says how fresh deploys of the service are learnt.
+	Deploy Deploy `yaml:"deploy"`
+	// WatchWindow is how long a fresh deploy is watched (default 30m).
+	WatchWindow Duration `yaml:"watch_window"`
+	// Triggers are the conditions judged for a fresh deploy; any one that
+	// fires declares an incident. At least one is required.
+	Triggers []Trigger `yaml:"triggers"`
 	// Notify names entries of notifiers.
 	Notify []string `yaml:"notify,omitempty"`
 	// Responders are the people the service's incidents call on, by role:
@@ -184,8 +209,13 @@ const (
 // first; the database only when the application rollback did not restore
 // the service, and only with its own approval.
 type Rollback struct {
+	// Application rolls the application back; without it incidents are
+	// declared and notified, but nothing is rolled back.
 	Application *Executor `yaml:"application,omitempty"`
-	Database    *Executor `yaml:"database,omitempty"`
+	// Database is the second step, run only when the application
+	// rollback did not restore the service and someone approved it; it
+	// needs application.
+	Database *Executor `yaml:"database,omitempty"`
 }
 
 // Executor is exactly one rollback backend. Each type is configured here
@@ -266,12 +296,20 @@ type Recovery struct {
 
 // Smoke is one HTTP smoke check.
 type Smoke struct {
-	Name         string   `yaml:"name,omitempty"`
-	Method       string   `yaml:"method"` // default GET
-	URL          string   `yaml:"url"`
-	ExpectStatus int      `yaml:"expect_status"` // default 200
-	BodyContains string   `yaml:"body_contains,omitempty"`
-	Timeout      Duration `yaml:"timeout"` // default 5s
+	// Name identifies the check in the timeline and the report (default:
+	// the URL).
+	Name string `yaml:"name,omitempty"`
+	// Method is the request's HTTP method: GET, HEAD, POST, PUT or OPTIONS
+	// (default GET).
+	Method string `yaml:"method"`
+	// URL is the absolute http or https URL requested.
+	URL string `yaml:"url"`
+	// ExpectStatus is the HTTP status the answer must have (default 200).
+	ExpectStatus int `yaml:"expect_status"`
+	// BodyContains, when set, is text the answer's body must contain.
+	BodyContains string `yaml:"body_contains,omitempty"`
+	// Timeout bounds the request (default 5s).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Deploy configures how fresh deploys are learnt.
@@ -294,7 +332,8 @@ type Deploy struct {
 type KubernetesDeploy struct {
 	// Kubeconfig is a kubeconfig file; empty means in-cluster credentials.
 	Kubeconfig string `yaml:"kubeconfig,omitempty"`
-	Namespace  string `yaml:"namespace"`
+	// Namespace is the workload's namespace.
+	Namespace string `yaml:"namespace"`
 	// Deployment or Rollout (exactly one) names the workload: a Deployment,
 	// or an Argo Rollouts Rollout.
 	Deployment string `yaml:"deployment,omitempty"`
@@ -325,6 +364,8 @@ const ProgressDeadlineTrigger = "progress-deadline"
 
 // Trigger is one condition judged for the freshly deployed version.
 type Trigger struct {
+	// Name identifies the trigger in incidents, metrics and logs: letters,
+	// digits, '.', '_' and '-', unique within the service.
 	Name string `yaml:"name"`
 	// Query is a PromQL template yielding one value; it may use {{.Service}},
 	// {{.Version}}, {{.Baseline}}, {{.Window}} and {{.SinceDeploy}}. It is
@@ -348,10 +389,15 @@ type Trigger struct {
 	// MinRequests is the least traffic (VolumeQuery's value) for a verdict.
 	MinRequests float64 `yaml:"min_requests,omitempty"`
 	// VolumeQuery yields the sample size; required with MinRequests.
-	VolumeQuery  string       `yaml:"volume_query,omitempty"`
-	OnNoData     NoDataPolicy `yaml:"on_no_data"`     // ignore (default) or fire
-	OnQueryError NoDataPolicy `yaml:"on_query_error"` // ignore (default) or fire
-	Severity     string       `yaml:"severity"`       // default SEV-1
+	VolumeQuery string `yaml:"volume_query,omitempty"`
+	// OnNoData says what an empty query result means: ignore (default:
+	// no verdict) or fire (a violation).
+	OnNoData NoDataPolicy `yaml:"on_no_data"`
+	// OnQueryError says what a failed query means: ignore (default: no
+	// verdict) or fire (a violation).
+	OnQueryError NoDataPolicy `yaml:"on_query_error"`
+	// Severity labels the incidents the trigger declares (default SEV-1).
+	Severity string `yaml:"severity"`
 	// SlowerThan declares a latency trigger: it judges requests slower
 	// than this duration (with Sequential, its errors query counts them,
 	// e.g. a histogram's _count minus its le="0.5" bucket for 500ms). The
@@ -410,14 +456,23 @@ type BaselineLimit struct {
 }
 
 // Notifier is a named receiver of incident events.
+// Exactly one receiver must be set.
 type Notifier struct {
-	Name         string                `yaml:"name"`
-	Webhook      *Webhook              `yaml:"webhook,omitempty"`
+	// Name identifies the notifier in a service's notify: letters, digits,
+	// '.', '_' and '-'.
+	Name string `yaml:"name"`
+	// Webhook POSTs each event as signed JSON.
+	Webhook *Webhook `yaml:"webhook,omitempty"`
+	// Alertmanager posts each open incident as an alert.
 	Alertmanager *AlertmanagerNotifier `yaml:"alertmanager,omitempty"`
-	Slack        *SlackNotifier        `yaml:"slack,omitempty"`
-	PagerDuty    *PagerDutyNotifier    `yaml:"pagerduty,omitempty"`
-	Teams        *TeamsNotifier        `yaml:"teams,omitempty"`
-	Statuspage   *StatuspageNotifier   `yaml:"statuspage,omitempty"`
+	// Slack posts one message per incident and threads its updates.
+	Slack *SlackNotifier `yaml:"slack,omitempty"`
+	// PagerDuty pages through the Events API v2.
+	PagerDuty *PagerDutyNotifier `yaml:"pagerduty,omitempty"`
+	// Teams posts an Adaptive Card to a Microsoft Teams workflow.
+	Teams *TeamsNotifier `yaml:"teams,omitempty"`
+	// Statuspage keeps an incident on an Atlassian Statuspage page.
+	Statuspage *StatuspageNotifier `yaml:"statuspage,omitempty"`
 }
 
 // Webhook is a generic signed JSON webhook receiver.
@@ -431,8 +486,8 @@ type Webhook struct {
 	// Secret is SecretFile's content with surrounding white space removed,
 	// read at load time. It never appears in marshalled output.
 	Secret commoncfg.Secret `yaml:"-"`
-	// Templates.Text, when set, replaces each event's text field (the
-	// body keeps its shape; Title is unused).
+	// Templates override each event's text field with text (the body
+	// keeps its shape); a title is an error, the body having none.
 	Templates Templates `yaml:"templates,omitempty"`
 }
 

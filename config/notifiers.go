@@ -27,8 +27,10 @@ const (
 // one line (Slack's header, Teams' title, PagerDuty's summary, the alert's
 // summary annotation); Text is the body.
 type Templates struct {
+	// Title replaces the one-line title.
 	Title string `yaml:"title,omitempty"`
-	Text  string `yaml:"text,omitempty"`
+	// Text replaces the body.
+	Text string `yaml:"text,omitempty"`
 }
 
 // AlertmanagerNotifier posts each open incident as a firing alert to the

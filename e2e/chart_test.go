@@ -523,14 +523,93 @@ func TestChartConfigLoads(t *testing.T) {
 		}
 	})
 
-	t.Run("an unknown key in config fails guardian's loader", func(t *testing.T) {
-		// The chart passes config through untouched: Guardian's strictness
-		// reaches the user (and `guardian check` on the rendered file says why).
-		_, err := loadRendered(t, chartRender(t, "config: {global: {evaluation_intervall: 5s}}\n"), t.TempDir())
+	t.Run("an unknown key in config fails the chart's schema and guardian's loader", func(t *testing.T) {
+		const values = "config: {global: {evaluation_intervall: 5s}}\n"
+		// values.schema.json holds the configuration's schema: helm refuses
+		// the key, naming it (TestChartValidatesConfig).
+		if _, err := chartRenderErr(t, values); err == nil || !strings.Contains(err.Error(), "evaluation_intervall") {
+			t.Fatalf("want helm to refuse evaluation_intervall, got %v", err)
+		}
+		// Past the schema, the chart passes config through untouched:
+		// Guardian's strictness reaches the user (and `guardian check` on
+		// the rendered file says why).
+		_, err := loadRendered(t, chartRender(t, values, "--skip-schema-validation"), t.TempDir())
 		if err == nil || !strings.Contains(err.Error(), "evaluation_intervall") {
 			t.Fatalf("want an unknown-field error naming evaluation_intervall, got %v", err)
 		}
 	})
+}
+
+// TestChartValidatesConfig: values.schema.json checks config with
+// Guardian's configuration schema (config/schema.json, generated from the
+// configuration's types, without the required keys the chart fills in):
+// an unknown key or a bad value fails `helm template`, naming it, and
+// every example configuration renders.
+func TestChartValidatesConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		set  []string
+		want []string // in helm's error
+	}{
+		{"unknown global key", []string{"config.global.bogus=1"},
+			[]string{"at '/config/global'", "additional properties 'bogus' not allowed"}},
+		{"unknown trigger key", []string{"config.services[0].name=a", "config.services[0].triggers[0].name=t", "config.services[0].triggers[0].abov=1"},
+			[]string{"at '/config/services/0/triggers/0'", "additional properties 'abov' not allowed"}},
+		{"unknown executor", []string{"config.services[0].name=a", "config.services[0].rollback.application.kubectl.deployment=a"},
+			[]string{"at '/config/services/0/rollback/application'", "'kubectl' not allowed"}},
+		{"bad service mode", []string{"config.services[0].name=a", "config.services[0].mode=dry-run"},
+			[]string{"at '/config/services/0/mode'", "'enforce', 'shadow'"}},
+		{"bad duration", []string{"config.global.evaluation_interval=5 seconds"},
+			[]string{"at '/config/global/evaluation_interval'"}},
+		{"a string for a number", []string{"config.services[0].name=a", "config.services[0].triggers[0].name=t", "config.services[0].triggers[0].above=high"},
+			[]string{"at '/config/services/0/triggers/0/above'", "want number"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var args []string
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			_, err := chartRenderErr(t, "", args...)
+			if err == nil {
+				t.Fatal("helm template succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q: %v", w, err)
+				}
+			}
+		})
+	}
+
+	t.Run("valid keys render", func(t *testing.T) {
+		objs := chartRender(t, "", "--set", "config.global.evaluation_interval=10s", "--set", "config.status_page.title=Acme")
+		if cfg := renderedConfig(t, objs); !strings.Contains(cfg, "evaluation_interval: 10s") || !strings.Contains(cfg, "title: Acme") {
+			t.Fatalf("config.yaml does not hold the values:\n%s", cfg)
+		}
+	})
+
+	examples, err := filepath.Glob("../examples/*.yaml")
+	if err != nil || len(examples) < 11 {
+		t.Fatalf("want the example configurations, got %v (%v)", examples, err)
+	}
+	for _, f := range examples {
+		t.Run("example "+filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cfg map[string]any
+			if err := yaml.Unmarshal(b, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			values, err := yaml.Marshal(map[string]any{"config": cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			chartRender(t, string(values))
+		})
+	}
 }
 
 func TestChartRejectsBadValues(t *testing.T) {
