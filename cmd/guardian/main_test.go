@@ -190,6 +190,15 @@ func TestDaemonSIGHUPAndSIGTERM(t *testing.T) {
 	if v := metric(t, base, "guardian_config_last_reload_successful"); v != "1" {
 		t.Fatalf("guardian_config_last_reload_successful %s", v)
 	}
+	// guardian_build_info names the version that guardian version prints.
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := strings.Fields(string(out))[1]
+	if info := metricLine(t, base, "guardian_build_info{"); !strings.Contains(info, `version="`+version+`"`) || !strings.HasSuffix(info, "} 1") {
+		t.Errorf("guardian_build_info: %q, want version %q and the value 1", info, version)
+	}
 
 	// An invalid file: the old config keeps running, the metric says 0.
 	write(t, cfg, fmt.Sprintf(daemonConfig, addr, dir, serviceYAML("one", demoURL)+"    bogus: 1\n"))
@@ -257,6 +266,23 @@ func metric(t *testing.T, base, name string) string {
 	for _, line := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
 			return f[1]
+		}
+	}
+	return ""
+}
+
+// metricLine returns the first line of /metrics that starts with prefix.
+func metricLine(t *testing.T, base, prefix string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			return line
 		}
 	}
 	return ""
