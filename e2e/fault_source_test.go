@@ -124,6 +124,11 @@ func TestFaultSource(t *testing.T) {
 				f.fault.Set(testenv.Fault{Mode: testenv.Partial, Hide: `{code=~"5.."}`, Warnings: partialWarnings})
 				f.ship("v2", 0.20)
 				f.faultLasts(t, 15)
+				// An evaluation that timed out on a loaded machine saw no
+				// warning: the fault lasts until 15 did.
+				for deadline := time.Now().Add(2 * time.Minute); f.metric("guardian_query_warnings_total", "service", "checkout") < 15 && time.Now().Before(deadline); {
+					f.during(t, time.Second, f.nothingFires)
+				}
 				if w := f.metric("guardian_query_warnings_total", "service", "checkout"); w < 15 {
 					t.Errorf("guardian_query_warnings_total = %v, want >= 15", w)
 				} else {
@@ -142,6 +147,11 @@ func TestFaultSource(t *testing.T) {
 				f.fault.Set(testenv.Fault{Mode: testenv.Partial, EmptyIf: "increase(http_requests_total", Warnings: partialWarnings})
 				f.ship("v2", 0.20)
 				f.faultLasts(t, 15)
+				// An evaluation that timed out on a loaded machine is a
+				// query error: the fault lasts until 15 were judged.
+				for deadline := time.Now().Add(2 * time.Minute); f.count("v2", trigger.NotEnoughEvidence) < 15 && time.Now().Before(deadline); {
+					f.during(t, time.Second, f.nothingFires)
+				}
 				if n := f.count("v2", trigger.NotEnoughEvidence); n < 15 {
 					t.Errorf("%d not_enough_evidence verdicts for v2 during the fault, want >= 15", n)
 				}
