@@ -115,11 +115,16 @@
 // below: inconclusive, never regressed. No normal approximation is made,
 // so the guarantee holds for a handful of requests as for millions.
 //
-// What it costs (docs/benchmarks.md, bench/detection): against 30 minutes
-// of pre-deploy baseline, the median requests to detect 1% → 5% are about
-// 1.3–1.6 times those of Wald's SPRT that knows both rates; where the
-// baseline holds only a few dozen errors (1 req/s at 1%, 10 req/s at 0.1%)
-// its own uncertainty dominates and no test can reach the oracle.
+// What it costs (docs/benchmarks.md: bench/detection, reduced run): against
+// 30 minutes of pre-deploy baseline, the median requests to detect a
+// 1.5x, 2x or 5x regression are 1.23–1.46 times those of Wald's SPRT that
+// knows both rates wherever the baseline holds 1,800 errors or more; with
+// 180 or 18 baseline errors, 1.3–1.9 times for 2x and 5x (1% → 5% at
+// 1 req/s: 1.78, where bounds on the baseline's rate needed 4.7), and a
+// 1.5x regression takes about half the watch. There the baseline's own
+// uncertainty dominates: an SPRT that knows both rates but must still rule
+// out the least favourable null needs 1.1–1.5 times the oracle. One
+// decision costs about 5–10 µs.
 package sequential
 
 import (
