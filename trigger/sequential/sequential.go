@@ -11,9 +11,9 @@
 // counts are cumulative since the deploy, so the test is a function of the
 // counts alone: no state is needed for validity, and a missed or repeated
 // evaluation changes nothing (beyond the tolerance of the search described
-// below). (The Bernoulli likelihood only depends on the
-// totals whatever the traffic does over time, which is why a canary whose
-// weight changes needs no special care.)
+// below). (The Bernoulli likelihood only depends on the totals whatever the
+// traffic does over time, which is why a canary whose weight changes needs
+// no special care.)
 //
 // # Statistics
 //
@@ -53,21 +53,25 @@
 //   - B_t(q) = w_0 + Σ_j w_j (q_j/q)^Y e^(-M(q_j-q)) is the baseline's:
 //     Poisson likelihood ratios of all its counts (Y errors in M requests,
 //     pre-deploy plus live) against q, for alternatives q_j = q·e^(-u_j)
-//     below q, u_j = λ_j/sqrt(q·r_j + 1): λ_j standard errors of a sample
-//     of r_j requests, with r_j = M0 (and 4·M0, 16·M0 for a live baseline
-//     that outgrows it; without pre-deploy counts, fixed expected error
-//     counts replace q·r_j). The alternatives depend on q and M0 only,
-//     never on a counted error.
+//     below q, u_j = λ_j/sqrt(q·r_j + 1): about λ_j standard errors of a
+//     sample of r_j requests, with r_j = M0 (and 4·M0, 16·M0 for a live
+//     baseline that outgrows it; without pre-deploy counts, r_j from 16
+//     requests up by factors of 4). The alternatives depend on q and on
+//     request counts only, never on a counted error; the terms used are
+//     those whose r_j is near the baseline's current request count
+//     (leaving terms out only lowers B).
 //
 // Validity, for Bernoulli (not only Poisson) counts: binomial counts are
 // sub-Poisson. For a request failing with probability q, the Poisson
 // likelihood ratio's factor has mean (1 + q_j - q)·e^-(q_j-q) <= 1 (as
 // 1 + z <= e^z), so each term of B is a supermartingale per baseline
 // request, and N's terms per new-version request. The versions' outcomes
-// are independent given which version serves each request, and that may
-// depend on the past (a canary whose weight changes). So R(q) is a test
-// supermartingale in the filtration of all requests in their order of
-// arrival, the pre-deploy requests first, starting from 1. Under a null
+// are independent given which version serves each request; after the
+// deploy that may depend on the past (a canary whose weight changes), and
+// the pre-deploy request count M0 is taken as given (traffic does not
+// depend on which requests failed). So R(q) is a test supermartingale in
+// the filtration of all requests in their order of arrival, the
+// pre-deploy requests first, starting from 1. Under a null
 // with true rate q*, E_t = inf_q R_t(q) <= R_t(q*): Ville's inequality for
 // R(q*) bounds the false-rollback probability by alpha.
 //
@@ -83,11 +87,12 @@
 // depends on the cumulative counts, not their order: E_t is a function of
 // the counts at t. The test needs no state for validity, and a missed,
 // late or repeated evaluation is the same supermartingale looked at
-// another time, which Ville's inequality covers. Each factor of N is
+// another time, which Ville's inequality covers. Each term of N is
 // non-decreasing in the new version's errors (its alternatives are at or
-// above q) and B decreases with the baseline's errors, so more errors of
-// the new version never lower the regression e-value and never raise the
-// health e-value.
+// above q; mirrored for health), and B for a regression decreases with the
+// baseline's errors (for health it increases): more errors of the new
+// version never lower the regression e-value nor raise the health
+// e-value, and more errors of the baseline do the opposite.
 //
 // The conditional test of Lindon and Malek (given both versions' total
 // errors, the new version's share is binomial with the share of requests

@@ -135,8 +135,8 @@ func (ts *twoSample) activeLevels(m float64) {
 // requests), and its derivative in q: the mixture of the Poisson likelihood
 // ratios of the alternatives q·e^-u (up false: evidence that q is too
 // high) or q(1+u) (up true: that q is too low) against q, with
-// u = λ/sqrt(q·r + f) < 1. Every term is monotone in q: non-decreasing for
-// up false, non-increasing for up true; for up true each is also convex.
+// u = λ/sqrt(q·r + f). Every term is monotone in q: non-decreasing for up
+// false, non-increasing for up true; for up true each is also convex.
 func (ts *twoSample) lnBase(q, y, m float64, up bool) (float64, float64) {
 	best, sum, dsum := math.Log(baseNullWeight)-weightSlack, 1.0, 0.0
 	for _, lv := range ts.active {
