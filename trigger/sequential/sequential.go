@@ -10,9 +10,10 @@
 // constant over the watch: p for the new version, q for the baseline. The
 // counts are cumulative since the deploy, so the test is a function of the
 // counts alone: no state is needed for validity, and a missed or repeated
-// evaluation changes nothing. (The Bernoulli likelihood only depends on the
-// totals whatever the traffic does over time, which is why a canary whose
-// weight changes needs no special care.)
+// evaluation changes nothing (beyond the tolerance of the search described
+// below). (The Bernoulli likelihood only depends on the totals whatever the
+// traffic does over time, which is why a canary whose weight changes needs
+// no special care.)
 //
 // # Statistics
 //
@@ -21,43 +22,114 @@
 // which may therefore be checked at every tick.
 //
 //   - Against an absolute limit L ("above" of the trigger), the regression
-//     e-process is universal inference (Wasserman, Ramdas and Balakrishnan,
-//     PNAS 2020) with a mixture numerator: E = Σ_k w_k L(p_k) / max_{p<=L} L(p),
-//     with L(p) = p^x (1-p)^(n-x) for x errors in n requests and a discrete
-//     prior {w_k, p_k} over rates of at least L×min_effect (or L+min_effect).
-//     Under any p <= L it is bounded by a mixture likelihood ratio, a test
-//     martingale. "Healthy" is the mirror image: a prior below L against
-//     max_{p>=L} L(p).
-//   - Against the baseline, the baseline's rate q is not known, only
-//     counted. Bounds [qlo, qhi] that hold at all times with probability
-//     1-0.2×alpha turn the comparison into the one-sample test above with a
-//     moving limit: the regression e-process is
-//     Σ_k w_k L(p_k) / max_{p<=qhi_t} L(p), valid at level 0.8×alpha on the
-//     event q <= qhi_t, so the false-rollback probability is at most
-//     0.8×alpha + 0.2×alpha = alpha. "Healthy" rejects p >= q×min_effect
-//     (or q+min_effect) the same way, with qlo_t. The bounds intersect the
-//     confidence sequence of all the baseline's counts (the beta-binomial
-//     mixture of Robbins, for the live counts that keep arriving) with
-//     Chernoff's bounds of the pre-deploy counts, a fixed sample, each at
-//     level 0.1×alpha per side. The prior is centred on the pre-deploy
-//     rate, known before any data of the new version, so it is a fixed
-//     prior for the new version's stream.
-//
-// The bounds add the baseline's uncertainty to the new version's linearly:
-// at low traffic, where 30 minutes of baseline hold a few dozen errors, the
-// test needs several times the requests of one that knew the baseline's
-// rate (see docs/benchmarks.md).
+//     e-process is a mixture likelihood ratio against the boundary:
+//     N(L) = Σ_k w_k L(max(p_k, L)) / L(L), with L(p) = p^x (1-p)^(n-x) for
+//     x errors in n requests and a discrete prior {w_k, p_k} over rates of
+//     at least L×min_effect (or L+min_effect), plus a broad part whose
+//     rates below L are moved onto it. Under any p <= L each term is a test
+//     supermartingale: a request multiplies it by a factor of mean
+//     p·p_k/L + (1-p)(1-p_k)/(1-L) <= 1 when p_k >= L. "Healthy" is the
+//     mirror image, with rates at most L/min_effect.
+//   - Against the baseline, whose rate q is only counted: the two-sample
+//     e-processes below, which spend no share of alpha on the baseline.
 //   - With both a baseline and a limit, each test gets alpha/2 (Bonferroni).
+//
+// # Comparing with a baseline
+//
+// The baseline is known by its counts before the deploy (Y0 errors in M0
+// requests over the trigger's baseline_window, fixed when the watch
+// starts) and since it (live counts that keep arriving, as in a canary).
+// Assumed: the baseline's rate q is the same before and after the deploy,
+// and over the watch. If the baseline itself degrades at the deploy (a
+// shared dependency failing), the new version is compared with what the
+// baseline was.
+//
+// For each value q of the baseline's rate, the product R_t(q) = N_t(q)·B_t(q)
+// is a test supermartingale under every null pair (p <= q, baseline q):
+//
+//   - N_t(q) is the new version's factor above, with q as the limit. Its
+//     prior is centred on the pre-deploy rate, known before any count of
+//     the new version (without pre-deploy counts, the broad part alone).
+//   - B_t(q) = w_0 + Σ_j w_j (q_j/q)^Y e^(-M(q_j-q)) is the baseline's:
+//     Poisson likelihood ratios of all its counts (Y errors in M requests,
+//     pre-deploy plus live) against q, for alternatives q_j = q·e^(-u_j)
+//     below q, u_j = λ_j/sqrt(q·r_j + 1): about λ_j standard errors of a
+//     sample of r_j requests, with r_j = M0 (and 4·M0, 16·M0 for a live
+//     baseline that outgrows it; without pre-deploy counts, r_j from 16
+//     requests up by factors of 4). The alternatives depend on q and on
+//     request counts only, never on a counted error; the terms used are
+//     those whose r_j is near the baseline's current request count
+//     (leaving terms out only lowers B).
+//
+// Validity, for Bernoulli (not only Poisson) counts: binomial counts are
+// sub-Poisson. For a request failing with probability q, the Poisson
+// likelihood ratio's factor has mean (1 + q_j - q)·e^-(q_j-q) <= 1 (as
+// 1 + z <= e^z), so each term of B is a supermartingale per baseline
+// request, and N's terms per new-version request. The versions' outcomes
+// are independent given which version serves each request; after the
+// deploy that may depend on the past (a canary whose weight changes), and
+// the pre-deploy request count M0 is taken as given (traffic does not
+// depend on which requests failed). So R(q) is a test supermartingale in
+// the filtration of all requests in their order of arrival, the
+// pre-deploy requests first, starting from 1. Under a null
+// with true rate q*, E_t = inf_q R_t(q) <= R_t(q*): Ville's inequality for
+// R(q*) bounds the false-rollback probability by alpha.
+//
+// ln E adds the two log-evidences at the q between the two estimates
+// that minimises their sum. In the Gaussian limit that is
+// D²/2(σ_new² + σ_base²) minus the mixtures' costs: the uncertainties add
+// in quadrature, where confidence bounds on q added them linearly (and
+// took a share of alpha). "Healthy" is the mirror image: the infimum over
+// q of a factor for p >= q×min_effect (or q+min_effect), with alternatives
+// below it, times B with alternatives q(1+u_j) above q.
+//
+// Every factor is a likelihood ratio of independent requests, which only
+// depends on the cumulative counts, not their order: E_t is a function of
+// the counts at t. The test needs no state for validity, and a missed,
+// late or repeated evaluation is the same supermartingale looked at
+// another time, which Ville's inequality covers. Each term of N is
+// non-decreasing in the new version's errors (its alternatives are at or
+// above q; mirrored for health), and B for a regression decreases with the
+// baseline's errors (for health it increases): more errors of the new
+// version never lower the regression e-value nor raise the health
+// e-value, and more errors of the baseline do the opposite.
+//
+// The conditional test of Lindon and Malek (given both versions' total
+// errors, the new version's share is binomial with the share of requests
+// n/(n+m)) is an e-process when both versions' requests grow in a fixed
+// proportion, as concurrent streams with a constant split do. A fixed
+// pre-deploy sample, or a canary whose weight changes, moves that share
+// over the watch, and the mixture ratio's drift then depends on the unknown
+// q: an e-value at each fixed time, not an e-process. The product above
+// needs no such proportion.
+//
+// The infimum is computed, not approximated from above: N(q) is
+// non-increasing up to x/n and non-decreasing after, B non-decreasing, so
+// the infimum lies in [0, x/n], where any interval's lower bound follows
+// from monotonicity and, tighter, from the derivatives at its ends with a
+// bound on the curvature (N is convex in q, and B's terms have a
+// computable bound). The search refines the interval with the lowest bound
+// until that bound is within 1e-4 (plus 1e-6 relative) of the best value
+// found and reports the bound, a smaller e-value and so still valid. It
+// starts from the previous evaluation's minimiser, which changes the value
+// only within that tolerance, never above the infimum.
 //
 // The reported e-value is the largest of the tests' e-values scaled by their
 // share of alpha, so that "regressed" is exactly "E >= 1/alpha"; the
 // always-valid p-value is min(1, 1/E). Zero or few counts give E near 1 or
-// below: inconclusive, never regressed.
+// below: inconclusive, never regressed. No normal approximation is made,
+// so the guarantee holds for a handful of requests as for millions.
 //
-// Binomial counts are sub-Poisson, and the errors of one version are
-// independent of the other's, which is all the construction needs; no
-// normal approximation is made, so the guarantee holds for a handful of
-// requests as for millions.
+// What it costs (docs/benchmarks.md: bench/detection, reduced run): against
+// 30 minutes of pre-deploy baseline, the median requests to detect a
+// 1.5x, 2x or 5x regression are 1.23–1.46 times those of Wald's SPRT that
+// knows both rates wherever the baseline holds 1,800 errors or more; with
+// 180 or 18 baseline errors, 1.3–1.9 times for 2x and 5x (1% → 5% at
+// 1 req/s: 1.78, where bounds on the baseline's rate needed 4.7), and a
+// 1.5x regression takes about half the watch. There the baseline's own
+// uncertainty dominates: an SPRT that knows both rates but must still rule
+// out the least favourable null needs 1.1–1.5 times the oracle. One
+// decision costs about 5–10 µs.
 package sequential
 
 import (
@@ -213,31 +285,19 @@ func roundCount(v float64) float64 {
 }
 
 // Watch is the test applied to one deploy. Its methods are not safe for
-// concurrent use (it caches the baseline's confidence bounds).
+// concurrent use (it keeps the previous evaluation's minimisers to start
+// the next search from).
 type Watch struct {
 	t           *Test
 	hasBaseline bool
 	pre         Counts
-	// Relative priors, centred on the pre-deploy baseline rate when known.
-	regRel, healthyRel *prior
-	// Shares of alpha: for the relative test's e-processes (aRel), its
-	// baseline confidence sequence (aBase), and the absolute test (aAbs).
-	aRel, aBase, aAbs float64
-
-	// Chernoff bounds of the pre-deploy counts, a fixed sample.
-	plo, phi float64
-
-	cacheBase  Counts
-	cacheValid bool
-	qlo, qhi   float64
+	// two compares with the baseline (nil without one).
+	two *twoSample
+	// Shares of alpha of the relative (aRel) and absolute (aAbs) tests.
+	aRel, aAbs float64
+	// abs holds the absolute test's factors.
+	absReg, absHealthy boundaryMix
 }
-
-// Shares of the relative test's alpha: its e-processes and the baseline's
-// confidence sequence.
-const (
-	relShare  = 0.8
-	baseShare = 0.2
-)
 
 // Watch starts the test for a deploy. baseline says whether the deploy has
 // a baseline version to compare with (not whether it has data); pre is the
@@ -255,18 +315,7 @@ func (t *Test) Watch(baseline bool, pre Counts) *Watch {
 		w.aAbs = t.cfg.Alpha
 	}
 	if baseline {
-		w.aBase = w.aRel * baseShare
-		w.aRel *= relShare
-		w.plo, w.phi = fixedBounds(w.pre.Errors, w.pre.Requests, w.aBase/2)
-		if w.pre.Requests > 0 {
-			ref := (w.pre.Errors + 0.5) / (w.pre.Requests + 1)
-			// Alternatives below the pre-deploy upper bound can hardly
-			// beat the boundary the test uses: start above it.
-			w.regRel = regressionPrior(ref, t.cfg.MinEffect, w.phi)
-			w.healthyRel = relativeHealthyPrior(ref)
-		} else {
-			w.regRel, w.healthyRel = broadPrior(), broadPrior()
-		}
+		w.two = newTwoSample(w.pre, t.cfg.MinEffect)
 	}
 	return w
 }
@@ -360,23 +409,15 @@ func (w *Watch) judge(newCounts, live Counts) Result {
 		ran, r.Relative = true, true
 		base := w.pre.Add(live.Clean())
 		r.Baseline = base
-		qlo, qhi := w.baselineBounds(base)
-		// Regression: reject p <= q, on the event q <= qhi.
-		lnE := lnMix(w.regRel, x, n) - logLik(x, n, min(mle(x, n), qhi))
-		// Healthy: reject p >= q×r (or q+d), on the event q >= qlo.
-		var bound float64
-		if cfg.MinEffect.IsRatio() {
-			bound = qlo * cfg.MinEffect.Ratio
-		} else {
-			bound = qlo + cfg.MinEffect.Delta
-		}
-		lnH := lnMix(w.healthyRel, x, n) - logLik(x, n, max(mle(x, n), min(bound, 1)))
+		lnE, lnH := w.two.evidence(x, n, base)
 		regressed, healthy = w.combine(&r, lnE, lnH, w.aRel, regressed, healthy)
 	}
 	if lim := cfg.Limit; lim != nil {
 		ran, r.Absolute = true, true
-		lnE := lnMix(w.t.regAbs, x, n) - logLik(x, n, min(mle(x, n), *lim))
-		lnH := lnMix(w.t.healthyAbs, x, n) - logLik(x, n, max(mle(x, n), *lim))
+		w.absReg.reset(w.t.regAbs, x, n, true)
+		w.absHealthy.reset(w.t.healthyAbs, x, n, false)
+		lnE, _ := w.absReg.at(*lim)
+		lnH, _ := w.absHealthy.at(*lim)
 		regressed, healthy = w.combine(&r, lnE, lnH, w.aAbs, regressed, healthy)
 	}
 	switch {
@@ -390,31 +431,21 @@ func (w *Watch) judge(newCounts, live Counts) Result {
 	return r
 }
 
-// combine folds one test's log e-values, run at level a, into r.
+// combine folds one test's log e-values, run at level a, into r. A NaN
+// (which no counts should produce) counts as no evidence.
 func (w *Watch) combine(r *Result, lnE, lnH, a float64, regressed, healthy bool) (bool, bool) {
+	if math.IsNaN(lnE) {
+		lnE = math.Inf(-1)
+	}
+	if math.IsNaN(lnH) {
+		lnH = math.Inf(-1)
+	}
 	alpha := w.t.cfg.Alpha
 	scale := math.Log(a / alpha)
-	e := math.Exp(lnE + scale)
-	h := math.Exp(lnH + scale)
-	r.E = max(r.E, e)
-	r.EHealthy = min(r.EHealthy, h)
+	r.E = max(r.E, math.Exp(min(lnE+scale, maxLnE)))
+	r.EHealthy = min(r.EHealthy, math.Exp(min(lnH+scale, maxLnE)))
 	thr := math.Log(1 / a)
 	return regressed || lnE >= thr, healthy && lnH >= thr
-}
-
-// baselineBounds returns bounds on the baseline's rate for the cleaned
-// counts b (pre-deploy plus live), cached while b does not change: the
-// intersection of the confidence sequence of all its counts at level
-// 1-aBase/2 and of Chernoff's bounds of the pre-deploy sample alone, each
-// side at level 1-aBase/2. Each bound holds at all times with probability at
-// least 1-aBase.
-func (w *Watch) baselineBounds(b Counts) (float64, float64) {
-	if !w.cacheValid || b != w.cacheBase {
-		lo, hi := confidence(b.Errors, b.Requests, w.aBase/2)
-		w.qlo, w.qhi = max(lo, w.plo), min(hi, w.phi)
-		w.cacheBase, w.cacheValid = b, true
-	}
-	return w.qlo, w.qhi
 }
 
 func rateOf(x, n float64) float64 {
@@ -467,7 +498,9 @@ func logLik(x, n, p float64) float64 {
 // prior is a discrete mixing distribution over error rates, sorted by rate.
 type prior struct {
 	p, lp, lq, lw []float64 // rate, ln rate, ln(1-rate), ln weight
-	lwMax         float64
+	// cw[k] is the weight of the rates below p[k], cwAbove[k] that of p[k]
+	// and above (len(p)+1 entries each).
+	cw, cwAbove []float64
 }
 
 // Grid of the priors: rates step by a factor of priorStep; the weights of
@@ -577,6 +610,11 @@ func mixWithBroad(ps []float64) *prior {
 	return newPrior(ps, ws)
 }
 
+// weightSlack lowers every log weight a little, so that mixture weights
+// sum to less than 1 after rounding: without data, an e-value stays at or
+// below 1.
+const weightSlack = 1e-12
+
 func newPrior(ps, ws []float64) *prior {
 	idx := make([]int, len(ps))
 	for i := range idx {
@@ -591,49 +629,24 @@ func newPrior(ps, ws []float64) *prior {
 		}
 		return 0
 	})
-	pr := &prior{lwMax: math.Inf(-1)}
+	pr := &prior{}
 	for _, i := range idx {
 		p := ps[i]
 		pr.p = append(pr.p, p)
 		pr.lp = append(pr.lp, math.Log(p))
 		pr.lq = append(pr.lq, math.Log1p(-p))
-		lw := math.Log(ws[i])
+		lw := math.Log(ws[i]) - weightSlack
 		pr.lw = append(pr.lw, lw)
-		pr.lwMax = max(pr.lwMax, lw)
-	}
-	return pr
-}
-
-// lnMix returns ln Σ_k w_k p_k^x (1-p_k)^(n-x). The log-likelihood is
-// unimodal in p, so it sums outwards from the rate closest to x/n and stops
-// where the remaining terms cannot matter (each below e^-40 of the sum).
-func lnMix(pr *prior, x, n float64) float64 {
-	if n <= 0 {
-		return 0 // Σ w_k = 1
 	}
 	m := len(pr.p)
-	j, _ := slices.BinarySearch(pr.p, x/n)
-	j = min(j, m-1)
-	best, sum := math.Inf(-1), 0.0
-	add := func(k int) bool {
-		ll := x*pr.lp[k] + (n-x)*pr.lq[k]
-		t := pr.lw[k] + ll
-		if ll+pr.lwMax < best-40 {
-			return false
-		}
-		if t > best {
-			sum = sum*math.Exp(best-t) + 1
-			best = t
-		} else {
-			sum += math.Exp(t - best)
-		}
-		return true
+	pr.cw, pr.cwAbove = make([]float64, m+1), make([]float64, m+1)
+	for k := range m {
+		pr.cw[k+1] = pr.cw[k] + math.Exp(pr.lw[k])
 	}
-	for k := j; k >= 0 && add(k); k-- {
+	for k := m - 1; k >= 0; k-- {
+		pr.cwAbove[k] = pr.cwAbove[k+1] + math.Exp(pr.lw[k])
 	}
-	for k := j + 1; k < m && add(k); k++ {
-	}
-	return best + math.Log(sum)
+	return pr
 }
 
 // confidence returns the anytime-valid confidence sequence for a Bernoulli
@@ -645,17 +658,6 @@ func confidence(x, n, a float64) (lo, hi float64) {
 		return 0, 1
 	}
 	return region(x, n, lbeta(x+0.5, n-x+0.5)-lbeta(0.5, 0.5), math.Log(1/a))
-}
-
-// fixedBounds returns Chernoff's bounds for a Bernoulli rate after x errors
-// in a fixed sample of n requests, each side at level 1-a: the rates q with
-// n·KL(x/n, q) < ln(1/a). Valid for one look only, it is narrower than a
-// confidence sequence by the mixture's Occam factor.
-func fixedBounds(x, n, a float64) (lo, hi float64) {
-	if n <= 0 {
-		return 0, 1
-	}
-	return region(x, n, logLik(x, n, x/n), math.Log(1/a))
 }
 
 // region returns the interval of rates q with lnNum - logLik(q) < thr
