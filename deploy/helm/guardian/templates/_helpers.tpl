@@ -86,6 +86,11 @@ config itself; the chart says so before anything is installed.
 {{- end }}
 {{- end }}
 
+{{/* Non-empty when the ServiceMonitor is rendered: it needs the Service. */}}
+{{- define "guardian.serviceMonitorRendered" -}}
+{{- if and .Values.serviceMonitor.enabled .Values.service.enabled (or (eq .Values.mode "standalone") .Values.sidecar.podSelector) }}true{{ end }}
+{{- end }}
+
 {{/* Non-empty when the write API has tokens. */}}
 {{- define "guardian.authEnabled" -}}
 {{- if or .Values.auth.tokens .Values.auth.existingSecret }}true{{ end }}
@@ -214,16 +219,24 @@ test suite asserts that each flag adds exactly these.
   resources: ["replicasets"]
   verbs: ["list"]
 {{- end }}
-{{- if .Values.rbac.helm }}
+{{- if and .Values.rbac.helm (not .Values.rbac.helmClusterWide) }}
+{{ include "guardian.rbac.helmRules" . }}
+{{- end }}
+{{- with .Values.rbac.extraRules }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The helm executor's rules: Helm's release records are Secrets of the
+release's namespace (the release's own resources come from extraRules).
+*/}}
+{{- define "guardian.rbac.helmRules" -}}
 # The helm executor: Helm's release records (the release's own resources
 # come from extraRules).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "create", "update", "delete"]
-{{- end }}
-{{- with .Values.rbac.extraRules }}
-{{ toYaml . }}
-{{- end }}
 {{- end }}
 
 {{/* RBAC rules for the release namespace only. */}}
