@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
@@ -173,5 +174,74 @@ func TestChartResourcesFitFootprint(t *testing.T) {
 	}
 	if limit.Value() != 2*request.Value() {
 		t.Errorf("memory limit %s, want twice the request %s", limit.String(), request.String())
+	}
+}
+
+// TestChartMonitoring: the PrometheusRule holds deploy/monitoring's rules,
+// GuardianDown selecting the job Prometheus gives the chart's scrape, and
+// the dashboard ConfigMap holds deploy/monitoring's dashboard with the label
+// Grafana's sidecar looks for.
+func TestChartMonitoring(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../deploy/monitoring/alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const up = `up{job="guardian"}`
+	if !strings.Contains(string(raw), up) {
+		t.Fatalf("alerts.yaml has no %s", up)
+	}
+	groups := func(t *testing.T, alerts string) any {
+		t.Helper()
+		var f map[string]any
+		if err := yaml.Unmarshal([]byte(alerts), &f); err != nil {
+			t.Fatal(err)
+		}
+		return f["groups"]
+	}
+	for _, tc := range []struct{ name, values, job string }{
+		// The release is named guardian, and so is the ServiceMonitor's
+		// job: the rules are alerts.yaml's as they are.
+		{"with the ServiceMonitor", "serviceMonitor: {enabled: true}\n", "guardian"},
+		{"with the PodMonitor", "podMonitor: {enabled: true}\n", chartNamespace + "/guardian"},
+		{"a job of one's own", "podMonitor: {enabled: true}\nmonitoring: {rules: {job: guardian-prod}}\n", "guardian-prod"},
+		{"without the chart's monitors", "fullnameOverride: g\n", "guardian"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := chartRender(t, tc.values, "--set", "monitoring.rules.enabled=true", "--set", "monitoring.rules.labels.release=prometheus")
+			rule := one(t, objs, "PrometheusRule", "")
+			if rule.namespace() != chartNamespace || str(dig(rule, "metadata", "labels", "release")) != "prometheus" {
+				t.Errorf("PrometheusRule in %q with labels %v", rule.namespace(), dig(rule, "metadata", "labels"))
+			}
+			want := groups(t, strings.Replace(string(raw), up, `up{job="`+tc.job+`"}`, 1))
+			if got := dig(rule, "spec", "groups"); !reflect.DeepEqual(got, want) {
+				t.Errorf("the PrometheusRule's groups differ from alerts.yaml's (job %s):\n%v\nwant\n%v", tc.job, got, want)
+			}
+		})
+	}
+	if rules := find(chartRender(t, "serviceMonitor: {enabled: true}\n"), "PrometheusRule"); len(rules) != 0 {
+		t.Error("a PrometheusRule by default")
+	}
+
+	dashboard, err := os.ReadFile("../deploy/monitoring/dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, values, namespace string }{
+		{"in the release namespace", "", chartNamespace},
+		{"in Grafana's namespace", "monitoring: {dashboard: {namespace: grafana, annotations: {grafana_folder: Guardian}}}\n", "grafana"},
+	} {
+		t.Run("dashboard "+tc.name, func(t *testing.T) {
+			cm := one(t, chartRender(t, tc.values, "--set", "monitoring.dashboard.enabled=true"), "ConfigMap", "guardian-dashboard")
+			if cm.namespace() != tc.namespace || str(dig(cm, "metadata", "labels", "grafana_dashboard")) != "1" {
+				t.Errorf("dashboard ConfigMap in %q with labels %v", cm.namespace(), dig(cm, "metadata", "labels"))
+			}
+			if got := str(dig(cm, "data", "guardian.json")); got != strings.TrimSuffix(string(dashboard), "\n") {
+				t.Errorf("guardian.json is not deploy/monitoring/dashboard.json (%d bytes, want %d)", len(got), len(dashboard))
+			}
+			if strings.Contains(tc.values, "grafana_folder") && str(dig(cm, "metadata", "annotations", "grafana_folder")) != "Guardian" {
+				t.Errorf("annotations %v", dig(cm, "metadata", "annotations"))
+			}
+		})
 	}
 }

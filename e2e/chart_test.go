@@ -303,6 +303,7 @@ replicas: 1
 persistence: {enabled: true, storageClass: fast}
 serviceMonitor: {enabled: true, labels: {release: prometheus}}
 podDisruptionBudget: {enabled: true}
+monitoring: {rules: {enabled: true}, dashboard: {enabled: true}}
 rbac:
   watchNamespaces: [shop, payments]
   deployDetection: true

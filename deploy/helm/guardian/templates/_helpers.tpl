@@ -91,6 +91,23 @@ config itself; the chart says so before anything is installed.
 {{- if and .Values.serviceMonitor.enabled .Values.service.enabled (or (eq .Values.mode "standalone") .Values.sidecar.podSelector) }}true{{ end }}
 {{- end }}
 
+{{/*
+guardian.job is the job label Prometheus gives Guardian's scrape:
+monitoring.rules.job, else the Service's name with the chart's
+ServiceMonitor, namespace/name with its PodMonitor (the Prometheus
+Operator's defaults), else "guardian", as deploy/monitoring/alerts.yaml
+assumes.
+*/}}
+{{- define "guardian.job" -}}
+{{- if .Values.monitoring.rules.job }}
+{{- .Values.monitoring.rules.job }}
+{{- else if include "guardian.serviceMonitorRendered" . }}
+{{- include "guardian.fullname" . }}
+{{- else if .Values.podMonitor.enabled }}
+{{- printf "%s/%s" .Release.Namespace (include "guardian.fullname" .) }}
+{{- else }}guardian{{ end }}
+{{- end }}
+
 {{/* Non-empty when the write API has tokens. */}}
 {{- define "guardian.authEnabled" -}}
 {{- if or .Values.auth.tokens .Values.auth.existingSecret }}true{{ end }}
