@@ -303,6 +303,7 @@ replicas: 1
 persistence: {enabled: true, storageClass: fast}
 serviceMonitor: {enabled: true, labels: {release: prometheus}}
 podDisruptionBudget: {enabled: true}
+monitoring: {rules: {enabled: true}, dashboard: {enabled: true}}
 rbac:
   watchNamespaces: [shop, payments]
   deployDetection: true
@@ -350,10 +351,28 @@ func TestChartModes(t *testing.T) {
 			want: []string{"ConfigMap/guardian", "ConfigMap/guardian-sidecar", "Service/guardian", "ServiceAccount/guardian", "ServiceMonitor/guardian"},
 		},
 		{
-			name:   "standalone with tokens, persistence, ServiceMonitor and PodDisruptionBudget",
+			name:   "standalone with tokens, persistence and ServiceMonitor",
 			values: "auth: {tokens: {ci: 0123456789abcdef0123}}\npersistence: {enabled: true}\nserviceMonitor: {enabled: true}\npodDisruptionBudget: {enabled: true}\n",
-			want: []string{"ConfigMap/guardian", "Deployment/guardian", "PersistentVolumeClaim/guardian", "PodDisruptionBudget/guardian",
+			// No PodDisruptionBudget: with one replica it would block every drain.
+			want: []string{"ConfigMap/guardian", "Deployment/guardian", "PersistentVolumeClaim/guardian",
 				"Secret/guardian", "Service/guardian", "ServiceAccount/guardian", "ServiceMonitor/guardian"},
+		},
+		{
+			name:   "two replicas with a PodMonitor",
+			values: "replicas: 2\npodMonitor: {enabled: true}\n",
+			want: []string{"ConfigMap/guardian", "Deployment/guardian", "PodDisruptionBudget/guardian", "PodMonitor/guardian",
+				"Role/guardian-local", "RoleBinding/guardian-local", "Service/guardian", "ServiceAccount/guardian"},
+		},
+		{
+			name:   "two replicas without a PodDisruptionBudget",
+			values: "replicas: 2\npodDisruptionBudget: {enabled: false}\n",
+			want: []string{"ConfigMap/guardian", "Deployment/guardian", "Role/guardian-local", "RoleBinding/guardian-local",
+				"Service/guardian", "ServiceAccount/guardian"},
+		},
+		{
+			name:   "sidecar with a PodMonitor",
+			values: "mode: sidecar\nsidecar: {podSelector: {app: checkout}}\nservice: {enabled: false}\npodMonitor: {enabled: true}\n",
+			want:   []string{"ConfigMap/guardian", "ConfigMap/guardian-sidecar", "PodMonitor/guardian", "ServiceAccount/guardian"},
 		},
 		{
 			name:   "existing secrets and service account",
@@ -630,6 +649,10 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"slim image with the helm executor", "mode: sidecar\nimage: {slim: true}\nconfig: {services: [{name: a, rollback: {database: {helm: {release: a}}}}]}\n",
 			"image.slim: config.services[0].rollback.database.helm"},
 		{"slim not a boolean", "image: {slim: \"yes\"}\n", "slim"},
+		{"a digest that is not sha256 and 64 hex digits", "image: {digest: \"sha256:0123\"}\n", "/image/digest"},
+		{"rbac.helm with no namespace to grant it in", "rbac: {helm: true}\n", "rbac.helmClusterWide=true"},
+		{"a PodMonitor beside the ServiceMonitor", "podMonitor: {enabled: true}\nserviceMonitor: {enabled: true}\n", "choose one"},
+		{"a sidecar PodMonitor without a pod selector", "mode: sidecar\npodMonitor: {enabled: true}\n", "sidecar.podSelector"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := chartRenderErr(t, tc.values)
@@ -652,7 +675,10 @@ func TestChartSlimImage(t *testing.T) {
 		{"full by default", "mode: sidecar\n", "ghcr.io/rollback-guardian/guardian:0.1.0"},
 		{"slim sidecar", "mode: sidecar\nimage: {slim: true}\n", "ghcr.io/rollback-guardian/guardian:0.1.0-slim"},
 		{"slim standalone with a tag", "image: {slim: true, tag: v2.0.0}\n", "ghcr.io/rollback-guardian/guardian:v2.0.0-slim"},
-		{"a digest names the image", "image: {slim: true, digest: \"sha256:0123\"}\n", "ghcr.io/rollback-guardian/guardian@sha256:0123"},
+		{"a digest names the image", "image: {slim: true, digest: \"sha256:" + strings.Repeat("0a", 32) + "\"}\n",
+			"ghcr.io/rollback-guardian/guardian@sha256:" + strings.Repeat("0a", 32)},
+		{"a digest wins over a tag", "image: {tag: v2.0.0, digest: \"sha256:" + strings.Repeat("1b", 32) + "\"}\n",
+			"ghcr.io/rollback-guardian/guardian@sha256:" + strings.Repeat("1b", 32)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := chartRender(t, tc.values)
@@ -780,7 +806,7 @@ logLevel: debug
 		{dig(c, "env", 2, "valueFrom", "fieldRef", "fieldPath"), "status.podIP"},
 		{dig(c, "env", 3), map[string]any{"name": "TZ", "value": "Europe/Berlin"}},
 		// Helm merges maps with the defaults: the memory request and limit stay.
-		{c["resources"], map[string]any{"requests": map[string]any{"cpu": "10m", "memory": "64Mi"}, "limits": map[string]any{"memory": "256Mi"}}},
+		{c["resources"], map[string]any{"requests": map[string]any{"cpu": "10m", "memory": "160Mi"}, "limits": map[string]any{"memory": "320Mi"}}},
 		{dig(spec, "nodeSelector", "kubernetes.io/os"), "linux"},
 		{dig(spec, "tolerations", 0, "key"), "kwok.x-k8s.io/node"},
 		{dig(spec, "affinity", "podAntiAffinity", "preferredDuringSchedulingIgnoredDuringExecution", 0, "weight"), 1},
@@ -980,7 +1006,13 @@ func TestChartRBAC(t *testing.T) {
 		{name: "rollout detection", values: "rbac: {rolloutDetection: true}\n", want: ruleSet(rolloutDetection("cluster"))},
 		{name: "kubernetes executor", values: "rbac: {kubernetesExecutor: true}\n", want: ruleSet(kubernetes("cluster"))},
 		{name: "argo rollouts", values: "rbac: {argoRollouts: true}\n", want: ruleSet(argo("cluster"))},
-		{name: "helm", values: "rbac: {helm: true}\n", want: ruleSet(helmRules("cluster"))},
+		{name: "helm in the watched namespaces", values: "rbac: {helm: true, watchNamespaces: [orders]}\n", want: ruleSet(helmRules("orders"))},
+		{name: "helm cluster-wide when asked", values: "rbac: {helm: true, helmClusterWide: true}\n", want: ruleSet(helmRules("cluster"))},
+		{
+			name:   "helm cluster-wide beside namespaced workload rules",
+			values: "rbac: {helm: true, helmClusterWide: true, kubernetesExecutor: true, watchNamespaces: [shop]}\n",
+			want:   ruleSet(helmRules("cluster"), kubernetes("shop")),
+		},
 		{name: "leader election", values: "rbac: {leaderElection: true}\n", want: ruleSet(leases)},
 		{name: "cluster mode", values: "cluster: {enabled: true}\n", want: ruleSet(leases, configMaps)},
 		{name: "two replicas imply cluster mode", values: "replicas: 2\n", want: ruleSet(leases, configMaps)},
@@ -993,8 +1025,8 @@ func TestChartRBAC(t *testing.T) {
 		},
 		{
 			name:   "extra rules",
-			values: "rbac: {helm: true, extraRules: [{apiGroups: [\"\"], resources: [configmaps], verbs: [get, update]}]}\n",
-			want:   ruleSet(helmRules("cluster"), expand("cluster", "", []string{"configmaps"}, []string{"get", "update"})),
+			values: "rbac: {helm: true, watchNamespaces: [orders], extraRules: [{apiGroups: [\"\"], resources: [configmaps], verbs: [get, update]}]}\n",
+			want:   ruleSet(helmRules("orders"), expand("orders", "", []string{"configmaps"}, []string{"get", "update"})),
 		},
 		{
 			name: "everything, bound to an existing service account",

@@ -3,7 +3,9 @@
 package monitoring
 
 import (
+	"bytes"
 	"encoding/json"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,38 @@ import (
 
 	"github.com/rollback-guardian/guardian/testenv"
 )
+
+var update = flag.Bool("update", false, "refresh the Helm chart's copies of alerts.yaml and dashboard.json")
+
+// chartFiles is where the Helm chart holds its copies: Helm reads only
+// files inside the chart.
+const chartFiles = "../helm/guardian/files"
+
+// The chart installs these rules and this dashboard from its own copies,
+// which must be these files byte for byte.
+func TestChartCopies(t *testing.T) {
+	for _, name := range []string{"alerts.yaml", "dashboard.json"} {
+		want, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copyPath := filepath.Join(chartFiles, name)
+		if *update {
+			if err := os.WriteFile(copyPath, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		const refresh = "refresh the chart's copy with\n  go test ./deploy/monitoring -run TestChartCopies -update"
+		got, err := os.ReadFile(copyPath)
+		switch {
+		case err != nil:
+			t.Errorf("%v: %s", err, refresh)
+		case !bytes.Equal(got, want):
+			t.Errorf("deploy/helm/guardian/files/%s differs from deploy/monitoring/%s: %s", name, name, refresh)
+		}
+	}
+}
 
 // The rules pass promtool's checks and its unit tests (alerts_test.yaml).
 func TestAlertRules(t *testing.T) {

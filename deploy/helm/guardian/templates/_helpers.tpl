@@ -86,6 +86,28 @@ config itself; the chart says so before anything is installed.
 {{- end }}
 {{- end }}
 
+{{/* Non-empty when the ServiceMonitor is rendered: it needs the Service. */}}
+{{- define "guardian.serviceMonitorRendered" -}}
+{{- if and .Values.serviceMonitor.enabled .Values.service.enabled (or (eq .Values.mode "standalone") .Values.sidecar.podSelector) }}true{{ end }}
+{{- end }}
+
+{{/*
+guardian.job is the job label Prometheus gives Guardian's scrape:
+monitoring.rules.job, else the Service's name with the chart's
+ServiceMonitor, namespace/name with its PodMonitor (the Prometheus
+Operator's defaults), else "guardian", as deploy/monitoring/alerts.yaml
+assumes.
+*/}}
+{{- define "guardian.job" -}}
+{{- if .Values.monitoring.rules.job }}
+{{- .Values.monitoring.rules.job }}
+{{- else if include "guardian.serviceMonitorRendered" . }}
+{{- include "guardian.fullname" . }}
+{{- else if .Values.podMonitor.enabled }}
+{{- printf "%s/%s" .Release.Namespace (include "guardian.fullname" .) }}
+{{- else }}guardian{{ end }}
+{{- end }}
+
 {{/* Non-empty when the write API has tokens. */}}
 {{- define "guardian.authEnabled" -}}
 {{- if or .Values.auth.tokens .Values.auth.existingSecret }}true{{ end }}
@@ -214,16 +236,24 @@ test suite asserts that each flag adds exactly these.
   resources: ["replicasets"]
   verbs: ["list"]
 {{- end }}
-{{- if .Values.rbac.helm }}
+{{- if and .Values.rbac.helm (not .Values.rbac.helmClusterWide) }}
+{{ include "guardian.rbac.helmRules" . }}
+{{- end }}
+{{- with .Values.rbac.extraRules }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The helm executor's rules: Helm's release records are Secrets of the
+release's namespace (the release's own resources come from extraRules).
+*/}}
+{{- define "guardian.rbac.helmRules" -}}
 # The helm executor: Helm's release records (the release's own resources
 # come from extraRules).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "create", "update", "delete"]
-{{- end }}
-{{- with .Values.rbac.extraRules }}
-{{ toYaml . }}
-{{- end }}
 {{- end }}
 
 {{/* RBAC rules for the release namespace only. */}}
