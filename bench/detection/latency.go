@@ -54,7 +54,7 @@ const (
 func latMethodName(m int) string {
 	switch m {
 	case lmGuardian:
-		return "Guardian latency test, vs baseline (30m pre-deploy histogram)"
+		return "Guardian latency test, vs baseline (pre-deploy histogram)"
 	case lmBucket:
 		return "Guardian sequential, requests above the baseline's p99 bucket as errors"
 	case lmFlagger:
@@ -68,6 +68,7 @@ type latBench struct {
 	*bench
 	median, sigma float64
 	bounds        []float64
+	pre           float64 // seconds of pre-deploy baseline
 }
 
 // dist is a split lognormal: spread sigmaLow below the median, sigmaUp
@@ -205,7 +206,7 @@ func (lb *latBench) stream(s latScenario, idx int, te *latency.Test, seq *sequen
 
 	pre := make([]float64, J)
 	for j := range pre {
-		pre[j] = poisson(rng, s.rate*preDeploy*q[j])
+		pre[j] = poisson(rng, s.rate*lb.pre*q[j])
 	}
 	w := te.Watch(cumulative(lb.bounds, pre), rng.Uint64())
 	// The bucket above the baseline's p99: the first bound with 99% of the

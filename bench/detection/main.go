@@ -72,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		latMed   = fs.Float64("latency-median", 0.05, "latency scenarios: the baseline's median latency (seconds)")
 		latSigma = fs.Float64("latency-sigma", 0.6, "latency scenarios: the baseline's spread (standard deviation of ln latency)")
 		buckets  = fs.String("buckets", ".005,.01,.025,.05,.1,.25,.5,1,2.5,5,10", "latency scenarios: histogram bucket bounds (seconds)")
+		latPre   = fs.Duration("latency-baseline-window", 30*time.Minute, "latency scenarios: the pre-deploy window of the baseline's histogram")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -119,7 +120,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "-latency-median and -latency-sigma must be positive")
 			return 2
 		}
-		lb := &latBench{bench: b, median: *latMed, sigma: *latSigma, bounds: bounds}
+		if *latPre < time.Second {
+			fmt.Fprintln(stderr, "-latency-baseline-window must be at least 1s")
+			return 2
+		}
+		lb := &latBench{bench: b, median: *latMed, sigma: *latSigma, bounds: bounds, pre: latPre.Seconds()}
 		start := time.Now()
 		tab, err := lb.run(rs, *healthy, *bad)
 		if err != nil {
@@ -129,8 +134,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if *errScen {
 			fmt.Fprintln(stdout)
 		}
-		fmt.Fprintf(stdout, "Latency detection benchmark: seed %d, %d healthy deploys per traffic level, %d per regression, lognormal latency (median %s, sigma %g) in buckets %s, watch window %s, alpha %g, min_effect %gx, %d workers, %s.\n\n",
-			*seed, *healthy, *bad, fmtMs(*latMed), *latSigma, *buckets, *window, *alpha, *effect, b.workers, time.Since(start).Round(time.Second))
+		fmt.Fprintf(stdout, "Latency detection benchmark: seed %d, %d healthy deploys per traffic level, %d per regression, lognormal latency (median %s, sigma %g) in buckets %s, baseline window %s, watch window %s, alpha %g, min_effect %gx, %d workers, %s.\n\n",
+			*seed, *healthy, *bad, fmtMs(*latMed), *latSigma, *buckets, *latPre, *window, *alpha, *effect, b.workers, time.Since(start).Round(time.Second))
 		fmt.Fprint(stdout, tab)
 	}
 	return 0

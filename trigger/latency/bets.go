@@ -91,6 +91,14 @@ func (bt *bet) cellMean(a, b float64) float64 {
 	if !(m > 0) {
 		return 1 // a cell of (numerically) no mass: no bet
 	}
+	// A floor far below anything a request can reach keeps ln finite.
+	return math.Max(bt.mass(a, b)/m, 1e-300)
+}
+
+// mass returns the integral of the bet against N(0, 1) over z in (a, b):
+// the bet's mass on a cell. The masses of cells that partition the line sum
+// to 1.
+func (bt *bet) mass(a, b float64) float64 {
 	var v float64
 	switch bt.kind {
 	case shift:
@@ -107,8 +115,7 @@ func (bt *bet) cellMean(a, b float64) float64 {
 			v += normMass(lo/s, b/s, (b-lo)/s)
 		}
 	}
-	// A floor far below anything a request can reach keeps ln finite.
-	return math.Max(v/m, 1e-300)
+	return v
 }
 
 // upperTail returns P(Z > x) for Z ~ N(0, 1), accurate far in the tail.

@@ -226,11 +226,11 @@ type Watch struct {
 	dropped   float64
 	guards    []guard
 
-	// Cells of the last refresh: the lower p-edge of each bucket's cell and
-	// each bet's log value on it, for a bag of cellsFor requests (-1: none).
-	cellsFor float64
-	lo       []float64
-	lnv      [][]float64
+	// The bets in force: computed from the bag cellBag (nil: none), each
+	// bet's log value on the segments of p-values that start at seg.
+	cellBag []float64
+	seg     []float64
+	lnv     [][]float64
 }
 
 type guard struct {
@@ -245,7 +245,7 @@ type guard struct {
 // on the new version's latencies, and the same seed and calls give the same
 // results.
 func (t *Test) Watch(pre Histogram, seed uint64) *Watch {
-	w := &Watch{t: t, pcg: rand.NewPCG(seed, 0x9e3779b97f4a7c15), cellsFor: -1}
+	w := &Watch{t: t, pcg: rand.NewPCG(seed, 0x9e3779b97f4a7c15)}
 	w.rng = rand.New(w.pcg)
 	w.sums = make([]float64, len(t.bets))
 	if !pre.empty() {
@@ -432,7 +432,7 @@ func (w *Watch) coarsen(to []float64) {
 	w.newSeen = merge(w.newSeen, from, to)
 	w.liveSeen = merge(w.liveSeen, from, to)
 	w.layout = to
-	w.cellsFor = -1
+	w.cellBag = nil
 	gs := w.guards
 	w.guards = nil
 	for _, g := range gs {
@@ -467,12 +467,12 @@ func (w *Watch) judge(inc []float64) {
 	for j := J - 2; j >= 0; j-- {
 		above[j] = above[j+1] + w.bag[j+1]
 	}
-	bets := w.cellsFor > 0
+	bets := w.cellBag != nil
 	rem := newFenwick(inc)
 	remTotal := total
 	added := newFenwick(make([]float64, J))
 	addedArr := make([]float64, J)
-	landed := make([]float64, J)
+	landed := make([]float64, len(w.seg))
 	for k := 0.0; k < n; k++ {
 		j := rem.find(w.rng.Float64() * remTotal)
 		rem.add(j, -1)
@@ -485,15 +485,12 @@ func (w *Watch) judge(inc []float64) {
 		tau := 1 - w.rng.Float64()
 		p := (a + tau*b) / N
 		if bets {
-			// The cell holding p: the first bucket whose lower edge is at
-			// most p (the edges decrease with the bucket).
-			c, _ := slices.BinarySearchFunc(w.lo, p, func(e, p float64) int {
-				if e <= p {
-					return 1
-				}
-				return -1
-			})
-			landed[min(c, J-1)]++
+			// The segment holding p: the last that starts at or below it.
+			s, found := slices.BinarySearch(w.seg, p)
+			if !found {
+				s--
+			}
+			landed[max(s, 0)]++
 		}
 	}
 	if bets {
@@ -513,60 +510,114 @@ func (w *Watch) judge(inc []float64) {
 	w.judged += n
 }
 
-// refreshGrowth is how much the bag grows before the cells are computed
-// anew. Cells of an older bag still partition (0, 1), so the bets stay
-// densities: only their fit to the buckets suffers, and little.
+// refreshGrowth is how much the bag grows before the bets are computed
+// anew. Bets computed from an older bag are still densities, fixed before
+// the p-values they are applied to: only their fit to the buckets suffers,
+// and little.
 const refreshGrowth = 1.0 / 64
 
-// refresh computes each bucket's cell of the bag (its interval of
-// p-values) and each bet's log value on it, unless the bag grew less than
+// refresh computes the bets from the bag, unless it grew less than
 // refreshGrowth since the last time. Without requests in the bag there are
-// no cells, and no bets.
+// no bets.
 func (w *Watch) refresh() {
 	N := sum(w.bag)
-	J := len(w.bag)
-	if w.cellsFor > 0 && N <= w.cellsFor*(1+refreshGrowth) && len(w.lo) == J {
+	if w.cellBag != nil && len(w.cellBag) == len(w.bag) && N <= sum(w.cellBag)*(1+refreshGrowth) {
 		return
 	}
 	if !(N > 0) {
-		w.cellsFor = -1
+		w.cellBag = nil
 		return
 	}
-	if len(w.lo) != J {
-		w.lo = make([]float64, J)
-	}
-	above := 0.0
-	for j := J - 1; j >= 0; j-- {
-		w.lo[j] = above / N
-		above += w.bag[j]
-	}
-	w.cellsFor = N
+	w.cellBag = slices.Clone(w.bag)
 	w.bet()
 }
 
-// bet computes each bet's log value on each cell: cell j holds the p-values
-// in [lo[j], lo[j-1]) (lo[-1] = 1), the scores in (score(lo[j-1]), score(lo[j])).
+// bet computes the bets from the bag cellBag. With N requests in it, b_j in
+// bucket j and A_j in slower buckets, a request of bucket j has its p-value
+// uniform on I_j = [A_j, A_j+b_j+1]/(N+1) (it counts itself). Each bet f
+// puts on bucket j the mass m_j of f over the cell [A_j, A_j+b_j]/N, in
+// scores (the cells partition the line, so Σ m_j = 1 whatever the rounding
+// of the scores), and spreads it uniformly over I_j:
+// the density Σ_j m_j·U(I_j), made non-increasing by pooling adjacent
+// violators (which keeps its integral). It is constant on the segments
+// between the ends of the I_j.
 func (w *Watch) bet() {
-	J := len(w.lo)
-	bets := w.t.bets
-	if len(w.lnv) != len(bets) || len(w.lnv[0]) != J {
-		w.lnv = make([][]float64, len(bets))
-		for i := range w.lnv {
-			w.lnv[i] = make([]float64, J)
+	b := w.cellBag
+	J := len(b)
+	N := sum(b)
+	Np := N + 1
+	above := make([]float64, J)
+	for j := J - 2; j >= 0; j-- {
+		above[j] = above[j+1] + b[j+1]
+	}
+	ends := []float64{0, 1}
+	for j := range J {
+		ends = append(ends, above[j]/Np, (above[j]+b[j]+1)/Np)
+	}
+	slices.Sort(ends)
+	ends = slices.Compact(ends)
+	var seg, width []float64
+	for k := 0; k+1 < len(ends); k++ {
+		if ends[k] < ends[k+1] && ends[k] < 1 {
+			seg = append(seg, ends[k])
+			width = append(width, ends[k+1]-ends[k])
 		}
 	}
-	hi := 1.0
-	for j := range J {
-		za, zb := score(hi), score(w.lo[j])
-		for i := range bets {
-			if za < zb {
-				w.lnv[i][j] = math.Log(bets[i].cellMean(za, zb))
-			} else {
-				w.lnv[i][j] = 0
+	w.seg = seg
+	bets := w.t.bets
+	w.lnv = make([][]float64, len(bets))
+	dens := make([]float64, len(seg))
+	for i := range bets {
+		clear(dens)
+		for j := range J {
+			if b[j] <= 0 {
+				continue
+			}
+			za, zb := score((above[j]+b[j])/N), score(above[j]/N)
+			if !(za < zb) {
+				continue
+			}
+			m := bets[i].mass(za, zb)
+			lo, hi := above[j]/Np, (above[j]+b[j]+1)/Np
+			d := m / (hi - lo)
+			k, _ := slices.BinarySearch(seg, lo)
+			for ; k < len(seg) && seg[k] < hi; k++ {
+				dens[k] += d
 			}
 		}
-		hi = w.lo[j]
+		w.lnv[i] = nonIncreasing(dens, width)
 	}
+}
+
+// nonIncreasing returns the logarithms of the weighted least-squares
+// non-increasing fit of v (pool adjacent violators, weights w): a
+// non-increasing step function with the same integral Σ v·w.
+func nonIncreasing(v, w []float64) []float64 {
+	type block struct {
+		mean, width float64
+		n           int
+	}
+	var bs []block
+	for k := range v {
+		bs = append(bs, block{v[k], w[k], 1})
+		for len(bs) > 1 {
+			a, c := bs[len(bs)-2], bs[len(bs)-1]
+			if a.mean >= c.mean {
+				break
+			}
+			// The weighted mean, without products that could underflow.
+			width := a.width + c.width
+			bs = append(bs[:len(bs)-2], block{a.mean + (c.mean-a.mean)*(c.width/width), width, a.n + c.n})
+		}
+	}
+	out := make([]float64, 0, len(v))
+	for _, b := range bs {
+		lv := math.Log(max(b.mean, 1e-300))
+		for range b.n {
+			out = append(out, lv)
+		}
+	}
+	return out
 }
 
 func sum(v []float64) float64 {

@@ -141,3 +141,34 @@ func TestPropertyBetsAreDensities(t *testing.T) {
 		}
 	})
 }
+
+// TestPropertyWatchBetsAreDensities: for any bag, each bet the watch uses
+// integrates to 1 over the p-values and never increases with them (never
+// decreases with the latency).
+func TestPropertyWatchBetsAreDensities(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		count := rapid.OneOf(rapid.Float64Range(0, 10), rapid.Float64Range(0, 1e6), rapid.SampledFrom([]float64{0, 1, 1e12, 1e300}))
+		bag := rapid.SliceOfN(count, 1, 40).Draw(t, "bag")
+		if !(sum(bag) > 0) {
+			return
+		}
+		w := &Watch{t: propTest, cellBag: bag}
+		w.bet()
+		for i, lv := range w.lnv {
+			total := 0.0
+			for s, v := range lv {
+				end := 1.0
+				if s+1 < len(w.seg) {
+					end = w.seg[s+1]
+				}
+				total += math.Exp(v) * (end - w.seg[s])
+				if s > 0 && v > lv[s-1]+1e-12 {
+					t.Fatalf("bet %d: segment %d pays e^%v, more than the one before (e^%v)", i, s, v, lv[s-1])
+				}
+			}
+			if math.Abs(total-1) > 1e-9 {
+				t.Fatalf("bet %d integrates to %.12f", i, total)
+			}
+		}
+	})
+}

@@ -27,10 +27,9 @@ type State struct {
 	LogE    []float64 `json:"log_e"`
 	Judged  float64   `json:"judged"`
 	Dropped float64   `json:"dropped"`
-	// Cells are the lower p-value edges of the buckets' cells the bets use,
-	// computed when the bag held CellsFor requests (0: none yet).
-	Cells    []float64 `json:"cells"`
-	CellsFor float64   `json:"cells_for"`
+	// BetBag is the bag the bets in force were computed from (none yet:
+	// empty).
+	BetBag []float64 `json:"bet_bag"`
 	// Guards are the guarded bounds with the quantile each was picked for.
 	Guards []GuardState `json:"guards"`
 	// Random is the random source's state.
@@ -58,8 +57,8 @@ func (w *Watch) State() State {
 		Pre: slices.Clone(w.pre), Bag: slices.Clone(w.bag), NewSeen: slices.Clone(w.newSeen), LiveSeen: slices.Clone(w.liveSeen),
 		LogE: slices.Clone(w.sums), Judged: w.judged, Dropped: w.dropped, Random: rnd,
 	}
-	if w.cellsFor > 0 {
-		s.Cells, s.CellsFor = slices.Clone(w.lo), w.cellsFor
+	if w.cellBag != nil {
+		s.BetBag = slices.Clone(w.cellBag)
 	}
 	for _, g := range w.guards {
 		s.Guards = append(s.Guards, GuardState{Quantile: g.quantile, Bound: g.bound})
@@ -95,13 +94,10 @@ func (t *Test) Resume(s State) (*Watch, error) {
 		return nil, fmt.Errorf("%d finite log-evidences expected: %w", len(t.bets), ErrState)
 	case !(s.Judged >= 0) || !(s.Dropped >= 0) || math.IsInf(s.Judged, 0) || math.IsInf(s.Dropped, 0):
 		return nil, fmt.Errorf("judged and dropped must be finite and non-negative: %w", ErrState)
-	case s.CellsFor > 0 && (len(s.Cells) != n || !slices.IsSortedFunc(s.Cells, func(a, b float64) int { return cmpFloat(b, a) }) ||
-		slices.ContainsFunc(s.Cells, func(x float64) bool { return !(x >= 0 && x <= 1) })):
-		return nil, fmt.Errorf("cells must be %d decreasing edges in [0, 1]: %w", n, ErrState)
-	case !(s.CellsFor >= 0) || math.IsInf(s.CellsFor, 0) || s.CellsFor == 0 && len(s.Cells) > 0:
-		return nil, fmt.Errorf("cells for %v requests: %w", s.CellsFor, ErrState)
+	case len(s.BetBag) > 0 && (len(s.BetBag) != n || !finite(s.BetBag) || !nonNegative(s.BetBag) || !(sum(s.BetBag) > 0)):
+		return nil, fmt.Errorf("the bets' bag must have %d finite non-negative counts, not all 0: %w", n, ErrState)
 	}
-	w := &Watch{t: t, pcg: &rand.PCG{}, cellsFor: -1}
+	w := &Watch{t: t, pcg: &rand.PCG{}}
 	if err := w.pcg.UnmarshalBinary(s.Random); err != nil {
 		return nil, fmt.Errorf("random source: %v: %w", err, ErrState)
 	}
@@ -112,8 +108,8 @@ func (t *Test) Resume(s State) (*Watch, error) {
 	w.newSeen, w.liveSeen = slices.Clone(s.NewSeen), slices.Clone(s.LiveSeen)
 	w.sums = slices.Clone(s.LogE)
 	w.judged, w.dropped = s.Judged, s.Dropped
-	if s.CellsFor > 0 {
-		w.lo, w.cellsFor = slices.Clone(s.Cells), s.CellsFor
+	if len(s.BetBag) > 0 {
+		w.cellBag = slices.Clone(s.BetBag)
 		w.bet()
 	}
 	for _, g := range s.Guards {
