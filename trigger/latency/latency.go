@@ -58,22 +58,25 @@
 //     slower than the baseline. This is "p99 got worse".
 //
 // Half of the prior weight is on each family, uniform within it (see
-// defaultBets). Each bet is averaged over the request's cell, the interval
-// of p-values of its bucket in the bag: that average is still a density
-// fixed before the p-values are seen, and by Jensen's inequality it grows at
-// least as fast as the bet itself under any alternative, as it removes the
-// noise τ adds inside a bucket. The cells are those of the bag as it was
-// when it last grew by a 64th: cells of an older bag still partition (0, 1),
-// so the bets remain densities, a little less fitted to the buckets.
+// defaultBets). A bucket does not say where in it a request fell, so each
+// bet is fitted to the buckets: its mass on a bucket's cell of the bag (the
+// cells partition the scores) is spread uniformly over the interval the
+// p-value of a request of that bucket is uniform on, and the result is made
+// non-increasing in p by pooling adjacent violators, which keeps its
+// integral. It is still a density fixed before the p-values are seen, and
+// it removes the noise τ adds inside a bucket. The bets are computed from
+// the bag as it was when it last grew by a 64th: bets of an older bag are
+// still densities, a little less fitted to the buckets.
 //
 // Why not a binomial test of the requests above each bucket bound against
 // the baseline's, with a Bonferroni correction: for a lognormal latency
 // (median 50 ms, σ 0.6, the default Prometheus buckets) the best single bound
 // carries 1/1.43 of the information of all buckets for a median +20% and
-// 1/1.7 for a p99 ×2, before the cost of not knowing which bound; and a
+// 1/1.67 for a p99 ×2, before the cost of not knowing which bound; and a
 // comparison through the baseline's confidence bound adds its uncertainty
-// linearly. Ranks against the pooled requests pay nothing for not knowing
-// the baseline's distribution.
+// linearly. Ranks against the pooled requests need no bound on the
+// baseline: its uncertainty only shows as the resolution of the bag, as in
+// a fixed-sample two-sample rank test.
 //
 // # What it assumes
 //

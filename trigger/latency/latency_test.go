@@ -130,25 +130,28 @@ func TestFalseRollbackRateAA(t *testing.T) {
 		runs  int
 		s     stream
 	}{
-		{"vs pre-deploy, 10 req/s", 0.05, 1000,
+		{"vs pre-deploy, 10 req/s", 0.05, 800,
 			stream{rate: 10, tick: 5, ticks: 120, base: base, newDist: constant(base), preSeconds: 1800}},
-		{"vs pre-deploy, 1 req/s", 0.05, 1000,
+		{"vs pre-deploy, 1 req/s", 0.05, 800,
 			stream{rate: 1, tick: 10, ticks: 180, base: base, newDist: constant(base), preSeconds: 1800}},
-		{"vs a short pre-deploy window, 20 req/s", 0.05, 1000,
+		{"vs a short pre-deploy window, 20 req/s", 0.05, 800,
 			stream{rate: 20, tick: 5, ticks: 60, base: base, newDist: constant(base), preSeconds: 30}},
-		{"vs a live canary baseline, no pre-deploy data", 0.05, 1000,
+		{"vs a live canary baseline, no pre-deploy data", 0.05, 800,
 			stream{rate: 5, tick: 5, ticks: 120, base: base, newDist: constant(base), liveRate: 20}},
-		{"vs pre-deploy, alpha 0.001, 20 req/s", 0.001, 3000,
+		{"vs pre-deploy, alpha 0.001, 20 req/s", 0.001, 2000,
 			stream{rate: 20, tick: 5, ticks: 60, base: base, newDist: constant(base), preSeconds: 1800}},
-		{"faster: median -20%", 0.05, 1000,
+		{"faster: median -20%", 0.05, 500,
 			stream{rate: 10, tick: 5, ticks: 120, base: base, newDist: constant(lognormal(0.04, 0.6)), preSeconds: 1800}},
-		{"faster: upper half compressed (p99 /2)", 0.05, 1000,
+		{"faster: upper half compressed (p99 /2)", 0.05, 500,
 			stream{rate: 10, tick: 5, ticks: 120, base: base, newDist: constant(dist{0.05, 0.6, 0.3}), preSeconds: 1800}},
-		{"faster: median -20%, same upper tail", 0.05, 1000,
+		{"faster: median -20%, same upper tail", 0.05, 500,
 			stream{rate: 10, tick: 5, ticks: 120, base: base, newDist: constant(dist{0.04, 0.6, 0.7}), preSeconds: 1800}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.s.bounds = promBuckets
+			if testing.Short() {
+				tc.runs /= 5
+			}
 			te := mustNew(t, defaultConfig(tc.alpha))
 			bad := falseRollbacks(tc.runs, tc.s, te)
 			t.Logf("%d false rollbacks in %d deploys (alpha %g)", bad, tc.runs, tc.alpha)
