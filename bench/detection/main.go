@@ -21,7 +21,17 @@
 // tick. Every stream has its own seed derived from -seed, so the table does
 // not depend on the number of workers.
 //
+// With -latency it also simulates latency regressions (latency.go): request
+// latencies from a lognormal distribution observed into Prometheus histogram
+// buckets, the new version healthy, its median +20%, its p99 ×2 with the
+// median unchanged, or its median slowing from ×1 to ×1.5 over 10 minutes;
+// judged by Guardian's latency test (trigger/latency), by its sequential
+// test on the requests above the baseline's p99 bucket, by a Flagger-style
+// p99 threshold, and by Wald's SPRT with the true distributions on the same
+// buckets. -errors=false leaves the error scenarios out.
+//
 //	go run ./bench/detection -seed 1
+//	go run ./bench/detection -seed 1 -errors=false -latency
 package main
 
 import (
@@ -57,6 +67,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		bases    = fs.String("baselines", "0.001,0.01", "baseline error ratios")
 		workers  = fs.Int("workers", runtime.GOMAXPROCS(0), "simulation goroutines")
 		progress = fs.Bool("progress", false, "report progress on stderr")
+		errScen  = fs.Bool("errors", true, "run the error-ratio scenarios")
+		latScen  = fs.Bool("latency", false, "run the latency scenarios")
+		latMed   = fs.Float64("latency-median", 0.05, "latency scenarios: the baseline's median latency (seconds)")
+		latSigma = fs.Float64("latency-sigma", 0.6, "latency scenarios: the baseline's spread (standard deviation of ln latency)")
+		buckets  = fs.String("buckets", ".005,.01,.025,.05,.1,.25,.5,1,2.5,5,10", "latency scenarios: histogram bucket bounds (seconds)")
+		latPre   = fs.Duration("latency-baseline-window", 30*time.Minute, "latency scenarios: the pre-deploy window of the baseline's histogram")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -79,15 +95,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "-window must be at least 1m")
 		return 2
 	}
-	start := time.Now()
-	tab, err := b.run(rs, bs, *healthy, *bad)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	if !*errScen && !*latScen {
+		fmt.Fprintln(stderr, "nothing to run: -errors=false without -latency")
+		return 2
 	}
-	fmt.Fprintf(stdout, "Detection benchmark: seed %d, %d healthy deploys per traffic level and baseline, %d per regression, watch window %s, alpha %g, min_effect %gx, %d workers, %s.\n\n",
-		*seed, *healthy, *bad, *window, *alpha, *effect, b.workers, time.Since(start).Round(time.Second))
-	fmt.Fprint(stdout, tab)
+	if *errScen {
+		start := time.Now()
+		tab, err := b.run(rs, bs, *healthy, *bad)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "Detection benchmark: seed %d, %d healthy deploys per traffic level and baseline, %d per regression, watch window %s, alpha %g, min_effect %gx, %d workers, %s.\n\n",
+			*seed, *healthy, *bad, *window, *alpha, *effect, b.workers, time.Since(start).Round(time.Second))
+		fmt.Fprint(stdout, tab)
+	}
+	if *latScen {
+		bounds, err := latBuckets(*buckets)
+		if err != nil {
+			fmt.Fprintf(stderr, "-buckets: %v\n", err)
+			return 2
+		}
+		if !(*latMed > 0) || !(*latSigma > 0) {
+			fmt.Fprintln(stderr, "-latency-median and -latency-sigma must be positive")
+			return 2
+		}
+		if *latPre < time.Second {
+			fmt.Fprintln(stderr, "-latency-baseline-window must be at least 1s")
+			return 2
+		}
+		lb := &latBench{bench: b, median: *latMed, sigma: *latSigma, bounds: bounds, pre: latPre.Seconds()}
+		start := time.Now()
+		tab, err := lb.run(rs, *healthy, *bad)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if *errScen {
+			fmt.Fprintln(stdout)
+		}
+		fmt.Fprintf(stdout, "Latency detection benchmark: seed %d, %d healthy deploys per traffic level, %d per regression, lognormal latency (median %s, sigma %g) in buckets %s, baseline window %s, watch window %s, alpha %g, min_effect %gx, %d workers, %s.\n\n",
+			*seed, *healthy, *bad, fmtMs(*latMed), *latSigma, *buckets, *latPre, *window, *alpha, *effect, b.workers, time.Since(start).Round(time.Second))
+		fmt.Fprint(stdout, tab)
+	}
 	return 0
 }
 
