@@ -100,6 +100,17 @@ type state struct {
 
 // New loads the configuration and builds the daemon; it does not start anything.
 func New(opts Options) (*App, error) {
+	a := NewUnloaded(opts)
+	if err := a.Load(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// NewUnloaded builds the daemon without its configuration: Load or
+// WaitValid must succeed before Run. Until then, only Reload may be called
+// besides them.
+func NewUnloaded(opts Options) *App {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
@@ -133,11 +144,15 @@ func New(opts Options) (*App, error) {
 	a.outages = outage.NewMonitor(outage.Options{Registerer: opts.Registry, Logger: opts.Logger.Named("sources"), Now: opts.Now,
 		Store: func() store.Store { return a.st }, Enqueue: func(ctx context.Context, r string, e notify.Event) error { return a.outbox.Enqueue(ctx, r, e) }})
 	a.reloader = config.NewReloader(opts.ConfigFile, a.Apply, opts.Logger.Named("config"), opts.Registry)
+	return a
+}
+
+// Load loads the configuration file and applies it, for start-up: its
+// error should stop the daemon.
+func (a *App) Load() error {
 	// LoadInitial applies the configuration through a.Apply.
-	if _, err := a.reloader.LoadInitial(); err != nil {
-		return nil, err
-	}
-	return a, nil
+	_, err := a.reloader.LoadInitial()
+	return err
 }
 
 // The Slack endpoint serves "/guardian rollback" through App.Rollback.

@@ -184,16 +184,29 @@ func (r *Reloader) Run(ctx context.Context) error {
 // retry is set, a file with the bytes of the last one that failed is
 // skipped without a word.
 func (r *Reloader) load(retry bool) error {
+	_, err := r.attempt(retry)
+	return err
+}
+
+// attempt is load; it also reports whether it tried the file (false: the
+// file was skipped, unchanged since it failed).
+func (r *Reloader) attempt(retry bool) (bool, error) {
 	data, err := readLimited(r.path)
 	if err != nil {
 		r.failedSum = ""
-		return r.failed(err)
+		return true, r.failed(err)
 	}
 	sum := sha256.Sum256(data)
 	fileSum := hex.EncodeToString(sum[:])
 	if !retry && fileSum == r.failedSum {
-		return nil
+		return false, nil
 	}
+	return true, r.loadData(data, fileSum)
+}
+
+// loadData parses and applies data, the bytes of the file, whose SHA-256 is
+// fileSum.
+func (r *Reloader) loadData(data []byte, fileSum string) error {
 	cfg, err := parseFile(r.path, data)
 	if err != nil {
 		r.failedSum = fileSum

@@ -245,3 +245,62 @@ func TestChartMonitoring(t *testing.T) {
 		})
 	}
 }
+
+// TestChartSidecarReadiness: a pod is Ready only when all its containers
+// are, so in sidecar mode Guardian's readiness must not depend on its
+// configuration: the probe asks /-/healthy, which Guardian answers while
+// it waits for a valid configuration (--config.wait-valid, which the
+// sidecar runs with; TestSidecarBadConfig runs that), rather than /-/ready.
+// Standalone, the probe stays /-/ready and Guardian exits on a bad
+// configuration.
+func TestChartSidecarReadiness(t *testing.T) {
+	t.Parallel()
+	patchContainer := func(t *testing.T, values string) map[string]any {
+		var patch map[string]any
+		cm := one(t, chartRender(t, values), "ConfigMap", "guardian-sidecar")
+		if err := yaml.Unmarshal([]byte(str(dig(cm, "data", "patch.yaml"))), &patch); err != nil {
+			t.Fatal(err)
+		}
+		return container(t, dig(patch, "spec", "template", "spec").(map[string]any), "guardian")
+	}
+	hasArg := func(c map[string]any, arg string) bool {
+		for _, a := range c["args"].([]any) {
+			if a == arg {
+				return true
+			}
+		}
+		return false
+	}
+	for _, tc := range []struct {
+		name, values string
+		scheme       any
+	}{
+		{"sidecar", "mode: sidecar\n", nil},
+		{"sidecar with TLS", "mode: sidecar\nweb: {tlsSecret: guardian-tls}\n", "HTTPS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := patchContainer(t, tc.values)
+			if got := dig(c, "readinessProbe", "httpGet", "path"); got != "/-/healthy" {
+				t.Errorf("readiness probe on %v: the application's pod would not be Ready while Guardian waits for a valid configuration", got)
+			}
+			if got := dig(c, "readinessProbe", "httpGet", "scheme"); got != tc.scheme {
+				t.Errorf("readiness probe scheme %v, want %v", got, tc.scheme)
+			}
+			if !hasArg(c, "--config.wait-valid") {
+				t.Errorf("args %v: without --config.wait-valid a bad configuration restarts the container", c["args"])
+			}
+			if dig(c, "env", 3, "name") != "POD_UID" {
+				t.Errorf("env %v lacks POD_UID, the pod the Events are recorded on", c["env"])
+			}
+		})
+	}
+	t.Run("standalone", func(t *testing.T) {
+		c := container(t, podSpec(one(t, chartRender(t, ""), "Deployment", chartRelease)), "guardian")
+		if got := dig(c, "readinessProbe", "httpGet", "path"); got != "/-/ready" {
+			t.Errorf("standalone readiness probe on %v, want /-/ready", got)
+		}
+		if hasArg(c, "--config.wait-valid") {
+			t.Error("standalone runs with --config.wait-valid")
+		}
+	})
+}

@@ -342,13 +342,15 @@ func TestChartModes(t *testing.T) {
 		{
 			name:   "sidecar",
 			values: "mode: sidecar\n",
-			want:   []string{"ConfigMap/guardian", "ConfigMap/guardian-sidecar", "ServiceAccount/guardian"},
+			// The Role lets Guardian record Events on its pod (sidecar.events).
+			want: []string{"ConfigMap/guardian", "ConfigMap/guardian-sidecar", "Role/guardian-local", "RoleBinding/guardian-local", "ServiceAccount/guardian"},
 		},
 		{
 			name:   "sidecar with a pod selector and a ServiceMonitor",
 			values: "mode: sidecar\nsidecar: {podSelector: {app: checkout}}\nserviceMonitor: {enabled: true}\npodDisruptionBudget: {enabled: true}\n",
 			// No PodDisruptionBudget: the pods are the application's.
-			want: []string{"ConfigMap/guardian", "ConfigMap/guardian-sidecar", "Service/guardian", "ServiceAccount/guardian", "ServiceMonitor/guardian"},
+			want: []string{"ConfigMap/guardian", "ConfigMap/guardian-sidecar", "Role/guardian-local", "RoleBinding/guardian-local",
+				"Service/guardian", "ServiceAccount/guardian", "ServiceMonitor/guardian"},
 		},
 		{
 			name:   "standalone with tokens, persistence and ServiceMonitor",
@@ -372,7 +374,8 @@ func TestChartModes(t *testing.T) {
 		{
 			name:   "sidecar with a PodMonitor",
 			values: "mode: sidecar\nsidecar: {podSelector: {app: checkout}}\nservice: {enabled: false}\npodMonitor: {enabled: true}\n",
-			want:   []string{"ConfigMap/guardian", "ConfigMap/guardian-sidecar", "PodMonitor/guardian", "ServiceAccount/guardian"},
+			want: []string{"ConfigMap/guardian", "ConfigMap/guardian-sidecar", "PodMonitor/guardian", "Role/guardian-local",
+				"RoleBinding/guardian-local", "ServiceAccount/guardian"},
 		},
 		{
 			name:   "existing secrets and service account",
@@ -702,6 +705,12 @@ func TestChartSlimImage(t *testing.T) {
 // wantHardened asserts the container's security context and probes.
 func wantHardened(t *testing.T, c map[string]any) {
 	t.Helper()
+	// A sidecar waits for a valid configuration and must not gate its pod's
+	// readiness on it (TestChartSidecarReadiness).
+	ready := "/-/ready"
+	if slices.Contains(c["args"].([]any), any("--config.wait-valid")) {
+		ready = "/-/healthy"
+	}
 	for _, tc := range []struct {
 		path []any
 		want any
@@ -714,7 +723,7 @@ func wantHardened(t *testing.T, c map[string]any) {
 		{[]any{"securityContext", "seccompProfile", "type"}, "RuntimeDefault"},
 		{[]any{"livenessProbe", "httpGet", "path"}, "/-/healthy"},
 		{[]any{"livenessProbe", "httpGet", "port"}, "http"},
-		{[]any{"readinessProbe", "httpGet", "path"}, "/-/ready"},
+		{[]any{"readinessProbe", "httpGet", "path"}, ready},
 		{[]any{"readinessProbe", "httpGet", "port"}, "http"},
 		{[]any{"ports", 0, "name"}, "http"},
 		{[]any{"ports", 0, "containerPort"}, 9095},
@@ -800,11 +809,13 @@ logLevel: debug
 		{c["imagePullPolicy"], "Always"},
 		{c["args"], []any{"run", "--config.file=/etc/guardian/config/config.yaml", "--log.level=debug", "--log.format=json", "--config.watch=false"}},
 		// POD_NAME, POD_NAMESPACE and POD_IP (a replica's identity and the
-		// address the others forward the write API to), then env.
+		// address the others forward the write API to), POD_UID (the pod
+		// Events are recorded on), then env.
 		{dig(c, "env", 0, "valueFrom", "fieldRef", "fieldPath"), "metadata.name"},
 		{dig(c, "env", 1, "valueFrom", "fieldRef", "fieldPath"), "metadata.namespace"},
 		{dig(c, "env", 2, "valueFrom", "fieldRef", "fieldPath"), "status.podIP"},
-		{dig(c, "env", 3), map[string]any{"name": "TZ", "value": "Europe/Berlin"}},
+		{dig(c, "env", 3, "valueFrom", "fieldRef", "fieldPath"), "metadata.uid"},
+		{dig(c, "env", 4), map[string]any{"name": "TZ", "value": "Europe/Berlin"}},
 		// Helm merges maps with the defaults: the memory request and limit stay.
 		{c["resources"], map[string]any{"requests": map[string]any{"cpu": "10m", "memory": "160Mi"}, "limits": map[string]any{"memory": "320Mi"}}},
 		{dig(spec, "nodeSelector", "kubernetes.io/os"), "linux"},
@@ -994,6 +1005,8 @@ func TestChartRBAC(t *testing.T) {
 		}
 		leases     = expand(chartNamespace, "coordination.k8s.io", []string{"leases"}, []string{"get", "create", "update"})
 		configMaps = expand(chartNamespace, "", []string{"configmaps"}, []string{"get", "list", "create", "update", "delete"})
+		// client-go's event recorder creates an Event, then patches its count.
+		events = expand(chartNamespace, "", []string{"events"}, []string{"create", "patch"})
 	)
 	for _, tc := range []struct {
 		name   string
@@ -1016,7 +1029,9 @@ func TestChartRBAC(t *testing.T) {
 		{name: "leader election", values: "rbac: {leaderElection: true}\n", want: ruleSet(leases)},
 		{name: "cluster mode", values: "cluster: {enabled: true}\n", want: ruleSet(leases, configMaps)},
 		{name: "two replicas imply cluster mode", values: "replicas: 2\n", want: ruleSet(leases, configMaps)},
-		{name: "sidecar replicas are the application's", values: "mode: sidecar\nreplicas: 2\n"},
+		{name: "sidecar replicas are the application's; Events on its pod", values: "mode: sidecar\nreplicas: 2\n", want: ruleSet(events)},
+		{name: "sidecar without Events", values: "mode: sidecar\nsidecar: {events: false}\n"},
+		{name: "slim sidecar: no Events", values: "mode: sidecar\nimage: {slim: true}\n"},
 		{name: "state in ConfigMaps", values: "rbac: {stateConfigMaps: true}\n", want: ruleSet(configMaps)},
 		{
 			name:   "kubernetes executor in two namespaces",

@@ -93,13 +93,15 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 	var (
 		configFile string
 		watch      bool
+		waitValid  bool
 		wf         web.Flags
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the Guardian daemon",
 		Long: "Run the Guardian daemon. SIGHUP, POST /-/reload and edits of the config file reload the\n" +
-			"configuration; an invalid file is logged and the old configuration keeps running.\nSIGTERM or SIGINT stop it gracefully.",
+			"configuration; an invalid file is logged and the old configuration keeps running.\nSIGTERM or SIGINT stop it gracefully. " +
+			"A configuration that does not load at start-up stops it, unless --config.wait-valid\n(a sidecar) keeps it waiting for a valid one.",
 		Args: args(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(lf, stderr)
@@ -127,7 +129,22 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 			}
 			// guardian_build_info's version label.
 			commonversion.Version = buildVersion()
-			a, err := app.New(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch, Fault: faultHook(log), Web: wf})
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			a := app.NewUnloaded(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch, Fault: faultHook(log), Web: wf})
+			go reloadOnSIGHUP(ctx, a, log)
+			if waitValid {
+				ev := newPodEvents(log)
+				defer ev.Stop()
+				onFailure, onLoaded := configEvents(ev)
+				err = a.WaitValid(ctx, app.WaitOptions{OnFailure: onFailure, OnLoaded: onLoaded})
+				if ctx.Err() != nil {
+					log.Info("stopped while waiting for a valid configuration")
+					return nil
+				}
+			} else {
+				err = a.Load()
+			}
 			if errors.Is(err, fs.ErrNotExist) {
 				err = fmt.Errorf("%w: give its path with --config.file", err)
 			}
@@ -135,9 +152,6 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 				log.Error("cannot start", zap.Error(err))
 				return errSilent
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			go reloadOnSIGHUP(ctx, a, log)
 			if err := a.Run(ctx); err != nil {
 				log.Error("stopped with an error", zap.Error(err))
 				return errSilent
@@ -147,6 +161,11 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 	}
 	configFlag(cmd, &configFile, "path to the configuration file")
 	cmd.Flags().BoolVar(&watch, "config.watch", true, "reload when the config file changes (its directory is watched, so ConfigMap symlink swaps work)")
+	cmd.Flags().BoolVar(&waitValid, "config.wait-valid", false,
+		"when the configuration does not load at start-up, keep running instead of exiting (for a sidecar, whose exit would\n"+
+			"take its pod's readiness with it): serve /-/healthy (200), /-/ready (503) and /metrics\n"+
+			"(guardian_config_last_reload_successful 0) on the file's global.listen_address, log each attempt as an error,\n"+
+			"record a Warning Event on the pod (POD_NAMESPACE, POD_NAME, POD_UID set), and start once the file is fixed")
 	registerWebFlags(cmd, &wf)
 	return cmd
 }

@@ -150,6 +150,11 @@ tokens: {{ printf "%s\n" (join "\n" $lines) | b64enc | quote }}
 {{- if or .Values.cluster.enabled (and (eq .Values.mode "standalone") (gt (int .Values.replicas) 1)) }}true{{ end }}
 {{- end }}
 
+{{/* Non-empty when the sidecar records Events on its pod (the slim image cannot). */}}
+{{- define "guardian.podEvents" -}}
+{{- if and (eq .Values.mode "sidecar") .Values.sidecar.events (not .Values.image.slim) }}true{{ end }}
+{{- end }}
+
 {{- define "guardian.leaderElection" -}}
 {{- if or .Values.rbac.leaderElection (include "guardian.cluster" .) }}true{{ end }}
 {{- end }}
@@ -263,6 +268,13 @@ release's namespace (the release's own resources come from extraRules).
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
   verbs: ["get", "create", "update"]
+{{- end }}
+{{- if include "guardian.podEvents" . }}
+# guardian run --config.wait-valid: an Event on its pod at each configuration
+# that does not load (client-go's event recorder creates, then patches the count).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
 {{- end }}
 {{- if include "guardian.stateConfigMaps" . }}
 # store/kubernetes: one ConfigMap per key, compare-and-swap on resourceVersion.

@@ -27,6 +27,11 @@ Volume names start with "guardian-" so that they do not clash with the pod's own
     - --config.file=/etc/guardian/config/config.yaml
     - --log.level={{ .Values.logLevel }}
     - --log.format={{ .Values.logFormat }}
+    {{- if eq .Values.mode "sidecar" }}
+    # A configuration that does not load leaves Guardian waiting for a valid
+    # one instead of exiting: the application's pod stays up and Ready.
+    - --config.wait-valid
+    {{- end }}
     {{- if include "guardian.webConfigEnabled" . }}
     - --web.config.file={{ .Values.web.mountPath }}/{{ if .Values.web.existingSecret }}{{ .Values.web.existingSecretKey }}{{ else }}web-config.yml{{ end }}
     {{- end }}
@@ -56,6 +61,10 @@ Volume names start with "guardian-" so that they do not clash with the pod's own
       valueFrom:
         fieldRef:
           fieldPath: status.podIP
+    - name: POD_UID
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.uid
     {{- with .Values.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -67,7 +76,14 @@ Volume names start with "guardian-" so that they do not clash with the pod's own
   livenessProbe:
     {{- include "guardian.probe" (dict "probe" . "root" $) | nindent 4 }}
   {{- end }}
-  {{- with .Values.readinessProbe }}
+  {{- /*
+  A pod is Ready only when every container is. In sidecar mode Guardian's
+  readiness is the application's too, so its probe asks /-/healthy (the
+  process serves), not /-/ready (a configuration loaded, and in cluster
+  mode this replica leads): neither a bad configuration nor a follower
+  takes the application's pods out of their Services.
+  */}}
+  {{- with (eq .Values.mode "sidecar" | ternary .Values.sidecar.readinessProbe .Values.readinessProbe) }}
   readinessProbe:
     {{- include "guardian.probe" (dict "probe" . "root" $) | nindent 4 }}
   {{- end }}
