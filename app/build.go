@@ -106,7 +106,7 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 			prevRunner = prev.embedded
 		}
 		var isNew bool
-		s.embedded, isNew, err = embedded.RunnerFor(prevRunner, sc, trigger.DefaultWindow, embedded.Options{
+		s.embedded, isNew, err = embedded.RunnerFor(prevRunner, sc, trigger.DefaultWindow, s.interval, embedded.Options{
 			Dir: dir, Metrics: a.srcM, Engines: a.engines, Target: sc.Name, QueryTimeout: time.Duration(cfg.Global.QueryTimeout), OnScrape: a.outages.ScrapeObserver(sc.Name),
 		}, log.Named("scrape"))
 		if err != nil {

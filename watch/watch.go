@@ -238,7 +238,19 @@ func (s *Service) Tick(ctx context.Context, ts time.Time) []trigger.Verdict {
 
 func (s *Service) deployFor() trigger.Deploy {
 	d := s.watch.deploy
-	return trigger.Deploy{Service: s.name, Version: d.Version, Baseline: d.Baseline, At: d.At}
+	return trigger.Deploy{Service: s.name, Version: d.Version, Baseline: d.Baseline, At: d.At, Lead: s.lead()}
+}
+
+// lead is how long before a deploy's time its version may already have
+// served (trigger.Deploy.Lead): the version query's longest range plus one
+// evaluation interval. The query sees a version once a rate over its range
+// has two of its samples, at the first tick after the second one, so the
+// version's first sample is at most that long before the deploy time as
+// long as the range spans a scrape and an evaluation interval. A deploy
+// announced or learnt from Kubernetes gets the same lead: its time is when
+// Guardian heard of it, which may be after the version's first requests.
+func (s *Service) lead() time.Duration {
+	return s.detector.Range() + s.interval
 }
 
 // startWatch arms the triggers for a fresh deploy. Callers hold s.mu.

@@ -178,9 +178,23 @@ type Source struct {
 	mu     sync.RWMutex
 	closed bool
 
+	// inflightMu guards inflight, the scrape under way (nil when none).
+	inflightMu sync.Mutex
+	inflight   *inflightScrape
+	// waiting, when set (tests), is called when a query starts waiting for
+	// the scrape under way.
+	waiting func()
+
 	// scrapeMu serialises scrapes and guards the fields below.
 	scrapeMu sync.Mutex
 	scrapeState
+}
+
+// inflightScrape is a scrape under way: its timestamp, and a channel
+// closed once its samples are in the head or it failed.
+type inflightScrape struct {
+	at   time.Time
+	done chan struct{}
 }
 
 var _ source.Querier = (*Source)(nil)
@@ -325,7 +339,17 @@ func (q floorQuerier) Select(ctx context.Context, sortSeries bool, hints *storag
 // becomes one sample with no labels; a range vector or string result is an
 // error wrapping source.ErrBadQuery. Errors wrap source sentinels, so
 // source.Reason classifies them.
+//
+// A query sees every scrape whose timestamp is at or before ts: when one is
+// under way, it first waits for that scrape's samples (at most the scrape
+// timeout). A scrape is timestamped when it starts and its samples land a
+// few milliseconds later; an evaluation ticking at the scrape interval
+// otherwise tends to fall, tick after tick, in that gap and read every
+// scrape one interval late.
 func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.Result, error) {
+	if err := s.awaitScrape(ctx, ts); err != nil {
+		return source.Result{}, fmt.Errorf("embedded source %s: query %q: waiting for the scrape under way: %w", s.shown, query, classify(ctx, err))
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -350,6 +374,26 @@ func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.
 		return source.Result{Warnings: warnings}, fmt.Errorf("embedded source %s: query %q: %w", s.shown, query, err)
 	}
 	return source.Result{Vector: vec, Warnings: warnings}, nil
+}
+
+// awaitScrape waits until the scrape under way, if it is timestamped at or
+// before ts, has ended; it returns ctx's error if ctx ends first.
+func (s *Source) awaitScrape(ctx context.Context, ts time.Time) error {
+	s.inflightMu.Lock()
+	p := s.inflight
+	s.inflightMu.Unlock()
+	if p == nil || p.at.After(ts) {
+		return nil
+	}
+	if s.waiting != nil {
+		s.waiting()
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // toVector converts an instant query's value to a vector. Native histogram
