@@ -457,6 +457,22 @@ func TestRun(t *testing.T) {
 	<-done
 }
 
+// With Align, Run waits before its first tick: ended during the wait, it
+// has queried nothing.
+func TestRunAligned(t *testing.T) {
+	asked := 0
+	f := newFixture(t, fixtureOpts{versionQuery: true, align: func() time.Duration { asked++; return time.Hour }})
+	f.src.set(func(s *fakeSource) { s.versions["v1"] = 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.svc.Run(ctx, func() time.Time { return t0 })
+	f.src.set(func(s *fakeSource) {
+		if asked != 1 || len(s.queries) != 0 {
+			t.Errorf("align asked %d times, queries %q; want once and none", asked, s.queries)
+		}
+	})
+}
+
 func TestNewNeedsItsParts(t *testing.T) {
 	det, err := rollout.NewDetector("checkout", rollout.Config{})
 	if err != nil {

@@ -178,6 +178,9 @@ type Source struct {
 	mu     sync.RWMutex
 	closed bool
 
+	// schedule is when the scrape loop started (nil before): it scrapes
+	// at that time plus multiples of the interval.
+	schedule atomic.Pointer[time.Time]
 	// inflightMu guards inflight, the scrape under way (nil when none).
 	inflightMu sync.Mutex
 	inflight   *inflightScrape
@@ -481,18 +484,55 @@ func (s *Source) Close() error {
 
 // Run scrapes every interval, the first time at once, until ctx is done; it
 // then returns nil. Failures are logged once per change of state and
-// counted; they do not stop the loop.
+// counted; they do not stop the loop. NextScrape tells its schedule.
 func (s *Source) Run(ctx context.Context) error {
-	t := time.NewTicker(s.interval)
+	start := time.Now()
+	s.schedule.Store(&start)
+	return s.runFrom(ctx, start)
+}
+
+// runFrom scrapes at start and then at start plus every multiple of the
+// interval (a scrape that overruns skips the times it missed), until ctx
+// is done.
+func (s *Source) runFrom(ctx context.Context, start time.Time) error {
+	t := time.NewTimer(s.interval)
 	defer t.Stop()
 	for {
 		if err := s.ScrapeOnce(ctx); errors.Is(err, ErrClosed) {
 			return err
 		}
+		now := time.Now()
+		t.Reset(s.nextScrape(start, now.Add(time.Nanosecond)).Sub(now))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
 	}
+}
+
+// Interval returns the scrape interval.
+func (s *Source) Interval() time.Duration { return s.interval }
+
+// NextScrape returns when the scrape loop scrapes next at or after t, by
+// its schedule (Run, or Runner.Start); zero when it has not started. A
+// daemon evaluating queries at the scrape interval can time its
+// evaluations just after the scrapes, so that each reads the latest scrape
+// as soon as it lands.
+func (s *Source) NextScrape(t time.Time) time.Time {
+	start := s.schedule.Load()
+	if start == nil {
+		return time.Time{}
+	}
+	return s.nextScrape(*start, t)
+}
+
+// nextScrape is the first of start, start+interval, start+2×interval, ...
+// at or after t.
+func (s *Source) nextScrape(start, t time.Time) time.Time {
+	if !t.After(start) {
+		return start
+	}
+	k := (t.Sub(start) + s.interval - 1) / s.interval
+	return start.Add(k * s.interval)
 }

@@ -47,7 +47,8 @@ func (r *Runner) Same(cfg config.Scrape, retention time.Duration) bool {
 }
 
 // Start starts the scrape loop, once: later calls, also after Stop, do
-// nothing. The loop runs until ctx ends or Stop.
+// nothing. The loop runs until ctx ends or Stop. Its schedule is known
+// (Source.NextScrape) when Start returns.
 func (r *Runner) Start(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -56,9 +57,11 @@ func (r *Runner) Start(ctx context.Context) {
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
 	r.done = make(chan struct{})
+	start := time.Now()
+	r.src.schedule.Store(&start)
 	go func() {
 		defer close(r.done)
-		_ = r.src.Run(ctx)
+		_ = r.src.runFrom(ctx, start)
 	}()
 }
 

@@ -173,3 +173,33 @@ func TestSourceRetention(t *testing.T) {
 		t.Fatal("a bad query gave a retention")
 	}
 }
+
+// The scrape loop scrapes at its start and every interval after it; its
+// schedule is known once Start returns.
+func TestNextScrape(t *testing.T) {
+	r, err := NewRunner(config.Scrape{URL: "http://127.0.0.1:1/metrics", Interval: config.Duration(time.Second)}, Options{Dir: t.TempDir()}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	src := r.Source()
+	if got := src.NextScrape(time.Now()); !got.IsZero() {
+		t.Fatalf("before Start: %v, want zero", got)
+	}
+	before := time.Now()
+	r.Start(context.Background())
+	after := time.Now()
+	first := src.NextScrape(before.Add(-time.Hour))
+	if first.Before(before) || first.After(after) {
+		t.Fatalf("first scrape at %v, want within Start (%v to %v)", first, before, after)
+	}
+	for _, tc := range []struct {
+		at, want time.Duration // after the first scrape
+	}{
+		{0, 0}, {time.Nanosecond, time.Second}, {time.Second, time.Second}, {2500 * time.Millisecond, 3 * time.Second},
+	} {
+		if got := src.NextScrape(first.Add(tc.at)); !got.Equal(first.Add(tc.want)) {
+			t.Errorf("NextScrape(first+%s) = first+%s, want first+%s", tc.at, got.Sub(first), tc.want)
+		}
+	}
+}
