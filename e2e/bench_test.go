@@ -20,7 +20,8 @@ import (
 // 100 req/s, 1 s scrapes, 1 s evaluations, error-rate trigger with for: 3s
 // over a 10s window), the time from a bad deploy (0.5% → 20% errors) to the
 // trigger firing, for each source. Each iteration first ships a healthy
-// version, then a bad one, on the same running stack.
+// version, then, once it serves alone, a bad one, on the same running
+// stack.
 //
 //	go test -run '^$' -bench DetectionDelay -benchtime 7x ./e2e
 func BenchmarkDetectionDelay(b *testing.B) {
@@ -42,8 +43,11 @@ func BenchmarkDetectionDelaySequential(b *testing.B) {
 
 // benchDetectionDelay ships b.N healthy then bad versions on a stack with
 // options o and reports the delays from each bad deploy to its trigger
-// firing: median, 90th percentile, worst and best, in seconds. It logs,
-// per run, when the deploy was seen and the verdict that fired.
+// firing: median, 90th percentile, worst and best, in seconds. Each bad
+// version ships once the healthy one is the only version serving (the
+// previous bad one has left the version query's 10s rate), so that the
+// healthy one is its baseline. It logs, per run, when the deploy was seen
+// and the verdict that fired.
 func benchDetectionDelay(b *testing.B, mode Mode, o stackOpts) {
 	s := startStack(b, mode, o)
 	var delays []time.Duration
@@ -51,6 +55,12 @@ func benchDetectionDelay(b *testing.B, mode Mode, o stackOpts) {
 	for i := 0; i < b.N; i++ {
 		good, bad := fmt.Sprintf("g%d", i), fmt.Sprintf("b%d", i)
 		s.shipHealthy(good)
+		testenv.Eventually(b, 60*time.Second, func() error {
+			if serving := s.app.Status()[0].Serving; !slices.Equal(serving, []string{good}) {
+				return fmt.Errorf("serving %v", serving)
+			}
+			return nil
+		}, "the healthy version to serve alone")
 		fault := time.Now()
 		s.deploy(bad, 0.20)
 		var fired seen
