@@ -106,7 +106,7 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 			prevRunner = prev.embedded
 		}
 		var isNew bool
-		s.embedded, isNew, err = embedded.RunnerFor(prevRunner, sc, trigger.DefaultWindow, embedded.Options{
+		s.embedded, isNew, err = embedded.RunnerFor(prevRunner, sc, trigger.DefaultWindow, s.interval, embedded.Options{
 			Dir: dir, Metrics: a.srcM, Engines: a.engines, Target: sc.Name, QueryTimeout: time.Duration(cfg.Global.QueryTimeout), OnScrape: a.outages.ScrapeObserver(sc.Name),
 		}, log.Named("scrape"))
 		if err != nil {
@@ -126,8 +126,12 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 	for _, tr := range s.triggers {
 		evaluators = append(evaluators, tr)
 	}
+	var align func() time.Duration
+	if r := s.embedded; r != nil {
+		align = afterScrapes(r.Source())
+	}
 	s.watch, err = watch.New(watch.Options{
-		Name: sc.Name, Detector: detector, Triggers: evaluators, Querier: s.querier,
+		Name: sc.Name, Detector: detector, Triggers: evaluators, Querier: s.querier, Align: align,
 		Window: time.Duration(sc.WatchWindow), Interval: s.interval, Metrics: a.m, Logger: log,
 		OnVerdict: a.opts.OnVerdict, OnFiring: a.onFiring, Persist: a.saved().Persist,
 	})
@@ -163,4 +167,22 @@ func runDir(cfg *config.Config) string {
 		d = cfg.Global.StateDir
 	}
 	return filepath.Join(d, "runs")
+}
+
+// afterScrapes times a service's evaluations just after the scrapes of its
+// embedded source src (watch.Options.Align): the wait until its next scrape
+// plus a tenth of the scrape interval (at most 100ms), a margin for the
+// two loops' timer jitter; a scrape still under way then is waited for by
+// the query (see embedded.Source.Query). Left to chance, a loop ticking at
+// the scrape interval may tick just before each scrape and read every one
+// an interval late.
+func afterScrapes(src *embedded.Source) func() time.Duration {
+	margin := min(src.Interval()/10, 100*time.Millisecond)
+	return func() time.Duration {
+		next := src.NextScrape(time.Now())
+		if next.IsZero() {
+			return 0
+		}
+		return time.Until(next) + margin
+	}
 }

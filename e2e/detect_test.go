@@ -59,6 +59,32 @@ func TestBadDeployFires(t *testing.T) {
 	}
 }
 
+// With the sequential test, a bad deploy (v1 at 0.5% → v2 at 20% errors)
+// fires at the evaluation that sees the deploy: the new version's samples
+// from before the deploy was seen are counted, and counted as scraped.
+func TestSequentialFiresWhenTheDeployIsSeen(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			s := startStack(t, mode, stackOpts{sequential: true})
+			s.deploy("v2", 0.20)
+			f := s.waitFiring(90 * time.Second)
+			v, se := f.verdict, f.verdict.Evidence.Sequential
+			if f.deploy.Version != "v2" || f.deploy.Baseline != "v1" || se == nil {
+				t.Fatalf("fired for %s (baseline %s): %s", f.deploy.Version, f.deploy.Baseline, v.Summary())
+			}
+			if !v.At.Equal(f.deploy.At) || se.Lead != 11*time.Second || se.New.Requests < 50 {
+				t.Fatalf("fired at %v, deploy seen at %v, lead %s, %v counted; want at once, 11s (10s of the version query, 1s evaluations), 50+ requests: %s",
+					v.At, f.deploy.At, se.Lead, se.New, v.Summary())
+			}
+			if !strings.Contains(se.RequestsValueQuery, "last_over_time(") {
+				t.Errorf("value query %q", se.RequestsValueQuery)
+			}
+		})
+	}
+}
+
 // A deploy of a healthy v3 fires nothing during the whole watch window,
 // while the trigger is demonstrably evaluated.
 func TestHealthyDeployStaysQuiet(t *testing.T) {

@@ -46,7 +46,9 @@ const (
 )
 
 // configTmpl is the guardian configuration of the end-to-end stack: one
-// service, the demo, with an error-rate trigger judged against the baseline.
+// service, the demo, with an error-rate trigger judged against the baseline:
+// thresholds with for: 3s, or (Sequential) the sequential test on counts
+// since the deploy.
 var configTmpl = template.Must(template.New("cfg").Parse(`
 global:
   evaluation_interval: 1s
@@ -92,6 +94,15 @@ services:
       version_query: 'sum by (version) (rate(http_requests_total[10s]))'
     watch_window: {{.Watch}}
     triggers:
+{{- if .Sequential}}
+      - name: error-rate
+        sequential:
+          errors: 'sum(increase(http_requests_total{version="{{"{{.Version}}"}}",code=~"5.."}[{{"{{.SinceDeploy}}"}}])) or vector(0)'
+          requests: 'sum(increase(http_requests_total{version="{{"{{.Version}}"}}"}[{{"{{.SinceDeploy}}"}}]))'
+          baseline_window: 5m
+        above: 0.05
+        window: 10s
+{{- else}}
       - name: error-rate
         query: >-
           (sum(rate(http_requests_total{version="{{"{{.Version}}"}}",code=~"5.."}[{{"{{.Window}}"}}])) or vector(0))
@@ -102,6 +113,7 @@ services:
         for: 3s
         min_requests: 20
         volume_query: 'sum(increase(http_requests_total{version="{{"{{.Version}}"}}"}[{{"{{.Window}}"}}]))'
+{{- end}}
 {{- if .Rollback}}
     notify: [oncall{{if .SlackAPI}}, slack{{end}}]
     responders:
@@ -168,6 +180,9 @@ type stackOpts struct {
 	// slackAPI, with rollback, adds a Slack notifier calling this Web API
 	// URL, signed with slackSigningSecret, whose buttons slackApprover may use.
 	slackAPI string
+	// sequential makes the error-rate trigger the sequential test (with
+	// above: 0.05) instead of thresholds.
+	sequential bool
 }
 
 // The Slack app of the stack's Slack notifier.
@@ -244,7 +259,7 @@ func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 		"Dir": s.dir, "PrometheusURL": promURL, "DemoURL": s.demoURL, "Watch": o.watch.String(),
 		"Rollback": rollback, "ReceiverURL": o.receiverURL, "Approval": cmp.Or(o.approval, "manual"),
 		"ScrapeURL": scrapeURL, "Timeout": cmp.Or(o.sourceTimeout, 2*time.Second).String(),
-		"SlackAPI": o.slackAPI, "SlackApprover": slackApprover,
+		"SlackAPI": o.slackAPI, "SlackApprover": slackApprover, "Sequential": o.sequential,
 	}); err != nil {
 		t.Fatal(err)
 	}

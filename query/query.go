@@ -426,3 +426,52 @@ func MaxRange(q string) (time.Duration, error) {
 	})
 	return longest, nil
 }
+
+// CounterValues returns q with each call of increase() replaced by
+// last_over_time() over the same range, and the number of calls replaced
+// (0: q unchanged). For a counter whose series all begin inside the range
+// and do not reset there, the latest value is exactly the increase seen so
+// far, where increase() extrapolates towards the ends of its range and may
+// count more than was scraped. The rest of q is kept byte for byte (its
+// escaped label values included), so the result parses wherever q does.
+func CounterValues(q string) (string, int, error) {
+	e, err := Parse(q)
+	if err != nil {
+		return "", 0, err
+	}
+	calls := 0
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if c, ok := n.(*parser.Call); ok && c.Func.Name == "increase" {
+			calls++
+		}
+		return nil
+	})
+	if calls == 0 {
+		return q, 0, nil
+	}
+	var b strings.Builder
+	last, replaced := 0, 0
+	l := parser.Lex(q)
+	var it, prev parser.Item
+	for l.NextItem(&it); it.Typ != parser.EOF && it.Typ != parser.ERROR; l.NextItem(&it) {
+		if it.Typ == parser.COMMENT {
+			continue
+		}
+		if it.Typ == parser.LEFT_PAREN && prev.Typ == parser.IDENTIFIER && prev.Val == "increase" {
+			b.WriteString(q[last:int(prev.Pos)])
+			b.WriteString("last_over_time")
+			last = int(prev.Pos) + len(prev.Val)
+			replaced++
+		}
+		prev = it
+	}
+	b.WriteString(q[last:])
+	out := b.String()
+	if replaced != calls {
+		return "", 0, fmt.Errorf("rewriting increase() in %q: found %d calls, replaced %d", q, calls, replaced)
+	}
+	if _, err := Parse(out); err != nil {
+		return "", 0, fmt.Errorf("rewriting increase() in %q: %w", q, err)
+	}
+	return out, replaced, nil
+}

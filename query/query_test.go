@@ -158,3 +158,30 @@ func TestSinceDeploy(t *testing.T) {
 		})
 	}
 }
+
+func TestCounterValues(t *testing.T) {
+	for _, tc := range []struct {
+		name, q, want string
+		calls         int
+	}{
+		{"no increase", `sum(rate(x[5m]))`, `sum(rate(x[5m]))`, 0},
+		{"one", `sum(increase(x{version="v2"}[1m]))`, `sum(last_over_time(x{version="v2"}[1m]))`, 1},
+		{"errors or zero", `sum(increase(x{version="v2",code=~"5.."}[90s])) or vector(0)`,
+			`sum(last_over_time(x{version="v2",code=~"5.."}[90s])) or vector(0)`, 1},
+		{"difference, spaces and a comment", "sum(increase (c{v=\"a\"}[1m]))\n# increase(\n- sum( increase(b{le=\"0.5\"}[1m]))",
+			"sum(last_over_time (c{v=\"a\"}[1m]))\n# increase(\n- sum( last_over_time(b{le=\"0.5\"}[1m]))", 2},
+		{"names and values that say increase", `sum(increase(increase{increase="increase("}[1m]))`,
+			`sum(last_over_time(increase{increase="increase("}[1m]))`, 1},
+		{"odd bytes kept", `sum(increase(x{version="\xff\uFFFD\"q"}[1m]))`, `sum(last_over_time(x{version="\xff\uFFFD\"q"}[1m]))`, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, n, err := CounterValues(tc.q)
+			if err != nil || got != tc.want || n != tc.calls {
+				t.Fatalf("CounterValues(%q) = %q, %d, %v; want %q, %d", tc.q, got, n, err, tc.want, tc.calls)
+			}
+		})
+	}
+	if _, _, err := CounterValues(`sum(increase(x[1m])`); err == nil {
+		t.Fatal("a query that does not parse: no error")
+	}
+}

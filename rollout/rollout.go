@@ -106,6 +106,7 @@ const goneAfter = 2
 type Detector struct {
 	service    string
 	tmpl       *query.Template // nil: announcements only
+	rng        time.Duration   // the version query's longest range
 	label      model.LabelName
 	minTraffic float64
 
@@ -166,6 +167,11 @@ func NewDetector(service string, c Config) (*Detector, error) {
 			return nil, fmt.Errorf("service %s: version_query: %w", service, err)
 		}
 		d.tmpl = t
+		// Rendered as Observe renders it; a query that does not parse
+		// fails there, and looks back nothing here.
+		if qs, err := t.Render(query.Vars{Service: service}); err == nil {
+			d.rng, _ = query.MaxRange(qs)
+		}
 	}
 	return d, nil
 }
@@ -197,6 +203,12 @@ func sortByTraffic(vs []string, traffic map[string]float64) {
 
 // HasQuery reports whether the detector watches a version query.
 func (d *Detector) HasQuery() bool { return d.tmpl != nil }
+
+// Range is the longest range (with its offset) the version query looks
+// back; 0 without a version query. A version it sees first has served for
+// up to about this long (plus one evaluation interval): a rate over it
+// needs two samples of the version.
+func (d *Detector) Range() time.Duration { return d.rng }
 
 // State is what a detector has learnt, in a form that survives a restart.
 type State struct {

@@ -218,6 +218,28 @@ func TestObserveMinTraffic(t *testing.T) {
 	}
 }
 
+func TestRange(t *testing.T) {
+	for _, tc := range []struct {
+		name, query string
+		want        time.Duration
+	}{
+		{"announcements only", "", 0},
+		{"rate", `sum by (version) (rate(http_requests_total{service="{{.Service}}"}[1m]))`, time.Minute},
+		{"longest range with its offset", `sum by (version) (rate(a[30s])) or sum by (version) (rate(b[1m] offset 1m))`, 2 * time.Minute},
+		{"a gauge", `max by (version) (app_build_info)`, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := NewDetector("checkout", Config{VersionQuery: tc.query})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := d.Range(); got != tc.want {
+				t.Fatalf("Range() = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestObserveQueryError(t *testing.T) {
 	d := newDetector(t)
 	boom := errors.New("connection refused")

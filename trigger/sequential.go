@@ -14,8 +14,7 @@ import (
 
 // Sequential is a trigger's anytime-valid sequential test on counts (see
 // package sequential for the statistics). Each evaluation queries the new
-// version's errors and requests since the deploy ({{.SinceDeploy}} is the
-// time since Deploy.At, rounded up to a whole second), the baseline
+// version's errors and requests since it began serving, the baseline
 // version's since the deploy ("live", zero once it no longer serves) and,
 // once per deploy, the baseline's over BaselineWindow before the deploy
 // ("pre_deploy", taken by Snapshot). Its decision maps onto the outcomes:
@@ -23,12 +22,48 @@ import (
 // Definition's Above, when set, is the test's absolute limit on the error
 // ratio; Below, AboveBaseline and MinRequests are not used with it.
 //
-// Counts come from PromQL's increase(), which handles counter resets and
-// extrapolates to the ends of the range, so they are not whole numbers: the
-// test rounds them to the nearest integer. The extrapolation adds at most
-// about half a scrape interval of traffic at each end of the range, the
-// same for errors and requests, so it barely moves ratios; it does inflate
-// counts slightly in the first minute, which the rounding mostly absorbs.
+// # Ranges
+//
+// {{.SinceDeploy}} is, for the baseline's live counts, the time since
+// Deploy.At rounded up to a whole second, and for the new version's counts
+// that time plus Deploy.Lead: a deploy seen by the version query is seen
+// after the new version's first samples (a rate needs two), and a range
+// starting at Deploy.At would leave them out, losing the first requests and
+// delaying the first judgement by one or two scrape intervals. With a
+// lead, the new version is judged from the evaluation at Deploy.At on.
+//
+// Counting the new version from before the deploy cannot count another
+// version's requests as long as each request is counted in series labelled
+// with the version that served it and the templates select
+// {{.Version}}'s series only (a matcher on the version label, as in
+// version="{{.Version}}"): before it served, the new version has no series
+// or only zeros. The baseline's counts keep their ranges, so its pre-deploy
+// and live counts do not overlap the new version's or each other's (but for
+// the rounding of the live range, under a second). One case counts more:
+// a redeploy of a version that served within Lead before it, whose earlier
+// requests are then counted too, requests of that same version. The lead
+// the daemon sets (the version query's longest range plus one evaluation
+// interval) is shorter than the time a version must have stopped serving
+// before its return counts as a redeploy, so this is rare.
+//
+// # Counts
+//
+// Counts come from PromQL's increase(), which handles counter resets but
+// extrapolates towards the ends of its range: up to about one scrape
+// interval of traffic at the end (from the last scrape to the evaluation
+// time) and, at the start, towards the first sample or back to where the
+// counter would be zero. Extrapolated counts are not whole numbers and may
+// exceed what was scraped: early in a watch, with two or three samples, by
+// half or more, which would inflate the test's evidence by as much, while
+// its guarantee assumes counts of requests whose outcome was seen. So, when
+// the deploy has a lead, the test also reads each count query with
+// increase() replaced by last_over_time() (query.CounterValues): for series
+// that began inside the range and did not reset, a counter's latest value
+// is exactly what was scraped of it. Each count is the smaller of the two
+// readings: exact for a fresh version; lower after a counter reset (the
+// value restarts; less evidence, never more); and increase()'s for series
+// older than the range (a redeploy), whose values count earlier requests.
+// Counts are then rounded to the nearest integer.
 type Sequential struct {
 	// Errors and Requests are templates counting the failed (or slow) and
 	// all requests of {{.Version}} over {{.SinceDeploy}}.
@@ -51,8 +86,18 @@ type SequentialEvidence struct {
 	Decision sequential.Decision
 	// DecidedAt is when Decision was first reached; zero when inconclusive.
 	DecidedAt time.Time
-	// SinceDeploy is the range of the count queries.
+	// SinceDeploy is the range of the baseline's live count queries: the
+	// time since the deploy, rounded up to a whole second.
 	SinceDeploy time.Duration
+	// Lead is how far before the deploy the new version's counts start
+	// (Deploy.Lead), and NewRange the range of its count queries:
+	// SinceDeploy plus Lead, rounded up to a whole second.
+	Lead, NewRange time.Duration
+	// ErrorsValueQuery and RequestsValueQuery are the new version's count
+	// queries with increase() read as counter values (last_over_time), as
+	// sent, when they were run; each count is then the smaller of the two
+	// readings (see Sequential).
+	ErrorsValueQuery, RequestsValueQuery string
 	// E is the evidence of a regression at this evaluation (regressed once
 	// E >= 1/Alpha) and EHealthy that of health; P is the always-valid
 	// p-value min(1, 1/max E) over the deploy so far.
@@ -200,13 +245,22 @@ func sequentialEqual(a, b *Sequential) bool {
 		baselineEqual(&a.MinEffect, &b.MinEffect)
 }
 
-// sinceDeploy is the range of the count queries at ts: the time since the
-// deploy rounded up to a whole second, so that the new version's first
-// samples are inside it.
+// sinceDeploy is the range of the baseline's live count queries at ts: the
+// time since the deploy rounded up to a whole second.
 func sinceDeploy(d Deploy, ts time.Time) time.Duration {
-	elapsed := ts.Sub(d.At)
-	r := elapsed.Truncate(time.Second)
-	if r < elapsed {
+	return upToSecond(ts.Sub(d.At))
+}
+
+// newVersionRange is the range of the new version's count queries at ts:
+// the time since Lead before the deploy, rounded up to a whole second, so
+// that the new version's first samples are inside it.
+func newVersionRange(d Deploy, ts time.Time) time.Duration {
+	return upToSecond(ts.Sub(d.At) + max(d.Lead, 0))
+}
+
+func upToSecond(d time.Duration) time.Duration {
+	r := d.Truncate(time.Second)
+	if r < d {
 		r += time.Second
 	}
 	return r
@@ -353,6 +407,37 @@ func (ec *evalContext) counts(ctx context.Context, what, errorsQ, requestsQ stri
 	return sequential.Counts{Errors: x, Requests: n}, true, nil
 }
 
+// capByValues returns the new version's counts c, read with increase()
+// from errorsQ and requestsQ, each lowered to the same query's reading as
+// counter values when that is smaller (see Sequential, Counts). Queries
+// without increase() keep their count; a value reading without requests
+// data leaves c as it is.
+func (m *countTest) capByValues(ctx context.Context, ec *evalContext, c sequential.Counts, errorsQ, requestsQ string, se *SequentialEvidence, ev *Evidence) (sequential.Counts, error) {
+	veq, ne, err := query.CounterValues(errorsQ)
+	if err != nil {
+		return c, fmt.Errorf("trigger %q: reading the errors query as counter values: %w", m.def.Name, err)
+	}
+	vrq, nr, err := query.CounterValues(requestsQ)
+	if err != nil {
+		return c, fmt.Errorf("trigger %q: reading the requests query as counter values: %w", m.def.Name, err)
+	}
+	if ne == 0 && nr == 0 {
+		return c, nil
+	}
+	se.ErrorsValueQuery, se.RequestsValueQuery = veq, vrq
+	v, ok, err := ec.counts(ctx, "new version (counter values)", veq, vrq, ev)
+	if err != nil || !ok {
+		return c, err
+	}
+	if ne > 0 {
+		c.Errors = min(c.Errors, v.Errors)
+	}
+	if nr > 0 {
+		c.Requests = min(c.Requests, v.Requests)
+	}
+	return c, nil
+}
+
 // judge runs the sequential test at ec.at, filling ev and its Sequential.
 func (m *countTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) (Outcome, error) {
 	d, ts, s := ec.deploy, ec.at, m.def.Sequential
@@ -371,13 +456,13 @@ func (m *countTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) (O
 	case d.At.IsZero():
 		se.Note = "deploy time unknown"
 		return NotEnoughEvidence, nil
-	case !ts.After(d.At):
+	case ts.Before(d.At), ts.Equal(d.At) && d.Lead <= 0:
 		se.Note = "nothing since the deploy yet"
 		return NotEnoughEvidence, nil
 	}
-	since := sinceDeploy(d, ts)
-	se.SinceDeploy = since
-	nv := m.seqVars(d, d.Version, since)
+	since, newRange := sinceDeploy(d, ts), newVersionRange(d, ts)
+	se.SinceDeploy, se.Lead, se.NewRange = since, max(d.Lead, 0), newRange
+	nv := m.seqVars(d, d.Version, newRange)
 	eq, err := s.Errors.Render(nv)
 	if err == nil {
 		ev.Query = eq
@@ -397,6 +482,9 @@ func (m *countTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) (O
 	}
 	m.mu.Unlock()
 	nc, ok, err := ec.counts(ctx, "new version", eq, ev.VolumeQuery, ev)
+	if err == nil && ok && d.Lead > 0 {
+		nc, err = m.capByValues(ctx, ec, nc, eq, ev.VolumeQuery, se, ev)
+	}
 	if err != nil {
 		return QueryError, err
 	}
@@ -414,7 +502,7 @@ func (m *countTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) (O
 		return Violated, nil
 	}
 	var live sequential.Counts
-	if d.Baseline != "" {
+	if d.Baseline != "" && since > 0 {
 		bv := m.seqVars(d, d.Baseline, since)
 		beq, err := s.Errors.Render(bv)
 		var brq string
@@ -578,6 +666,9 @@ func sequentialSummary(b *strings.Builder, v Verdict) {
 	}
 	counts, rate := fmtCounts(se.New)
 	fmt.Fprintf(b, "%s errors (%s) in %s", counts, rate, se.SinceDeploy)
+	if se.Lead > 0 {
+		fmt.Fprintf(b, " (counted from %s before the deploy)", se.Lead)
+	}
 	switch {
 	case se.Relative:
 		counts, rate = fmtCounts(se.PreDeploy.Add(se.Live))

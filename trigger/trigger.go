@@ -80,9 +80,16 @@ type Deploy struct {
 	// At is when the deploy happened; the pre-deploy baseline snapshot is
 	// taken at this time.
 	At time.Time
+	// Lead is how long before At the new version may already have served.
+	// A deploy seen by the version query is seen only once the version has
+	// samples (two of them, for a rate), so At is later than its first
+	// requests; a sequential test counts the new version's requests from
+	// At-Lead (see Sequential). 0: from At. It is not part of the deploy's
+	// identity (Equal).
+	Lead time.Duration
 }
 
-// Equal reports whether d and o are the same deploy.
+// Equal reports whether d and o are the same deploy (Lead aside).
 func (d Deploy) Equal(o Deploy) bool {
 	return d.Service == o.Service && d.Version == o.Version && d.Baseline == o.Baseline && d.At.Equal(o.At)
 }

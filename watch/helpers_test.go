@@ -126,6 +126,7 @@ type fixtureOpts struct {
 	triggers     func(t *testing.T) []trigger.Evaluator
 	window       time.Duration
 	metrics      *Metrics
+	align        func() time.Duration
 }
 
 func newFixture(t *testing.T, o fixtureOpts) *fixture {
@@ -156,7 +157,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 		window = 10 * time.Minute
 	}
 	f.svc, err = New(Options{
-		Name: "checkout", Detector: det, Triggers: trs, Querier: f.src, Window: window, Interval: time.Second,
+		Name: "checkout", Detector: det, Triggers: trs, Querier: f.src, Window: window, Interval: time.Second, Align: o.align,
 		Metrics: f.m, Logger: zap.New(core),
 		OnVerdict: func(_ context.Context, _ rollout.Event, v trigger.Verdict) { f.verdicts = append(f.verdicts, v) },
 		OnFiring: func(_ context.Context, d rollout.Event, v trigger.Verdict, refs map[string]float64, severity string) {

@@ -48,6 +48,11 @@ type Options struct {
 	Window time.Duration
 	// Interval is how often Run ticks.
 	Interval time.Duration
+	// Align, when set, times Run's first tick: Run waits as long as it
+	// returns before it starts ticking. The embedded source has it wait
+	// until just after its next scrape, so that each tick reads the latest
+	// scrape at once rather than, every time, the one before it.
+	Align func() time.Duration
 	// HistorySpan is how far back each trigger's evaluations are kept for
 	// History (default DefaultHistorySpan; at most MaxHistoryPoints).
 	HistorySpan time.Duration
@@ -70,6 +75,7 @@ type Service struct {
 	querier   source.Querier
 	window    time.Duration
 	interval  time.Duration
+	align     func() time.Duration
 	m         *Metrics
 	log       *zap.Logger
 	onVerdict VerdictFunc
@@ -115,7 +121,7 @@ func New(o Options) (*Service, error) {
 		hist[i] = newHistory(o.HistorySpan, o.Interval)
 	}
 	return &Service{
-		name: o.Name, querier: o.Querier, window: o.Window, interval: o.Interval, m: o.Metrics, log: o.Logger,
+		name: o.Name, querier: o.Querier, window: o.Window, interval: o.Interval, align: o.Align, m: o.Metrics, log: o.Logger,
 		onVerdict: o.OnVerdict, onFiring: o.OnFiring, persist: o.Persist,
 		detector: o.Detector, triggers: o.Triggers, history: hist, lastOutcome: map[string]trigger.Outcome{},
 	}, nil
@@ -170,9 +176,20 @@ func (s *Service) Start(ctx context.Context, now func() time.Time, feed Feed) (s
 	}
 }
 
-// Run ticks every Interval, starting at once, until ctx ends; now is the
-// clock.
+// Run ticks every Interval, starting at once (or after Align's wait),
+// until ctx ends; now is the clock.
 func (s *Service) Run(ctx context.Context, now func() time.Time) {
+	if s.align != nil {
+		if d := s.align(); d > 0 {
+			wait := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				wait.Stop()
+				return
+			case <-wait.C:
+			}
+		}
+	}
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
@@ -238,7 +255,19 @@ func (s *Service) Tick(ctx context.Context, ts time.Time) []trigger.Verdict {
 
 func (s *Service) deployFor() trigger.Deploy {
 	d := s.watch.deploy
-	return trigger.Deploy{Service: s.name, Version: d.Version, Baseline: d.Baseline, At: d.At}
+	return trigger.Deploy{Service: s.name, Version: d.Version, Baseline: d.Baseline, At: d.At, Lead: s.lead()}
+}
+
+// lead is how long before a deploy's time its version may already have
+// served (trigger.Deploy.Lead): the version query's longest range plus one
+// evaluation interval. The query sees a version once a rate over its range
+// has two of its samples, at the first tick after the second one, so the
+// version's first sample is at most that long before the deploy time as
+// long as the range spans a scrape and an evaluation interval. A deploy
+// announced or learnt from Kubernetes gets the same lead: its time is when
+// Guardian heard of it, which may be after the version's first requests.
+func (s *Service) lead() time.Duration {
+	return s.detector.Range() + s.interval
 }
 
 // startWatch arms the triggers for a fresh deploy. Callers hold s.mu.

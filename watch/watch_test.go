@@ -50,6 +50,11 @@ func TestTick(t *testing.T) {
 	if vs[0].Outcome != trigger.OK || !vs[0].Deploy.Equal(trigger.Deploy{Service: "checkout", Version: "v2", Baseline: "v1", At: tick(1)}) {
 		t.Errorf("error-rate verdict %+v", vs[0])
 	}
+	// v2 may have served since the version query's range (1m) and one
+	// evaluation interval (1s) before it was seen.
+	if vs[0].Deploy.Lead != time.Minute+time.Second {
+		t.Errorf("lead %s, want 1m1s", vs[0].Deploy.Lead)
+	}
 	st := f.svc.Status()
 	w := st.Watch
 	if st.Current != "v2" || !slices.Equal(st.Serving, []string{"v1", "v2"}) || w == nil || w.Version != "v2" || w.Baseline != "v1" ||
@@ -450,6 +455,22 @@ func TestRun(t *testing.T) {
 	}, "the first tick")
 	cancel()
 	<-done
+}
+
+// With Align, Run waits before its first tick: ended during the wait, it
+// has queried nothing.
+func TestRunAligned(t *testing.T) {
+	asked := 0
+	f := newFixture(t, fixtureOpts{versionQuery: true, align: func() time.Duration { asked++; return time.Hour }})
+	f.src.set(func(s *fakeSource) { s.versions["v1"] = 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.svc.Run(ctx, func() time.Time { return t0 })
+	f.src.set(func(s *fakeSource) {
+		if asked != 1 || len(s.queries) != 0 {
+			t.Errorf("align asked %d times, queries %q; want once and none", asked, s.queries)
+		}
+	})
 }
 
 func TestNewNeedsItsParts(t *testing.T) {

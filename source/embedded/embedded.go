@@ -178,9 +178,26 @@ type Source struct {
 	mu     sync.RWMutex
 	closed bool
 
+	// schedule is when the scrape loop started (nil before): it scrapes
+	// at that time plus multiples of the interval.
+	schedule atomic.Pointer[time.Time]
+	// inflightMu guards inflight, the scrape under way (nil when none).
+	inflightMu sync.Mutex
+	inflight   *inflightScrape
+	// waiting, when set (tests), is called when a query starts waiting for
+	// the scrape under way.
+	waiting func()
+
 	// scrapeMu serialises scrapes and guards the fields below.
 	scrapeMu sync.Mutex
 	scrapeState
+}
+
+// inflightScrape is a scrape under way: its timestamp, and a channel
+// closed once its samples are in the head or it failed.
+type inflightScrape struct {
+	at   time.Time
+	done chan struct{}
 }
 
 var _ source.Querier = (*Source)(nil)
@@ -325,7 +342,17 @@ func (q floorQuerier) Select(ctx context.Context, sortSeries bool, hints *storag
 // becomes one sample with no labels; a range vector or string result is an
 // error wrapping source.ErrBadQuery. Errors wrap source sentinels, so
 // source.Reason classifies them.
+//
+// A query sees every scrape whose timestamp is at or before ts: when one is
+// under way, it first waits for that scrape's samples (at most the scrape
+// timeout). A scrape is timestamped when it starts and its samples land a
+// few milliseconds later; an evaluation ticking at the scrape interval
+// otherwise tends to fall, tick after tick, in that gap and read every
+// scrape one interval late.
 func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.Result, error) {
+	if err := s.awaitScrape(ctx, ts); err != nil {
+		return source.Result{}, fmt.Errorf("embedded source %s: query %q: waiting for the scrape under way: %w", s.shown, query, classify(ctx, err))
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -350,6 +377,26 @@ func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.
 		return source.Result{Warnings: warnings}, fmt.Errorf("embedded source %s: query %q: %w", s.shown, query, err)
 	}
 	return source.Result{Vector: vec, Warnings: warnings}, nil
+}
+
+// awaitScrape waits until the scrape under way, if it is timestamped at or
+// before ts, has ended; it returns ctx's error if ctx ends first.
+func (s *Source) awaitScrape(ctx context.Context, ts time.Time) error {
+	s.inflightMu.Lock()
+	p := s.inflight
+	s.inflightMu.Unlock()
+	if p == nil || p.at.After(ts) {
+		return nil
+	}
+	if s.waiting != nil {
+		s.waiting()
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // toVector converts an instant query's value to a vector. Native histogram
@@ -437,18 +484,55 @@ func (s *Source) Close() error {
 
 // Run scrapes every interval, the first time at once, until ctx is done; it
 // then returns nil. Failures are logged once per change of state and
-// counted; they do not stop the loop.
+// counted; they do not stop the loop. NextScrape tells its schedule.
 func (s *Source) Run(ctx context.Context) error {
-	t := time.NewTicker(s.interval)
+	start := time.Now()
+	s.schedule.Store(&start)
+	return s.runFrom(ctx, start)
+}
+
+// runFrom scrapes at start and then at start plus every multiple of the
+// interval (a scrape that overruns skips the times it missed), until ctx
+// is done.
+func (s *Source) runFrom(ctx context.Context, start time.Time) error {
+	t := time.NewTimer(s.interval)
 	defer t.Stop()
 	for {
 		if err := s.ScrapeOnce(ctx); errors.Is(err, ErrClosed) {
 			return err
 		}
+		now := time.Now()
+		t.Reset(s.nextScrape(start, now.Add(time.Nanosecond)).Sub(now))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
 	}
+}
+
+// Interval returns the scrape interval.
+func (s *Source) Interval() time.Duration { return s.interval }
+
+// NextScrape returns when the scrape loop scrapes next at or after t, by
+// its schedule (Run, or Runner.Start); zero when it has not started. A
+// daemon evaluating queries at the scrape interval can time its
+// evaluations just after the scrapes, so that each reads the latest scrape
+// as soon as it lands.
+func (s *Source) NextScrape(t time.Time) time.Time {
+	start := s.schedule.Load()
+	if start == nil {
+		return time.Time{}
+	}
+	return s.nextScrape(*start, t)
+}
+
+// nextScrape is the first of start, start+interval, start+2×interval, ...
+// at or after t.
+func (s *Source) nextScrape(start, t time.Time) time.Time {
+	if !t.After(start) {
+		return start
+	}
+	k := (t.Sub(start) + s.interval - 1) / s.interval
+	return start.Add(k * s.interval)
 }

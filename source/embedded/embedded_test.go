@@ -858,3 +858,78 @@ func TestSharedEngines(t *testing.T) {
 		t.Errorf("another scrape interval: %d engines, want 2", engines.Len())
 	}
 }
+
+// A query sees every scrape timestamped at or before its time: one under
+// way makes it wait for its samples (or for its context), one timestamped
+// later does not.
+func TestQuerySeesTheScrapeUnderWay(t *testing.T) {
+	tg := newTarget(t, false)
+	tg.serve()
+	entered, release := make(chan struct{}), make(chan struct{})
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		tg.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(gate.Close)
+	t.Cleanup(func() { close(release) }) // runs first: a failed test leaves no scrape held
+	clk := &clock{t: start}
+	s := newSource(t, gate.URL, clk, Options{}, nil)
+	waiting := make(chan struct{}, 1)
+	s.waiting = func() { waiting <- struct{}{} }
+
+	scraped := make(chan error, 1)
+	go func() { scraped <- s.ScrapeOnce(context.Background()) }()
+	<-entered
+	const q = `sum(http_requests_total{version="v2"})`
+	if v := query(t, s, q, start.Add(-time.Millisecond)); len(v) != 0 {
+		t.Fatalf("before the scrape's timestamp: %v, want nothing", v)
+	}
+	type answer struct {
+		res source.Result
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		res, err := s.Query(context.Background(), q, start)
+		got <- answer{res, err}
+	}()
+	awaitWaiting(t, waiting)
+	release <- struct{}{}
+	if err := <-scraped; err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil || len(a.res.Vector) != 1 || a.res.Vector[0].Value != 10 {
+		t.Fatalf("at the scrape's timestamp: %v, %v; want the scrape's 10 requests", a.res.Vector, a.err)
+	}
+
+	clk.Set(start.Add(time.Second))
+	go func() { scraped <- s.ScrapeOnce(context.Background()) }()
+	<-entered
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		res, err := s.Query(ctx, q, start.Add(time.Second))
+		got <- answer{res, err}
+	}()
+	awaitWaiting(t, waiting)
+	cancel()
+	if a := <-got; !errors.Is(a.err, source.ErrCanceled) {
+		t.Fatalf("canceled while waiting: %v, %v; want an error wrapping source.ErrCanceled", a.res.Vector, a.err)
+	}
+	release <- struct{}{}
+	if err := <-scraped; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitWaiting returns once a query waits for the scrape under way; it
+// fails the test if none does within 30s (the scrape is held until then).
+func awaitWaiting(t *testing.T, waiting <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-waiting:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the query did not wait for the scrape under way")
+	}
+}

@@ -47,7 +47,8 @@ func (r *Runner) Same(cfg config.Scrape, retention time.Duration) bool {
 }
 
 // Start starts the scrape loop, once: later calls, also after Stop, do
-// nothing. The loop runs until ctx ends or Stop.
+// nothing. The loop runs until ctx ends or Stop. Its schedule is known
+// (Source.NextScrape) when Start returns.
 func (r *Runner) Start(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -56,9 +57,11 @@ func (r *Runner) Start(ctx context.Context) {
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
 	r.done = make(chan struct{})
+	start := time.Now()
+	r.src.schedule.Store(&start)
 	go func() {
 		defer close(r.done)
-		_ = r.src.Run(ctx)
+		_ = r.src.runFrom(ctx, start)
 	}()
 }
 
@@ -80,6 +83,10 @@ func (r *Runner) Stop() {
 // package's default) and every {{.SinceDeploy}} it may be given:
 //   - a threshold trigger's queries, and a sequential test's counts since
 //     the deploy, with {{.SinceDeploy}} as long as the whole watch window;
+//   - a sequential test's counts of the new version, which start a lead
+//     before the deploy (trigger.Deploy.Lead: the version query's longest
+//     range plus the evaluation interval), so over the watch window plus
+//     that lead;
 //   - a sequential test's counts over its window (without a deploy
 //     {{.SinceDeploy}} is {{.Window}}), as its derived query runs them for
 //     recovery checks;
@@ -91,9 +98,10 @@ func (r *Runner) Stop() {
 //
 // A margin of two scrape intervals and the 5m lookback of instant
 // selectors keeps the oldest range's first samples.
-func Retention(sc config.Service, defaultWindow time.Duration) (time.Duration, error) {
+func Retention(sc config.Service, defaultWindow, evaluation time.Duration) (time.Duration, error) {
 	watch := time.Duration(sc.WatchWindow)
 	longest := time.Duration(0)
+	versionRange := time.Duration(0)
 	// consider notes how far back text reaches rendered with window and
 	// since, evaluated ago before now.
 	consider := func(text string, window, since, ago time.Duration) error {
@@ -118,6 +126,8 @@ func Retention(sc config.Service, defaultWindow time.Duration) (time.Duration, e
 	if err := consider(sc.Deploy.VersionQuery, time.Minute, 0, 0); err != nil {
 		return 0, fmt.Errorf("deploy.version_query: %w", err)
 	}
+	versionRange = longest
+	lead := versionRange + evaluation
 	for _, tc := range sc.Triggers {
 		w := time.Duration(tc.Window)
 		if w == 0 {
@@ -133,7 +143,7 @@ func Retention(sc config.Service, defaultWindow time.Duration) (time.Duration, e
 			continue
 		}
 		for _, text := range []string{sq.Errors, sq.Requests} {
-			err := consider(text, w, watch, 0)
+			err := consider(text, w, watch+lead, 0)
 			if err == nil {
 				err = consider(text, w, 0, 0)
 			}
@@ -184,8 +194,8 @@ func IncidentSpan(sc config.Service) time.Duration {
 // what its queries look back (Retention) plus an incident's span
 // (IncidentSpan), so that the report's charts of an incident still find
 // its deploy; never less than DefaultRetention.
-func SourceRetention(sc config.Service, defaultWindow time.Duration) (time.Duration, error) {
-	q, err := Retention(sc, defaultWindow)
+func SourceRetention(sc config.Service, defaultWindow, evaluation time.Duration) (time.Duration, error) {
+	q, err := Retention(sc, defaultWindow, evaluation)
 	if err != nil {
 		return 0, err
 	}
@@ -196,12 +206,12 @@ func SourceRetention(sc config.Service, defaultWindow time.Duration) (time.Durat
 // reload: prev when it has the same scrape settings and retention (its data
 // kept), otherwise a new runner (fresh), which the caller stops if the
 // reload fails. opts.Retention is computed here (SourceRetention with
-// defaultWindow).
-func RunnerFor(prev *Runner, sc config.Service, defaultWindow time.Duration, opts Options, logger *zap.Logger) (r *Runner, fresh bool, err error) {
+// defaultWindow and the evaluation interval).
+func RunnerFor(prev *Runner, sc config.Service, defaultWindow, evaluation time.Duration, opts Options, logger *zap.Logger) (r *Runner, fresh bool, err error) {
 	if sc.Scrape == nil {
 		return nil, false, errors.New("no source and no scrape settings")
 	}
-	if opts.Retention, err = SourceRetention(sc, defaultWindow); err != nil {
+	if opts.Retention, err = SourceRetention(sc, defaultWindow, evaluation); err != nil {
 		return nil, false, err
 	}
 	if prev != nil && prev.Same(*sc.Scrape, opts.Retention) {

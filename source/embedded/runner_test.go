@@ -105,6 +105,13 @@ func TestRetention(t *testing.T) {
 		{"sequential baseline with an offset", service(trig(config.Trigger{Name: "e", Sequential: &config.Sequential{
 			Errors: `increase(e[{{.SinceDeploy}}] offset 10m)`, Requests: `increase(r[{{.SinceDeploy}}])`, BaselineWindow: config.Duration(30 * time.Minute)}})),
 			70*time.Minute + margin, ""},
+		// The new version's counts start a lead before the deploy: the
+		// version query's range (2m) plus the evaluation interval (5s).
+		{"sequential new version lead", service(func(sc *config.Service) {
+			sc.Deploy.VersionQuery = `sum by (version) (rate(x[2m]))`
+			trig(config.Trigger{Name: "e", Sequential: &config.Sequential{
+				Errors: `increase(e[{{.SinceDeploy}}])`, Requests: `increase(r[{{.SinceDeploy}}])`}})(sc)
+		}), 32*time.Minute + 5*time.Second + margin, ""},
 		// Recovery checks run the derived errors/requests over the window.
 		{"sequential window", service(trig(config.Trigger{Name: "e", Window: config.Duration(2 * time.Hour), Sequential: &config.Sequential{
 			Errors: `increase(e[{{.SinceDeploy}}])`, Requests: `increase(r[{{.SinceDeploy}}])`, BaselineWindow: config.Duration(30 * time.Minute)}})),
@@ -118,7 +125,7 @@ func TestRetention(t *testing.T) {
 		{"bad sequential query", service(trig(config.Trigger{Name: "e", Sequential: &config.Sequential{Errors: `(`, Requests: `r`}})), 0, "trigger e: sequential"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Retention(tc.sc, 3*time.Minute)
+			got, err := Retention(tc.sc, 3*time.Minute, 5*time.Second)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want it to mention %q", err, tc.err)
@@ -156,13 +163,43 @@ func TestSourceRetention(t *testing.T) {
 		{"nothing configured", config.Service{Name: "x", Approval: config.Approval{Mode: "auto"}}, 10*time.Minute + LookbackDelta},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := SourceRetention(tc.sc, 3*time.Minute)
+			got, err := SourceRetention(tc.sc, 3*time.Minute, 5*time.Second)
 			if err != nil || got != tc.want {
 				t.Fatalf("SourceRetention = %s, %v; want %s", got, err, tc.want)
 			}
 		})
 	}
-	if _, err := SourceRetention(config.Service{Name: "x", Triggers: []config.Trigger{{Name: "e", Query: "rate(x["}}}, time.Minute); err == nil {
+	if _, err := SourceRetention(config.Service{Name: "x", Triggers: []config.Trigger{{Name: "e", Query: "rate(x["}}}, time.Minute, time.Second); err == nil {
 		t.Fatal("a bad query gave a retention")
+	}
+}
+
+// The scrape loop scrapes at its start and every interval after it; its
+// schedule is known once Start returns.
+func TestNextScrape(t *testing.T) {
+	r, err := NewRunner(config.Scrape{URL: "http://127.0.0.1:1/metrics", Interval: config.Duration(time.Second)}, Options{Dir: t.TempDir()}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	src := r.Source()
+	if got := src.NextScrape(time.Now()); !got.IsZero() {
+		t.Fatalf("before Start: %v, want zero", got)
+	}
+	before := time.Now()
+	r.Start(context.Background())
+	after := time.Now()
+	first := src.NextScrape(before.Add(-time.Hour))
+	if first.Before(before) || first.After(after) {
+		t.Fatalf("first scrape at %v, want within Start (%v to %v)", first, before, after)
+	}
+	for _, tc := range []struct {
+		at, want time.Duration // after the first scrape
+	}{
+		{0, 0}, {time.Nanosecond, time.Second}, {time.Second, time.Second}, {2500 * time.Millisecond, 3 * time.Second},
+	} {
+		if got := src.NextScrape(first.Add(tc.at)); !got.Equal(first.Add(tc.want)) {
+			t.Errorf("NextScrape(first+%s) = first+%s, want first+%s", tc.at, got.Sub(first), tc.want)
+		}
 	}
 }

@@ -131,6 +131,16 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 	defer s.scrapeMu.Unlock()
 
 	ts := s.now()
+	p := &inflightScrape{at: ts, done: make(chan struct{})}
+	s.inflightMu.Lock()
+	s.inflight = p
+	s.inflightMu.Unlock()
+	defer func() {
+		s.inflightMu.Lock()
+		s.inflight = nil
+		s.inflightMu.Unlock()
+		close(p.done)
+	}()
 	start := time.Now()
 	contentType, scrapeErr := s.fetch(ctx)
 	if scrapeErr != nil && ctx.Err() != nil {
