@@ -1,11 +1,7 @@
 package web
 
 import (
-	"fmt"
 	"net/http"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.uber.org/zap"
 )
 
 // notConfigured is what a Guardian whose configuration does not load
@@ -20,14 +16,7 @@ const notConfigured = "Guardian is not configured: its configuration file does n
 // usual; every other path answers 503 saying why. It uses opts.Gatherer,
 // Logger, Reload, Tokens (usually none yet), Flags and Limits.
 func NewUnconfigured(opts Options) *Server {
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	s := &Server{opts: opts, limits: opts.Limits.withDefaults(), mux: http.NewServeMux(), log: opts.Logger}
-	s.mux.Handle("GET /metrics", s.read(ReadAuthAll, promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})))
-	s.mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Guardian is Healthy.")
-	})
+	s := newServer(opts)
 	s.mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "Guardian is not ready. "+notConfigured+".", http.StatusServiceUnavailable)
 	})

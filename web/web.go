@@ -102,8 +102,9 @@ type Server struct {
 	sessions sessions
 }
 
-// New builds the server's routes.
-func New(opts Options) *Server {
+// newServer builds a server with the routes every Guardian serves,
+// configured or not: /metrics and /-/healthy.
+func newServer(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
@@ -112,6 +113,13 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Guardian is Healthy.")
 	})
+	return s
+}
+
+// New builds the server's routes.
+func New(opts Options) *Server {
+	s := newServer(opts)
+	opts = s.opts
 	s.mux.HandleFunc("GET /-/ready", s.ready)
 	s.mux.HandleFunc("POST /-/reload", s.reload)
 	s.mux.HandleFunc("PUT /-/reload", s.reload)

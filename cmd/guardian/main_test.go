@@ -257,16 +257,8 @@ func get(url string, into any) error {
 // metric returns the value of an unlabelled metric from /metrics.
 func metric(t *testing.T, base, name string) string {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
-			return f[1]
-		}
+	if f := strings.Fields(metricLine(t, base, name+" ")); len(f) == 2 {
+		return f[1]
 	}
 	return ""
 }
