@@ -39,6 +39,8 @@ BIN="$DIR/bin"
 SHARED_BASE="${GUARDIAN_K8S_SHARED_CACHE:-$HOME/.cache/guardian/k8s}"
 
 log() { echo "k8s: $*"; }
+# shellcheck source=progress.sh
+. "$ROOT/scripts/progress.sh"
 
 # Go settings for the scratch modules only: resolve their dependencies freely
 # (-mod=mod), ignore any go.work, and build static binaries. GOFLAGS from the
@@ -55,7 +57,7 @@ timed() {
   local start=$SECONDS rss=""
   if [ -x /usr/bin/time ]; then
     local tf; tf=$(mktemp)
-    if ! /usr/bin/time -f '%U %S %M' -o "$tf" "$@"; then
+    if ! with_heartbeat k8s "$name" /usr/bin/time -f '%U %S %M' -o "$tf" "$@"; then
       rm -f "$tf"
       log "$name FAILED after $((SECONDS - start))s"
       return 1
@@ -63,7 +65,7 @@ timed() {
     rss=$(tail -n1 "$tf" | awk '{printf ", %.0f CPU-s, largest process %d MiB", $1 + $2, $3 / 1024}')
     rm -f "$tf"
   else
-    "$@" || { log "$name FAILED after $((SECONDS - start))s"; return 1; }
+    with_heartbeat k8s "$name" "$@" || { log "$name FAILED after $((SECONDS - start))s"; return 1; }
   fi
   log "$name done in $((SECONDS - start))s$rss"
 }

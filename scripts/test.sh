@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 t0=$(date +%s)
 # step announces a step with the time elapsed since the start.
 step() { echo "== $* (at $(( $(date +%s) - t0 ))s)"; }
+# shellcheck source=progress.sh
+. scripts/progress.sh
 
 scripts/deps.sh
 
@@ -39,7 +41,9 @@ go test -count=1 -tags nohelm ./plugin/
 step "go test -race"
 # -parallel is how many end-to-end tests (the only ones that call
 # t.Parallel) run at once: they mostly wait on wall-clock steps, not the CPU.
-go test -race -count=1 -parallel 6 -timeout 25m "$@" ./...
+# go test prints a package's result when it ends; the heartbeat says the
+# step is alive meanwhile (the end-to-end package takes minutes).
+with_heartbeat test "go test -race" go test -race -count=1 -parallel 6 -timeout 25m "$@" ./...
 
 # Every fuzz target for a short fixed budget (FUZZTIME, default 6s), on top
 # of its committed seed corpus, which the run above already replays. A
