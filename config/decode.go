@@ -459,12 +459,34 @@ func fieldsOf(t reflect.Type) *structFields {
 		return f.(*structFields)
 	}
 	sf := &structFields{byName: map[string][]int{}}
-	collectFields(t, nil, sf)
+	collectFields(t, sf)
 	fieldCache.Store(t, sf)
 	return sf
 }
 
-func collectFields(t reflect.Type, prefix []int, sf *structFields) {
+func collectFields(t reflect.Type, sf *structFields) {
+	WalkYAMLFields(t, func(_ reflect.StructField, key string, index []int, _ reflect.Type) {
+		if key == "" {
+			sf.inlineMap = index
+			return
+		}
+		if _, dup := sf.byName[key]; !dup {
+			sf.byName[key] = index
+		}
+	})
+}
+
+// WalkYAMLFields calls fn for each YAML key of struct type t as the
+// decoder reads it, in declaration order: exported fields under their yaml
+// tag's name (the lower-cased field name without one), ",inline" structs
+// flattened into their parent's keys. index leads from t to the field and
+// owner is the struct type declaring it. An ",inline" map, which catches
+// the keys no field has, is reported with key "".
+func WalkYAMLFields(t reflect.Type, fn func(f reflect.StructField, key string, index []int, owner reflect.Type)) {
+	walkYAMLFields(t, nil, fn)
+}
+
+func walkYAMLFields(t reflect.Type, prefix []int, fn func(reflect.StructField, string, []int, reflect.Type)) {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if !f.IsExported() {
@@ -483,18 +505,16 @@ func collectFields(t reflect.Type, prefix []int, sf *structFields) {
 			}
 			switch ft.Kind() {
 			case reflect.Struct:
-				collectFields(ft, index, sf)
+				walkYAMLFields(ft, index, fn)
 			case reflect.Map:
-				sf.inlineMap = index
+				fn(f, "", index, t)
 			}
 			continue
 		}
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		if _, dup := sf.byName[name]; !dup {
-			sf.byName[name] = index
-		}
+		fn(f, name, index, t)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+
+	"github.com/rollback-guardian/guardian/config"
 )
 
 // docs holds the doc comments of struct types and their fields, by
@@ -191,36 +193,11 @@ type yamlField struct {
 // reads them.
 func yamlFields(t reflect.Type) []yamlField {
 	var out []yamlField
-	var collect func(t reflect.Type, prefix []int)
-	collect = func(t reflect.Type, prefix []int) {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			tag := f.Tag.Get("yaml")
-			if tag == "-" {
-				continue
-			}
-			name, opts, _ := strings.Cut(tag, ",")
-			index := append(append([]int(nil), prefix...), i)
-			if strings.Contains(","+opts+",", ",inline,") {
-				ft := f.Type
-				if ft.Kind() == reflect.Pointer {
-					ft = ft.Elem()
-				}
-				if ft.Kind() == reflect.Struct {
-					collect(ft, index)
-				}
-				continue
-			}
-			if name == "" {
-				name = strings.ToLower(f.Name)
-			}
-			out = append(out, yamlField{goName: f.Name, key: name, index: index, typ: f.Type, owner: t})
+	config.WalkYAMLFields(t, func(f reflect.StructField, key string, index []int, owner reflect.Type) {
+		if key != "" { // not an inline map
+			out = append(out, yamlField{goName: f.Name, key: key, index: index, typ: f.Type, owner: owner})
 		}
-	}
-	collect(t, nil)
+	})
 	return out
 }
 
