@@ -238,25 +238,35 @@ func TestFaultSource(t *testing.T) {
 		},
 		{
 			name:     "scrape-target-flapping-healthy",
-			expected: "embedded source, /metrics down and up every 1.5s: no incident, scrape failures counted, no source.unreachable (never down for 5s)",
+			expected: "embedded source, /metrics down and up every 1.5s (each state until a scrape saw it): no incident, scrape failures counted, no source.unreachable (never down for 5s)",
 			mode:     modeEmbedded,
 			run: func(t *testing.T, f *faultRun) {
 				ctx, cancel := context.WithCancel(context.Background())
 				flapped := make(chan struct{})
+				// Each state lasts 1.5 s and until the target saw a scrape
+				// in it: on a loaded machine a late scrape could otherwise
+				// miss up windows in a row and find the target down for 5 s,
+				// which is an outage, not a flap.
 				go func() {
 					defer close(flapped)
 					down := true
 					for {
+						mode := testenv.Pass
 						if down {
-							f.fault.Set(testenv.Fault{Mode: testenv.Down})
-						} else {
-							f.fault.Set(testenv.Fault{})
+							mode = testenv.Down
 						}
+						seen := f.fault.Requests(mode)
+						f.fault.Set(testenv.Fault{Mode: mode})
 						down = !down
-						select {
-						case <-ctx.Done():
-							return
-						case <-time.After(1500 * time.Millisecond):
+						minimum := time.After(1500 * time.Millisecond)
+						for waited := false; !waited || f.fault.Requests(mode) == seen; {
+							select {
+							case <-ctx.Done():
+								return
+							case <-minimum:
+								waited = true
+							case <-time.After(20 * time.Millisecond):
+							}
 						}
 					}
 				}()
