@@ -211,18 +211,34 @@ func (m *Model) Heal(name string) error {
 	return nil
 }
 
+// Step runs the next tick, at whatever time it is due, and reports whether
+// there was one (there is none when no replica is running or partitioned).
+func (m *Model) Step() bool {
+	r := m.nextReplica()
+	if r == nil {
+		return false
+	}
+	m.Advance(r.next - m.now)
+	return true
+}
+
+func (m *Model) nextReplica() *replica {
+	var next *replica
+	for _, r := range m.replicas {
+		if (r.state == Running || r.state == Partitioned) && (next == nil || r.next < next.next) {
+			next = r
+		}
+	}
+	return next
+}
+
 // Advance runs every tick due in the next d, in time order, checking after
 // each that no shard has two drivers.
 func (m *Model) Advance(d time.Duration) {
 	end := m.now + d
 	for {
-		var next *replica
-		for _, r := range m.replicas {
-			if (r.state == Running || r.state == Partitioned) && r.next <= end && (next == nil || r.next < next.next) {
-				next = r
-			}
-		}
-		if next == nil {
+		next := m.nextReplica()
+		if next == nil || next.next > end {
 			break
 		}
 		m.now = next.next

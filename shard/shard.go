@@ -19,8 +19,8 @@
 //
 // Assign gives each shard a target replica from the live members and the
 // current Lease holders. Each member's quota is ⌊S/N⌋ or ⌈S/N⌉ shards (S
-// shards, N members; the members holding the most get the ⌈S/N⌉ places), so
-// the shard counts never differ by more than one. A member keeps the shards
+// shards, N members; the members already holding more than ⌊S/N⌋ get the
+// ⌈S/N⌉ places first), so the shard counts never differ by more than one. A member keeps the shards
 // it already holds, up to its quota, preferring its highest rendezvous
 // weights; every other shard goes to the member with the highest rendezvous
 // (highest-random-weight) weight for it among those with room. Because it
@@ -146,14 +146,22 @@ func Assign(members []string, holders []string) []string {
 		}
 	}
 
-	// Quotas: the members holding the most get the ⌈S/N⌉ places, so that
-	// nobody under its old quota has to give anything up when N shrinks.
+	// Quotas: the members holding more than ⌊S/N⌋ get the ⌈S/N⌉ places
+	// first, so that nobody has to give anything up when N shrinks; then
+	// an order that does not change as members fill up, so that replicas
+	// acquiring one after the other agree on who gets the last places.
 	order := make([]int, n)
 	for i := range order {
 		order[i] = i
 	}
+	over := func(i int) int {
+		if len(held[i]) > s/n {
+			return 1
+		}
+		return 0
+	}
 	slices.SortFunc(order, func(a, b int) int {
-		if c := cmp.Compare(len(held[b]), len(held[a])); c != 0 {
+		if c := cmp.Compare(over(b), over(a)); c != 0 {
 			return c
 		}
 		if c := cmp.Compare(hash[b], hash[a]); c != 0 {
