@@ -72,7 +72,8 @@ type Violation struct {
 // Model simulates replicas that each run a Lease controller calling
 // Desired at every RetryPeriod, against an API server holding one Lease
 // per shard and one membership Lease per replica (a replica's members are
-// those whose membership Lease it does not consider expired). Writes are
+// those whose membership Lease it does not consider expired; it deletes
+// the expired ones). Writes are
 // atomic and instant; a replica's tick (read everything, renew, release,
 // acquire) happens at one instant. A replica drives a shard's services
 // from its acquisition until it releases it, crashes, leaves, or
@@ -294,9 +295,17 @@ func (m *Model) tick(r *replica) {
 		}
 	}
 
+	// Members whose membership Lease expired are deleted, so that a
+	// replica starting later does not take them for live while it waits
+	// out a LeaseDuration of its own.
 	members := []string{r.name}
 	for name, rec := range m.members {
-		if name != r.name && !m.expired(rec, r.seenMember[name], t) {
+		switch {
+		case name == r.name:
+		case m.expired(rec, r.seenMember[name], t):
+			delete(m.members, name)
+			m.writes++
+		default:
 			members = append(members, name)
 		}
 	}

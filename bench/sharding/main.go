@@ -43,7 +43,7 @@ type options struct {
 	shards   []int
 	replicas []int
 	cycles   int
-	expiry   shard.Expiry
+	expiry   []shard.Expiry
 	plain    int
 }
 
@@ -55,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	shardList := fs.String("shards", "64,256,1024", "comma-separated shard counts")
 	replicaList := fs.String("replicas", "2,3,5,10,20", "comma-separated replica counts")
 	cycles := fs.Int("cycles", 3, "cycles of join, join, leave, crash, partition, heal per configuration")
-	expiry := fs.String("expiry", "observed", `how a replica judges a Lease expired: "observed" (client-go: LeaseDuration after it last saw it change) or "renew" (renewTime + LeaseDuration, synchronised clocks)`)
+	expiry := fs.String("expiry", "observed,renew", `how a replica judges a Lease expired, one table each: "observed" (client-go: LeaseDuration after it last saw it change), "renew" (renewTime + LeaseDuration, synchronised clocks)`)
 	plain := fs.Int("plain", 10, "replicas for the plain rendezvous row (0: no such row)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -70,14 +70,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sharding: -replicas: %v\n", err)
 		return 2
 	}
-	switch *expiry {
-	case "observed":
-		o.expiry = shard.ExpiryObserved
-	case "renew":
-		o.expiry = shard.ExpiryRenewTime
-	default:
-		fmt.Fprintf(stderr, "sharding: -expiry %q: want observed or renew\n", *expiry)
-		return 2
+	for e := range strings.SplitSeq(*expiry, ",") {
+		switch e {
+		case "observed":
+			o.expiry = append(o.expiry, shard.ExpiryObserved)
+		case "renew":
+			o.expiry = append(o.expiry, shard.ExpiryRenewTime)
+		default:
+			fmt.Fprintf(stderr, "sharding: -expiry %q: want observed or renew\n", e)
+			return 2
+		}
 	}
 	if o.services < 1 || o.cycles < 0 {
 		fmt.Fprintln(stderr, "sharding: -services must be positive and -cycles not negative")
@@ -85,28 +87,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	synthetic, random := serviceNames(o.services, o.seed)
-	fmt.Fprintf(stdout, "| shards | replicas | services per replica, max ÷ mean (svc-NNNNN / random names) | shards moved per join (ideal: S ÷ replicas) | shards moved per leave / crash / partition | services moved per join / leave / crash | moves other than to the newcomer or from the leaver | settled after join / leave / crash / partition, max | longest a shard went undriven after join / leave / crash / partition | ticks checked / with a shard driven twice | Lease writes/s per replica |\n")
-	fmt.Fprintf(stdout, "|---:|---:|---|---|---|---|---|---|---|---|---:|\n")
 	start := time.Now()
-	for _, s := range o.shards {
-		for _, n := range o.replicas {
-			began := time.Now()
-			row, err := simulate(o, s, n, synthetic, random)
+	for k, expiry := range o.expiry {
+		if k > 0 {
+			fmt.Fprintln(stdout)
+		}
+		fmt.Fprintf(stdout, "Expiry: %s.\n\n", expiryName[expiry])
+		fmt.Fprintln(stdout, "| shards | replicas | services per replica, max ÷ mean, at the start (svc-NNNNN / random names) | the same, worst over the events | shards moved per join (ideal: S ÷ replicas) | shards moved per leave / crash / partition | services moved per join / leave / crash | moves not to the newcomer or not from the leaver | settled after join / leave / crash / partition, max | longest a shard went undriven after join / leave / crash / partition | ticks checked / with a shard driven twice | Lease writes/s per replica |")
+		fmt.Fprintln(stdout, "|---:|---:|---|---|---|---|---|---|---|---|---|---:|")
+		for _, s := range o.shards {
+			for _, n := range o.replicas {
+				began := time.Now()
+				row, err := simulate(o, expiry, s, n, synthetic, random)
+				if err != nil {
+					fmt.Fprintf(stderr, "sharding: %d shards, %d replicas: %v\n", s, n, err)
+					return 1
+				}
+				fmt.Fprintln(stdout, row)
+				fmt.Fprintf(stderr, "sharding: %s, %d shards, %d replicas: %.1fs (%.0fs in all)\n", expiryName[expiry], s, n, time.Since(began).Seconds(), time.Since(start).Seconds())
+			}
+		}
+		if o.plain > 0 && k == 0 {
+			row, err := simulatePlain(o, o.plain, synthetic, random)
 			if err != nil {
-				fmt.Fprintf(stderr, "sharding: %d shards, %d replicas: %v\n", s, n, err)
+				fmt.Fprintf(stderr, "sharding: plain rendezvous: %v\n", err)
 				return 1
 			}
 			fmt.Fprintln(stdout, row)
-			fmt.Fprintf(stderr, "sharding: %d shards, %d replicas: %.1fs (%.0fs in all)\n", s, n, time.Since(began).Seconds(), time.Since(start).Seconds())
 		}
-	}
-	if o.plain > 0 {
-		row, err := simulatePlain(o, o.plain, synthetic, random)
-		if err != nil {
-			fmt.Fprintf(stderr, "sharding: plain rendezvous: %v\n", err)
-			return 1
-		}
-		fmt.Fprintln(stdout, row)
 	}
 	return 0
 }
@@ -161,10 +169,16 @@ const (
 	kinds
 )
 
+var expiryName = map[shard.Expiry]string{
+	shard.ExpiryObserved:  "observed (client-go: LeaseDuration after the replica last saw the Lease change)",
+	shard.ExpiryRenewTime: "renew time (the Lease's renewTime + LeaseDuration; needs synchronised clocks)",
+}
+
 var kindName = [kinds]string{"join", "leave", "crash", "partition", "heal"}
 
 // stats collects one configuration's figures.
 type stats struct {
+	startSynthetic, startRandom     float64 // max ÷ mean once settled at the start
 	balanceSynthetic, balanceRandom float64 // worst max ÷ mean over settled states
 	shardsMoved                     [kinds][]int
 	ideal                           []float64 // S / replicas after each join
@@ -197,7 +211,7 @@ func (st *stats) balance(owners []string, running []string, perShard ...[]int) {
 
 const settleLimit = 10 * time.Minute
 
-func simulate(o options, s, n int, synthetic, random []string) (string, error) {
+func simulate(o options, expiry shard.Expiry, s, n int, synthetic, random []string) (string, error) {
 	timings := shard.DefaultTimings()
 	rng := rand.New(rand.NewPCG(o.seed, uint64(s)<<32|uint64(n)))
 	countSynthetic, countRandom := make([]int, s), make([]int, s)
@@ -205,7 +219,7 @@ func simulate(o options, s, n int, synthetic, random []string) (string, error) {
 		countSynthetic[shard.ShardOf(synthetic[i], s)]++
 		countRandom[shard.ShardOf(random[i], s)]++
 	}
-	m := shard.NewModel(s, timings, o.expiry)
+	m := shard.NewModel(s, timings, expiry)
 	names := 0
 	phase := func() time.Duration { return time.Duration(rng.Int64N(int64(timings.RetryPeriod))) }
 	newName := func() string { names++; return fmt.Sprintf("guardian-%d", names-1) }
@@ -228,6 +242,7 @@ func simulate(o options, s, n int, synthetic, random []string) (string, error) {
 	}
 	var st stats
 	st.balance(m.Owners(), m.Running(), countSynthetic, countRandom)
+	st.startSynthetic, st.startRandom = st.balanceSynthetic, st.balanceRandom
 
 	// Steady-state write rate: one minute with nothing happening.
 	w0, t0 := m.Writes(), m.Now()
@@ -305,8 +320,8 @@ func simulate(o options, s, n int, synthetic, random []string) (string, error) {
 	if violations > 0 {
 		fmt.Fprintf(os.Stderr, "sharding: %d shards, %d replicas: first double driver %+v\n", s, n, m.Violations()[0])
 	}
-	return fmt.Sprintf("| %d | %d | %.3f / %.3f | %s (%.1f) | %s / %s / %s | %s / %s / %s | %d of %d events | %s / %s / %s / %s | %s / %s / %s / %s | %d / %d | %.2f |",
-		s, n, st.balanceSynthetic, st.balanceRandom,
+	return fmt.Sprintf("| %d | %d | %.3f / %.3f | %.3f / %.3f | %s (%.1f) | %s / %s / %s | %s / %s / %s | %d of %d events | %s / %s / %s / %s | %s / %s / %s / %s | %d / %d | %.2f |",
+		s, n, st.startSynthetic, st.startRandom, st.balanceSynthetic, st.balanceRandom,
 		mean(st.shardsMoved[join]), meanFloat(st.ideal),
 		mean(st.shardsMoved[leave]), mean(st.shardsMoved[crash]), mean(st.shardsMoved[partition]),
 		mean(st.servicesMoved[join]), mean(st.servicesMoved[leave]), mean(st.servicesMoved[crash]),
