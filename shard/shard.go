@@ -41,23 +41,38 @@
 //
 // # The number of shards
 //
-// DefaultShards is 256. More shards balance better: the services a replica
-// drives vary with both its shard count (⌊S/N⌋ or ⌈S/N⌉) and the services
-// per shard (10,000 services in 64 shards is about 156 ± 12 a shard). At
-// 10,000 services on 10 replicas the simulation measures the most loaded
-// replica at 1.05 times the mean with 256 shards and 1.15 with 64 (64
-// shards give 6 or 7 to each replica: 7/6.4 = 1.09 from the shard counts
-// alone); 1,024 shards reach 1.03. But every held Lease is an API-server
-// write at every renewal: client-go's leader election (LeaseDuration 15s,
-// RenewDeadline 10s, RetryPeriod 2s) renews every RetryPeriod, so a replica
-// holding S/N shards writes S/N/2 times a second, plus its membership
-// Lease, and the deployment writes (S+N)/2 times a second whatever N is:
-// 37 writes/s with 64 shards on 10 replicas, 133 with 256, 517 with 1,024.
-// 256 is the smallest of the three that meets a 1.1 balance at 10 replicas;
-// 1,024 would write as much as a 5,000-node cluster's kubelet heartbeats.
-// Lengthening the timings divides the write rate (RetryPeriod 6s,
-// RenewDeadline 20s, LeaseDuration 30s: a third of it) at the cost of a
-// slower takeover after a crash (about LeaseDuration + RetryPeriod).
+// DefaultShards is 256. More shards balance better, up to a point: the
+// services a replica drives vary with its shard count (⌊S/N⌋ or ⌈S/N⌉)
+// and with the services per shard. At 10,000 services on 10 replicas the
+// simulation (bench/sharding, seeds 1 to 8) puts the most loaded replica at
+// 1.10–1.15 times the mean with 64 shards (6 or 7 shards each: 7/6.4 = 1.09
+// from the shard counts alone), 1.04–1.08 with 256 and 1.03–1.06 with
+// 1,024, where plain rendezvous of services onto replicas gives 1.03–1.08:
+// past 256 shards, what is left is the spread of services over replicas.
+// But every held Lease is an API-server write at every renewal: client-go's
+// leader election (LeaseDuration 15s, RenewDeadline 10s, RetryPeriod 2s)
+// renews every RetryPeriod, so a replica holding S/N shards writes
+// (S/N + 1)/2 times a second, its membership Lease included, and the
+// deployment (S + N)/2 times a second whatever N is: 37 writes/s with 64
+// shards on 10 replicas, 133 with 256, 517 with 1,024 (about what the
+// kubelets of a 5,000-node cluster write for their heartbeats). 256 is the
+// smallest of the three that keeps 10 replicas within 1.1 of the mean.
+// Longer timings divide the writes (RetryPeriod 6s, RenewDeadline 20s,
+// LeaseDuration 30s: a third) at the cost of a slower takeover after a
+// crash. A controller should read the Leases with one List or a watch
+// per tick, not one Get per shard.
+//
+// # Simulated behaviour
+//
+// Through joins, graceful leaves, crashes and partitions of 2 to 22
+// replicas (bench/sharding; docs/benchmarks.md has the tables), no shard
+// was ever driven by two replicas at once; a leave or crash moved only the
+// leaver's shards and a join only the newcomer's share; a crashed replica's
+// shards were driven again within 17.9 s (LeaseDuration + RetryPeriod =
+// 17 s when expiry is judged on the Lease's renewTime; up to one
+// RetryPeriod more with client-go's rule, which counts from when a replica
+// saw the Lease change); a graceful leave settled within a RetryPeriod and
+// a join within two.
 package shard
 
 import (
