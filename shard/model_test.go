@@ -231,6 +231,31 @@ func TestModelProperties(t *testing.T) {
 		if !slices.Equal(Assign(m.Running(), m.Owners()), m.Owners()) {
 			t.Fatal("settled owners are not a fixed point of Assign")
 		}
+
+		// From there, a crash moves only the crashed replica's shards,
+		// within LeaseDuration + RetryPeriod (one RetryPeriod more when
+		// expiry counts from the observation).
+		if len(m.Running()) < 2 {
+			return
+		}
+		before := m.Owners()
+		victim := rapid.SampledFrom(m.Running()).Draw(t, "victim")
+		if err := m.Crash(victim); err != nil {
+			t.Fatal(err)
+		}
+		bound := timings.LeaseDuration + timings.RetryPeriod
+		if expiry == ExpiryObserved {
+			bound += timings.RetryPeriod
+		}
+		if d := settle(t, m, 3*timings.LeaseDuration); d > bound {
+			t.Fatalf("settled %v after the crash of %s, want at most %v", d, victim, bound)
+		}
+		for sh, o := range m.Owners() {
+			if before[sh] != victim && o != before[sh] {
+				t.Fatalf("crash of %s moved shard %d from %s to %s", victim, sh, before[sh], o)
+			}
+		}
+		noViolations(t, m)
 	})
 }
 
