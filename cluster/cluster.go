@@ -84,19 +84,7 @@ func (cs *Cluster) Store() store.Store { return cs.store }
 // joins as a follower. listen is this replica's listen address, advertised
 // to the others unless advertise_url says otherwise.
 func (cs *Cluster) Run(ctx context.Context, listen string, work func(ctx context.Context) error, ready func(bool)) error {
-	name := cmp.Or(cs.cfg.Identity, os.Getenv("POD_NAME"))
-	if name == "" {
-		name, _ = os.Hostname()
-	}
-	adv := cs.cfg.AdvertiseURL
-	if adv == "" {
-		host, port, _ := net.SplitHostPort(listen)
-		if ip := os.Getenv("POD_IP"); ip != "" {
-			host = ip
-		}
-		adv = "http://" + net.JoinHostPort(host, port)
-	}
-	identity := name + identitySep + adv
+	identity := Identity(cs.cfg, listen)
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1ObjectMeta(cs.cfg.LeaseName, cs.cfg.Namespace),
 		Client:     cs.client.CoordinationV1(),
@@ -145,6 +133,26 @@ func (cs *Cluster) Run(ctx context.Context, listen string, work func(ctx context
 		return ErrLostLeadership
 	}
 	return nil
+}
+
+// Identity returns this replica's identity in the Leases: its name
+// (c.Identity, else $POD_NAME, else the host name) and the URL the other
+// replicas reach it at (c.AdvertiseURL, else http://$POD_IP:<listen port>),
+// joined by "|".
+func Identity(c config.Cluster, listen string) string {
+	name := cmp.Or(c.Identity, os.Getenv("POD_NAME"))
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	adv := c.AdvertiseURL
+	if adv == "" {
+		host, port, _ := net.SplitHostPort(listen)
+		if ip := os.Getenv("POD_IP"); ip != "" {
+			host = ip
+		}
+		adv = "http://" + net.JoinHostPort(host, port)
+	}
+	return name + identitySep + adv
 }
 
 // Forward tells the web server where to send a write request when this
