@@ -443,8 +443,9 @@ func (s *Shards) round(ctx context.Context) {
 		}
 	}
 
-	// Members: itself and every membership Lease not expired; a Lease
-	// expired for twice its duration is deleted.
+	// Members: itself and every membership Lease not expired with the
+	// same number of shards; a Lease expired for twice its duration is
+	// deleted.
 	members := []string{self}
 	fence := ""
 	for _, l := range memberLeases {
@@ -455,11 +456,12 @@ func (s *Shards) round(ctx context.Context) {
 			if now.Sub(s.seen[l.Name].at) >= 2*s.cfg.LeaseDuration {
 				s.deleteMember(ctx, l)
 			}
+		case l.Annotations[AnnotationShards] != strconv.Itoa(s.cfg.Shards):
+			// Its shard n holds other services than ours: it is no
+			// member, and nobody acquires until the counts agree.
+			fence = id + " splits the services into " + l.Annotations[AnnotationShards] + " shards"
 		default:
 			members = append(members, id)
-			if c := l.Annotations[AnnotationShards]; c != strconv.Itoa(s.cfg.Shards) {
-				fence = id + " splits the services into " + c + " shards"
-			}
 		}
 	}
 	holders := make([]string, s.cfg.Shards)

@@ -161,7 +161,7 @@ func (r *recorder) check(t *testing.T) {
 	if checked == 0 {
 		t.Error("no shard was ever driven: nothing checked")
 	}
-	t.Logf("safety: %d driving intervals over %d events, none overlapping", checked, len(r.events))
+	t.Logf("safety: %d driving intervals checked over %d events", checked, len(r.events))
 }
 
 // replica is one Shards controller running in the test.
@@ -208,7 +208,9 @@ func newGroup(t *testing.T, k *testenv.Kubernetes, prefix string) *group {
 	return g
 }
 
-func (g *group) start(name string) *replica {
+func (g *group) start(name string) *replica { return g.startWith(name, testShards) }
+
+func (g *group) startWith(name string, shards int) *replica {
 	g.t.Helper()
 	cut := &atomic.Bool{}
 	rc := rest.CopyConfig(g.k.Config)
@@ -220,7 +222,7 @@ func (g *group) start(name string) *replica {
 	reg := prometheus.NewRegistry()
 	id := name + "|http://" + name + ".test:9095"
 	s, err := NewShards(client, ShardsConfig{
-		Namespace: "default", Prefix: g.prefix, Identity: id, Shards: testShards,
+		Namespace: "default", Prefix: g.prefix, Identity: id, Shards: shards,
 		LeaseDuration: testLeaseDuration, RenewDeadline: testRenewDeadline, RetryPeriod: testRetryPeriod,
 		OnChange: g.rec.onChange(id),
 	}, zaptest.NewLogger(g.t).Named(name), reg)
@@ -527,6 +529,35 @@ func TestShards(t *testing.T) {
 			moved, last.Sub(joined).Round(time.Millisecond), testShards/4)
 		if lo, hi := testShards/4, (testShards+3)/4; moved < lo || moved > hi {
 			t.Errorf("%d shards moved, want %d to %d", moved, lo, hi)
+		}
+	})
+
+	t.Run("OtherShardCountAcquiresNothing", func(t *testing.T) {
+		g := newGroup(t, k, "count-")
+		for _, n := range names[:2] {
+			g.start(n)
+		}
+		g.awaitSettled(settle, "two replicas to settle")
+		settledAt := time.Now()
+		odd := g.startWith("guardian-16", 16)
+		delete(g.replicas, odd.name) // not counted in settled; stopped at cleanup below
+		t.Cleanup(func() { odd.stop(false) })
+		testenv.EventuallyTrue(t, testLeaseDuration+4*testRetryPeriod+slack, func() bool {
+			for _, r := range g.replicas {
+				if testutil.ToFloat64(r.s.errs) == 0 {
+					return false
+				}
+			}
+			return testutil.ToFloat64(odd.s.errs) > 0
+		}, "every replica to report the other number of shards")
+		if err := g.settled(); err != nil {
+			t.Errorf("the replicas with 32 shards lost their split: %v", err)
+		}
+		for _, e := range g.rec.eventsSince(settledAt) {
+			t.Errorf("shard %d changed hands (%s) while a replica with another number of shards was live", e.shard, e.who)
+		}
+		if snap := odd.s.Snapshot(); len(snap.Owned) != 0 || len(snap.Members) != 1 {
+			t.Errorf("the replica with 16 shards: %+v, want no shards and itself as the only member", snap)
 		}
 	})
 }
