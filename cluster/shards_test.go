@@ -591,3 +591,39 @@ func TestShardsConfig(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkShardsRound measures one round of a replica that holds every
+// shard: one List and a renewal of each shard Lease, one after the other,
+// on a real API server. A replica of N holds S/N.
+func BenchmarkShardsRound(b *testing.B) {
+	k := testenv.StartKubernetes(b)
+	rc := rest.CopyConfig(k.Config)
+	rc.QPS = -1 // no client-side rate limit: measure the API server
+	client, err := k8s.NewForConfig(rc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, shards := range []int{64, 256} {
+		b.Run(fmt.Sprint("shards=", shards), func(b *testing.B) {
+			s, err := NewShards(client, ShardsConfig{
+				Namespace: "default", Prefix: fmt.Sprintf("bench%d-", shards), Identity: "bench|http://bench:9095", Shards: shards,
+			}, zaptest.NewLogger(b), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			s.round(ctx) // creates every Lease
+			if got := len(s.Snapshot().Owned); got != shards {
+				b.Fatalf("holds %d shards after the first round, want %d", got, shards)
+			}
+			before := testutil.ToFloat64(s.errs)
+			for b.Loop() {
+				s.round(ctx)
+			}
+			if testutil.ToFloat64(s.errs) != before || len(s.Snapshot().Owned) != shards {
+				b.Fatalf("rounds failed: %v errors, %d shards held", testutil.ToFloat64(s.errs)-before, len(s.Snapshot().Owned))
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(shards+2), "µs/request")
+		})
+	}
+}
