@@ -406,6 +406,25 @@ func TestShards(t *testing.T) {
 		if hi := testLeaseDuration + 2*testRetryPeriod + slack; took > hi {
 			t.Errorf("taken over %s after the crash, want at most %s", took, hi)
 		}
+		// Its membership Lease is deleted once expired for twice its
+		// duration, counted from when the survivors last saw it change.
+		testenv.Eventually(t, testLeaseDuration+2*testRetryPeriod+slack, func() error {
+			list, err := k.Client.CoordinationV1().Leases("default").List(context.Background(),
+				metav1.ListOptions{LabelSelector: LabelLease + "=member," + LabelShardSet + "=crash"})
+			if err != nil {
+				return err
+			}
+			for _, l := range list.Items {
+				if holderOf(&l) == victim.name {
+					return fmt.Errorf("membership Lease %s of the crashed replica still there", l.Name)
+				}
+			}
+			if len(list.Items) != 2 {
+				return fmt.Errorf("%d membership Leases, want the 2 survivors'", len(list.Items))
+			}
+			return nil
+		}, "the crashed replica's membership Lease to be deleted")
+
 		// Only the crashed replica's shards moved: the survivors stopped
 		// nothing and started only its shards.
 		for _, e := range g.rec.eventsSince(crashed) {
