@@ -540,21 +540,28 @@ func (s *Shards) round(ctx context.Context) {
 }
 
 // stopDriving removes shards from the driven set (OnChange returns before
-// it does) and counts them as action.
+// it does) and counts those it drove as action.
 func (s *Shards) stopDriving(shards []int, action, warn string) {
 	if len(shards) == 0 {
 		return
 	}
+	var stopped []int
 	s.setDriven(func(d map[int]time.Time) {
 		for _, n := range shards {
-			delete(d, n)
+			if _, ok := d[n]; ok {
+				delete(d, n)
+				stopped = append(stopped, n)
+			}
 		}
 	})
-	s.transitions.WithLabelValues(action).Add(float64(len(shards)))
+	if len(stopped) == 0 {
+		return
+	}
+	s.transitions.WithLabelValues(action).Add(float64(len(stopped)))
 	if warn != "" {
-		s.log.Warn(warn, zap.Ints("shards", shards))
+		s.log.Warn(warn, zap.Ints("shards", stopped))
 	} else {
-		s.log.Info("shards: releasing", zap.Ints("shards", shards))
+		s.log.Info("shards: releasing", zap.Ints("shards", stopped))
 	}
 }
 
@@ -655,6 +662,9 @@ func (s *Shards) setMine(n int, l *coordinationv1.Lease) {
 // resourceVersion read; a conflict means another replica took it.
 func (s *Shards) renew(ctx context.Context, n int) {
 	l := s.getMine(n).DeepCopy()
+	if l == nil {
+		return
+	}
 	sent := time.Now()
 	t := metav1.NewMicroTime(sent)
 	l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &t, s.leaseSeconds()
@@ -675,6 +685,9 @@ func (s *Shards) renew(ctx context.Context, n int) {
 // longer drives, and reports whether it did.
 func (s *Shards) release(ctx context.Context, n int) bool {
 	l := s.getMine(n).DeepCopy()
+	if l == nil {
+		return false
+	}
 	t := metav1.NewMicroTime(time.Now())
 	l.Spec.HolderIdentity, l.Spec.RenewTime = nil, &t
 	_, err := s.leases.Update(ctx, l, metav1.UpdateOptions{})
@@ -727,6 +740,9 @@ func (s *Shards) acquire(ctx context.Context, n int, old *coordinationv1.Lease) 
 	}
 }
 
+// ShardOf returns service's shard.
+func (s *Shards) ShardOf(service string) int { return shard.ShardOf(service, s.cfg.Shards) }
+
 // Owns reports whether this replica drives service's shard now.
 func (s *Shards) Owns(service string) bool {
 	return s.driving(shard.ShardOf(service, s.cfg.Shards))
@@ -734,7 +750,8 @@ func (s *Shards) Owns(service string) bool {
 
 // Owner returns the identity of the replica holding service's shard, as
 // this replica last saw the Leases, and false when nobody holds it (the
-// shard is changing hands: retry).
+// shard is changing hands: retry). After a crash it names the crashed
+// replica until its Lease expires.
 func (s *Shards) Owner(service string) (string, bool) {
 	n := shard.ShardOf(service, s.cfg.Shards)
 	s.mu.Lock()

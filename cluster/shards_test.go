@@ -171,19 +171,32 @@ type replica struct {
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan error
-	cut    *atomic.Bool // when set, every request to the API server fails
+	cut    *atomic.Int32 // a cutMode: how its requests to the API server fare
 }
 
+// cutMode is how a replica's requests to the API server fare.
+type cutMode int32
+
+const (
+	connected   cutMode = iota
+	partitioned         // every request fails at once
+	stuck               // every request hangs until its context ends
+)
+
 type cutTransport struct {
-	cut *atomic.Bool
+	cut *atomic.Int32
 	rt  http.RoundTripper
 }
 
 var errPartitioned = errors.New("partitioned from the API server (test)")
 
 func (c cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if c.cut.Load() {
+	switch cutMode(c.cut.Load()) {
+	case partitioned:
 		return nil, errPartitioned
+	case stuck:
+		<-r.Context().Done()
+		return nil, r.Context().Err()
 	}
 	return c.rt.RoundTrip(r)
 }
@@ -212,7 +225,7 @@ func (g *group) start(name string) *replica { return g.startWith(name, testShard
 
 func (g *group) startWith(name string, shards int) *replica {
 	g.t.Helper()
-	cut := &atomic.Bool{}
+	cut := &atomic.Int32{}
 	rc := rest.CopyConfig(g.k.Config)
 	rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return cutTransport{cut, rt} }
 	client, err := k8s.NewForConfig(rc)
@@ -437,60 +450,16 @@ func TestShards(t *testing.T) {
 		}
 	})
 
-	t.Run("PartitionedReplicaStopsBeforeOthersTakeOver", func(t *testing.T) {
-		g := newGroup(t, k, "partition-")
-		for _, n := range names {
-			g.start(n)
-		}
-		g.awaitSettled(settle, "three replicas to settle")
-		victim := g.replicas[names[0]+"|http://"+names[0]+".test:9095"]
-		lost := g.rec.ownedBy(victim.name)
-		cut := time.Now()
-		victim.cut.Store(true)
-		// It keeps running, cut off: it must stop driving within
-		// RenewDeadline, and the others take its shards after expiry.
-		testenv.EventuallyTrue(t, testRenewDeadline+slack, func() bool { return len(g.rec.ownedBy(victim.name)) == 0 },
-			"the partitioned replica to stop driving")
-		var stoppedAt time.Time
-		for _, e := range g.rec.eventsSince(cut) {
-			if e.who == victim.name && !e.start {
-				stoppedAt = e.at
-			}
-		}
-		testenv.Eventually(t, testLeaseDuration+2*testRetryPeriod+2*slack, func() error {
-			owners, err := g.rec.owners()
-			if err != nil {
-				return err
-			}
-			for _, n := range lost {
-				if owners[n] == "" {
-					return fmt.Errorf("shard %d undriven", n)
-				}
-			}
-			return nil
-		}, "the others to take the partitioned replica's shards")
-		last, _ := lastStart(g.rec.eventsSince(cut), lost, victim.name)
-		first := last
-		for _, e := range g.rec.eventsSince(cut) {
-			if e.start && e.who != victim.name && e.at.Before(first) {
-				first = e.at
-			}
-		}
-		t.Logf("partition: the cut-off replica stopped driving %s after the cut (RenewDeadline %s); the others started %s to %s after the cut (margin before the first: %s)",
-			stoppedAt.Sub(cut).Round(time.Millisecond), testRenewDeadline, first.Sub(cut).Round(time.Millisecond),
-			last.Sub(cut).Round(time.Millisecond), first.Sub(stoppedAt).Round(time.Millisecond))
-		if got := testutil.ToFloat64(victim.s.transitions.WithLabelValues("lost")); got != float64(len(lost)) {
-			t.Errorf("the partitioned replica counted %v shards lost, want %d", got, len(lost))
-		}
-		if testutil.ToFloat64(victim.s.errs) == 0 {
-			t.Error("the partitioned replica counted no Lease errors")
-		}
-
-		// Healed, it rejoins and takes its share back, still without two
-		// drivers for any shard (checked at cleanup).
-		victim.cut.Store(false)
-		g.awaitSettled(settle, "the healed replica to take its share back")
-	})
+	for _, tc := range []struct {
+		name   string
+		prefix string
+		mode   cutMode
+	}{
+		{"PartitionedReplicaStopsBeforeOthersTakeOver", "partition-", partitioned},
+		{"ReplicaStuckOnTheAPIServerStopsBeforeOthersTakeOver", "stuck-", stuck},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testCutOff(t, k, tc.prefix, tc.mode, names, settle) })
+	}
 
 	t.Run("GracefulLeaveHandsOverAtOnce", func(t *testing.T) {
 		g := newGroup(t, k, "leave-")
@@ -645,4 +614,63 @@ func BenchmarkShardsRound(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(shards+2), "µs/request")
 		})
 	}
+}
+
+// testCutOff cuts one of three settled replicas off the API server
+// (requests failing or hanging) while it keeps running: it must stop
+// driving within RenewDeadline, before the others take its shards after
+// expiry; healed, it takes its share back.
+func testCutOff(t *testing.T, k *testenv.Kubernetes, prefix string, mode cutMode, names []string, settle time.Duration) {
+	g := newGroup(t, k, prefix)
+	for _, n := range names {
+		g.start(n)
+	}
+	g.awaitSettled(settle, "three replicas to settle")
+	victim := g.replicas[names[0]+"|http://"+names[0]+".test:9095"]
+	lost := g.rec.ownedBy(victim.name)
+	cut := time.Now()
+	victim.cut.Store(int32(mode))
+	// It keeps running, cut off: it must stop driving within
+	// RenewDeadline, and the others take its shards after expiry.
+	testenv.EventuallyTrue(t, testRenewDeadline+slack, func() bool { return len(g.rec.ownedBy(victim.name)) == 0 },
+		"the partitioned replica to stop driving")
+	var stoppedAt time.Time
+	for _, e := range g.rec.eventsSince(cut) {
+		if e.who == victim.name && !e.start {
+			stoppedAt = e.at
+		}
+	}
+	testenv.Eventually(t, testLeaseDuration+2*testRetryPeriod+2*slack, func() error {
+		owners, err := g.rec.owners()
+		if err != nil {
+			return err
+		}
+		for _, n := range lost {
+			if owners[n] == "" {
+				return fmt.Errorf("shard %d undriven", n)
+			}
+		}
+		return nil
+	}, "the others to take the partitioned replica's shards")
+	last, _ := lastStart(g.rec.eventsSince(cut), lost, victim.name)
+	first := last
+	for _, e := range g.rec.eventsSince(cut) {
+		if e.start && e.who != victim.name && e.at.Before(first) {
+			first = e.at
+		}
+	}
+	t.Logf("partition: the cut-off replica stopped driving %s after the cut (RenewDeadline %s); the others started %s to %s after the cut (margin before the first: %s)",
+		stoppedAt.Sub(cut).Round(time.Millisecond), testRenewDeadline, first.Sub(cut).Round(time.Millisecond),
+		last.Sub(cut).Round(time.Millisecond), first.Sub(stoppedAt).Round(time.Millisecond))
+	if got := testutil.ToFloat64(victim.s.transitions.WithLabelValues("lost")); got != float64(len(lost)) {
+		t.Errorf("the partitioned replica counted %v shards lost, want %d", got, len(lost))
+	}
+	if testutil.ToFloat64(victim.s.errs) == 0 {
+		t.Error("the partitioned replica counted no Lease errors")
+	}
+
+	// Healed, it rejoins and takes its share back, still without two
+	// drivers for any shard (checked at cleanup).
+	victim.cut.Store(int32(connected))
+	g.awaitSettled(settle, "the healed replica to take its share back")
 }
