@@ -659,8 +659,8 @@ func testCutOff(t *testing.T, k *testenv.Kubernetes, prefix string, mode cutMode
 			first = e.at
 		}
 	}
-	t.Logf("partition: the cut-off replica stopped driving %s after the cut (RenewDeadline %s); the others started %s to %s after the cut (margin before the first: %s)",
-		stoppedAt.Sub(cut).Round(time.Millisecond), testRenewDeadline, first.Sub(cut).Round(time.Millisecond),
+	t.Logf("%s: the cut-off replica stopped driving %s after the cut (RenewDeadline %s); the others started %s to %s after the cut (margin before the first: %s)",
+		strings.TrimSuffix(prefix, "-"), stoppedAt.Sub(cut).Round(time.Millisecond), testRenewDeadline, first.Sub(cut).Round(time.Millisecond),
 		last.Sub(cut).Round(time.Millisecond), first.Sub(stoppedAt).Round(time.Millisecond))
 	if got := testutil.ToFloat64(victim.s.transitions.WithLabelValues("lost")); got != float64(len(lost)) {
 		t.Errorf("the partitioned replica counted %v shards lost, want %d", got, len(lost))
