@@ -53,6 +53,10 @@ type event struct {
 // recorder receives every replica's OnChange and checks, at every start,
 // that no other replica is driving the shard: the safety property.
 type recorder struct {
+	// stopDelay is how long OnChange takes to stop driving shards that
+	// leave the set: they are driven until it returns.
+	stopDelay time.Duration
+
 	mu         sync.Mutex
 	owned      map[string]map[int]bool
 	events     []event
@@ -63,6 +67,17 @@ func newRecorder() *recorder { return &recorder{owned: map[string]map[int]bool{}
 
 func (r *recorder) onChange(who string) func([]int) {
 	return func(owned []int) {
+		if r.stopDelay > 0 {
+			r.mu.Lock()
+			stopping := len(owned) < len(r.owned[who])
+			for n := range r.owned[who] {
+				stopping = stopping || !slices.Contains(owned, n)
+			}
+			r.mu.Unlock()
+			if stopping {
+				time.Sleep(r.stopDelay) // the work of stopping, not a synchronisation
+			}
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		now := time.Now()
@@ -490,6 +505,9 @@ func TestShards(t *testing.T) {
 
 	t.Run("JoinMovesOnlyTheNewcomersShare", func(t *testing.T) {
 		g := newGroup(t, k, "join-")
+		// Replicas take a while to stop driving what they give up: the
+		// newcomer must not start before they have.
+		g.rec.stopDelay = testRetryPeriod
 		for _, n := range names {
 			g.start(n)
 		}
