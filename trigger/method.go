@@ -10,8 +10,9 @@ import (
 // machine, which Trigger owns, and the evidence. Evidence goes in (the
 // deploy, the evaluation time, the query function, as one evalContext);
 // an Outcome and the Evidence come out. Each judging method lives in its
-// own file: thresholds (threshold.go) and the sequential count test
-// (countTest, sequential.go). Definition.newMethod picks one.
+// own file: thresholds (threshold.go), the sequential count test
+// (countTest, sequential.go) and the latency test (latencyTest,
+// latencytest.go). Definition.newMethod picks one.
 //
 // A method may keep state about the deploy it judges (a running test, a
 // baseline snapshot, queries rendered for the deploy), guarded by its own
