@@ -217,10 +217,7 @@ func checkBuckets(t *query.Template) error {
 // quantile is the quantile of the value query and of Value: the highest
 // of the configured quantiles.
 func (l *Latency) quantile() float64 {
-	if len(l.Quantiles) == 0 {
-		return slices.Max(latency.DefaultQuantiles)
-	}
-	return slices.Max(l.Quantiles)
+	return slices.Max(l.quantiles())
 }
 
 // derivedQuery is the value query of a latency trigger without one:
@@ -261,7 +258,18 @@ func latencyEqual(a, b *Latency) bool {
 	return templateText(a.Buckets) == templateText(b.Buckets) &&
 		a.Alpha == b.Alpha && a.BaselineWindow == b.BaselineWindow &&
 		baselineEqual(&a.MinEffect, &b.MinEffect) &&
-		slices.Equal(a.testConfig().Quantiles, b.testConfig().Quantiles)
+		slices.Equal(a.quantiles(), b.quantiles())
+}
+
+// quantiles returns the guarded quantiles as the test uses them: sorted,
+// without duplicates, the defaults when none are configured.
+func (l *Latency) quantiles() []float64 {
+	q := slices.Clone(l.Quantiles)
+	if len(q) == 0 {
+		q = slices.Clone(latency.DefaultQuantiles)
+	}
+	slices.Sort(q)
+	return slices.Compact(q)
 }
 
 // vars are the template values of the buckets query of version over

@@ -78,11 +78,14 @@ func (ec *evalContext) sample(ctx context.Context, what, qs string, ev *Evidence
 	return v, ok, nil
 }
 
-// newMethod returns the method that judges d: its sequential test when it
-// has one, its threshold conditions otherwise.
+// newMethod returns the method that judges d: its sequential test or its
+// latency test when it has one, its threshold conditions otherwise.
 func (d Definition) newMethod() (method, error) {
 	if d.Sequential != nil {
 		return newCountTest(d)
+	}
+	if d.Latency != nil {
+		return newLatencyTest(d)
 	}
 	return &thresholds{def: d}, nil
 }
