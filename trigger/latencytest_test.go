@@ -193,7 +193,9 @@ func TestLatencyFromSpec(t *testing.T) {
 		err  string
 	}{
 		{"with above", func(s *Spec) { s.Above = f64(0.5) }, "cannot be combined with above"},
-		{"with sequential", func(s *Spec) { s.Sequential = &SequentialSpec{Errors: errorsT, Requests: requestsT, Alpha: 0.001, MinEffect: BaselineLimit{Ratio: 1.5}} }, "cannot be combined with sequential"},
+		{"with sequential", func(s *Spec) {
+			s.Sequential = &SequentialSpec{Errors: errorsT, Requests: requestsT, Alpha: 0.001, MinEffect: BaselineLimit{Ratio: 1.5}}
+		}, "cannot be combined with sequential"},
 		{"with min_requests", func(s *Spec) { s.MinRequests, s.VolumeQuery = 10, requestsT }, "cannot be combined with min_requests"},
 		{"not by le", func(s *Spec) {
 			s.Latency.Buckets = `sum(increase(lat_bucket{version="{{.Version}}"}[{{.SinceDeploy}}]))`
