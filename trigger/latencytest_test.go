@@ -473,3 +473,42 @@ func TestHistogramQuantile(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkEvalLatency measures one evaluation of a latency trigger, each
+// 1 s after the last: the new version's and the live baseline's buckets
+// queries (12 buckets, 100 req/s each) answered from memory, read and
+// judged by the test. (The pre-deploy query runs once per deploy, at the
+// first evaluation, which the timing leaves out.)
+func BenchmarkEvalLatency(b *testing.B) {
+	svc := &histService{nw: normal, base: normal, newRate: 100, preRate: 100, liveRate: 100}
+	const calls = 256
+	answers := map[string]source.Result{}
+	key := func(q string, ts time.Time) string { return q + "@" + ts.String() }
+	record := func(_ context.Context, q string, ts time.Time) (source.Result, error) {
+		res, err := svc.query(context.Background(), q, ts)
+		answers[key(q, ts)] = res
+		return res, err
+	}
+	ctx := context.Background()
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
+	tr := newTrigger(b, latDef(b))
+	for i := range calls {
+		if v := tr.Eval(ctx, at(i), d, record); v.Evidence.Latency == nil || v.Outcome == QueryError {
+			b.Fatalf("outcome %v: %s", v.Outcome, v.Summary())
+		}
+	}
+	q := func(_ context.Context, q string, ts time.Time) (source.Result, error) { return answers[key(q, ts)], nil }
+	b.ReportAllocs()
+	tr, i := newTrigger(b, latDef(b)), calls
+	for b.Loop() {
+		if i == calls { // start over on a fresh trigger
+			b.StopTimer()
+			tr, i = newTrigger(b, latDef(b)), 0
+			tr.Eval(ctx, at(i), d, q)
+			i++
+			b.StartTimer()
+		}
+		tr.Eval(ctx, at(i), d, q)
+		i++
+	}
+}
