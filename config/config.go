@@ -376,7 +376,7 @@ type Trigger struct {
 	// Window is the value of {{.Window}} (default 1m).
 	Window Duration `yaml:"window"`
 	// Above, Below and AboveBaseline are the conditions; at least one is
-	// required (or Sequential) and all are ANDed. AboveBaseline compares the
+	// required (or Sequential, or Latency) and all are ANDed. AboveBaseline compares the
 	// new version's value with the baseline version's. With Sequential, only
 	// Above may be set: it is the test's absolute limit on the error ratio.
 	Above         *float64       `yaml:"above,omitempty"`
