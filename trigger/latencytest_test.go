@@ -497,7 +497,9 @@ func BenchmarkEvalLatency(b *testing.B) {
 			b.Fatalf("outcome %v: %s", v.Outcome, v.Summary())
 		}
 	}
-	q := func(_ context.Context, q string, ts time.Time) (source.Result, error) { return answers[key(q, ts)], nil }
+	q := func(_ context.Context, q string, ts time.Time) (source.Result, error) {
+		return answers[key(q, ts)], nil
+	}
 	b.ReportAllocs()
 	tr, i := newTrigger(b, latDef(b)), calls
 	for b.Loop() {
