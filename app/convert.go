@@ -39,6 +39,15 @@ func triggerSpec(c config.Trigger) trigger.Spec {
 			BaselineWindow: time.Duration(q.BaselineWindow),
 		}
 	}
+	if l := c.Latency; l != nil {
+		s.Latency = &trigger.LatencySpec{
+			Buckets:        l.Buckets,
+			Alpha:          l.Alpha,
+			MinEffect:      *baselineLimit(&l.MinEffect),
+			Quantiles:      l.Quantiles,
+			BaselineWindow: time.Duration(l.BaselineWindow),
+		}
+	}
 	return s
 }
 

@@ -369,12 +369,14 @@ type Trigger struct {
 	Name string `yaml:"name"`
 	// Query is a PromQL template yielding one value; it may use {{.Service}},
 	// {{.Version}}, {{.Baseline}}, {{.Window}} and {{.SinceDeploy}}. It is
-	// optional with Sequential, which then derives it (errors/requests).
+	// optional with Sequential, which then derives it (errors/requests),
+	// and with Latency (histogram_quantile of its buckets at its highest
+	// quantile); recovery checks and impact measurement use it.
 	Query string `yaml:"query"`
 	// Window is the value of {{.Window}} (default 1m).
 	Window Duration `yaml:"window"`
 	// Above, Below and AboveBaseline are the conditions; at least one is
-	// required (or Sequential) and all are ANDed. AboveBaseline compares the
+	// required (or Sequential, or Latency) and all are ANDed. AboveBaseline compares the
 	// new version's value with the baseline version's. With Sequential, only
 	// Above may be set: it is the test's absolute limit on the error ratio.
 	Above         *float64       `yaml:"above,omitempty"`
@@ -383,6 +385,11 @@ type Trigger struct {
 	// Sequential judges counts with an anytime-valid sequential test
 	// instead of thresholds on Query's value.
 	Sequential *Sequential `yaml:"sequential,omitempty"`
+	// Latency judges the new version's latency histogram against the
+	// baseline's with an anytime-valid test instead of thresholds on
+	// Query's value; it cannot be combined with Sequential, the conditions
+	// or min_requests.
+	Latency *Latency `yaml:"latency,omitempty"`
 	// For is how long a condition must hold before the trigger fires
 	// (default 0: at once).
 	For Duration `yaml:"for"`
@@ -435,6 +442,38 @@ type Sequential struct {
 	MinEffect BaselineLimit `yaml:"min_effect"`
 	// BaselineWindow is the period before the deploy whose baseline counts
 	// the new version is compared with (default 30m).
+	BaselineWindow Duration `yaml:"baseline_window"`
+}
+
+// Latency configures a trigger's anytime-valid latency test: the new
+// version's histogram bucket counts since the deploy against the baseline
+// version's (over BaselineWindow before the deploy, plus since the deploy
+// while it still serves). It decides regressed (the trigger is violated:
+// the new version's latencies are slower, be it the whole distribution or
+// only its tail), healthy (ok: at each guarded bound, the baseline's
+// Quantiles, the new version's share of slower requests is below MinEffect
+// times the baseline's) or inconclusive (not enough evidence, never a
+// violation). The probability of a false "regressed" over the whole watch
+// is at most Alpha however often it is evaluated.
+type Latency struct {
+	// Buckets is a PromQL template yielding the new version's histogram
+	// bucket counts since the deploy, one series per le bucket, e.g.
+	// sum by (le) (increase(http_request_duration_seconds_bucket{service="{{.Service}}",version="{{.Version}}"}[{{.SinceDeploy}}]))
+	// or, for a native histogram (with a Prometheus source), one sample
+	// holding it: sum(increase(http_request_duration_seconds{...}[{{.SinceDeploy}}])).
+	Buckets string `yaml:"buckets"`
+	// Alpha is the false-rollback budget in (0, 0.5] (default 0.001).
+	Alpha float64 `yaml:"alpha"`
+	// MinEffect is the largest regression a healthy version may have: a
+	// ratio above 1 ("1.5x", the default) or a difference ("+0.01") of the
+	// shares of requests slower than each guarded bound.
+	MinEffect BaselineLimit `yaml:"min_effect"`
+	// Quantiles are the baseline quantiles, each in (0, 1), whose bucket
+	// bounds are guarded for the healthy decision (default [0.5, 0.9,
+	// 0.99]); the highest is the quantile of the derived query.
+	Quantiles []float64 `yaml:"quantiles"`
+	// BaselineWindow is the period before the deploy whose baseline
+	// histogram the new version is compared with (default 30m).
 	BaselineWindow Duration `yaml:"baseline_window"`
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -84,6 +85,17 @@ func (s *Sequential) setDefaults() {
 	s.Alpha = DefaultSequentialAlpha
 	s.MinEffect = BaselineLimit{Ratio: 1.5, Text: DefaultMinEffect}
 	s.BaselineWindow = DefaultBaselineWindow
+}
+
+// DefaultLatencyQuantiles are the baseline quantiles a latency test
+// guards by default.
+var DefaultLatencyQuantiles = []float64{0.5, 0.9, 0.99}
+
+func (l *Latency) setDefaults() {
+	l.Alpha = DefaultSequentialAlpha
+	l.MinEffect = BaselineLimit{Ratio: 1.5, Text: DefaultMinEffect}
+	l.Quantiles = slices.Clone(DefaultLatencyQuantiles)
+	l.BaselineWindow = DefaultBaselineWindow
 }
 
 func (t *Trigger) setDefaults() {

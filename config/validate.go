@@ -721,17 +721,20 @@ func (v *validator) trigger(p string, t *Trigger, seen map[string]string) {
 	switch {
 	case t.Query != "":
 		v.template(p+".query", t.Query)
-	case t.Sequential == nil:
+	case t.Sequential == nil && t.Latency == nil:
 		v.errorf(p+".query", "required")
 	}
 	v.positive(p+".window", t.Window)
-	if t.Above == nil && t.Below == nil && t.AboveBaseline == nil && t.Sequential == nil &&
-		!v.broken(p+".above") && !v.broken(p+".below") && !v.broken(p+".above_baseline") && !v.broken(p+".sequential") {
+	if t.Above == nil && t.Below == nil && t.AboveBaseline == nil && t.Sequential == nil && t.Latency == nil &&
+		!v.broken(p+".above") && !v.broken(p+".below") && !v.broken(p+".above_baseline") && !v.broken(p+".sequential") && !v.broken(p+".latency") {
 		v.errorf(p, "no condition: set above, below or above_baseline")
 	}
-	if t.Sequential != nil {
+	switch {
+	case t.Latency != nil:
+		v.latency(p, t)
+	case t.Sequential != nil:
 		v.sequential(p, t)
-	} else {
+	default:
 		v.thresholds(p, t)
 	}
 	switch {
@@ -802,6 +805,61 @@ func (v *validator) sequential(p string, t *Trigger) {
 			field = "volume_query"
 		}
 		v.errorf(p+"."+field, "cannot be used with sequential: low traffic is inconclusive by itself")
+	}
+}
+
+// latency checks a trigger's latency test and the trigger fields that do
+// not combine with it.
+func (v *validator) latency(p string, t *Trigger) {
+	lp := p + ".latency"
+	l := t.Latency
+	switch {
+	case l.Buckets == "":
+		if !v.broken(lp + ".buckets") {
+			v.errorf(lp+".buckets", "required: a PromQL template of the histogram's bucket counts since the deploy, e.g. sum by (le) (increase(x_bucket{...}[{{.SinceDeploy}}]))")
+		}
+	default:
+		tm, err := query.New("query", l.Buckets)
+		if err == nil {
+			err = tm.Check()
+		}
+		var q string
+		if err == nil {
+			q, err = tm.Render(query.Vars{Service: "service", Version: "v2", Baseline: "v1", Window: time.Duration(DefaultTriggerWindow), SinceDeploy: time.Minute})
+		}
+		if err == nil {
+			err = query.CheckBuckets(q)
+		}
+		if err != nil {
+			v.errorf(lp+".buckets", "%v", err)
+		}
+	}
+	if !(l.Alpha > 0 && l.Alpha <= 0.5) {
+		v.errorf(lp+".alpha", "must be in (0, 0.5], got %g", l.Alpha)
+	}
+	switch e := l.MinEffect; {
+	case e.IsRatio() && e.Ratio <= 1:
+		v.errorf(lp+".min_effect", "a ratio must be above 1x, got %s", e.Text)
+	case !e.IsRatio() && !(e.Delta > 0 && e.Delta < 1):
+		v.errorf(lp+".min_effect", "a difference of shares of slow requests must be in (0, 1), got %s", e.Text)
+	}
+	for i, q := range l.Quantiles {
+		if !(q > 0 && q < 1) {
+			v.errorf(fmt.Sprintf("%s.quantiles[%d]", lp, i), "must be in (0, 1), for example 0.99, got %g", q)
+		}
+	}
+	v.positive(lp+".baseline_window", l.BaselineWindow)
+	for _, f := range []struct {
+		field string
+		set   bool
+	}{
+		{"above", t.Above != nil}, {"below", t.Below != nil}, {"above_baseline", t.AboveBaseline != nil},
+		{"sequential", t.Sequential != nil}, {"min_requests", t.MinRequests != 0},
+		{"volume_query", t.VolumeQuery != "" && t.MinRequests == 0},
+	} {
+		if f.set {
+			v.errorf(p+"."+f.field, "cannot be used with latency: the latency test compares with the baseline itself and takes low traffic as inconclusive")
+		}
 	}
 }
 

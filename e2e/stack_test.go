@@ -48,7 +48,8 @@ const (
 // configTmpl is the guardian configuration of the end-to-end stack: one
 // service, the demo, with an error-rate trigger judged against the baseline:
 // thresholds with for: 3s, or (Sequential) the sequential test on counts
-// since the deploy.
+// since the deploy; or (Latency) a latency trigger, the latency test on the
+// request duration histogram since the deploy.
 var configTmpl = template.Must(template.New("cfg").Parse(`
 global:
   evaluation_interval: 1s
@@ -101,6 +102,12 @@ services:
           requests: 'sum(increase(http_requests_total{version="{{"{{.Version}}"}}"}[{{"{{.SinceDeploy}}"}}]))'
           baseline_window: 5m
         above: 0.05
+        window: 10s
+{{- else if .Latency}}
+      - name: latency
+        latency:
+          buckets: 'sum by (le) (increase(http_request_duration_seconds_bucket{version="{{"{{.Version}}"}}"}[{{"{{.SinceDeploy}}"}}]))'
+          baseline_window: 5m
         window: 10s
 {{- else}}
       - name: error-rate
@@ -183,6 +190,8 @@ type stackOpts struct {
 	// sequential makes the error-rate trigger the sequential test (with
 	// above: 0.05) instead of thresholds.
 	sequential bool
+	// latency replaces the error-rate trigger with a latency trigger.
+	latency bool
 }
 
 // The Slack app of the stack's Slack notifier.
@@ -259,7 +268,7 @@ func startStack(t testing.TB, mode Mode, o stackOpts) *stack {
 		"Dir": s.dir, "PrometheusURL": promURL, "DemoURL": s.demoURL, "Watch": o.watch.String(),
 		"Rollback": rollback, "ReceiverURL": o.receiverURL, "Approval": cmp.Or(o.approval, "manual"),
 		"ScrapeURL": scrapeURL, "Timeout": cmp.Or(o.sourceTimeout, 2*time.Second).String(),
-		"SlackAPI": o.slackAPI, "SlackApprover": slackApprover, "Sequential": o.sequential,
+		"SlackAPI": o.slackAPI, "SlackApprover": slackApprover, "Sequential": o.sequential, "Latency": o.latency,
 	}); err != nil {
 		t.Fatal(err)
 	}

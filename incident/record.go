@@ -251,7 +251,8 @@ type Action struct {
 // requests over SinceDeploySeconds, BaselineQuery and
 // BaselineRequestsQuery the baseline's over the same range (live), and
 // PreDeployErrorsQuery and PreDeployRequestsQuery the baseline's over
-// BaselineWindowSeconds before the deploy, at the deploy time.
+// BaselineWindowSeconds before the deploy, at the deploy time. For a
+// latency trigger, see Latency.
 type Evidence struct {
 	Summary       string   `json:"summary"`
 	Query         string   `json:"query"`
@@ -272,6 +273,58 @@ type Evidence struct {
 	BaselineWindowSeconds  *float64 `json:"baseline_window_seconds,omitempty"`
 	PreDeployErrorsQuery   string   `json:"pre_deploy_errors_query,omitempty"`
 	PreDeployRequestsQuery string   `json:"pre_deploy_requests_query,omitempty"`
+	// Latency is a verdict of the latency test: Query and BaselineQuery
+	// are then the new version's and the live baseline's buckets queries
+	// over SinceDeploySeconds, Value and BaselineValue their quantile
+	// (Latency.Quantile), SampleSize the new version's requests judged,
+	// and BaselineWindowSeconds the range of Latency.PreDeployQuery.
+	Latency *LatencyEvidence `json:"latency,omitempty"`
+}
+
+// LatencyEvidence is the latency test's own evidence (see
+// trigger.LatencyEvidence), in a form that encodes to JSON.
+type LatencyEvidence struct {
+	// Decision is regressed, healthy or inconclusive; DecidedAt when it
+	// was reached.
+	Decision  string     `json:"decision"`
+	DecidedAt *time.Time `json:"decided_at,omitempty"`
+	// E is the evidence of a regression, regressed once at least
+	// Threshold (1/Alpha); P the always-valid p-value over the deploy;
+	// EHealthy the smallest evidence of health of the guarded bounds.
+	E         *float64 `json:"e,omitempty"`
+	Threshold float64  `json:"threshold"`
+	P         *float64 `json:"p,omitempty"`
+	EHealthy  *float64 `json:"e_healthy,omitempty"`
+	Alpha     float64  `json:"alpha"`
+	MinEffect string   `json:"min_effect,omitempty"`
+	// Quantile is the quantile of the evidence's Value and BaselineValue.
+	Quantile float64 `json:"quantile"`
+	// The requests judged (and left out), and the baseline's before and
+	// since the deploy.
+	Judged            float64 `json:"judged"`
+	Dropped           float64 `json:"dropped,omitempty"`
+	PreDeployRequests float64 `json:"pre_deploy_requests"`
+	LiveRequests      float64 `json:"live_requests"`
+	// Guards are the guarded bounds of the healthy decision.
+	Guards []LatencyGuard `json:"guards,omitempty"`
+	// PreDeployQuery is the baseline's buckets query over the baseline
+	// window, evaluated at the deploy time; ValueQuery the new version's
+	// read as counter values, when run.
+	PreDeployQuery string `json:"pre_deploy_query,omitempty"`
+	ValueQuery     string `json:"value_query,omitempty"`
+	Native         bool   `json:"native,omitempty"`
+}
+
+// LatencyGuard is one guarded bound: the requests slower than Bound of
+// the new version and of the baseline.
+type LatencyGuard struct {
+	Quantile         float64 `json:"quantile"`
+	Bound            float64 `json:"bound"`
+	NewSlower        float64 `json:"new_slower"`
+	NewRequests      float64 `json:"new_requests"`
+	BaselineSlower   float64 `json:"baseline_slower"`
+	BaselineRequests float64 `json:"baseline_requests"`
+	Decision         string  `json:"decision"`
 }
 
 // Impact is what the incident cost, measured from the trigger queries.
@@ -395,7 +448,41 @@ func EvidenceFrom(v trigger.Verdict) Evidence {
 			ev.BaselineWindowSeconds = &s
 		}
 	}
+	if le := e.Latency; le != nil {
+		ev.Latency = latencyEvidence(le)
+		if le.SinceDeploy > 0 {
+			s := le.SinceDeploy.Seconds()
+			ev.SinceDeploySeconds = &s
+		}
+		if le.BaselineWindow > 0 {
+			s := le.BaselineWindow.Seconds()
+			ev.BaselineWindowSeconds = &s
+		}
+	}
 	return ev
+}
+
+func latencyEvidence(le *trigger.LatencyEvidence) *LatencyEvidence {
+	out := &LatencyEvidence{
+		Decision: le.Decision.String(), E: finite(&le.E), P: finite(&le.P), EHealthy: finite(&le.EHealthy),
+		Alpha: le.Alpha, MinEffect: le.MinEffect, Quantile: le.Quantile,
+		Judged: le.Judged, Dropped: le.Dropped, PreDeployRequests: le.PreDeployRequests, LiveRequests: le.LiveRequests,
+		PreDeployQuery: le.PreDeployQuery, ValueQuery: le.ValueQuery, Native: le.Native,
+	}
+	if le.Alpha > 0 {
+		out.Threshold = 1 / le.Alpha
+	}
+	if !le.DecidedAt.IsZero() {
+		at := le.DecidedAt
+		out.DecidedAt = &at
+	}
+	for _, g := range le.Guards {
+		out.Guards = append(out.Guards, LatencyGuard{
+			Quantile: g.Quantile, Bound: g.Bound, NewSlower: g.New.Errors, NewRequests: g.New.Requests,
+			BaselineSlower: g.Baseline.Errors, BaselineRequests: g.Baseline.Requests, Decision: g.Decision.String(),
+		})
+	}
+	return out
 }
 
 func finite(f *float64) *float64 {

@@ -205,11 +205,12 @@ func specFromDefinition(d trigger.Definition, rec incident.Record) (chartSpec, b
 }
 
 // specFromEvidence charts the firing trigger's own queries: its value
-// query, and the baseline's when the evidence has one. A sequential test's
-// queries count since the deploy, which a chart over time does not show.
+// query, and the baseline's when the evidence has one. A sequential or
+// latency test's queries count since the deploy, which a chart over time
+// does not show.
 func specFromEvidence(rec incident.Record) (chartSpec, bool) {
 	ev := rec.Evidence
-	if ev.Sequential || ev.Query == "" {
+	if ev.Sequential || ev.Latency != nil || ev.Query == "" {
 		return chartSpec{}, false
 	}
 	s := chartSpec{trigger: orUnknown(rec.Trigger), firing: true, value: ev.Query, baseline: ev.BaselineQuery}

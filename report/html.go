@@ -209,14 +209,17 @@ func htmlView(r incident.Record, opts Options) htmlReport {
 	if r.RequestedBy == nil {
 		ev := r.Evidence
 		e := &htmlEvidence{Trigger: orUnknown(r.Trigger), Version: versionOf(r), Summary: oneLine(ev.Summary), Conditions: ev.Conditions}
-		value := "Value"
-		if ev.Sequential {
-			value = "Ratio since the deploy (errors / requests)"
-		}
+		value := valueLabel(ev)
 		if x, ok := finite(ev.Value); ok {
 			add(&e.Facts, value, fmtNum(x))
 		} else {
 			add(&e.Facts, value, "not recorded")
+		}
+		if le := ev.Latency; le != nil {
+			add(&e.Facts, "Latency test", latencyTestText(le))
+			for _, g := range le.Guards {
+				add(&e.Facts, "Guarded bound", latencyGuardText(g))
+			}
 		}
 		if b, ok := finite(ev.BaselineValue); ok {
 			add(&e.Facts, "Baseline value ("+orUnknown(r.Baseline)+")", fmtNum(b))

@@ -204,6 +204,8 @@ func TestTriggerKind(t *testing.T) {
 		{"slower_than", definition(t, trigger.Spec{Name: "slow", Query: `slow_ratio{version="{{.Version}}"}`, Above: f64(0.05), SlowerThan: time.Second}), KindLatency},
 		{"sequential errors", definition(t, sequentialSpec("e", otelErrors, 0)), KindErrors},
 		{"sequential slow requests", definition(t, sequentialSpec("s", otelSlow, 500*time.Millisecond)), KindLatency},
+		{"latency test with its own query", definition(t, trigger.Spec{Name: "l", Query: `mean_latency{version="{{.Version}}"}`, Latency: &trigger.LatencySpec{
+			Buckets: `sum by (le) (increase(d_bucket{version="{{.Version}}"}[{{.SinceDeploy}}]))`, Alpha: 0.001, MinEffect: trigger.BaselineLimit{Ratio: 1.5}}}), KindLatency},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := TriggerKind(*tc.def); got != tc.want {

@@ -231,14 +231,17 @@ func (m *mdWriter) evidence() {
 	if ev.Summary != "" {
 		m.f("> %s\n\n", esc(oneLine(ev.Summary)))
 	}
-	value := "Value"
-	if ev.Sequential {
-		value = "Ratio since the deploy (errors / requests)"
-	}
+	value := valueLabel(ev)
 	if v, ok := finite(ev.Value); ok {
 		m.f("- **%s:** %s\n", value, fmtNum(v))
 	} else {
 		m.f("- **%s:** not recorded\n", value)
+	}
+	if le := ev.Latency; le != nil {
+		m.f("- **Latency test:** %s\n", esc(latencyTestText(le)))
+		for _, g := range le.Guards {
+			m.f("  - %s\n", esc(latencyGuardText(g)))
+		}
 	}
 	if len(ev.Conditions) > 0 {
 		m.f("- **Conditions:**\n")

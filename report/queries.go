@@ -22,6 +22,12 @@ const (
 	queryPreDeployRequests = "pre_deploy_requests"
 	queryBaselineErrors    = "baseline_errors"
 	queryBaselineRequests  = "baseline_requests"
+	// A latency trigger's buckets queries: the bad version's since the
+	// deploy, the baseline's over the baseline window before the deploy,
+	// and the baseline's since the deploy (live).
+	queryBuckets          = "buckets"
+	queryPreDeployBuckets = "pre_deploy_buckets"
+	queryBaselineBuckets  = "baseline_buckets"
 )
 
 // EvidenceQuery is one query the firing verdict evaluated, as sent.
@@ -31,7 +37,8 @@ type EvidenceQuery struct {
 	// the deploy), "pre_deploy_errors" and "pre_deploy_requests" (the
 	// baseline over the baseline window before the deploy),
 	// "baseline_errors" and "baseline_requests" (the baseline since the
-	// deploy) for a sequential one.
+	// deploy) for a sequential one; "buckets", "pre_deploy_buckets" and
+	// "baseline_buckets" for a latency one.
 	Name string `json:"name"`
 	// Version is the version it was rendered for.
 	Version string `json:"version,omitempty"`
@@ -58,6 +65,13 @@ func EvidenceQueries(r incident.Record) []EvidenceQuery {
 			return
 		}
 		out = append(out, EvidenceQuery{Name: name, Version: version, RangeSeconds: rng, EvaluatedAt: utcPtr(at), Query: q})
+	}
+	if ev.Latency != nil {
+		since, window := finitePtr(ev.SinceDeploySeconds), finitePtr(ev.BaselineWindowSeconds)
+		add(queryBuckets, r.Version, since, ev.EvaluatedAt, ev.Query)
+		add(queryPreDeployBuckets, r.Baseline, window, deployed, ev.Latency.PreDeployQuery)
+		add(queryBaselineBuckets, r.Baseline, since, ev.EvaluatedAt, ev.BaselineQuery)
+		return out
 	}
 	if !ev.Sequential {
 		add(queryValue, r.Version, nil, ev.EvaluatedAt, ev.Query)
@@ -131,6 +145,12 @@ func queryLabel(q EvidenceQuery, r incident.Record, loc *time.Location) string {
 		s = since(errors, true)
 	case queryBaselineRequests:
 		s = since("Requests", true)
+	case queryBuckets:
+		s = since("Latency buckets", false)
+	case queryPreDeployBuckets:
+		s = before("Latency buckets")
+	case queryBaselineBuckets:
+		s = since("Latency buckets", true)
 	default:
 		s = orUnknown(q.Name) + " query (" + v + ")"
 	}

@@ -125,12 +125,12 @@ const (
 )
 
 // TriggerKind tells an error trigger from a latency one. A trigger with
-// SlowerThan set is a latency trigger, as is a threshold trigger whose
-// query takes a quantile (histogram_quantile): its value is a duration,
-// not a share of the requests. Any other trigger is an error trigger.
+// SlowerThan set is a latency trigger, as is one with a latency test and a
+// threshold trigger whose query takes a quantile (histogram_quantile): its
+// value is a duration, not a share of the requests. Any other trigger is an error trigger.
 func TriggerKind(def trigger.Definition) string {
 	switch {
-	case def.SlowerThan > 0:
+	case def.SlowerThan > 0, def.Latency != nil:
 		return KindLatency
 	case def.Sequential == nil && def.Query != nil && strings.Contains(def.Query.Text(), "histogram_quantile"):
 		return KindLatency

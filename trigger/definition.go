@@ -64,6 +64,9 @@ type Spec struct {
 	AboveBaseline *BaselineLimit
 	// Sequential configures an anytime-valid sequential test instead.
 	Sequential *SequentialSpec
+	// Latency configures an anytime-valid test of latency histograms
+	// instead.
+	Latency *LatencySpec
 	// For, MinRequests, OnNoData, OnQueryError, Severity and SlowerThan
 	// are as in Definition.
 	For                    time.Duration
@@ -84,6 +87,23 @@ type SequentialSpec struct {
 	MinEffect BaselineLimit
 	// BaselineWindow is the period before the deploy whose baseline counts
 	// are compared with.
+	BaselineWindow time.Duration
+}
+
+// LatencySpec configures a trigger's latency test in plain Go types (see
+// Latency).
+type LatencySpec struct {
+	// Buckets is the histogram buckets query's template text.
+	Buckets string
+	// Alpha is the false-rollback budget over the whole watch.
+	Alpha float64
+	// MinEffect is the largest regression a healthy version may have.
+	MinEffect BaselineLimit
+	// Quantiles are the baseline quantiles whose bounds are guarded for
+	// the healthy decision; empty: latency.DefaultQuantiles.
+	Quantiles []float64
+	// BaselineWindow is the period before the deploy whose baseline
+	// histogram is compared with.
 	BaselineWindow time.Duration
 }
 
@@ -112,6 +132,12 @@ type Definition struct {
 	// limit, and Query (derived from its counts when not given) serves
 	// recovery checks and impact measurement only.
 	Sequential *Sequential
+	// Latency, when set, judges the trigger with an anytime-valid test of
+	// the new version's latency histogram against the baseline's instead;
+	// Query (derived from its buckets when not given) serves recovery
+	// checks and impact measurement only. It excludes the conditions and
+	// Sequential.
+	Latency *Latency
 	// For is how long the conditions must stay breached before the trigger
 	// fires; 0 fires at the first violation.
 	For time.Duration
@@ -159,12 +185,24 @@ func FromSpec(c Spec) (Definition, error) {
 			return Definition{}, err
 		}
 	}
-	if c.Query != "" || d.Sequential == nil {
+	if c.Latency != nil {
+		if d.Latency, err = latencyFromSpec(c.Name, c.Latency); err != nil {
+			return Definition{}, err
+		}
+	}
+	switch {
+	case c.Query != "" || d.Sequential == nil && d.Latency == nil:
 		if d.Query, err = parseTemplate(c.Name+"/query", c.Query); err != nil {
 			return Definition{}, fmt.Errorf("trigger %q: query: %w", c.Name, err)
 		}
-	} else if d.Query, err = d.Sequential.derivedQuery(c.Name); err != nil {
-		return Definition{}, fmt.Errorf("trigger %q: deriving the query: %w", c.Name, err)
+	case d.Sequential != nil:
+		if d.Query, err = d.Sequential.derivedQuery(c.Name); err != nil {
+			return Definition{}, fmt.Errorf("trigger %q: deriving the query: %w", c.Name, err)
+		}
+	default:
+		if d.Query, err = d.Latency.derivedQuery(c.Name); err != nil {
+			return Definition{}, fmt.Errorf("trigger %q: deriving the query: %w", c.Name, err)
+		}
 	}
 	if c.VolumeQuery != "" {
 		if d.VolumeQuery, err = parseTemplate(c.Name+"/volume_query", c.VolumeQuery); err != nil {
@@ -192,8 +230,9 @@ func parseTemplate(name, text string) (*query.Template, error) {
 // meaningless: a missing query, no condition at all (an empty AND would
 // always be violated), a minimum-traffic guard without a volume query,
 // negative durations, NaN limits, an unknown policy, or a sequential test
-// that is invalid or combined with conditions it replaces. (A sequential
-// definition may leave Query nil: New derives it.)
+// that is invalid or combined with conditions it replaces, and the same of
+// a latency test. (A sequential or latency definition may leave Query nil:
+// New derives it.)
 func (d Definition) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("trigger %q: %s: %w", d.Name, fmt.Sprintf(format, a...), ErrInvalidDefinition)
@@ -203,12 +242,17 @@ func (d Definition) Validate() error {
 			return err
 		}
 	}
+	if d.Latency != nil && d.Name != "" {
+		if err := d.Latency.validate(d, bad); err != nil {
+			return err
+		}
+	}
 	switch {
 	case d.Name == "":
 		return fmt.Errorf("trigger without a name: %w", ErrInvalidDefinition)
-	case d.Query == nil && d.Sequential == nil:
+	case d.Query == nil && d.Sequential == nil && d.Latency == nil:
 		return bad("no query")
-	case d.Above == nil && d.Below == nil && d.AboveBaseline == nil && d.Sequential == nil:
+	case d.Above == nil && d.Below == nil && d.AboveBaseline == nil && d.Sequential == nil && d.Latency == nil:
 		return bad("no condition: set above, below or above_baseline")
 	case d.Above != nil && math.IsNaN(*d.Above):
 		return bad("above is NaN")
@@ -243,7 +287,7 @@ func (d Definition) Validate() error {
 }
 
 // Equal reports whether d and o judge the same way: same name, query and
-// volume query texts, window, limits, sequential test, for, min_requests
+// volume query texts, window, limits, sequential and latency tests, for, min_requests
 // and policies (an empty policy equals "ignore"). Severity, SlowerThan and
 // the limits' original text are not compared: they do not change a
 // verdict, so editing them keeps a trigger's pending state across a reload.
@@ -257,6 +301,7 @@ func (d Definition) Equal(o Definition) bool {
 		floatPtrEqual(d.Below, o.Below) &&
 		baselineEqual(d.AboveBaseline, o.AboveBaseline) &&
 		sequentialEqual(d.Sequential, o.Sequential) &&
+		latencyEqual(d.Latency, o.Latency) &&
 		d.For == o.For &&
 		d.MinRequests == o.MinRequests &&
 		policy(d.OnNoData) == policy(o.OnNoData) &&

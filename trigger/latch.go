@@ -7,8 +7,8 @@ import (
 )
 
 // latching is a method whose regressed decision stands for its deploy once
-// taken (the sequential count test): Trigger.Regressed and Trigger.Latch
-// reach it.
+// taken (the sequential count test, the latency test): Trigger.Regressed
+// and Trigger.Latch reach it.
 type latching interface {
 	regressed() (time.Time, bool)
 	restore(d Deploy, at time.Time)
@@ -16,10 +16,10 @@ type latching interface {
 
 var _ latching = (*countTest)(nil)
 
-// Regressed reports whether the sequential test decided, for the deploy
-// it judges now, that the version regressed, and when: the decision
-// stands for the deploy, also across a restart (see Latch). Triggers
-// without a sequential test never regressed.
+// Regressed reports whether the sequential or latency test decided, for
+// the deploy it judges now, that the version regressed, and when: the
+// decision stands for the deploy, also across a restart (see Latch).
+// Triggers without such a test never regressed.
 func (t *Trigger) Regressed() (time.Time, bool) {
 	if l, ok := t.m.(latching); ok {
 		return l.regressed()

@@ -10,8 +10,9 @@ import (
 // machine, which Trigger owns, and the evidence. Evidence goes in (the
 // deploy, the evaluation time, the query function, as one evalContext);
 // an Outcome and the Evidence come out. Each judging method lives in its
-// own file: thresholds (threshold.go) and the sequential count test
-// (countTest, sequential.go). Definition.newMethod picks one.
+// own file: thresholds (threshold.go), the sequential count test
+// (countTest, sequential.go) and the latency test (latencyTest,
+// latencytest.go). Definition.newMethod picks one.
 //
 // A method may keep state about the deploy it judges (a running test, a
 // baseline snapshot, queries rendered for the deploy), guarded by its own
@@ -77,11 +78,14 @@ func (ec *evalContext) sample(ctx context.Context, what, qs string, ev *Evidence
 	return v, ok, nil
 }
 
-// newMethod returns the method that judges d: its sequential test when it
-// has one, its threshold conditions otherwise.
+// newMethod returns the method that judges d: its sequential test or its
+// latency test when it has one, its threshold conditions otherwise.
 func (d Definition) newMethod() (method, error) {
 	if d.Sequential != nil {
 		return newCountTest(d)
+	}
+	if d.Latency != nil {
+		return newLatencyTest(d)
 	}
 	return &thresholds{def: d}, nil
 }

@@ -25,6 +25,8 @@ func (v Verdict) Summary() string {
 		b.WriteString(ev.Detail)
 	case ev.Sequential != nil && judged:
 		sequentialSummary(&b, v)
+	case ev.Latency != nil && judged:
+		latencySummary(&b, v)
 	default:
 		v.thresholdSummary(&b)
 	}

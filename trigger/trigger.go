@@ -39,12 +39,14 @@
 // evalContext once (the deploy, the evaluation time, the query function),
 // hands it to the definition's method, which runs its queries, fills the
 // Evidence and returns an Outcome, and then moves the state machine. There
-// are two methods. The threshold conditions (threshold.go) judge a value
+// are three methods. The threshold conditions (threshold.go) judge a value
 // query against above, below and above_baseline. A trigger with a
 // Sequential test is judged instead by an anytime-valid sequential test on
-// counts (sequential.go, statistics in package sequential): regressed is
-// Violated, healthy is OK and inconclusive is NotEnoughEvidence, so the
-// table above applies unchanged; see Sequential.
+// counts (sequential.go, statistics in package sequential), and one with a
+// Latency test by an anytime-valid test of latency histograms
+// (latencytest.go, statistics in package latency): regressed is Violated,
+// healthy is OK and inconclusive is NotEnoughEvidence, so the table above
+// applies unchanged; see Sequential and Latency.
 //
 // To add a method: give Definition its settings (with their validation and
 // Equal), implement method in a file of its own — judge, snapshot for what
@@ -242,6 +244,13 @@ type Evidence struct {
 	// version's error ratio since the deploy, SampleSize its requests and
 	// BaselineValue the baseline's error ratio.
 	Sequential *SequentialEvidence
+	// Latency is the evidence of a latency trigger's test; nil for other
+	// triggers. Query and BaselineQuery are then the new version's and the
+	// live baseline's buckets queries as sent, Value the new version's
+	// quantile (the highest of Latency.Quantiles, in the histogram's unit)
+	// since the deploy, BaselineValue the baseline's, and SampleSize the
+	// new version's requests judged.
+	Latency *LatencyEvidence
 	// Warnings are the query engine's warnings, from every query.
 	Warnings []string
 	// Incomplete is set when the conditions were breached but a query
@@ -305,6 +314,12 @@ func New(def Definition) (*Trigger, error) {
 	if def.Sequential != nil && def.Query == nil {
 		var err error
 		if t.def.Query, err = def.Sequential.derivedQuery(def.Name); err != nil {
+			return nil, fmt.Errorf("trigger %q: deriving the query: %w: %w", def.Name, err, ErrInvalidDefinition)
+		}
+	}
+	if def.Latency != nil && def.Query == nil {
+		var err error
+		if t.def.Query, err = def.Latency.derivedQuery(def.Name); err != nil {
 			return nil, fmt.Errorf("trigger %q: deriving the query: %w: %w", def.Name, err, ErrInvalidDefinition)
 		}
 	}

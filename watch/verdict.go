@@ -88,6 +88,9 @@ type TriggerVerdict struct {
 	// Sequential is a sequential test's decision (inconclusive, regressed,
 	// healthy); empty for other triggers.
 	Sequential string `json:"sequential_decision,omitempty"`
+	// Latency is a latency test's decision (inconclusive, regressed,
+	// healthy); empty for other triggers.
+	Latency string `json:"latency_decision,omitempty"`
 	// Evidence is the last evaluation in words.
 	Evidence string `json:"evidence,omitempty"`
 }
@@ -179,6 +182,18 @@ func judgeTrigger(tr trigger.Evaluator, h *history, version string) TriggerVerdi
 	for _, c := range v.Evidence.Conditions {
 		th := c.Threshold
 		tv.Thresholds = append(tv.Thresholds, Threshold{Condition: c.Name, Threshold: finite(&th), Text: c.Text, Breached: c.Breached, Skipped: c.Skipped})
+	}
+	if lat := v.Evidence.Latency; lat != nil {
+		tv.Latency = lat.Decision.String()
+		switch {
+		case lat.Decision == sequential.Regressed || v.State == trigger.Firing:
+			tv.Verdict, tv.Reason = Regressed, "the latency test decided the version regressed"
+		case lat.Decision == sequential.Healthy:
+			tv.Verdict, tv.Reason = Healthy, "the latency test decided the version is healthy"
+		default:
+			tv.Reason = "the latency test has not decided yet"
+		}
+		return tv
 	}
 	if seq := v.Evidence.Sequential; seq != nil {
 		tv.Sequential = seq.Decision.String()

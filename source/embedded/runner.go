@@ -96,6 +96,9 @@ func (r *Runner) Stop() {
 //     evaluation when the deploy was not seen at once, say after a
 //     restart), so they reach watch_window + baseline_window back.
 //
+// A latency test's buckets query counts as a sequential test's count
+// queries do, in each of these roles.
+//
 // A margin of two scrape intervals and the 5m lookback of instant
 // selectors keeps the oldest range's first samples.
 func Retention(sc config.Service, defaultWindow, evaluation time.Duration) (time.Duration, error) {
@@ -136,6 +139,18 @@ func Retention(sc config.Service, defaultWindow, evaluation time.Duration) (time
 		for _, text := range []string{tc.Query, tc.VolumeQuery} {
 			if err := consider(text, w, watch, 0); err != nil {
 				return 0, fmt.Errorf("trigger %s: %w", tc.Name, err)
+			}
+		}
+		if l := tc.Latency; l != nil {
+			err := consider(l.Buckets, w, watch+lead, 0)
+			if err == nil {
+				err = consider(l.Buckets, w, 0, 0)
+			}
+			if err == nil && l.BaselineWindow > 0 {
+				err = consider(l.Buckets, w, time.Duration(l.BaselineWindow), watch)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("trigger %s: latency: %w", tc.Name, err)
 			}
 		}
 		sq := tc.Sequential

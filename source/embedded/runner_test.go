@@ -120,6 +120,17 @@ func TestRetention(t *testing.T) {
 		{"sequential live window", service(trig(config.Trigger{Name: "e", Window: config.Duration(2 * time.Hour), Sequential: &config.Sequential{
 			Errors: `increase(e[{{.SinceDeploy}}])`, Requests: `increase(r[{{.Window}}])`, BaselineWindow: config.Duration(30 * time.Minute)}})),
 			2*time.Hour + 30*time.Minute + margin, ""},
+		// A latency test's buckets query runs as a sequential test's
+		// counts: since the deploy plus the lead, and over baseline_window
+		// at the deploy time.
+		{"latency baseline", service(trig(config.Trigger{Name: "l", Latency: &config.Latency{
+			Buckets: `sum by (le) (increase(h_bucket[{{.SinceDeploy}}]))`, BaselineWindow: config.Duration(time.Hour)}})),
+			90*time.Minute + margin, ""},
+		{"latency new version lead", service(func(sc *config.Service) {
+			sc.Deploy.VersionQuery = `sum by (version) (rate(x[2m]))`
+			trig(config.Trigger{Name: "l", Latency: &config.Latency{Buckets: `sum by (le) (increase(h_bucket[{{.SinceDeploy}}]))`}})(sc)
+		}), 32*time.Minute + 5*time.Second + margin, ""},
+		{"bad latency query", service(trig(config.Trigger{Name: "l", Latency: &config.Latency{Buckets: `(`}})), 0, "trigger l: latency"},
 		{"bad version query", service(func(sc *config.Service) { sc.Deploy.VersionQuery = `sum(` }), 0, "deploy.version_query"},
 		{"bad trigger query", service(trig(config.Trigger{Name: "e", Query: `rate(x[`})), 0, "trigger e"},
 		{"bad sequential query", service(trig(config.Trigger{Name: "e", Sequential: &config.Sequential{Errors: `(`, Requests: `r`}})), 0, "trigger e: sequential"},

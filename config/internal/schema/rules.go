@@ -174,15 +174,25 @@ func (g *generator) annotate(root *jsonschema.Schema, strict bool) error {
 	minLength("Trigger", "severity", 1)
 	prop("Trigger", "min_requests").Minimum = "0"
 	rule("Trigger", &jsonschema.Schema{
-		Description: "query is required without sequential",
-		AnyOf:       []*jsonschema.Schema{{Required: []string{"query"}}, {Required: []string{"sequential"}}},
+		Description: "query is required without sequential or latency",
+		AnyOf:       []*jsonschema.Schema{{Required: []string{"query"}}, {Required: []string{"sequential"}}, {Required: []string{"latency"}}},
 	})
 	rule("Trigger", &jsonschema.Schema{
-		Description: "a condition: above, below, above_baseline or sequential",
+		Description: "a condition: above, below, above_baseline, sequential or latency",
 		AnyOf: []*jsonschema.Schema{
 			{Required: []string{"above"}}, {Required: []string{"below"}},
-			{Required: []string{"above_baseline"}}, {Required: []string{"sequential"}},
+			{Required: []string{"above_baseline"}}, {Required: []string{"sequential"}}, {Required: []string{"latency"}},
 		},
+	})
+	rule("Trigger", &jsonschema.Schema{
+		Description: "above, below, above_baseline, sequential, min_requests and volume_query cannot be used with latency",
+		If:          &jsonschema.Schema{Required: []string{"latency"}},
+		Then: &jsonschema.Schema{Not: &jsonschema.Schema{AnyOf: []*jsonschema.Schema{
+			{Required: []string{"above"}}, {Required: []string{"below"}}, {Required: []string{"above_baseline"}},
+			{Required: []string{"sequential"}},
+			requiredWith([]string{"min_requests"}, "min_requests", &jsonschema.Schema{ExclusiveMinimum: "0"}),
+			requiredWith([]string{"volume_query"}, "volume_query", &jsonschema.Schema{MinLength: ptr(uint64(1))}),
+		}}},
 	})
 	rule("Trigger", &jsonschema.Schema{
 		Description: "below, above_baseline and volume_query cannot be used with sequential",
@@ -197,6 +207,10 @@ func (g *generator) annotate(root *jsonschema.Schema, strict bool) error {
 		If:          requiredWith([]string{"min_requests"}, "min_requests", &jsonschema.Schema{ExclusiveMinimum: "0"}),
 		Then:        &jsonschema.Schema{Required: []string{"volume_query"}},
 	})
+	required("Latency", "buckets")
+	p = prop("Latency", "alpha")
+	p.ExclusiveMinimum, p.Maximum = "0", "0.5"
+	prop("Latency", "quantiles").Items = &jsonschema.Schema{Type: "number", ExclusiveMinimum: "0", ExclusiveMaximum: "1"}
 	required("Sequential", "errors", "requests")
 	p = prop("Sequential", "alpha")
 	p.ExclusiveMinimum, p.Maximum = "0", "0.5"
