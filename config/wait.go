@@ -43,12 +43,12 @@ func (r *Reloader) WaitValid(ctx context.Context, retry time.Duration, onFailure
 		r.loadMu.Lock()
 		attempted, err := r.attempt(force || len(ws) > 0)
 		r.loadMu.Unlock()
-		for _, w := range ws {
-			w <- err
-		}
 		if cfg := r.current.Load(); cfg != nil {
+			answer(ws, err)
 			return cfg, nil
 		}
+		// The failure is logged and reported before the requests that
+		// caused it are answered: whoever waited on one sees it reported.
 		if attempted && err != nil {
 			fields := []zap.Field{zap.Error(err), zap.Duration("retry", retry)}
 			if es, ok := errors.AsType[Errors](err); ok {
@@ -60,6 +60,7 @@ func (r *Reloader) WaitValid(ctx context.Context, retry time.Duration, onFailure
 				onFailure(err)
 			}
 		}
+		answer(ws, err)
 		timer.Reset(retry)
 		select {
 		case <-ctx.Done():
@@ -69,6 +70,13 @@ func (r *Reloader) WaitValid(ctx context.Context, retry time.Duration, onFailure
 		case <-r.kick:
 			force = false
 		}
+	}
+}
+
+// answer sends err to each waiter of a requested reload.
+func answer(ws []chan error, err error) {
+	for _, w := range ws {
+		w <- err
 	}
 }
 
