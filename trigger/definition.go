@@ -85,6 +85,8 @@ type SequentialSpec struct {
 	// BaselineWindow is the period before the deploy whose baseline counts
 	// are compared with.
 	BaselineWindow time.Duration
+	// SlowBurn also runs the change detector (see Sequential).
+	SlowBurn bool
 }
 
 // Definition is one trigger as the engine sees it: parsed templates and
