@@ -443,12 +443,12 @@ type Sequential struct {
 	// possible start. The trigger then regresses when either the test or
 	// the detector alarms (healthy still comes from the test alone), and
 	// alpha is split so that the total false-rollback probability stays at
-	// most Alpha: half to the test, a quarter to the detector and a quarter
+	// most alpha: half to the test, a quarter to the detector and a quarter
 	// to the bound on the baseline's error ratio it compares with (the
 	// upper end of its confidence sequence); without a baseline, against
 	// the trigger's above, half and half. Each part then needs a little
-	// more evidence: regressions present from the deploy are caught a few
-	// percent later, slow burns at high traffic sooner (docs/benchmarks.md).
+	// more evidence: regressions present from the deploy take 3-12% more
+	// requests, slow burns at high traffic fewer (docs/benchmarks.md).
 	SlowBurn bool `yaml:"slow_burn"`
 }
 
