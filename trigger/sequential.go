@@ -749,8 +749,9 @@ func (m *countTest) observeBurn(st *seqState, ts time.Time, nc, live sequential.
 }
 
 // burnConditionText describes the change detector's finding, e.g. "change
-// detector alarmed at 12:04:10 (e 4215 ≥ 4000, alpha 0.00025): a change
-// from 2m0s after the deploy, 2.93x the bound 1.21%".
+// detector alarmed at 12:04:10 (e 4215, need 4000, alpha 0.00025):
+// likeliest a change from deploy+2m0s, 2.93x the bound 1.21%" or "change
+// detector quiet (e 0.8 < 4000, alpha 0.00025): bound 1.21%".
 func burnConditionText(se *SequentialEvidence) string {
 	var b strings.Builder
 	b.WriteString("change detector ")
@@ -768,8 +769,9 @@ func burnConditionText(se *SequentialEvidence) string {
 	return b.String()
 }
 
-// burnFinding describes the detector's estimate: ": a change from 2m0s
-// after the deploy, 2.93x the bound 1.21%", or ": no bound yet".
+// burnFinding describes the detector's estimate: ": likeliest a change
+// from deploy+2m0s, 2.93x the bound 1.21%", ": bound 1.21%" when it has no
+// evidence yet, or that no bound is known.
 func burnFinding(se *SequentialEvidence) string {
 	if math.IsNaN(se.ChangeQ0) {
 		return ": no bound on the error ratio yet"
@@ -777,7 +779,7 @@ func burnFinding(se *SequentialEvidence) string {
 	if !(se.ChangeE > 1) {
 		return ": bound " + fmtPct(se.ChangeQ0)
 	}
-	return ": likeliest a change from " + se.ChangeStart.String() + " after the deploy, " + fmtNum(se.ChangeRatio) + "x the bound " + fmtPct(se.ChangeQ0)
+	return ": likeliest a change from deploy+" + se.ChangeStart.String() + ", " + fmtNum(se.ChangeRatio) + "x the bound " + fmtPct(se.ChangeQ0)
 }
 
 // seqConditionText describes the test's verdict as a condition, e.g.

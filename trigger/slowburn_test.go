@@ -147,7 +147,7 @@ func TestSlowBurnEvidence(t *testing.T) {
 		if v.Outcome != Violated || !se.ChangeAlarm || !se.ChangeAlarmAt.Equal(t0) || se.ChangeRatio < 2 {
 			t.Fatalf("outcome %v alarm %v at %v ratio %g: %s", v.Outcome, se.ChangeAlarm, se.ChangeAlarmAt, se.ChangeRatio, v.Summary())
 		}
-		if s := v.Summary(); !strings.Contains(s, "change detector alarmed at 12:00:00 (e ") || !strings.Contains(s, "likeliest a change from 0s after the deploy") {
+		if s := v.Summary(); !strings.Contains(s, "change detector alarmed at 12:00:00 (e ") || !strings.Contains(s, "likeliest a change from deploy+0s") {
 			t.Fatalf("summary %s", s)
 		}
 	})
