@@ -37,6 +37,7 @@ func triggerSpec(c config.Trigger) trigger.Spec {
 			Alpha:          q.Alpha,
 			MinEffect:      *baselineLimit(&q.MinEffect),
 			BaselineWindow: time.Duration(q.BaselineWindow),
+			SlowBurn:       q.SlowBurn,
 		}
 	}
 	if l := c.Latency; l != nil {

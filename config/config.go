@@ -443,6 +443,20 @@ type Sequential struct {
 	// BaselineWindow is the period before the deploy whose baseline counts
 	// the new version is compared with (default 30m).
 	BaselineWindow Duration `yaml:"baseline_window"`
+	// SlowBurn also runs a change detector on the new version's counts
+	// between evaluations (default false): a test of all the data since the
+	// deploy is diluted by the healthy start of a regression that begins
+	// or grows after it, which the detector weighs separately for every
+	// possible start. The trigger then regresses when either the test or
+	// the detector alarms (healthy still comes from the test alone), and
+	// alpha is split so that the total false-rollback probability stays at
+	// most alpha: half to the test, a quarter to the detector and a quarter
+	// to the bound on the baseline's error ratio it compares with (the
+	// upper end of its confidence sequence); without a baseline, against
+	// the trigger's above, half and half. Each part then needs a little
+	// more evidence: regressions present from the deploy take 3-12% more
+	// requests, slow burns at high traffic fewer (docs/benchmarks.md).
+	SlowBurn bool `yaml:"slow_burn"`
 }
 
 // Latency configures a trigger's anytime-valid latency test: the new

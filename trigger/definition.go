@@ -88,6 +88,8 @@ type SequentialSpec struct {
 	// BaselineWindow is the period before the deploy whose baseline counts
 	// are compared with.
 	BaselineWindow time.Duration
+	// SlowBurn also runs the change detector (see Sequential).
+	SlowBurn bool
 }
 
 // LatencySpec configures a trigger's latency test in plain Go types (see

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rollback-guardian/guardian/query"
+	"github.com/rollback-guardian/guardian/trigger/changepoint"
 	"github.com/rollback-guardian/guardian/trigger/sequential"
 )
 
@@ -64,6 +65,39 @@ import (
 // value restarts; less evidence, never more); and increase()'s for series
 // older than the range (a redeploy), whose values count earlier requests.
 // Counts are then rounded to the nearest integer.
+//
+// # Slow burns
+//
+// With SlowBurn, a change detector (package changepoint) runs beside the
+// test over the deploy. At each evaluation the new version's counts since
+// the previous one (the increments of the test's counts; a count that went
+// down adds nothing until it is passed again) form a tick, at the time
+// since the deploy by the evaluation clock, judged against q0: the upper
+// end of the baseline's anytime-valid confidence sequence (pre-deploy plus
+// live counts, as the test's BaselineUpper, at level 1-Alpha/4), or the
+// trigger's Above without a baseline (the smaller of the two with both).
+// The detector's possible starts are every 10 s over the first 30 minutes
+// (slowBurnWindow); a change after that is still judged, from the last
+// start. Its min_effect is halfway between 1 and the test's ratio (1.25
+// for 1.5x; 1.25 for a difference), since q0 lies above the baseline's
+// rate: a regression by min_effect is a smaller ratio to q0.
+//
+// The trigger regresses when the test or the detector alarms; it is
+// healthy only by the test. Alpha is split so that a false rollback stays
+// at most as likely as Alpha: with a baseline, the test runs at Alpha/2,
+// the detector at Alpha/4 and the baseline's bound at level 1-Alpha/4.
+// Under the null (the new version's rate p_t never above the baseline's
+// q, nor above Above), the test alarms with probability at most Alpha/2;
+// the bound fails (q above q0 at some evaluation) with probability at most
+// Alpha/4, and while it holds, p_t <= q <= q0 at every tick, so the
+// detector alarms with probability at most Alpha/4 (changepoint's
+// guarantee: a false alarm has probability at most its Alpha plus that of
+// the bound failing, Alpha/4 + Alpha/4 here). q0 depends on baseline
+// counts and the clock only, never on the new version's counts, as that
+// guarantee requires. By the union bound, P(false rollback) <= Alpha/2 +
+// Alpha/4 + Alpha/4 = Alpha. Against Above alone, q0 is known: the test
+// and the detector take Alpha/2 each. Without a baseline nor Above there
+// is no q0, and the detector does not run (nor does the test).
 type Sequential struct {
 	// Errors and Requests are templates counting the failed (or slow) and
 	// all requests of {{.Version}} over {{.SinceDeploy}}.
@@ -76,6 +110,8 @@ type Sequential struct {
 	// BaselineWindow is the period before the deploy whose baseline counts
 	// are compared with; 0 uses live baseline counts only.
 	BaselineWindow time.Duration
+	// SlowBurn also runs the change detector (see Slow burns above).
+	SlowBurn bool
 }
 
 // SequentialEvidence is what a sequential verdict is based on.
@@ -135,6 +171,22 @@ type SequentialEvidence struct {
 	// not run (no baseline, no baseline window or no deploy time).
 	BaselineWindow                               time.Duration
 	PreDeployErrorsQuery, PreDeployRequestsQuery string
+	// SlowBurn says the change detector ran (Sequential.SlowBurn; E,
+	// EHealthy and P are then the test's at its Alpha/2, scaled to Alpha,
+	// so that regressed by the test is still E >= 1/Alpha, and its
+	// intervals are at its own level). ChangeE is the detector's statistic,
+	// an e-value, which alarms once it reaches ChangeThreshold (1 over the
+	// detector's share of Alpha); ChangeAlarm says it did during this
+	// deploy, first at ChangeAlarmAt. ChangeQ0 is the bound it judged the
+	// last tick against (NaN when none was known), ChangeStart the
+	// estimated start of the change (time since the deploy) and
+	// ChangeRatio the estimated error ratio since then over ChangeQ0.
+	SlowBurn                           bool
+	ChangeE, ChangeThreshold, ChangeQ0 float64
+	ChangeStart                        time.Duration
+	ChangeRatio                        float64
+	ChangeAlarm                        bool
+	ChangeAlarmAt                      time.Time
 	// Note says why nothing was judged (no deploy time, nothing since the
 	// deploy), when that is the case.
 	Note string
@@ -147,6 +199,10 @@ type SequentialEvidence struct {
 type countTest struct {
 	def  Definition
 	test *sequential.Test
+	// burnRel and burnAbs are the change detectors of SlowBurn, against
+	// the baseline's bound (at Alpha/4) and against Above alone (at
+	// Alpha/2); nil without SlowBurn.
+	burnRel, burnAbs *changepoint.Detector
 
 	mu    sync.Mutex
 	snap  *seqSnapshot
@@ -162,7 +218,39 @@ func newCountTest(d Definition) (*countTest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trigger %q: %w: %w", d.Name, err, ErrInvalidDefinition)
 	}
-	return &countTest{def: d, test: test}, nil
+	m := &countTest{def: d, test: test}
+	if d.Sequential.SlowBurn {
+		a := d.Sequential.Alpha
+		if m.burnRel, err = newBurnDetector(d, a*burnShare); err == nil {
+			m.burnAbs, err = newBurnDetector(d, a*(1-testShare))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("trigger %q: slow_burn: %w: %w", d.Name, err, ErrInvalidDefinition)
+		}
+	}
+	return m, nil
+}
+
+// Shares of Alpha with SlowBurn (see Sequential): the test's; with a
+// baseline, the detector's and the baseline bound's.
+const (
+	testShare  = 0.5
+	burnShare  = 0.25
+	boundShare = 0.25
+)
+
+// slowBurnWindow is the span after the deploy in which the change
+// detector places the possible starts of a change (the default watch
+// window).
+const slowBurnWindow = 30 * time.Minute
+
+// newBurnDetector returns the change detector of d at level alpha.
+func newBurnDetector(d Definition, alpha float64) (*changepoint.Detector, error) {
+	r := 1.5 // for a difference: the default ratio
+	if e := d.Sequential.MinEffect; e.IsRatio() {
+		r = e.Ratio
+	}
+	return changepoint.New(changepoint.Config{Alpha: alpha, Window: slowBurnWindow, MinEffect: 1 + (r-1)/2})
 }
 
 // seqSnapshot is the baseline's counts over the window before a deploy,
@@ -180,12 +268,26 @@ type seqState struct {
 	maxE      float64
 	decision  sequential.Decision
 	decidedAt time.Time
+
+	// With SlowBurn: the detector's run (nil when it does not run), the
+	// pre-deploy baseline counts its bound starts from, the largest new
+	// version's counts seen (the ticks are their increments), its last
+	// result and bound, and when it alarmed.
+	burn         *changepoint.Run
+	burnRelative bool
+	pre, seen    sequential.Counts
+	burnRes      changepoint.Result
+	burnQ0       float64
+	burnAt       time.Time
 }
 
 // testConfig is the statistics package's view of the definition.
 func (d Definition) testConfig() sequential.Config {
 	s := d.Sequential
 	c := sequential.Config{Alpha: s.Alpha, Limit: d.Above}
+	if s.SlowBurn {
+		c.Alpha *= testShare
+	}
 	if s.MinEffect.IsRatio() {
 		c.MinEffect.Ratio = s.MinEffect.Ratio
 	} else {
@@ -196,7 +298,7 @@ func (d Definition) testConfig() sequential.Config {
 
 // sequentialFromSpec parses a trigger's sequential settings.
 func sequentialFromSpec(name string, c *SequentialSpec) (*Sequential, error) {
-	s := &Sequential{Alpha: c.Alpha, MinEffect: c.MinEffect, BaselineWindow: c.BaselineWindow}
+	s := &Sequential{Alpha: c.Alpha, MinEffect: c.MinEffect, BaselineWindow: c.BaselineWindow, SlowBurn: c.SlowBurn}
 	var err error
 	if s.Errors, err = parseTemplate(name+"/sequential.errors", c.Errors); err != nil {
 		return nil, fmt.Errorf("trigger %q: sequential.errors: %w", name, err)
@@ -241,7 +343,7 @@ func sequentialEqual(a, b *Sequential) bool {
 	}
 	return templateText(a.Errors) == templateText(b.Errors) &&
 		templateText(a.Requests) == templateText(b.Requests) &&
-		a.Alpha == b.Alpha && a.BaselineWindow == b.BaselineWindow &&
+		a.Alpha == b.Alpha && a.BaselineWindow == b.BaselineWindow && a.SlowBurn == b.SlowBurn &&
 		baselineEqual(&a.MinEffect, &b.MinEffect)
 }
 
@@ -376,7 +478,13 @@ func (m *countTest) stateFor(ctx context.Context, ec *evalContext, ev *Evidence)
 	if s != nil {
 		pre = s.counts
 	}
-	st = &seqState{deploy: d, watch: m.test.Watch(d.Baseline != "", pre)}
+	st = &seqState{deploy: d, watch: m.test.Watch(d.Baseline != "", pre), pre: pre.Clean(), burnQ0: math.NaN()}
+	switch {
+	case d.Baseline != "" && m.burnRel != nil:
+		st.burn, st.burnRelative = m.burnRel.Start(), true
+	case m.def.Above != nil && m.burnAbs != nil:
+		st.burn = m.burnAbs.Start()
+	}
 	m.mu.Lock()
 	if l := m.latch; l != nil && l.deploy.Equal(d) {
 		st.decision, st.decidedAt = sequential.Regressed, l.at
@@ -532,17 +640,29 @@ func (m *countTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) (O
 		return NotEnoughEvidence, nil
 	}
 	res := st.watch.Judge(nc, live)
+	// The test's e-values at its share of alpha, scaled to the trigger's.
+	scale := m.test.Config().Alpha / s.Alpha
+	res.E, res.EHealthy = res.E*scale, res.EHealthy*scale
+	burnAlarm := m.observeBurn(st, ts, res.New, live)
 	m.mu.Lock()
 	st.maxE = max(st.maxE, res.E)
 	switch {
 	case st.decision == sequential.Regressed:
-	case res.Decision == sequential.Regressed,
-		res.Decision == sequential.Healthy && st.decision == sequential.Inconclusive:
+	case res.Decision == sequential.Regressed, burnAlarm:
+		st.decision, st.decidedAt = sequential.Regressed, ts
+	case res.Decision == sequential.Healthy && st.decision == sequential.Inconclusive:
 		st.decision, st.decidedAt = res.Decision, ts
 	}
 	se.Decision, se.DecidedAt = st.decision, st.decidedAt
 	if st.maxE > 1 {
 		se.P = 1 / st.maxE
+	}
+	if st.burn != nil {
+		r := st.burnRes
+		se.SlowBurn = true
+		se.ChangeE, se.ChangeThreshold, se.ChangeQ0 = r.E, r.Threshold, st.burnQ0
+		se.ChangeStart, se.ChangeRatio = r.Start, r.Ratio
+		se.ChangeAlarm, se.ChangeAlarmAt = !st.burnAt.IsZero(), st.burnAt
 	}
 	m.mu.Unlock()
 
@@ -579,6 +699,11 @@ func (m *countTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) (O
 	ev.Conditions = []Check{{
 		Name: "sequential", Threshold: 1 / s.Alpha, Text: seqConditionText(se, d), Breached: se.Decision == sequential.Regressed,
 	}}
+	if se.SlowBurn {
+		ev.Conditions = append(ev.Conditions, Check{
+			Name: "slow_burn", Threshold: se.ChangeThreshold, Text: burnConditionText(se), Breached: se.ChangeAlarm,
+		})
+	}
 	switch se.Decision {
 	case sequential.Regressed:
 		return Violated, nil
@@ -586,6 +711,75 @@ func (m *countTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) (O
 		return OK, nil
 	}
 	return NotEnoughEvidence, nil
+}
+
+// observeBurn feeds the change detector of st, if it runs, the new
+// version's counts since the previous evaluation (nc are its cleaned counts
+// since the deploy), judged against the bound on the baseline's rate from
+// its pre-deploy and live counts (see Sequential); it reports whether the
+// detector alarmed now.
+func (m *countTest) observeBurn(st *seqState, ts time.Time, nc, live sequential.Counts) bool {
+	if st.burn == nil {
+		return false
+	}
+	q0 := 1.0
+	if st.burnRelative {
+		_, q0 = sequential.Confidence(st.pre.Add(live.Clean()), m.def.Sequential.Alpha*boundShare)
+	}
+	if l := m.def.Above; l != nil {
+		q0 = min(q0, *l)
+	}
+	tick := changepoint.Tick{
+		At:     ts.Sub(st.deploy.At),
+		Errors: max(0, nc.Errors-st.seen.Errors), Requests: max(0, nc.Requests-st.seen.Requests),
+		Q0: q0,
+	}
+	r := st.burn.Observe(tick)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st.seen = sequential.Counts{Errors: max(st.seen.Errors, nc.Errors), Requests: max(st.seen.Requests, nc.Requests)}
+	st.burnRes, st.burnQ0 = r, math.NaN()
+	if q0 < 1 {
+		st.burnQ0 = q0
+	}
+	if r.Alarm && st.burnAt.IsZero() {
+		st.burnAt = ts
+	}
+	return r.Alarm
+}
+
+// burnConditionText describes the change detector's finding, e.g. "change
+// detector alarmed at 12:04:10 (e 4215, need 4000, alpha 0.00025):
+// likeliest a change from deploy+2m0s, 2.93x the bound 1.21%" or "change
+// detector quiet (e 0.8 < 4000, alpha 0.00025): bound 1.21%".
+func burnConditionText(se *SequentialEvidence) string {
+	var b strings.Builder
+	b.WriteString("change detector ")
+	thr := se.ChangeThreshold
+	if se.ChangeAlarm {
+		fmt.Fprintf(&b, "alarmed at %s (e %s, need %s, alpha %s)", se.ChangeAlarmAt.UTC().Format(time.TimeOnly), fmtNum(se.ChangeE), fmtLimit(thr), fmtLimit(1/thr))
+	} else {
+		cmp := "<"
+		if se.ChangeE >= thr {
+			cmp = "≥"
+		}
+		fmt.Fprintf(&b, "quiet (e %s %s %s, alpha %s)", fmtNum(se.ChangeE), cmp, fmtLimit(thr), fmtLimit(1/thr))
+	}
+	b.WriteString(burnFinding(se))
+	return b.String()
+}
+
+// burnFinding describes the detector's estimate: ": likeliest a change
+// from deploy+2m0s, 2.93x the bound 1.21%", ": bound 1.21%" when it has no
+// evidence yet, or that no bound is known.
+func burnFinding(se *SequentialEvidence) string {
+	if math.IsNaN(se.ChangeQ0) {
+		return ": no bound on the error ratio yet"
+	}
+	if !(se.ChangeE > 1) {
+		return ": bound " + fmtPct(se.ChangeQ0)
+	}
+	return ": likeliest a change from deploy+" + se.ChangeStart.String() + ", " + fmtNum(se.ChangeRatio) + "x the bound " + fmtPct(se.ChangeQ0)
 }
 
 // seqConditionText describes the test's verdict as a condition, e.g.
@@ -708,5 +902,9 @@ func sequentialSummary(b *strings.Builder, v Verdict) {
 		if se.Decision == sequential.Inconclusive {
 			fmt.Fprintf(b, ", healthy e %s", fmtNum(se.EHealthy))
 		}
+	}
+	if se.SlowBurn {
+		b.WriteString("; ")
+		b.WriteString(burnConditionText(se))
 	}
 }

@@ -1,6 +1,6 @@
 // Command detection is Guardian's detection benchmark: it simulates request
 // streams of freshly deployed versions, healthy and regressed, and compares
-// on the same streams how fast, and how often wrongly, four kinds of rules
+// on the same streams how fast, and how often wrongly, five kinds of rules
 // roll back:
 //
 //   - a Flagger-style rule: the error ratio over the last interval above a
@@ -11,6 +11,11 @@
 //   - Guardian's sequential test (trigger/sequential) against the baseline's
 //     counts over the 30 minutes before the deploy, and against an absolute
 //     limit equal to the baseline's true rate;
+//   - Guardian's sequential test with slow_burn on: the same test against
+//     the baseline at alpha/2, or the change detector (trigger/changepoint)
+//     at alpha/4 on each tick's counts, with q0 the upper bound of the
+//     baseline's anytime-valid confidence sequence at level 1-alpha/4 and
+//     min_effect halfway to 1 (1.25 for 1.5), as the daemon does;
 //   - Wald's SPRT with the true rates known, the oracle lower bound.
 //
 // Arrivals are Poisson; each request fails independently. A stream is
@@ -48,6 +53,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rollback-guardian/guardian/trigger/changepoint"
 	"github.com/rollback-guardian/guardian/trigger/sequential"
 )
 
@@ -200,10 +206,12 @@ var (
 const (
 	nFlagger = 4 // intervals × failures
 	// methods: 4 fixed Flagger, 4 tuned Flagger, Guardian vs baseline,
-	// Guardian vs limit, oracle SPRT.
+	// Guardian vs limit, Guardian + change detector vs baseline, oracle
+	// SPRT.
 	mGuardian = 2 * nFlagger
 	mLimit    = mGuardian + 1
-	mOracle   = mLimit + 1
+	mBurn     = mLimit + 1
+	mOracle   = mBurn + 1
 	nMethods  = mOracle + 1
 )
 
@@ -220,6 +228,8 @@ func methodName(m int) string {
 		return "Guardian sequential, vs baseline (30m pre-deploy)"
 	case m == mLimit:
 		return "Guardian sequential, vs limit = baseline rate"
+	case m == mBurn:
+		return "Guardian + change detector (slow_burn), vs baseline (30m pre-deploy)"
 	}
 	return "oracle: Wald SPRT, true rates known"
 }
@@ -244,6 +254,9 @@ type outcome struct {
 }
 
 type bench struct {
+	// burn holds the slow_burn variant's test and detector.
+	burn burnTest
+
 	seed     uint64
 	window   int
 	alpha    float64
@@ -259,6 +272,9 @@ type tuned [nFlagger]float64
 func (b *bench) run(rates, bases []float64, nHealthy, nBad int) (string, error) {
 	rel, err := sequential.New(sequential.Config{Alpha: b.alpha, MinEffect: sequential.Effect{Ratio: b.effect}})
 	if err != nil {
+		return "", err
+	}
+	if b.burn, err = newBurnTest(b.alpha, b.effect, b.window); err != nil {
 		return "", err
 	}
 	var scen []scenario
@@ -384,6 +400,9 @@ func (b *bench) stream(s scenario, idx int, rel *sequential.Test, t *tuned) outc
 	preErr := poisson(rng, s.rate*preDeploy*s.base)
 	preOK := poisson(rng, s.rate*preDeploy*(1-s.base))
 	w := rel.Watch(true, sequential.Counts{Errors: preErr, Requests: preErr + preOK})
+	wb := b.burn.test.Watch(true, sequential.Counts{Errors: preErr, Requests: preErr + preOK})
+	_, q0 := sequential.Confidence(sequential.Counts{Errors: preErr, Requests: preErr + preOK}, b.burn.boundAlpha)
+	cp := b.burn.detector.Start()
 	lim := s.base
 	abs, _ := sequential.New(sequential.Config{Alpha: b.alpha, MinEffect: sequential.Effect{Ratio: b.effect}, Limit: &lim})
 	wa := abs.Watch(false, sequential.Counts{})
@@ -444,6 +463,9 @@ func (b *bench) stream(s scenario, idx int, rel *sequential.Test, t *tuned) outc
 					sprtDone, o.sprtLower = true, true
 				}
 			}
+			if !o.det[mBurn].ok && cp.Observe(changepoint.Tick{At: time.Duration(at * float64(time.Second)), Errors: e, Requests: e + ok, Q0: q0}).Alarm {
+				mark(mBurn, at)
+			}
 			// The evidence of a regression grows only with errors: check
 			// when some arrived.
 			if e > 0 {
@@ -453,6 +475,9 @@ func (b *bench) stream(s scenario, idx int, rel *sequential.Test, t *tuned) outc
 				}
 				if !o.det[mLimit].ok && wa.Decide(nc, sequential.Counts{}).Decision == sequential.Regressed {
 					mark(mLimit, at)
+				}
+				if !o.det[mBurn].ok && wb.Decide(nc, sequential.Counts{}).Decision == sequential.Regressed {
+					mark(mBurn, at)
 				}
 			}
 		}
@@ -501,6 +526,31 @@ func (b *bench) stream(s scenario, idx int, rel *sequential.Test, t *tuned) outc
 		}
 	}
 	return o
+}
+
+// burnTest is the slow_burn variant of Guardian's test against the
+// baseline, with the daemon's split of alpha (trigger.Sequential's
+// SlowBurn): the sequential test at alpha/2, the change detector at alpha/4
+// against q0, the upper bound of the baseline's confidence sequence at
+// level 1-alpha/4, and min_effect 1+(r-1)/2 for the test's ratio r (q0 is
+// above the baseline's rate, so a regression by r is a smaller ratio to
+// q0). It rolls back when either alarms.
+type burnTest struct {
+	test       *sequential.Test
+	detector   *changepoint.Detector
+	boundAlpha float64
+}
+
+func newBurnTest(alpha, effect float64, window int) (burnTest, error) {
+	t, err := sequential.New(sequential.Config{Alpha: alpha / 2, MinEffect: sequential.Effect{Ratio: effect}})
+	if err != nil {
+		return burnTest{}, err
+	}
+	d, err := changepoint.New(changepoint.Config{Alpha: alpha / 4, Window: time.Duration(window) * time.Second, MinEffect: 1 + (effect-1)/2})
+	if err != nil {
+		return burnTest{}, err
+	}
+	return burnTest{test: t, detector: d, boundAlpha: alpha / 4}, nil
 }
 
 // keepTop keeps the k largest values, in descending order.

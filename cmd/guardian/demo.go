@@ -62,6 +62,9 @@ services:
         sequential:
           errors: 'sum(increase(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.SinceDeploy}}])) or vector(0)'
           requests: 'sum(increase(http_requests_total{version="{{.Version}}"}[{{.SinceDeploy}}]))'
+          # Also a change detector, for errors that start or grow after
+          # the deploy; alpha is split between the two.
+          slow_burn: true
         above: 0.05
         window: 10s
       # A guard rail beside it: more than 5%% errors for a minute.

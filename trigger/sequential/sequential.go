@@ -731,3 +731,14 @@ func lbeta(a, b float64) float64 {
 	lab, _ := math.Lgamma(a + b)
 	return la + lb - lab
 }
+
+// Confidence returns the anytime-valid confidence sequence for the error
+// ratio of counts c at level 1-a: the interval that holds the true rate at
+// every time at once with probability at least 1-a, as counts accrue (the
+// sequence of Result's NewLower/NewUpper and BaselineLower/BaselineUpper,
+// which use a = Alpha/2). Counts are cleaned first; without requests it is
+// [0, 1]. a must be in (0, 1).
+func Confidence(c Counts, a float64) (lo, hi float64) {
+	c = c.Clean()
+	return confidence(c.Errors, c.Requests, a)
+}
