@@ -149,6 +149,7 @@ func TestFalseRollbackRateAA(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.s.bounds = promBuckets
+			tc.runs = int(float64(tc.runs) * statScale)
 			if testing.Short() {
 				tc.runs /= 5
 			}
@@ -167,7 +168,8 @@ func TestFalseRollbackRateAA(t *testing.T) {
 // among a fixed reference, without the new requests in the bag), with the
 // same bets, rolls back more healthy deploys than alpha allows.
 func TestPeekingInflatesANaiveTest(t *testing.T) {
-	const alpha, runs = 0.05, 1000
+	const alpha = 0.05
+	runs := int(1000 * statScale)
 	base := lognormal(0.05, 0.6)
 	s := stream{rate: 10, tick: 5, ticks: 120, bounds: promBuckets, base: base, newDist: constant(base), preSeconds: 60}
 	te := mustNew(t, defaultConfig(alpha))
