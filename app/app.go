@@ -208,6 +208,12 @@ func (a *App) Apply(cfg *config.Config) error {
 	}
 	a.state.Store(next)
 	a.outages.Apply(cfg)
+	for _, s := range next.services {
+		if s.embedded != nil {
+			// A kept source scrapes for the new queries from now on.
+			s.embedded.Source().SetFilter(s.filter)
+		}
+	}
 
 	if old != nil {
 		for name, o := range old.services {

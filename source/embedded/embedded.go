@@ -83,6 +83,10 @@ type Options struct {
 	// Engines, when set, lends the Source a PromQL engine shared with the
 	// other Sources of the same settings; default an engine of its own.
 	Engines *Engines
+	// Filter keeps only the series of the metric names the service's
+	// queries select (see FilterFor); nil keeps every series. SetFilter
+	// replaces it.
+	Filter *Filter
 	// OnScrape, when set, is told the outcome of every scrape that ran to
 	// its end, after the scrape: a nil error on success, otherwise the
 	// scrape's error (an unreachable target or a 5xx answer wraps
@@ -171,6 +175,11 @@ type Source struct {
 	failures prometheus.Counter
 	duration prometheus.Observer
 	series   *prometheus.GaugeVec
+	// droppedSeries counts the series of the latest scrape the filter
+	// dropped.
+	droppedSeries *prometheus.GaugeVec
+	// filter is the scrape filter (nil: keep everything).
+	filter   atomic.Pointer[Filter]
 	target   string
 	onScrape func(ctx context.Context, err error)
 
@@ -291,11 +300,13 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		failures:      m.failures.WithLabelValues(opts.Target),
 		duration:      m.duration.WithLabelValues(opts.Target),
 		series:        m.series,
+		droppedSeries: m.dropped,
 		target:        opts.Target,
 		onScrape:      opts.OnScrape,
 		scrapeState:   newScrapeState(),
 	}
 	s.floor.Store(math.MinInt64)
+	s.filter.Store(opts.Filter)
 	key := engineKey{maxSamples: opts.MaxSamples, timeout: opts.QueryTimeout, interval: interval}
 	if opts.Engines != nil {
 		s.engine = opts.Engines.get(key)
@@ -476,6 +487,7 @@ func (s *Source) Close() error {
 		s.client.CloseIdleConnections()
 	}
 	s.series.DeleteLabelValues(s.target)
+	s.droppedSeries.DeleteLabelValues(s.target)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("closing embedded source %s: %w", s.shown, err)
 	}
@@ -510,6 +522,15 @@ func (s *Source) runFrom(ctx context.Context, start time.Time) error {
 		}
 	}
 }
+
+// SetFilter replaces the scrape filter (nil: keep every series) from the
+// next scrape on; a daemon calls it when a reload changed the service's
+// queries but kept its source. Series the new filter drops end (stale
+// markers) as if the target no longer exposed them.
+func (s *Source) SetFilter(f *Filter) { s.filter.Store(f) }
+
+// Filter returns the scrape filter; nil keeps every series.
+func (s *Source) Filter() *Filter { return s.filter.Load() }
 
 // Interval returns the scrape interval.
 func (s *Source) Interval() time.Duration { return s.interval }

@@ -97,6 +97,11 @@ type scrapeState struct {
 	// lacks is marked stale.
 	seriesPrev, seriesCur map[storage.SeriesRef]labels.Labels
 
+	// filter is the filter the cache was filled with: a new one empties it.
+	cacheFilter *Filter
+	// dropped is the number of series the latest scrape's filter dropped.
+	dropped int
+
 	upRef, durationRef, samplesRef storage.SeriesRef
 }
 
@@ -157,6 +162,7 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 	s.scrapes.Inc()
 	s.duration.Observe(time.Since(start).Seconds())
 	s.series.WithLabelValues(s.target).Set(float64(s.head.NumSeries()))
+	s.droppedSeries.WithLabelValues(s.target).Set(float64(s.dropped))
 	if err != nil {
 		s.failures.Inc()
 		if s.health != healthDown {
@@ -289,6 +295,13 @@ func (s *Source) ingest(ctx context.Context, t int64, contentType string, scrape
 // summaries skipped, native histograms appended as such. It returns the
 // number of samples.
 func (s *Source) appendBody(app storage.Appender, contentType string, t int64) (int, error) {
+	s.dropped = 0
+	if f := s.filter.Load(); f != s.cacheFilter {
+		// Series the new filter drops must not be appended from the
+		// cache; those it keeps now were never cached.
+		clear(s.cache)
+		s.cacheFilter = f
+	}
 	if s.body.Len() == 0 {
 		return 0, nil
 	}
@@ -354,8 +367,9 @@ func (s *Source) appendBody(app storage.Appender, contentType string, t int64) (
 }
 
 // appendSample appends the parser's current sample, a float v or a native
-// histogram h or fh, of the series spelled series in the body. A series seen
-// before is found in the cache without parsing its labels.
+// histogram h or fh, of the series spelled series in the body, unless the
+// filter drops its metric name (counted in s.dropped). A series seen before
+// is found in the cache without parsing its labels.
 func (s *Source) appendSample(app storage.Appender, p textparse.Parser, series []byte, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) error {
 	e, cached := s.cache[string(series)]
 	if cached && e.lastIter == s.iter {
@@ -363,9 +377,17 @@ func (s *Source) appendSample(app storage.Appender, p textparse.Parser, series [
 		return fmt.Errorf("series %s: %w", series, storage.ErrDuplicateSampleForTimestamp)
 	}
 	if !cached {
+		if name, ok := metricNameOf(series); ok && !s.cacheFilter.keepsBytes(name) {
+			s.dropped++
+			return nil
+		}
 		lset, err := s.parseLabels(p)
 		if err != nil {
 			return fmt.Errorf("series %s: %w", series, err)
+		}
+		if !s.cacheFilter.Keeps(lset.Get(model.MetricNameLabel)) {
+			s.dropped++
+			return nil
 		}
 		e = &cacheEntry{lset: lset}
 	}
