@@ -114,7 +114,7 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		}
 		var isNew bool
 		s.embedded, isNew, err = embedded.RunnerFor(prevRunner, sc, trigger.DefaultWindow, s.interval, embedded.Options{
-			Filter: s.filter, Dir: dir, Metrics: a.srcM, Engines: a.engines, Target: sc.Name, QueryTimeout: time.Duration(cfg.Global.QueryTimeout), OnScrape: a.outages.ScrapeObserver(sc.Name),
+			Filter: s.filter, Dir: dir, Metrics: a.srcM, Engines: a.engines, Stores: a.stores, Target: sc.Name, QueryTimeout: time.Duration(cfg.Global.QueryTimeout), OnScrape: a.outages.ScrapeObserver(sc.Name),
 		}, log.Named("scrape"))
 		if err != nil {
 			return nil, nil, err
