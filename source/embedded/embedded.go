@@ -420,10 +420,13 @@ func toVector(v parser.Value) (model.Vector, error) {
 	}
 }
 
+// toMetric converts a result's labels, without sourceLabel.
 func toMetric(ls labels.Labels) model.Metric {
 	m := make(model.Metric, ls.Len())
 	ls.Range(func(l labels.Label) {
-		m[model.LabelName(l.Name)] = model.LabelValue(l.Value)
+		if l.Name != sourceLabel {
+			m[model.LabelName(l.Name)] = model.LabelValue(l.Value)
+		}
 	})
 	return m
 }
