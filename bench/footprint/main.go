@@ -189,6 +189,14 @@ func orchestrate(buildSpec, counts string, warmup, measure, interval time.Durati
 	if err != nil {
 		return err
 	}
+	// The server serves until its stdin closes: keep it open until the
+	// end (without a pipe it reads the null device, ends at once, and
+	// every scrape fails).
+	stdin, err := srv.StdinPipe()
+	if err != nil {
+		return err
+	}
+	defer stdin.Close()
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("starting the metrics server: %w", err)
 	}
@@ -221,7 +229,12 @@ func orchestrate(buildSpec, counts string, warmup, measure, interval time.Durati
 			if err := json.Unmarshal(out, &r); err != nil {
 				return fmt.Errorf("%s build, guardian with %d services: %w (%s)", b.name, n, err, out)
 			}
-			fmt.Fprintf(stderr, "%s build, %d services: %.1f MiB (%s)\n", b.name, n, r.RSS, time.Since(start).Round(time.Second))
+			if r.Stored <= float64(3*n) {
+				// Guardian's own up, scrape_duration_seconds and
+				// scrape_samples_scraped only.
+				return fmt.Errorf("%s build, guardian with %d services: no series of the target stored (%.0f failed scrapes): is the metrics server up?", b.name, n, r.ScrapeErrors)
+			}
+			fmt.Fprintf(stderr, "%s build, %d services: %.1f MiB, %.0f failed scrapes (%s)\n", b.name, n, r.RSS, r.ScrapeErrors, time.Since(start).Round(time.Second))
 			rows = append(rows, row{b, r})
 		}
 	}
