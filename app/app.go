@@ -71,7 +71,9 @@ type App struct {
 	m      *watch.Metrics
 	srcM   *sourceMetrics
 	// engines are the PromQL engines the embedded sources share.
-	engines  *embedded.Engines
+	engines *embedded.Engines
+	// stores are the in-memory heads the embedded sources share.
+	stores   *embedded.Stores
 	reloader *config.Reloader
 	outages  *outage.Monitor // tells on-call when a metric source is unreachable
 
@@ -139,6 +141,7 @@ func NewUnloaded(opts Options) *App {
 		m:       watch.NewMetrics(opts.Registry),
 		srcM:    newSourceMetrics(opts.Registry),
 		engines: embedded.NewEngines(),
+		stores:  embedded.NewStores(),
 		loops:   map[*service]func(){},
 	}
 	a.outages = outage.NewMonitor(outage.Options{Registerer: opts.Registry, Logger: opts.Logger.Named("sources"), Now: opts.Now,
@@ -208,6 +211,12 @@ func (a *App) Apply(cfg *config.Config) error {
 	}
 	a.state.Store(next)
 	a.outages.Apply(cfg)
+	for _, s := range next.services {
+		if s.embedded != nil {
+			// A kept source scrapes for the new queries from now on.
+			s.embedded.Source().SetFilter(s.filter)
+		}
+	}
 
 	if old != nil {
 		for name, o := range old.services {

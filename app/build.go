@@ -33,7 +33,11 @@ type service struct {
 	interval time.Duration
 	querier  source.Querier   // counting wrapper around the service's source
 	embedded *embedded.Runner // nil when the service uses a named source
-	watch    *watch.Service
+	// filter is the embedded source's scrape filter for this
+	// configuration's queries (nil: keep every series), set on a kept
+	// source once the configuration is swapped in.
+	filter *embedded.Filter
+	watch  *watch.Service
 	// triggers are the configured triggers (the watch also runs the
 	// built-in ones).
 	triggers []*trigger.Trigger
@@ -105,9 +109,12 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		if prev != nil {
 			prevRunner = prev.embedded
 		}
+		if s.filter, err = embedded.FilterFor(sc); err != nil {
+			return nil, nil, err
+		}
 		var isNew bool
 		s.embedded, isNew, err = embedded.RunnerFor(prevRunner, sc, trigger.DefaultWindow, s.interval, embedded.Options{
-			Dir: dir, Metrics: a.srcM, Engines: a.engines, Target: sc.Name, QueryTimeout: time.Duration(cfg.Global.QueryTimeout), OnScrape: a.outages.ScrapeObserver(sc.Name),
+			Filter: s.filter, Dir: dir, Metrics: a.srcM, Engines: a.engines, Stores: a.stores, Target: sc.Name, QueryTimeout: time.Duration(cfg.Global.QueryTimeout), OnScrape: a.outages.ScrapeObserver(sc.Name),
 		}, log.Named("scrape"))
 		if err != nil {
 			return nil, nil, err

@@ -152,7 +152,11 @@ type PrometheusSource struct {
 }
 
 // Scrape configures the embedded source: Guardian scrapes the service's
-// /metrics itself and evaluates PromQL in process.
+// /metrics itself and evaluates PromQL in process. It keeps only the series
+// whose metric names the service's queries select (triggers, volume and
+// sequential queries, deploy.version_query), for as long as they look back;
+// all series when a query selects without a metric name, such as
+// {job="checkout"}. guardian_embedded_series_dropped counts the others.
 type Scrape struct {
 	// URL is the service's metrics endpoint, such as
 	// http://127.0.0.1:8080/metrics.

@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/app"
@@ -63,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		warmup   = fs.Duration("warmup", 15*time.Second, "time before measuring")
 		measure  = fs.Duration("measure", 15*time.Second, "time over which CPU is measured")
 		interval = fs.Duration("interval", 5*time.Second, "scrape and evaluation interval")
-		heap     = fs.String("heapprofile", "", "write each Guardian's heap profile to this path prefix (with the build and the service count appended)")
+		heap     = fs.String("heapprofile", "", "write each Guardian's heap profile to this path prefix (with the build and the service count appended), and its CPU profile over the measured time (.cpu appended too)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -88,6 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 type result struct {
 	Services     int     `json:"services"`
 	Series       int     `json:"series"`
+	Stored       float64 `json:"series_stored"`
 	RSS          float64 `json:"rss_mib"`
 	RSSAnon      float64 `json:"rss_anon_mib"`
 	RSSFile      float64 `json:"rss_file_mib"`
@@ -187,6 +189,14 @@ func orchestrate(buildSpec, counts string, warmup, measure, interval time.Durati
 	if err != nil {
 		return err
 	}
+	// The server serves until its stdin closes: keep it open until the
+	// end (without a pipe it reads the null device, ends at once, and
+	// every scrape fails).
+	stdin, err := srv.StdinPipe()
+	if err != nil {
+		return err
+	}
+	defer stdin.Close()
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("starting the metrics server: %w", err)
 	}
@@ -219,19 +229,24 @@ func orchestrate(buildSpec, counts string, warmup, measure, interval time.Durati
 			if err := json.Unmarshal(out, &r); err != nil {
 				return fmt.Errorf("%s build, guardian with %d services: %w (%s)", b.name, n, err, out)
 			}
-			fmt.Fprintf(stderr, "%s build, %d services: %.1f MiB (%s)\n", b.name, n, r.RSS, time.Since(start).Round(time.Second))
+			if r.Stored <= float64(3*n) {
+				// Guardian's own up, scrape_duration_seconds and
+				// scrape_samples_scraped only.
+				return fmt.Errorf("%s build, guardian with %d services: no series of the target stored (%.0f failed scrapes): is the metrics server up?", b.name, n, r.ScrapeErrors)
+			}
+			fmt.Fprintf(stderr, "%s build, %d services: %.1f MiB, %.0f failed scrapes (%s)\n", b.name, n, r.RSS, r.ScrapeErrors, time.Since(start).Round(time.Second))
 			rows = append(rows, row{b, r})
 		}
 	}
 	fmt.Fprintf(stdout, "Footprint: scrape and evaluation every %s, %s warm-up, CPU over %s, GOMAXPROCS %d, %s in all.\n\n",
 		interval, warmup, measure, runtime.GOMAXPROCS(0), time.Since(start).Round(time.Second))
-	fmt.Fprintln(stdout, "| build | executable | services | series scraped | VmRSS | RssAnon (heap, stacks) | RssFile (mapped binary, chunk files) | Go heap in use | RssAnon per service | CPU per tick | CPU per service per tick | share of one core | trigger evaluations per tick |")
-	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(stdout, "| build | executable | services | series scraped | series stored | VmRSS | RssAnon (heap, stacks) | RssFile (mapped binary, chunk files) | Go heap in use | RssAnon per service | CPU per tick | CPU per service per tick | share of one core | trigger evaluations per tick |")
+	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, x := range rows {
 		r := x.r
-		fmt.Fprintf(stdout, "| %s (%s) | %.1f MB | %d | %d | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %s | %.1f ms | %.2f ms | %.2f%% | %.0f |\n",
+		fmt.Fprintf(stdout, "| %s (%s) | %.1f MB | %d | %d | %.0f | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %s | %.1f ms | %.2f ms | %.2f%% | %.0f |\n",
 			x.b.name, x.b.tagsText(), float64(x.b.size)/1e6,
-			r.Services, r.Series, r.RSS, r.RSSAnon, r.RSSFile, r.HeapInuse, perService(r), r.CPUPerTick, r.CPUPerTick/float64(r.Services),
+			r.Services, r.Series, r.Stored, r.RSS, r.RSSAnon, r.RSSFile, r.HeapInuse, perService(r), r.CPUPerTick, r.CPUPerTick/float64(r.Services),
 			100*r.CPUPerTick/float64(interval.Milliseconds()), r.Evaluations/r.Ticks)
 	}
 	return nil
@@ -323,11 +338,18 @@ func writeMetrics(w io.Writer, n int, t float64) {
 // seriesPerService is what writeMetrics exposes.
 const seriesPerService = 2*2*13 + 2*2*(12+3) + 2 + 136
 
+// serviceConfig is service %[1]d's entry; its triggers are
+// serviceTriggers, written out for the first service and an alias for the
+// others (a thousand copies would exceed the 1 MiB a configuration file
+// may have).
 const serviceConfig = `  - name: svc%[1]d
     scrape: {url: "http://%[2]s/svc/%[1]d/metrics", interval: %[3]s}
     deploy: {version_query: 'sum by (version) (rate(http_requests_total[1m]))'}
     watch_window: 1h
-    triggers:
+    triggers: %[4]s
+`
+
+const serviceTriggers = `&triggers
       - name: error-rate
         query: >-
           (sum(rate(http_requests_total{version="{{.Version}}",code=~"5.."}[{{.Window}}])) or vector(0))
@@ -359,7 +381,11 @@ func runGuardian(n int, target string, warmup, measure, interval time.Duration, 
 	var b strings.Builder
 	fmt.Fprintf(&b, "global:\n  evaluation_interval: %s\n  state_dir: %s\nservices:\n", interval, filepath.Join(dir, "data"))
 	for i := range n {
-		fmt.Fprintf(&b, serviceConfig, i, target, interval)
+		triggers := "*triggers"
+		if i == 0 {
+			triggers = strings.TrimSuffix(serviceTriggers, "\n")
+		}
+		fmt.Fprintf(&b, serviceConfig, i, target, interval, triggers)
 	}
 	cfgPath := filepath.Join(dir, "guardian.yml")
 	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o600); err != nil {
@@ -396,10 +422,25 @@ func runGuardian(n int, target string, warmup, measure, interval time.Duration, 
 	}
 	time.Sleep(warmup)
 
+	if heap != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d.cpu", heap, n))
+		if err != nil {
+			cancel()
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			cancel()
+			return err
+		}
+	}
 	cpu0 := cpuTime()
 	evals0 := counterSum(reg, "guardian_evaluations_total")
 	start := time.Now()
 	time.Sleep(measure)
+	if heap != "" {
+		pprof.StopCPUProfile()
+	}
 	cpu := cpuTime() - cpu0
 	elapsed := time.Since(start)
 	evals := counterSum(reg, "guardian_evaluations_total") - evals0
@@ -424,6 +465,7 @@ func runGuardian(n int, target string, warmup, measure, interval time.Duration, 
 	}
 	r.CPUPerTick = float64(cpu.Milliseconds()) / r.Ticks
 	r.ScrapeErrors = counterSum(reg, "guardian_scrape_failures_total")
+	r.Stored = gaugeSum(reg, "guardian_embedded_series")
 	cancel()
 	if err := <-done; err != nil {
 		return err
@@ -472,6 +514,16 @@ func procStatus(field string) float64 {
 
 // counterSum adds up every series of a counter in reg.
 func counterSum(reg *prometheus.Registry, name string) float64 {
+	return metricSum(reg, name, func(m *dto.Metric) float64 { return m.GetCounter().GetValue() })
+}
+
+// gaugeSum adds up every series of a gauge in reg.
+func gaugeSum(reg *prometheus.Registry, name string) float64 {
+	return metricSum(reg, name, func(m *dto.Metric) float64 { return m.GetGauge().GetValue() })
+}
+
+// metricSum adds up value of every series of metric name in reg.
+func metricSum(reg *prometheus.Registry, name string, value func(*dto.Metric) float64) float64 {
 	mfs, err := reg.Gather()
 	if err != nil {
 		return math.NaN()
@@ -482,7 +534,7 @@ func counterSum(reg *prometheus.Registry, name string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue()
+			sum += value(m)
 		}
 	}
 	return sum

@@ -60,8 +60,8 @@ func TestNewRemovesLeftoverChunkDirs(t *testing.T) {
 	if exists(stale) {
 		t.Errorf("leftover chunk directory %s is still there", stale)
 	}
-	if !exists(s.dir.path) {
-		t.Errorf("the new source's directory %s is gone", s.dir.path)
+	if !exists(s.store.dir.path) {
+		t.Errorf("the new source's directory %s is gone", s.store.dir.path)
 	}
 }
 
@@ -77,7 +77,7 @@ func TestRemoveStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer live.Close()
-	age(t, live.dir.path)
+	age(t, live.store.dir.path)
 
 	unlocked := leftover(t, parent, "guardian-embedded-unlocked")
 	if err := os.WriteFile(filepath.Join(unlocked, lockName), nil, 0o600); err != nil {
@@ -109,7 +109,7 @@ func TestRemoveStale(t *testing.T) {
 		t.Errorf("RemoveStale removed %d directories, want 2", n)
 	}
 	for path, want := range map[string]bool{
-		live.dir.path: true, unlocked: false, noLock: false, young: true, other: true, file: true, link: true, target: true,
+		live.store.dir.path: true, unlocked: false, noLock: false, young: true, other: true, file: true, link: true, target: true,
 	} {
 		if exists(path) != want {
 			t.Errorf("%s: exists = %t, want %t", path, !want, want)
@@ -119,8 +119,8 @@ func TestRemoveStale(t *testing.T) {
 	if err := live.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if exists(live.dir.path) {
-		t.Errorf("closed source's directory %s is still there", live.dir.path)
+	if exists(live.store.dir.path) {
+		t.Errorf("closed source's directory %s is still there", live.store.dir.path)
 	}
 }
 
@@ -136,7 +136,7 @@ func child(parent string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Println(s.dir.path)
+	fmt.Println(s.store.dir.path)
 	select {} // killed by the parent
 }
 

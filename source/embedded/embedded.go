@@ -58,7 +58,7 @@ type Options struct {
 	// service's queries use plus a margin (see query.MaxRange). Default 10m.
 	Retention time.Duration
 	// Dir is the parent of the head's chunk directory, created by New and
-	// removed by Close. Default os.TempDir(). The first New with a Dir in
+	// removed by Close (by the last Source's Close with Stores). Default os.TempDir(). The first New with a Dir in
 	// a process removes the chunk directories earlier runs left there (see
 	// RemoveStale).
 	Dir string
@@ -80,9 +80,16 @@ type Options struct {
 	QueryTimeout time.Duration
 	// BodySizeLimit bounds a scraped body in bytes; default 64 MiB.
 	BodySizeLimit int64
+	// Stores, when set, keeps the Source's samples in a head shared with
+	// the other Sources of the same Dir; default a head of its own.
+	Stores *Stores
 	// Engines, when set, lends the Source a PromQL engine shared with the
 	// other Sources of the same settings; default an engine of its own.
 	Engines *Engines
+	// Filter keeps only the series of the metric names the service's
+	// queries select (see FilterFor); nil keeps every series. SetFilter
+	// replaces it.
+	Filter *Filter
 	// OnScrape, when set, is told the outcome of every scrape that ran to
 	// its end, after the scrape: a nil error on success, otherwise the
 	// scrape's error (an unreachable target or a 5xx answer wraps
@@ -157,9 +164,15 @@ type Source struct {
 	ownClient     bool
 	now           func() time.Time
 	logger        *zap.Logger
-	dir           *chunkDir
 
-	head      *tsdb.Head
+	// store holds the samples, in a head of the Source's own or shared
+	// (Options.Stores); the Source's series there carry sourceLabel="id".
+	store *store
+	id    string
+	match *labels.Matcher // sourceLabel="id"
+	// The series Guardian records about each scrape, as Prometheus does.
+	upLabels, durLabels, samplesLabels labels.Labels
+
 	engine    *promql.Engine
 	ownEngine bool // not shared through Options.Engines: Close closes it
 	queryable storage.Queryable
@@ -171,6 +184,11 @@ type Source struct {
 	failures prometheus.Counter
 	duration prometheus.Observer
 	series   *prometheus.GaugeVec
+	// droppedSeries counts the series of the latest scrape the filter
+	// dropped.
+	droppedSeries *prometheus.GaugeVec
+	// filter is the scrape filter (nil: keep everything).
+	filter   atomic.Pointer[Filter]
 	target   string
 	onScrape func(ctx context.Context, err error)
 
@@ -247,30 +265,18 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		opts.Client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 
-	if opts.Dir != "" {
-		// Not in the system's temporary directory, which others share.
-		removeStaleOnce(opts.Dir, logger)
-	}
-	dir, err := newChunkDir(opts.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("embedded source %s: creating chunk directory: %w", shown, err)
-	}
-	quiet := slog.New(slog.DiscardHandler)
-	ho := tsdb.DefaultHeadOptions()
-	ho.ChunkDirRoot = dir.path
-	// One service's series fit in far fewer stripes than a Prometheus
-	// server's default of 16384, which costs memory per head.
-	ho.StripeSize = 256
-	head, err := tsdb.NewHead(nil, quiet, nil, nil, ho, nil)
-	if err == nil {
-		err = head.Init(math.MinInt64)
-		if err != nil {
-			_ = head.Close()
-		}
+	var (
+		st  *store
+		id  string
+		err error
+	)
+	if opts.Stores != nil {
+		st, id, err = opts.Stores.acquire(opts.Dir, opts.Retention, logger)
+	} else if st, err = newStore(opts.Dir, logger); err == nil {
+		id = st.register(opts.Retention)
 	}
 	if err != nil {
-		_ = dir.remove()
-		return nil, fmt.Errorf("embedded source %s: creating tsdb head: %w", shown, err)
+		return nil, fmt.Errorf("embedded source %s: %w", shown, err)
 	}
 
 	m := opts.Metrics
@@ -285,17 +291,23 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		ownClient:     ownClient,
 		now:           opts.Now,
 		logger:        logger.With(zap.String("target", shown)),
-		dir:           dir,
-		head:          head,
+		store:         st,
+		id:            id,
+		match:         labels.MustNewMatcher(labels.MatchEqual, sourceLabel, id),
+		upLabels:      labels.FromStrings(model.MetricNameLabel, "up", sourceLabel, id),
+		durLabels:     labels.FromStrings(model.MetricNameLabel, "scrape_duration_seconds", sourceLabel, id),
+		samplesLabels: labels.FromStrings(model.MetricNameLabel, "scrape_samples_scraped", sourceLabel, id),
 		scrapes:       m.scrapes.WithLabelValues(opts.Target),
 		failures:      m.failures.WithLabelValues(opts.Target),
 		duration:      m.duration.WithLabelValues(opts.Target),
 		series:        m.series,
+		droppedSeries: m.dropped,
 		target:        opts.Target,
 		onScrape:      opts.OnScrape,
 		scrapeState:   newScrapeState(),
 	}
 	s.floor.Store(math.MinInt64)
+	s.filter.Store(opts.Filter)
 	key := engineKey{maxSamples: opts.MaxSamples, timeout: opts.QueryTimeout, interval: interval}
 	if opts.Engines != nil {
 		s.engine = opts.Engines.get(key)
@@ -306,36 +318,20 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 	return s, nil
 }
 
-// querier reads the head between mint and maxt, hiding samples older than
-// the retention floor even where truncation has not dropped them yet.
+// querier reads the Source's series of the head between mint and maxt,
+// hiding samples older than the retention floor even where truncation has
+// not dropped them yet (see sourceQuerier).
 func (s *Source) querier(mint, maxt int64) (storage.Querier, error) {
 	floor := s.floor.Load()
 	mint = max(mint, floor)
 	if mint > maxt {
 		return storage.NoopQuerier(), nil
 	}
-	q, err := tsdb.NewBlockQuerier(tsdb.NewRangeHead(s.head, mint, maxt), mint, maxt)
+	q, err := tsdb.NewBlockQuerier(tsdb.NewRangeHead(s.store.head, mint, maxt), mint, maxt)
 	if err != nil {
 		return nil, err
 	}
-	return floorQuerier{Querier: q, floor: floor}, nil
-}
-
-// floorQuerier raises every Select's start to the retention floor: the head
-// querier trims samples to the hints' range, not to its own.
-type floorQuerier struct {
-	storage.Querier
-	floor int64
-}
-
-// Select implements storage.Querier.
-func (q floorQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
-	if hints != nil && hints.Start < q.floor {
-		h := *hints
-		h.Start = q.floor
-		hints = &h
-	}
-	return q.Querier.Select(ctx, sortSeries, hints, ms...)
+	return sourceQuerier{Querier: q, match: s.match, floor: floor}, nil
 }
 
 // Query evaluates query at ts over the scraped samples. A scalar result
@@ -424,10 +420,13 @@ func toVector(v parser.Value) (model.Vector, error) {
 	}
 }
 
+// toMetric converts a result's labels, without sourceLabel.
 func toMetric(ls labels.Labels) model.Metric {
 	m := make(model.Metric, ls.Len())
 	ls.Range(func(l labels.Label) {
-		m[model.LabelName(l.Name)] = model.LabelValue(l.Value)
+		if l.Name != sourceLabel {
+			m[model.LabelName(l.Name)] = model.LabelValue(l.Value)
+		}
 	})
 	return m
 }
@@ -457,7 +456,8 @@ func classify(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %w", source.ErrBadQuery, err)
 }
 
-// Close releases the head and removes its chunk directory. Stop Run first;
+// Close releases the head and removes its chunk directory (a shared head:
+// when no other Source uses it). Stop Run first;
 // Query and ScrapeOnce return ErrClosed afterwards. The target's
 // guardian_embedded_series gauge is removed; its counters are kept so that a
 // reload building a new Source for the same target continues them.
@@ -468,7 +468,7 @@ func (s *Source) Close() error {
 		return nil
 	}
 	s.closed = true
-	errs := []error{s.head.Close(), s.dir.remove()}
+	errs := []error{s.store.release(s.id)}
 	if s.ownEngine {
 		errs = append(errs, s.engine.Close())
 	}
@@ -476,6 +476,7 @@ func (s *Source) Close() error {
 		s.client.CloseIdleConnections()
 	}
 	s.series.DeleteLabelValues(s.target)
+	s.droppedSeries.DeleteLabelValues(s.target)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("closing embedded source %s: %w", s.shown, err)
 	}
@@ -510,6 +511,15 @@ func (s *Source) runFrom(ctx context.Context, start time.Time) error {
 		}
 	}
 }
+
+// SetFilter replaces the scrape filter (nil: keep every series) from the
+// next scrape on; a daemon calls it when a reload changed the service's
+// queries but kept its source. Series the new filter drops end (stale
+// markers) as if the target no longer exposed them.
+func (s *Source) SetFilter(f *Filter) { s.filter.Store(f) }
+
+// Filter returns the scrape filter; nil keeps every series.
+func (s *Source) Filter() *Filter { return s.filter.Load() }
 
 // Interval returns the scrape interval.
 func (s *Source) Interval() time.Duration { return s.interval }

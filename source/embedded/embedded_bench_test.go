@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -114,7 +115,7 @@ func BenchmarkScrapeAndQuery(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(s.head.NumSeries()), "series")
+			b.ReportMetric(float64(s.store.head.NumSeries()), "series")
 		})
 	}
 }
@@ -140,6 +141,66 @@ func BenchmarkQuery(b *testing.B) {
 			for b.Loop() {
 				if _, err := s.Query(ctx, benchQuery, ts); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSourceMemory measures the Go heap each of 200 Sources holds
+// after 30 scrapes of a realistic body: every series in a head of each
+// Source's own, then filtered to the request counters and latency buckets
+// a service's triggers read, then those in one head for all (Stores).
+func BenchmarkSourceMemory(b *testing.B) {
+	const sources, scrapes = 200, 30
+	format := expfmt.NewFormat(expfmt.TypeTextPlain)
+	body := benchBody(b, format, true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", string(format))
+		_, _ = w.Write(body)
+	}))
+	b.Cleanup(srv.Close)
+	filter := NewFilter("http_requests_total", "http_request_duration_seconds_bucket")
+	for _, c := range []struct{ filtered, shared bool }{{false, false}, {true, false}, {true, true}} {
+		filtered := c.filtered
+		b.Run("filtered="+strconv.FormatBool(filtered)+"/shared="+strconv.FormatBool(c.shared), func(b *testing.B) {
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				dir := b.TempDir()
+				now := start
+				clock := func() time.Time { return now }
+				engines := NewEngines()
+				var stores *Stores
+				if c.shared {
+					stores = NewStores()
+				}
+				srcs := make([]*Source, sources)
+				for i := range srcs {
+					opts := Options{Dir: dir, Now: clock, Engines: engines, Stores: stores, Metrics: NewMetrics(nil), Target: strconv.Itoa(i)}
+					if filtered {
+						opts.Filter = filter
+					}
+					s, err := New(config.Scrape{URL: srv.URL}, opts, zap.NewNop(), nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					srcs[i] = s
+				}
+				for range scrapes {
+					now = now.Add(5 * time.Second)
+					for _, s := range srcs {
+						if err := s.ScrapeOnce(context.Background()); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/sources/1024, "KiB/source")
+				for _, s := range srcs {
+					_ = s.Close()
 				}
 			}
 		})

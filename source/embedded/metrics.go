@@ -14,6 +14,7 @@ type Metrics struct {
 	failures *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	series   *prometheus.GaugeVec
+	dropped  *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -36,7 +37,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"target"}),
 		series: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "guardian_embedded_series",
-			Help: "Series held in the embedded source's in-memory TSDB head.",
+			Help: "Series the embedded source's latest scrape appended to its in-memory TSDB head, Guardian's own up, scrape_duration_seconds and scrape_samples_scraped included.",
+		}, []string{"target"}),
+		dropped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "guardian_embedded_series_dropped",
+			Help: "Series of the latest scrape the embedded source dropped because no query of the service selects their metric name.",
 		}, []string{"target"}),
 	}
 	if reg != nil {
@@ -44,6 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.failures = register(reg, m.failures)
 		m.duration = register(reg, m.duration)
 		m.series = register(reg, m.series)
+		m.dropped = register(reg, m.dropped)
 	}
 	return m
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -44,13 +45,6 @@ const fallbackMediaType = "text/plain"
 
 const userAgent = "guardian"
 
-// Series Guardian records about each scrape, as Prometheus does.
-var (
-	upLabels       = labels.FromStrings(model.MetricNameLabel, "up")
-	durationLabels = labels.FromStrings(model.MetricNameLabel, "scrape_duration_seconds")
-	samplesLabels  = labels.FromStrings(model.MetricNameLabel, "scrape_samples_scraped")
-)
-
 // errNoMetricName fails a scrape exposing a series without a name.
 var errNoMetricName = errors.New("series without a metric name")
 
@@ -81,6 +75,11 @@ type cacheEntry struct {
 	ref      storage.SeriesRef
 	lset     labels.Labels
 	lastIter uint64 // latest scrape iteration that appended to it
+	// live: the latest successful scrape appended to the series, which
+	// has no stale marker since.
+	live bool
+	// dropped: the filter now drops the series (see Source.SetFilter).
+	dropped bool
 }
 
 // scrapeState is what scrapes keep between runs; Source.scrapeMu guards it.
@@ -88,26 +87,35 @@ type scrapeState struct {
 	iter    uint64
 	cache   map[string]*cacheEntry
 	symbols *labels.SymbolTable
-	body    bytes.Buffer
-	lset    labels.Labels
-	health  health
+	builder labels.Builder // adds sourceLabel to a new series' labels
+	// body is the scraped body, from bodies while a scrape runs.
+	body   *bytes.Buffer
+	lset   labels.Labels
+	health health
 
-	// seriesPrev holds the series the previous scrape appended, seriesCur
-	// those of the current one, by reference: a series the current scrape
-	// lacks is marked stale.
-	seriesPrev, seriesCur map[storage.SeriesRef]labels.Labels
+	// cacheFilter is the filter the cache was filled with.
+	cacheFilter *Filter
+	// dropped is the number of series the latest scrape's filter dropped;
+	// live the number of live cache entries.
+	dropped, live int
 
 	upRef, durationRef, samplesRef storage.SeriesRef
 }
 
 func newScrapeState() scrapeState {
 	return scrapeState{
-		cache:      make(map[string]*cacheEntry),
-		symbols:    labels.NewSymbolTable(),
-		seriesPrev: make(map[storage.SeriesRef]labels.Labels),
-		seriesCur:  make(map[storage.SeriesRef]labels.Labels),
+		cache:   make(map[string]*cacheEntry),
+		symbols: labels.NewSymbolTable(),
 	}
 }
+
+// bodies are the buffers scrapes read bodies into, shared by all Sources:
+// a thousand Sources each keeping the buffer of its latest body held tens
+// of MiB.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody is the largest buffer put back into bodies.
+const maxPooledBody = 1 << 20
 
 // ScrapeOnce scrapes the target once and appends its samples at the time
 // Options.Now returns, together with up, scrape_duration_seconds and
@@ -142,6 +150,14 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 		close(p.done)
 	}()
 	start := time.Now()
+	s.body = bodies.Get().(*bytes.Buffer)
+	defer func() {
+		if s.body.Cap() <= maxPooledBody {
+			s.body.Reset()
+			bodies.Put(s.body)
+		}
+		s.body = nil
+	}()
 	contentType, scrapeErr := s.fetch(ctx)
 	if scrapeErr != nil && ctx.Err() != nil {
 		return fmt.Errorf("scraping %s: %w", s.shown, scrapeErr)
@@ -156,7 +172,8 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 
 	s.scrapes.Inc()
 	s.duration.Observe(time.Since(start).Seconds())
-	s.series.WithLabelValues(s.target).Set(float64(s.head.NumSeries()))
+	s.series.WithLabelValues(s.target).Set(float64(s.numSeries()))
+	s.droppedSeries.WithLabelValues(s.target).Set(float64(s.dropped))
 	if err != nil {
 		s.failures.Inc()
 		if s.health != healthDown {
@@ -253,7 +270,7 @@ func (e statusError) Is(target error) bool {
 // ingest appends one scrape's outcome at t (ms) and commits it.
 func (s *Source) ingest(ctx context.Context, t int64, contentType string, scrapeErr error, start time.Time) error {
 	s.iter++
-	app := s.head.Appender(ctx)
+	app := s.store.head.Appender(ctx)
 	total := 0
 	if scrapeErr == nil {
 		total, scrapeErr = s.appendBody(app, contentType, t)
@@ -262,7 +279,7 @@ func (s *Source) ingest(ctx context.Context, t int64, contentType string, scrape
 			if err := app.Rollback(); err != nil {
 				s.logger.Debug("rolling back a failed scrape", zap.Error(err))
 			}
-			app = s.head.Appender(ctx)
+			app = s.store.head.Appender(ctx)
 		}
 	}
 	s.appendStaleMarkers(app, t, scrapeErr != nil)
@@ -271,9 +288,9 @@ func (s *Source) ingest(ctx context.Context, t int64, contentType string, scrape
 	if scrapeErr != nil {
 		up = 0
 	}
-	s.upRef = s.appendReport(app, s.upRef, upLabels, t, up)
-	s.durationRef = s.appendReport(app, s.durationRef, durationLabels, t, time.Since(start).Seconds())
-	s.samplesRef = s.appendReport(app, s.samplesRef, samplesLabels, t, float64(total))
+	s.upRef = s.appendReport(app, s.upRef, s.upLabels, t, up)
+	s.durationRef = s.appendReport(app, s.durationRef, s.durLabels, t, time.Since(start).Seconds())
+	s.samplesRef = s.appendReport(app, s.samplesRef, s.samplesLabels, t, float64(total))
 	if err := app.Commit(); err != nil {
 		return errors.Join(scrapeErr, fmt.Errorf("committing samples: %w", err))
 	}
@@ -289,6 +306,15 @@ func (s *Source) ingest(ctx context.Context, t int64, contentType string, scrape
 // summaries skipped, native histograms appended as such. It returns the
 // number of samples.
 func (s *Source) appendBody(app storage.Appender, contentType string, t int64) (int, error) {
+	s.dropped = 0
+	if f := s.filter.Load(); f != s.cacheFilter {
+		// The cached series the new filter drops end at this scrape (the
+		// series it keeps now were never cached).
+		for _, e := range s.cache {
+			e.dropped = !f.Keeps(e.lset.Get(model.MetricNameLabel))
+		}
+		s.cacheFilter = f
+	}
 	if s.body.Len() == 0 {
 		return 0, nil
 	}
@@ -354,20 +380,35 @@ func (s *Source) appendBody(app storage.Appender, contentType string, t int64) (
 }
 
 // appendSample appends the parser's current sample, a float v or a native
-// histogram h or fh, of the series spelled series in the body. A series seen
-// before is found in the cache without parsing its labels.
+// histogram h or fh, of the series spelled series in the body, unless the
+// filter drops its metric name (counted in s.dropped). A series seen before
+// is found in the cache without parsing its labels.
 func (s *Source) appendSample(app storage.Appender, p textparse.Parser, series []byte, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) error {
 	e, cached := s.cache[string(series)]
+	if cached && e.dropped {
+		s.dropped++
+		return nil
+	}
 	if cached && e.lastIter == s.iter {
 		// The body has the same series twice.
 		return fmt.Errorf("series %s: %w", series, storage.ErrDuplicateSampleForTimestamp)
 	}
 	if !cached {
+		if name, ok := metricNameOf(series); ok && !s.cacheFilter.keepsBytes(name) {
+			s.dropped++
+			return nil
+		}
 		lset, err := s.parseLabels(p)
 		if err != nil {
 			return fmt.Errorf("series %s: %w", series, err)
 		}
-		e = &cacheEntry{lset: lset}
+		if !s.cacheFilter.Keeps(lset.Get(model.MetricNameLabel)) {
+			s.dropped++
+			return nil
+		}
+		s.builder.Reset(lset)
+		s.builder.Set(sourceLabel, s.id)
+		e = &cacheEntry{lset: s.builder.Labels()}
 	}
 	var (
 		ref storage.SeriesRef
@@ -386,7 +427,6 @@ func (s *Source) appendSample(app storage.Appender, p textparse.Parser, series [
 	if !cached {
 		s.cache[string(series)] = e
 	}
-	s.seriesCur[ref] = e.lset
 	return nil
 }
 
@@ -410,26 +450,21 @@ func (s *Source) parseLabels(p textparse.Parser) (labels.Labels, error) {
 // marker, so that instant queries stop seeing them at once. After a
 // successful scrape it forgets the cache entries the scrape did not use.
 func (s *Source) appendStaleMarkers(app storage.Appender, t int64, failed bool) {
-	if failed {
-		// A body that did not parse was rolled back: it appended nothing.
-		clear(s.seriesCur)
-	}
 	stale := math.Float64frombits(value.StaleNaN)
-	for ref, lset := range s.seriesPrev {
-		if _, ok := s.seriesCur[ref]; ok {
-			continue
-		}
-		if _, err := app.Append(ref, lset, t, stale); err != nil {
-			s.logger.Debug("appending stale marker", zap.Stringer("series", lset), zap.Error(err))
-		}
-	}
-	s.seriesPrev, s.seriesCur = s.seriesCur, s.seriesPrev
-	clear(s.seriesCur)
-	if failed {
-		return
-	}
+	s.live = 0
 	for key, e := range s.cache {
-		if e.lastIter != s.iter {
+		// A body that did not parse was rolled back: it appended nothing.
+		seen := !failed && e.lastIter == s.iter
+		if e.live && !seen {
+			if _, err := app.Append(e.ref, e.lset, t, stale); err != nil {
+				s.logger.Debug("appending stale marker", zap.Stringer("series", e.lset), zap.Error(err))
+			}
+		}
+		e.live = seen
+		switch {
+		case seen:
+			s.live++
+		case !failed:
 			delete(s.cache, key)
 		}
 	}
@@ -446,19 +481,25 @@ func (s *Source) appendReport(app storage.Appender, ref storage.SeriesRef, lset 
 	return ref
 }
 
-// truncate moves the retention floor to t minus the retention and, once a
-// quarter of the retention has passed since the last time, drops older
-// samples from the head. Queries never see samples below the floor.
+// truncate moves the retention floor to t minus the retention, and lets
+// the head drop samples older than every retention of its Sources. Queries
+// never see samples below the floor.
 func (s *Source) truncate(t int64) {
 	mint := t - s.retention.Milliseconds()
 	if mint > s.floor.Load() {
 		s.floor.Store(mint)
 	}
-	hmin := s.head.MinTime()
-	if hmin == math.MaxInt64 || mint <= hmin || mint-hmin < s.retention.Milliseconds()/4 {
-		return
+	s.store.truncate(t, s.logger)
+}
+
+// numSeries is the number of series the latest scrape appended to, its
+// report series included.
+func (s *Source) numSeries() int {
+	n := s.live
+	for _, ref := range []storage.SeriesRef{s.upRef, s.durationRef, s.samplesRef} {
+		if ref != 0 {
+			n++
+		}
 	}
-	if err := s.head.Truncate(mint); err != nil {
-		s.logger.Warn("truncating the embedded tsdb head", zap.Error(err))
-	}
+	return n
 }
