@@ -63,7 +63,7 @@ func (f *Filter) keepsBytes(name []byte) bool {
 
 // FilterFor returns the filter of service sc's embedded source: the metric
 // names of every query the service runs on it (its triggers' query,
-// volume_query and sequential errors and requests, which the incident
+// volume_query, sequential errors and requests and latency buckets, which the incident
 // report's charts and estimates and the recovery checks reuse, and
 // deploy.version_query). It is nil (keep everything) when one of them
 // selects series without naming their metric, say {job="x"} or
@@ -101,6 +101,9 @@ func FilterFor(sc config.Service) (*Filter, error) {
 		texts := []string{tc.Query, tc.VolumeQuery}
 		if sq := tc.Sequential; sq != nil {
 			texts = append(texts, sq.Errors, sq.Requests)
+		}
+		if l := tc.Latency; l != nil {
+			texts = append(texts, l.Buckets)
 		}
 		for _, text := range texts {
 			if err := add(text); err != nil {

@@ -32,9 +32,12 @@ func TestFilterFor(t *testing.T) {
 						Errors:   `sum(increase({__name__="grpc_errors_total",version="{{.Version}}"}[{{.SinceDeploy}}])) or vector(0)`,
 						Requests: `sum(increase(grpc_requests_total{version="{{.Version}}"}[{{.SinceDeploy}}]))`,
 					}},
+					{Name: "lat", Latency: &config.Latency{
+						Buckets: `sum by (le) (increase(grpc_duration_seconds_bucket{version="{{.Version}}"}[{{.SinceDeploy}}]))`,
+					}},
 				},
 			},
-			want: []string{"build_requests_total", "grpc_errors_total", "grpc_requests_total", "http_request_duration_seconds_bucket", "http_requests_total", "http_served_total"},
+			want: []string{"build_requests_total", "grpc_duration_seconds_bucket", "grpc_errors_total", "grpc_requests_total", "http_request_duration_seconds_bucket", "http_requests_total", "http_served_total"},
 		},
 		{
 			name: "a selector by labels only keeps everything",
