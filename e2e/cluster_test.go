@@ -459,7 +459,11 @@ func kubeWorld(t *testing.T, deploy func(*testing.T, *testenv.Kubernetes)) (k *t
 	return k, ctx, demoURL, dir
 }
 
-// createCheckout creates the checkout Deployment at v1 with two replicas.
+// createCheckout creates the checkout Deployment at v1 with two replicas
+// and waits until both are available: the tests deploy v2 over a v1 that
+// serves. (Without the wait, a loaded machine's fake kubelets had not made
+// v1's pods ready when v2 came, and a rollback to v1 then needed new pods
+// to become ready within the short progress deadline a test sets.)
 func createCheckout(t *testing.T, k *testenv.Kubernetes) {
 	replicas := int32(2)
 	d := &appsv1.Deployment{
@@ -473,7 +477,19 @@ func createCheckout(t *testing.T, k *testenv.Kubernetes) {
 			},
 		},
 	}
-	if _, err := k.Client.AppsV1().Deployments("default").Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+	ctx := context.Background()
+	if _, err := k.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating deployment checkout: %v", err)
 	}
+	testenv.Eventually(t, 120*time.Second, func() error {
+		got, err := k.Client.AppsV1().Deployments("default").Get(ctx, "checkout", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if st := got.Status; st.ObservedGeneration < got.Generation || st.UpdatedReplicas != replicas || st.AvailableReplicas != replicas {
+			return fmt.Errorf("v1: %d of %d replicas updated, %d available (generation %d observed %d)",
+				st.UpdatedReplicas, replicas, st.AvailableReplicas, got.Generation, st.ObservedGeneration)
+		}
+		return nil
+	}, "checkout v1 available")
 }
