@@ -2,8 +2,6 @@ package trigger
 
 import (
 	"time"
-
-	"github.com/rollback-guardian/guardian/trigger/sequential"
 )
 
 // latching is a method whose regressed decision stands for its deploy once
@@ -40,22 +38,4 @@ func (t *Trigger) Latch(d Deploy, at time.Time) {
 type latched struct {
 	deploy Deploy
 	at     time.Time
-}
-
-func (m *countTest) regressed() (time.Time, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.state == nil || m.state.decision != sequential.Regressed {
-		return time.Time{}, false
-	}
-	return m.state.decidedAt, true
-}
-
-func (m *countTest) restore(d Deploy, at time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.latch = &latched{deploy: d, at: at}
-	if m.state != nil && m.state.deploy.Equal(d) {
-		m.state.decision, m.state.decidedAt = sequential.Regressed, at
-	}
 }

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -139,10 +138,7 @@ type latencyTest struct {
 	def  Definition
 	test *latency.Test
 
-	mu    sync.Mutex
-	snap  *latSnapshot
-	state *latState
-	latch *latched
+	perDeploy[*latSnapshot, *latState]
 }
 
 var (
@@ -160,15 +156,13 @@ type latSnapshot struct {
 
 // latState is a latency trigger's test of one deploy.
 type latState struct {
-	deploy Deploy
-	watch  *latency.Watch
+	decided
+	watch *latency.Watch
 	// bounds are the bounds native histograms are read at: the pre-deploy
 	// histogram's; nil without one.
-	bounds    []float64
-	pre       latency.Histogram
-	maxE      float64
-	decision  sequential.Decision
-	decidedAt time.Time
+	bounds []float64
+	pre    latency.Histogram
+	maxE   float64
 }
 
 // newLatencyTest returns the latency test of d, which has a Latency test.
@@ -291,49 +285,9 @@ func seed(d Deploy) uint64 {
 	return h.Sum64()
 }
 
-func (m *latencyTest) begin(d Deploy) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.state = nil
-	if m.snap != nil && !m.snap.deploy.Equal(d) {
-		m.snap = nil
-	}
-}
-
-func (m *latencyTest) reset() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.snap, m.state, m.latch = nil, nil, nil
-}
-
 func (m *latencyTest) copyFrom(old method) {
-	o, ok := old.(*latencyTest)
-	if !ok {
-		return
-	}
-	o.mu.Lock()
-	snap, state, latch := o.snap, o.state, o.latch
-	o.mu.Unlock()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.snap, m.state, m.latch = snap, state, latch
-}
-
-func (m *latencyTest) regressed() (time.Time, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.state == nil || m.state.decision != sequential.Regressed {
-		return time.Time{}, false
-	}
-	return m.state.decidedAt, true
-}
-
-func (m *latencyTest) restore(d Deploy, at time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.latch = &latched{deploy: d, at: at}
-	if m.state != nil && m.state.deploy.Equal(d) {
-		m.state.decision, m.state.decidedAt = sequential.Regressed, at
+	if o, ok := old.(*latencyTest); ok {
+		m.takeFrom(&o.perDeploy)
 	}
 }
 
@@ -358,10 +312,7 @@ func (m *latencyTest) snapshotOf(ctx context.Context, ec *evalContext, ev *Evide
 	if d.Baseline == "" || l.BaselineWindow <= 0 || d.At.IsZero() {
 		return nil, nil
 	}
-	m.mu.Lock()
-	s := m.snap
-	m.mu.Unlock()
-	if s != nil && s.deploy.Equal(d) {
+	if s, ok := m.snapshotFor(d); ok {
 		return s, nil
 	}
 	q, err := l.Buckets.Render(m.vars(d, d.Baseline, l.BaselineWindow))
@@ -372,10 +323,8 @@ func (m *latencyTest) snapshotOf(ctx context.Context, ec *evalContext, ev *Evide
 	if err != nil {
 		return nil, err
 	}
-	s = &latSnapshot{deploy: d, hist: b, query: q}
-	m.mu.Lock()
-	m.snap = s
-	m.mu.Unlock()
+	s := &latSnapshot{deploy: d, hist: b, query: q}
+	m.keepSnapshot(s)
 	return s, nil
 }
 
@@ -383,28 +332,20 @@ func (m *latencyTest) snapshotOf(ctx context.Context, ec *evalContext, ev *Evide
 // pre-deploy baseline histogram) at its first evaluation.
 func (m *latencyTest) stateFor(ctx context.Context, ec *evalContext, ev *Evidence) (*latState, error) {
 	d := ec.deploy
-	m.mu.Lock()
-	st := m.state
-	m.mu.Unlock()
-	if st != nil && st.deploy.Equal(d) {
+	if st, ok := m.testFor(d); ok {
 		return st, nil
 	}
 	s, err := m.snapshotOf(ctx, ec, ev)
 	if err != nil {
 		return nil, err
 	}
-	st = &latState{deploy: d}
+	st := &latState{decided: decided{deploy: d}}
 	if s != nil {
 		st.bounds = s.hist.bounds()
 		st.pre, _ = s.hist.histogram(st.bounds)
 	}
 	st.watch = m.test.Watch(st.pre, seed(d))
-	m.mu.Lock()
-	if l := m.latch; l != nil && l.deploy.Equal(d) {
-		st.decision, st.decidedAt = sequential.Regressed, l.at
-	}
-	m.state = st
-	m.mu.Unlock()
+	m.start(st)
 	return st, nil
 }
 

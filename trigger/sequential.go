@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rollback-guardian/guardian/query"
@@ -204,10 +203,7 @@ type countTest struct {
 	// Alpha/2); nil without SlowBurn.
 	burnRel, burnAbs *changepoint.Detector
 
-	mu    sync.Mutex
-	snap  *seqSnapshot
-	state *seqState
-	latch *latched
+	perDeploy[*seqSnapshot, *seqState]
 }
 
 var _ method = (*countTest)(nil)
@@ -263,11 +259,9 @@ type seqSnapshot struct {
 
 // seqState is a sequential trigger's test of one deploy.
 type seqState struct {
-	deploy    Deploy
-	watch     *sequential.Watch
-	maxE      float64
-	decision  sequential.Decision
-	decidedAt time.Time
+	decided
+	watch *sequential.Watch
+	maxE  float64
 
 	// With SlowBurn: the detector's run (nil when it does not run), the
 	// pre-deploy baseline counts its bound starts from, the largest new
@@ -374,34 +368,10 @@ func (m *countTest) seqVars(d Deploy, version string, since time.Duration) query
 	return query.Vars{Service: d.Service, Version: version, Baseline: d.Baseline, Window: m.def.Window, SinceDeploy: since}
 }
 
-// begin drops the test in progress and the snapshot of another deploy; a
-// latched decision stays (it names its deploy).
-func (m *countTest) begin(d Deploy) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.state = nil
-	if m.snap != nil && !m.snap.deploy.Equal(d) {
-		m.snap = nil
-	}
-}
-
-func (m *countTest) reset() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.snap, m.state, m.latch = nil, nil, nil
-}
-
 func (m *countTest) copyFrom(old method) {
-	o, ok := old.(*countTest)
-	if !ok {
-		return
+	if o, ok := old.(*countTest); ok {
+		m.takeFrom(&o.perDeploy)
 	}
-	o.mu.Lock()
-	snap, state, latch := o.snap, o.state, o.latch
-	o.mu.Unlock()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.snap, m.state, m.latch = snap, state, latch
 }
 
 // snapshot takes the baseline's counts over the baseline window before the
@@ -443,19 +413,14 @@ func (m *countTest) snapshotOf(ctx context.Context, ec *evalContext, ev *Evidenc
 	if d.Baseline == "" || m.def.Sequential.BaselineWindow <= 0 || d.At.IsZero() {
 		return nil, nil
 	}
-	m.mu.Lock()
-	s := m.snap
-	m.mu.Unlock()
-	if s != nil && s.deploy.Equal(d) {
+	if s, ok := m.snapshotFor(d); ok {
 		return s, nil
 	}
 	s, err := m.takeSnapshot(ctx, ec, ev)
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	m.snap = s
-	m.mu.Unlock()
+	m.keepSnapshot(s)
 	return s, nil
 }
 
@@ -464,10 +429,7 @@ func (m *countTest) snapshotOf(ctx context.Context, ec *evalContext, ev *Evidenc
 // its first evaluation.
 func (m *countTest) stateFor(ctx context.Context, ec *evalContext, ev *Evidence) (*seqState, error) {
 	d := ec.deploy
-	m.mu.Lock()
-	st := m.state
-	m.mu.Unlock()
-	if st != nil && st.deploy.Equal(d) {
+	if st, ok := m.testFor(d); ok {
 		return st, nil
 	}
 	var pre sequential.Counts
@@ -478,19 +440,14 @@ func (m *countTest) stateFor(ctx context.Context, ec *evalContext, ev *Evidence)
 	if s != nil {
 		pre = s.counts
 	}
-	st = &seqState{deploy: d, watch: m.test.Watch(d.Baseline != "", pre), pre: pre.Clean(), burnQ0: math.NaN()}
+	st := &seqState{decided: decided{deploy: d}, watch: m.test.Watch(d.Baseline != "", pre), pre: pre.Clean(), burnQ0: math.NaN()}
 	switch {
 	case d.Baseline != "" && m.burnRel != nil:
 		st.burn, st.burnRelative = m.burnRel.Start(), true
 	case m.def.Above != nil && m.burnAbs != nil:
 		st.burn = m.burnAbs.Start()
 	}
-	m.mu.Lock()
-	if l := m.latch; l != nil && l.deploy.Equal(d) {
-		st.decision, st.decidedAt = sequential.Regressed, l.at
-	}
-	m.state = st
-	m.mu.Unlock()
+	m.start(st)
 	return st, nil
 }
 
