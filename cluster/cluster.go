@@ -1,11 +1,14 @@
 //go:build !nokubernetes
 
-// Package cluster runs Guardian as several replicas on Kubernetes: the
-// replicas elect a leader through a coordination.k8s.io Lease (client-go's
-// leader election), only the leader evaluates and acts, state lives in
-// ConfigMaps written with optimistic concurrency (store/kubernetes), and
-// followers forward the write API to the leader. Builds with -tags
-// nokubernetes leave it out (off.go).
+// Package cluster runs Guardian as several replicas on Kubernetes. State
+// lives in ConfigMaps written with optimistic concurrency
+// (store/kubernetes). Either the replicas elect a leader through a
+// coordination.k8s.io Lease (client-go's leader election), only the leader
+// evaluates and acts, and followers forward the write API to it; or, with
+// shards, the services are split into shards each owned through its own
+// Lease (Shards), every replica drives the services of the shards it
+// holds, and the write API goes to the owner of the service. Builds with
+// -tags nokubernetes leave it out (off.go).
 package cluster
 
 import (
@@ -14,13 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +33,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/config"
 	"github.com/rollback-guardian/guardian/kube"
+	"github.com/rollback-guardian/guardian/shard"
 	"github.com/rollback-guardian/guardian/store"
 	kubestore "github.com/rollback-guardian/guardian/store/kubernetes"
 )
@@ -49,6 +53,14 @@ type Cluster struct {
 	leading atomic.Bool
 	leader  atomic.Pointer[string] // the leader's identity, as in the Lease
 	gauge   prometheus.Gauge
+
+	// With shards: the client of the shard Leases (a rate limit of its
+	// own), the controller once Run built it, and what to call when the
+	// shards this replica drives change.
+	shardClient kubernetes.Interface
+	reg         prometheus.Registerer
+	shards      atomic.Pointer[Shards]
+	onChange    func()
 }
 
 // identitySep separates a replica's name from its advertised URL in the
@@ -65,12 +77,82 @@ func New(c config.Cluster, log *zap.Logger, reg prometheus.Registerer) (*Cluster
 	if err != nil {
 		return nil, err
 	}
-	cs := &Cluster{cfg: c, client: client, store: st, log: log,
+	cs := &Cluster{cfg: c, client: client, store: st, log: log, reg: reg,
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "guardian_leader", Help: "1 while this replica is the leader."})}
-	if reg != nil {
+	if c.Shards > 0 {
+		// A replica writes about shards/replicas Leases every retry
+		// period: client-go's default of 5 requests a second is too few.
+		rc, err := kube.Config(c.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		rc.QPS = float32(max(20, c.Shards))
+		rc.Burst = 2 * int(rc.QPS)
+		if cs.shardClient, err = kubernetes.NewForConfig(rc); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	} else if reg != nil {
 		reg.MustRegister(cs.gauge)
 	}
 	return cs, nil
+}
+
+// Sharded reports whether the services are split into shards (shards > 0)
+// rather than all driven by one leader.
+func (cs *Cluster) Sharded() bool { return cs.cfg.Shards > 0 }
+
+// OnChange sets what to call, with no lock of the Cluster held, every
+// time the services this replica drives change (sharded only): f must
+// start driving the services it now owns and stop driving, before it
+// returns, those it no longer owns. Set it before Run.
+func (cs *Cluster) OnChange(f func()) { cs.onChange = f }
+
+// Owns reports whether this replica drives service now: always while
+// leading, and, sharded, while it holds the Lease of service's shard.
+func (cs *Cluster) Owns(service string) bool {
+	if !cs.Sharded() {
+		return cs.leading.Load()
+	}
+	s := cs.shards.Load()
+	return s != nil && s.Owns(service)
+}
+
+// Owner is the identity (name|URL) of the replica that drives service, as
+// this replica last saw the Leases, and false when none does (a shard
+// changing hands, or no leader yet).
+func (cs *Cluster) Owner(service string) (string, bool) {
+	if !cs.Sharded() {
+		p := cs.leader.Load()
+		if p == nil {
+			return "", false
+		}
+		return *p, true
+	}
+	s := cs.shards.Load()
+	if s == nil {
+		return "", false
+	}
+	return s.Owner(service)
+}
+
+// ShardOf returns service's shard, -1 without shards.
+func (cs *Cluster) ShardOf(service string) int {
+	if !cs.Sharded() {
+		return -1
+	}
+	return shard.ShardOf(service, cs.cfg.Shards)
+}
+
+// Shards returns the sharding status as this replica sees it: the
+// members, each shard's holder, the shards it owns; nil without shards or
+// before Run.
+func (cs *Cluster) Shards() *ShardsStatus {
+	s := cs.shards.Load()
+	if s == nil {
+		return nil
+	}
+	st := s.Snapshot()
+	return &st
 }
 
 // Store is the state the replicas share: ConfigMaps written with
@@ -85,6 +167,9 @@ func (cs *Cluster) Store() store.Store { return cs.store }
 // to the others unless advertise_url says otherwise.
 func (cs *Cluster) Run(ctx context.Context, listen string, work func(ctx context.Context) error, ready func(bool)) error {
 	identity := Identity(cs.cfg, listen)
+	if cs.Sharded() {
+		return cs.runShards(ctx, identity, work, ready)
+	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1ObjectMeta(cs.cfg.LeaseName, cs.cfg.Namespace),
 		Client:     cs.client.CoordinationV1(),
@@ -155,9 +240,59 @@ func Identity(c config.Cluster, listen string) string {
 	return name + identitySep + adv
 }
 
-// Forward tells the web server where to send a write request when this
-// replica is a follower: the leader's advertised URL.
-func (cs *Cluster) Forward(*http.Request) (*url.URL, bool, error) {
+// runShards runs work and the shard Leases side by side until ctx ends:
+// work starts the services' loops and the incidents' driver, which act
+// only for the services Owns names, and OnChange's function follows the
+// changes.
+func (cs *Cluster) runShards(ctx context.Context, identity string, work func(ctx context.Context) error, ready func(bool)) error {
+	s, err := NewShards(cs.shardClient, ShardsConfig{
+		Namespace:     cs.cfg.Namespace,
+		Prefix:        cs.cfg.LeaseName + "-shard-",
+		Identity:      identity,
+		Shards:        cs.cfg.Shards,
+		LeaseDuration: time.Duration(cs.cfg.LeaseDuration),
+		RenewDeadline: time.Duration(cs.cfg.RenewDeadline),
+		RetryPeriod:   time.Duration(cs.cfg.RetryPeriod),
+		OnChange: func([]int) {
+			if cs.onChange != nil {
+				cs.onChange()
+			}
+		},
+	}, cs.log, cs.reg)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	cs.shards.Store(s)
+	cs.log.Info("sharded: driving the services of the shards this replica holds",
+		zap.String("identity", identity), zap.Int("shards", cs.cfg.Shards))
+	ready(true)
+	defer ready(false)
+	// The Leases are released only once work has stopped driving every
+	// service: Shards.Run tells OnChange it owns nothing before it
+	// releases them.
+	var g run.Group
+	wctx, stopWork := context.WithCancel(ctx)
+	g.Add(func() error { return work(wctx) }, func(error) { stopWork() })
+	sctx, stopShards := context.WithCancel(ctx)
+	g.Add(func() error { return s.Run(sctx) }, func(error) { stopShards() })
+	return g.Run()
+}
+
+// Forward tells the web server where to send a write request for service
+// ("" for one that names none: it goes to the leader, or is served here
+// when sharded): nowhere when this replica drives it, else the advertised
+// URL of the replica that does.
+func (cs *Cluster) Forward(service string) (*url.URL, bool, error) {
+	if cs.Sharded() {
+		if service == "" || cs.Owns(service) {
+			return nil, false, nil
+		}
+		id, ok := cs.Owner(service)
+		if !ok {
+			return nil, true, fmt.Errorf("service %q's shard %d is changing hands: retry", service, cs.ShardOf(service))
+		}
+		return advertised(id)
+	}
 	if cs.leading.Load() {
 		return nil, false, nil
 	}
@@ -165,13 +300,18 @@ func (cs *Cluster) Forward(*http.Request) (*url.URL, bool, error) {
 	if p == nil {
 		return nil, true, errors.New("no leader elected yet")
 	}
-	_, adv, ok := strings.Cut(*p, identitySep)
+	return advertised(*p)
+}
+
+// advertised is the URL in a replica's identity.
+func advertised(id string) (*url.URL, bool, error) {
+	_, adv, ok := strings.Cut(id, identitySep)
 	if !ok {
-		return nil, true, fmt.Errorf("leader %q advertises no address", *p)
+		return nil, true, fmt.Errorf("replica %q advertises no address", id)
 	}
 	u, err := url.Parse(adv)
 	if err != nil {
-		return nil, true, fmt.Errorf("leader address %q: %w", adv, err)
+		return nil, true, fmt.Errorf("replica address %q: %w", adv, err)
 	}
 	return u, true, nil
 }

@@ -8,7 +8,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,4 +38,31 @@ func (*Cluster) Run(context.Context, string, func(context.Context) error, func(b
 }
 
 // Forward never forwards.
-func (*Cluster) Forward(*http.Request) (*url.URL, bool, error) { return nil, false, nil }
+func (*Cluster) Forward(string) (*url.URL, bool, error) { return nil, false, nil }
+
+// Sharded is false.
+func (*Cluster) Sharded() bool { return false }
+
+// OnChange does nothing.
+func (*Cluster) OnChange(func()) {}
+
+// Owns is true: a single Guardian drives every service.
+func (*Cluster) Owns(string) bool { return true }
+
+// Owner is unknown.
+func (*Cluster) Owner(string) (string, bool) { return "", false }
+
+// ShardOf is -1.
+func (*Cluster) ShardOf(string) int { return -1 }
+
+// ShardsStatus is a replica's view of the shards; never filled in a build
+// without Kubernetes.
+type ShardsStatus struct {
+	Identity string   `json:"identity"`
+	Members  []string `json:"members"`
+	Holders  []string `json:"holders"`
+	Owned    []int    `json:"owned"`
+}
+
+// Shards is nil.
+func (*Cluster) Shards() *ShardsStatus { return nil }

@@ -62,9 +62,11 @@ type Global struct {
 	// Auth configures bearer tokens for the write API.
 	Auth Auth `yaml:"auth"`
 	// Cluster, when set, runs Guardian as several replicas on Kubernetes:
-	// they elect a leader through a Lease, only the leader evaluates and
-	// acts, state lives in ConfigMaps, and followers forward the write API
-	// to the leader.
+	// state lives in ConfigMaps, and either one leader elected through a
+	// Lease evaluates and acts for every service while the others forward
+	// the write API to it, or (shards > 0) the services are split into
+	// shards, each driven by the replica holding its own Lease, and the
+	// write API is forwarded to the owner of the service.
 	Cluster *Cluster `yaml:"cluster,omitempty"`
 }
 
@@ -93,6 +95,14 @@ type Cluster struct {
 	// RetryPeriod is the wait between two attempts to take or renew the
 	// Lease; shorter than RenewDeadline (default 2s).
 	RetryPeriod Duration `yaml:"retry_period"`
+	// Shards, when above 0, splits the services into that many shards,
+	// each owned through its own Lease (lease_name-shard-N): every replica
+	// drives the services of the shards it holds, about 1/N of them with N
+	// replicas, and a dead replica's shards pass to the others within
+	// lease_duration. Every replica must use the same number. 0 (the
+	// default) elects one leader that drives every service. About 20
+	// shards per replica balance well: 64 for up to 3 replicas, 256 for 10.
+	Shards int `yaml:"shards,omitempty"`
 }
 
 // Postmortem says when and with whom an incident's post-mortem is

@@ -39,6 +39,9 @@ const (
 	// maxKeptErrors is the most errors kept while checking a file; the
 	// rest are only counted.
 	maxKeptErrors = 10 * MaxErrors
+	// MaxShards is the most shards global.cluster.shards may split the
+	// services into: each is a Lease a replica renews every retry period.
+	MaxShards = 4096
 )
 
 const (

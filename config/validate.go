@@ -200,6 +200,9 @@ func (v *validator) cluster(p string, c *Cluster) {
 	if c.RetryPeriod >= c.RenewDeadline {
 		v.errorf(p+".retry_period", "%s must be shorter than renew_deadline %s", c.RetryPeriod, c.RenewDeadline)
 	}
+	if c.Shards < 0 || c.Shards > MaxShards {
+		v.errorf(p+".shards", "%d: want 0 (one leader drives every service) to %d", c.Shards, MaxShards)
+	}
 	if c.AdvertiseURL != "" {
 		v.httpURL(p+".advertise_url", c.AdvertiseURL)
 	}

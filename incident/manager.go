@@ -32,6 +32,9 @@ var (
 	// ErrNoService: the incident's service is not configured now; the
 	// incident waits for it.
 	ErrNoService = errors.New("service not configured")
+	// ErrNotOwner: another replica drives the incident's service (see
+	// Options.Owns); the request goes to that replica.
+	ErrNotOwner = errors.New("another replica drives this service")
 )
 
 // FaultBeforeReport is the fault point reached after a transition whose
@@ -102,6 +105,11 @@ type Options struct {
 	// Fault, when set, is called at the driver's fault points (such as
 	// FaultBeforeReport); tests use it to crash Guardian there.
 	Fault func(point string)
+	// Owns, when set, says whether this replica drives a service's
+	// incidents now (replicas sharing the services out): the Manager
+	// declares, drives and resumes only those, and Reconcile follows the
+	// changes. Nil drives every service.
+	Owns func(service string) bool
 }
 
 // SteadyClock returns a clock that reads the wall clock once and then
@@ -131,6 +139,7 @@ type Manager struct {
 	log   *zap.Logger
 	now   func() time.Time
 	fault func(string)
+	owns  func(string) bool
 	m     *managerMetrics
 	// spareID is a number taken for an incident that could not be saved,
 	// for the next one.
@@ -146,9 +155,30 @@ type Manager struct {
 	last map[string]lastIncident
 	// timers are the pending delayed effects, by effect key; running the
 	// effects under way, by key.
-	timers  map[string]*time.Timer
+	timers  map[string]*pendingTimer
 	running map[string]bool
 	wg      sync.WaitGroup
+	// driven are the services whose incidents this Manager drives, each
+	// with the context and the wait group of its incidents' effects;
+	// serviceOf is the service of each incident it has seen.
+	driven    map[string]*drivenService
+	serviceOf map[int64]string
+}
+
+// drivenService is one service whose incidents a Manager drives: the
+// effects of its incidents run under ctx and are counted in wg, so that
+// letting the service go (another replica takes it) cancels them and waits
+// for them.
+type drivenService struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// pendingTimer is a delayed effect of a driven service's incident.
+type pendingTimer struct {
+	t *time.Timer
+	d *drivenService
 }
 
 type managerMetrics struct {
@@ -176,9 +206,13 @@ func NewManager(o Options) *Manager {
 	if o.Fault == nil {
 		o.Fault = func(string) {}
 	}
+	if o.Owns == nil {
+		o.Owns = func(string) bool { return true }
+	}
 	m := &Manager{
-		st: o.Store, env: o.Env, pub: o.Publisher, rep: o.Reporter, log: o.Logger, now: o.Now, fault: o.Fault,
-		open: map[string]int64{}, last: map[string]lastIncident{}, timers: map[string]*time.Timer{}, running: map[string]bool{},
+		st: o.Store, env: o.Env, pub: o.Publisher, rep: o.Reporter, log: o.Logger, now: o.Now, fault: o.Fault, owns: o.Owns,
+		open: map[string]int64{}, last: map[string]lastIncident{}, timers: map[string]*pendingTimer{}, running: map[string]bool{},
+		driven: map[string]*drivenService{}, serviceOf: map[int64]string{},
 		m: &managerMetrics{
 			declared: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "guardian_incidents_declared_total", Help: "Incidents declared.",
@@ -204,21 +238,80 @@ func NewManager(o Options) *Manager {
 }
 
 // Run resumes every incident that has work left (open ones, reports not
-// yet written, events not yet published), then drives incidents until ctx
-// ends, and waits for the effects under way.
+// yet written, events not yet published) of the services it owns, then
+// drives incidents until ctx ends, and waits for the effects under way.
 func (m *Manager) Run(ctx context.Context) error {
+	m.mu.Lock()
+	m.ctx = ctx
+	m.mu.Unlock()
+	if err := m.Reconcile(ctx); err != nil {
+		m.mu.Lock()
+		m.ctx = nil
+		m.mu.Unlock()
+		return err
+	}
+	<-ctx.Done()
+	// No effect starts once ctx is nil (every start checks it under m.mu),
+	// so every wg.Add happens before the Wait.
+	m.mu.Lock()
+	m.ctx = nil
+	for k, t := range m.timers {
+		if t.t.Stop() {
+			t.d.wg.Done()
+			m.wg.Done()
+		}
+		delete(m.timers, k)
+	}
+	for _, d := range m.driven {
+		d.cancel()
+	}
+	clear(m.driven)
+	m.mu.Unlock()
+	m.wg.Wait()
+	return nil
+}
+
+// Reconcile follows a change of the services Owns names: it stops driving
+// the incidents of the services it no longer owns (cancelling their
+// effects under way and waiting for them: another replica resumes them
+// from the store), and resumes those of the services it now owns that
+// have work left. Run calls it at the start; call it again whenever Owns
+// changes. Before Run it does nothing.
+func (m *Manager) Reconcile(ctx context.Context) error {
 	// Holding the lock while listing: an incident declared meanwhile is
 	// either listed here or driven by Declare, never missed.
 	m.mu.Lock()
+	if m.ctx == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	var released []*drivenService
+	for service, d := range m.driven {
+		if !m.owns(service) {
+			released = append(released, d)
+			m.releaseLocked(service, d)
+		}
+	}
 	recs, err := m.List(ctx)
 	if err != nil {
 		m.mu.Unlock()
+		for _, d := range released {
+			d.wg.Wait()
+		}
 		return fmt.Errorf("loading incidents: %w", err)
 	}
-	m.ctx = ctx
 	var resume []Record
+	adopted := map[string]bool{}
 	for i := len(recs) - 1; i >= 0; i-- { // oldest first
 		r := recs[i]
+		if _, ok := m.driven[r.Service]; (ok && !adopted[r.Service]) || !m.owns(r.Service) {
+			continue
+		}
+		if !adopted[r.Service] {
+			m.driveLocked(r.Service)
+			adopted[r.Service] = true
+		}
+		m.serviceOf[r.ID] = r.Service
 		if l, ok := m.last[r.Service]; !ok || r.ID > l.id {
 			m.last[r.Service] = lastIncident{r.ID, r.Version, r.DeployedAt}
 		}
@@ -231,24 +324,65 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 	m.mu.Unlock()
+	for _, d := range released {
+		d.wg.Wait()
+	}
 	for _, r := range resume {
 		m.log.Info("resuming incident", zap.Int64("incident", r.ID), zap.String("service", r.Service), zap.String("state", r.State.String()))
 		m.restart(ctx, r.ID)
 	}
-	<-ctx.Done()
-	// No effect starts once ctx is nil (every start checks it under m.mu),
-	// so every wg.Add happens before the Wait.
-	m.mu.Lock()
-	m.ctx = nil
-	for k, t := range m.timers {
-		if t.Stop() {
-			m.wg.Done()
-		}
-		delete(m.timers, k)
-	}
-	m.mu.Unlock()
-	m.wg.Wait()
 	return nil
+}
+
+// driveLocked starts driving service's incidents; m.mu is held and m.ctx
+// set.
+func (m *Manager) driveLocked(service string) *drivenService {
+	if d, ok := m.driven[service]; ok {
+		return d
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	d := &drivenService{ctx: ctx, cancel: cancel}
+	m.driven[service] = d
+	return d
+}
+
+// releaseLocked stops driving service's incidents: their pending timers
+// are stopped, their effects under way cancelled (the caller waits for
+// d.wg), and what this Manager knew of them forgotten, so that taking the
+// service back reads them afresh. m.mu is held.
+func (m *Manager) releaseLocked(service string, d *drivenService) {
+	m.log.Info("letting another replica drive the service's incidents", zap.String("service", service))
+	d.cancel()
+	for k, t := range m.timers {
+		if t.d == d && t.t.Stop() {
+			d.wg.Done()
+			m.wg.Done()
+			delete(m.timers, k)
+		}
+	}
+	for id, s := range m.serviceOf {
+		if s == service {
+			delete(m.serviceOf, id)
+		}
+	}
+	delete(m.driven, service)
+	delete(m.open, service)
+	delete(m.last, service)
+	m.m.open.DeletePartialMatch(prometheus.Labels{"service": service})
+}
+
+// effectLocked is the context the effects of incident id run under and
+// its service's bookkeeping, or nil when this Manager does not drive that
+// service (or is stopping). m.mu is held.
+func (m *Manager) effectLocked(id int64) (context.Context, *drivenService) {
+	if m.ctx == nil {
+		return nil, nil
+	}
+	d, ok := m.driven[m.serviceOf[id]]
+	if !ok {
+		return nil, nil
+	}
+	return d.ctx, d
 }
 
 // restart applies Restart to id, again later while its service is missing.
@@ -259,7 +393,7 @@ func (m *Manager) restart(ctx context.Context, id int64) {
 	case errors.Is(err, ErrNoService):
 		m.log.Warn("service no longer configured; the incident waits", zap.Int64("incident", id))
 		m.mu.Lock()
-		m.after(prefix(id)+"restart", m.now().Add(retryDelay), func(ctx context.Context) { m.restart(ctx, id) })
+		m.after(id, prefix(id)+"restart", m.now().Add(retryDelay), func(ctx context.Context) { m.restart(ctx, id) })
 		m.mu.Unlock()
 	default:
 		m.log.Error("resuming incident", zap.Int64("incident", id), zap.Error(err))
@@ -357,6 +491,9 @@ func (m *Manager) RequestRollback(ctx context.Context, d rollout.Event, referenc
 
 // createLocked numbers, applies and saves the declaration d.
 func (m *Manager) createLocked(ctx context.Context, d Declare) (Record, []Effect, error) {
+	if !m.owns(d.Service) {
+		return Record{}, nil, fmt.Errorf("declaring an incident of %s: %w", d.Service, ErrNotOwner)
+	}
 	idn := m.spareID
 	if idn == 0 {
 		var err error
@@ -383,6 +520,10 @@ func (m *Manager) createLocked(ctx context.Context, d Declare) (Record, []Effect
 		return Record{}, nil, err
 	}
 	m.spareID = 0
+	m.serviceOf[rec.ID] = d.Service
+	if m.ctx != nil {
+		m.driveLocked(d.Service)
+	}
 	m.open[d.Service] = rec.ID
 	m.last[d.Service] = lastIncident{rec.ID, d.Version, d.DeployedAt}
 	m.m.declared.WithLabelValues(d.Service, d.Severity).Inc()
@@ -477,6 +618,13 @@ func (m *Manager) applyLocked(ctx context.Context, id int64, ev Event) (Record, 
 		if err != nil {
 			return Record{}, err
 		}
+		if !m.owns(rec.Service) {
+			return rec, fmt.Errorf("incident %d of %s: %w", id, rec.Service, ErrNotOwner)
+		}
+		m.serviceOf[id] = rec.Service
+		if m.ctx != nil {
+			m.driveLocked(rec.Service)
+		}
 		svc, ok := m.env.Service(rec.Service)
 		if !ok && needsService(ev) && rec.State.Open() {
 			return rec, fmt.Errorf("incident %d: %w: %s", id, ErrNoService, rec.Service)
@@ -556,50 +704,53 @@ func (m *Manager) runLocked(ctx context.Context, rec Record, effs []Effect, svc 
 	if m.ctx == nil {
 		return rec
 	}
-	id, run := rec.ID, m.ctx
+	id := rec.ID
 	for _, e := range effs {
 		switch e := e.(type) {
 		case WakeAt:
-			m.after(e.Key(), e.At, func(ctx context.Context) { m.tick(ctx, id) })
+			m.after(id, e.Key(), e.At, func(ctx context.Context) { m.tick(ctx, id) })
 		case Probe:
-			m.after(e.Key(), e.At, func(ctx context.Context) { m.probe(ctx, id) })
+			m.after(id, e.Key(), e.At, func(ctx context.Context) { m.probe(ctx, id) })
 		case Observe:
-			m.after(e.Key(), e.At, func(ctx context.Context) { m.observe(ctx, id) })
+			m.after(id, e.Key(), e.At, func(ctx context.Context) { m.observe(ctx, id) })
 		case WriteReport:
 			m.fault(FaultBeforeReport)
-			m.after(e.Key(), e.At, func(ctx context.Context) { m.report(ctx, id, e.Postmortem) })
+			m.after(id, e.Key(), e.At, func(ctx context.Context) { m.report(ctx, id, e.Postmortem) })
 		case AskApproval:
 			if svc.Gate != nil {
 				req := e.Request
-				m.spawn(run, e.Key(), func(ctx context.Context) {
+				m.spawn(id, e.Key(), func(ctx context.Context) {
 					if err := svc.Gate.Request(ctx, req); err != nil {
 						m.log.Warn("asking for the go/no-go", zap.Int64("incident", id), zap.Error(err))
 					}
 				})
 			}
 		case RunStep:
-			m.spawn(run, e.Key(), func(ctx context.Context) { m.runStep(ctx, rec, e.Step, e.StepKey, svc, false) })
+			m.spawn(id, e.Key(), func(ctx context.Context) { m.runStep(ctx, rec, e.Step, e.StepKey, svc, false) })
 		case AwaitStep:
-			m.spawn(run, e.Key(), func(ctx context.Context) { m.runStep(ctx, rec, e.Step, e.StepKey, svc, true) })
+			m.spawn(id, e.Key(), func(ctx context.Context) { m.runStep(ctx, rec, e.Step, e.StepKey, svc, true) })
 		}
 	}
 	return rec
 }
 
-// after runs f at time at (replacing a pending one of the same key), in
-// the background. Callers hold m.mu.
-func (m *Manager) after(key string, at time.Time, f func(ctx context.Context)) {
-	if m.ctx == nil {
+// after runs f, an effect of incident id, at time at (replacing a pending
+// one of the same key), in the background. Callers hold m.mu.
+func (m *Manager) after(id int64, key string, at time.Time, f func(ctx context.Context)) {
+	ctx, d := m.effectLocked(id)
+	if d == nil {
 		return
 	}
-	if t, ok := m.timers[key]; ok && t.Stop() {
+	if t, ok := m.timers[key]; ok && t.t.Stop() {
+		t.d.wg.Done()
 		m.wg.Done()
 	}
-	ctx := m.ctx
 	m.wg.Add(1)
-	var t *time.Timer
-	t = time.AfterFunc(max(at.Sub(m.now()), 0), func() {
+	d.wg.Add(1)
+	t := &pendingTimer{d: d}
+	t.t = time.AfterFunc(max(at.Sub(m.now()), 0), func() {
 		defer m.wg.Done()
+		defer d.wg.Done()
 		m.mu.Lock()
 		mine := m.timers[key] == t
 		if mine {
@@ -613,16 +764,19 @@ func (m *Manager) after(key string, at time.Time, f func(ctx context.Context)) {
 	m.timers[key] = t
 }
 
-// spawn runs f in the background unless an effect of the same key runs.
-// Callers hold m.mu.
-func (m *Manager) spawn(ctx context.Context, key string, f func(ctx context.Context)) {
-	if m.running[key] {
+// spawn runs f, an effect of incident id, in the background unless an
+// effect of the same key runs. Callers hold m.mu.
+func (m *Manager) spawn(id int64, key string, f func(ctx context.Context)) {
+	ctx, d := m.effectLocked(id)
+	if d == nil || m.running[key] {
 		return
 	}
 	m.running[key] = true
 	m.wg.Add(1)
+	d.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		defer d.wg.Done()
 		defer func() {
 			m.mu.Lock()
 			delete(m.running, key)
@@ -659,7 +813,7 @@ func (m *Manager) tick(ctx context.Context, id int64) {
 	if errors.Is(err, ErrNoService) || err != nil && !rejected(err) {
 		m.log.Warn("incident waits", zap.Int64("incident", id), zap.Error(err))
 		m.mu.Lock()
-		m.after(prefix(id)+"wake", m.now().Add(retryDelay), func(ctx context.Context) { m.tick(ctx, id) })
+		m.after(id, prefix(id)+"wake", m.now().Add(retryDelay), func(ctx context.Context) { m.tick(ctx, id) })
 		m.mu.Unlock()
 	}
 }
@@ -764,7 +918,7 @@ func (m *Manager) observe(ctx context.Context, id int64) {
 func (m *Manager) retry(id int64, what string, f func(ctx context.Context)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.after(prefix(id)+what, m.now().Add(retryDelay), f)
+	m.after(id, prefix(id)+what, m.now().Add(retryDelay), f)
 }
 
 // report writes the report and feeds the outcome back.
@@ -837,7 +991,7 @@ func (m *Manager) publishLocked(ctx context.Context, id int64) (Record, bool) {
 		if m.pub != nil && rec.Timeline[rec.Published].Type.Published() {
 			if err := m.pub.Publish(ctx, rec, rec.Published); err != nil {
 				m.log.Warn("notification not queued; will retry", zap.Int64("incident", id), zap.Error(err))
-				m.after(prefix(id)+"publish", m.now().Add(retryDelay), func(ctx context.Context) {
+				m.after(id, prefix(id)+"publish", m.now().Add(retryDelay), func(ctx context.Context) {
 					m.mu.Lock()
 					defer m.mu.Unlock()
 					m.publishLocked(ctx, id)
