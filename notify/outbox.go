@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -85,6 +87,11 @@ type OutboxOptions struct {
 	// receiver rejected it, or it outlived MaxAge) and why, so that the
 	// incident's timeline records it. It must not call the Outbox.
 	OnGiveUp func(receiver string, e Event, reason string)
+	// Owns, when set, says whether this replica delivers the events of a
+	// service now (replicas sharing the services out): the others' stay
+	// in the store for their owner. Call Resync when it changes. Nil
+	// delivers every event.
+	Owns func(service string) bool
 }
 
 // Outbox is the persisted retry stage between the incident manager and the
@@ -297,9 +304,15 @@ func (o *Outbox) loadLocked(ctx context.Context) error {
 		return fmt.Errorf("loading the notification outbox: %w", err)
 	}
 	queues := map[string][]*delivery{}
+	loaded := 0
 	for _, kv := range kvs {
 		d := &delivery{key: kv.Key, rev: kv.Revision}
-		if err := json.Unmarshal(kv.Value, d); err != nil || d.Receiver == "" {
+		err := json.Unmarshal(kv.Value, d)
+		if err == nil && d.Receiver != "" && !o.owns(d) {
+			continue // another replica's
+		}
+		loaded++
+		if err != nil || d.Receiver == "" {
 			// It can never be delivered; keeping it would log this forever.
 			o.log.Error("Dropping an unreadable notification from the outbox",
 				zap.String("key", kv.Key), zap.Error(err))
@@ -317,10 +330,73 @@ func (o *Outbox) loadLocked(ctx context.Context) error {
 		o.queue.WithLabelValues(name).Set(float64(len(q)))
 	}
 	o.loaded = true
-	if len(kvs) > 0 {
-		o.log.Info("Resuming pending notifications", zap.Int("count", len(kvs)))
+	if loaded > 0 {
+		o.log.Info("Resuming pending notifications", zap.Int("count", loaded))
 	}
 	return nil
+}
+
+// owns reports whether this replica delivers d.
+func (o *Outbox) owns(d *delivery) bool { return o.opts.Owns == nil || o.opts.Owns(d.Event.Service) }
+
+// Resync follows a change of the services Owns names: it takes up the
+// pending deliveries of the services this replica now owns that are in
+// the store and not in its queues (another replica enqueued them), in
+// order behind the ones under way. The deliveries of services it no
+// longer owns are forgotten as they come to the head of their queue, and
+// left in the store for their owner; one being attempted finishes, and
+// receivers dedupe it on the event ID if the new owner sends it too.
+func (o *Outbox) Resync(ctx context.Context) error {
+	o.enqMu.Lock()
+	defer o.enqMu.Unlock()
+	if !o.loaded {
+		return o.loadLocked(ctx)
+	}
+	kvs, err := o.st.List(ctx, OutboxBucket)
+	if err != nil {
+		return fmt.Errorf("reading the notification outbox: %w", err)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	known := map[string]bool{}
+	for _, q := range o.queues {
+		for _, d := range q {
+			known[d.key] = true
+		}
+	}
+	added := map[string]bool{}
+	for _, kv := range kvs {
+		if known[kv.Key] {
+			continue
+		}
+		d := &delivery{key: kv.Key, rev: kv.Revision}
+		if err := json.Unmarshal(kv.Value, d); err != nil || d.Receiver == "" || !o.owns(d) {
+			continue // unreadable ones are dropped by the replica that loads them first
+		}
+		q := o.queues[d.Receiver]
+		// Keys sort in enqueue order; the head may be under way: insert behind it.
+		i := max(1, sort.Search(len(q), func(i int) bool { return q[i].key > d.key }))
+		o.queues[d.Receiver] = slices.Insert(q, min(i, len(q)), d)
+		added[d.Receiver] = true
+	}
+	for name := range added {
+		o.queue.WithLabelValues(name).Set(float64(len(o.queues[name])))
+	}
+	for name := range o.queues {
+		o.kickLocked(name) // a worker waiting out a backoff forgets a head it no longer owns
+	}
+	if len(added) > 0 {
+		o.log.Info("Taking up the pending notifications of the services this replica now drives", zap.Int("receivers", len(added)))
+	}
+	return nil
+}
+
+// forget removes the head delivery d of its receiver from the queue
+// without touching the store: another replica delivers it.
+func (o *Outbox) forget(d *delivery) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.removeHeadLocked(d)
 }
 
 // Run delivers pending and newly enqueued deliveries until ctx is done, then
@@ -386,6 +462,7 @@ const (
 	stepWait
 	stepExpire
 	stepDrop
+	stepForget
 )
 
 // work delivers receiver's queue in order, exiting when it is empty or ctx
@@ -419,6 +496,8 @@ func (o *Outbox) work(ctx context.Context, receiver string, wake chan struct{}) 
 				zap.Duration("grace", o.opts.OrphanGrace))
 		case stepAttempt:
 			o.attempt(ctx, n, d)
+		case stepForget:
+			o.forget(d)
 		}
 	}
 }
@@ -426,6 +505,9 @@ func (o *Outbox) work(ctx context.Context, receiver string, wake chan struct{}) 
 // planLocked decides the next step for the head delivery d of receiver,
 // whose notifier is n (nil if not configured). o.mu must be held.
 func (o *Outbox) planLocked(receiver string, d *delivery, n Notifier) (step, time.Duration) {
+	if !o.owns(d) {
+		return stepForget, 0
+	}
 	now := o.opts.Now()
 	deadline := d.EnqueuedAt.Add(o.opts.MaxAge)
 	if now.After(deadline) {
@@ -558,6 +640,12 @@ func (o *Outbox) finish(d *delivery, result Result, msg string, fields ...zap.Fi
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.removeHeadLocked(d)
+}
+
+// removeHeadLocked removes the head delivery d of its receiver's queue;
+// o.mu is held.
+func (o *Outbox) removeHeadLocked(d *delivery) {
 	q := o.queues[d.Receiver]
 	if len(q) == 0 || q[0] != d {
 		return // cannot happen: only this worker removes the head
