@@ -22,9 +22,10 @@ type Runner struct {
 	cfg       config.Scrape
 	retention time.Duration
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
+	stopped bool
 }
 
 // NewRunner builds the Source of cfg with opts (see New) and returns its
@@ -46,13 +47,13 @@ func (r *Runner) Same(cfg config.Scrape, retention time.Duration) bool {
 	return reflect.DeepEqual(r.cfg, cfg) && r.retention == retention
 }
 
-// Start starts the scrape loop, once: later calls, also after Stop, do
-// nothing. The loop runs until ctx ends or Stop. Its schedule is known
+// Start starts the scrape loop unless it runs or the runner is stopped.
+// The loop runs until ctx ends, Pause or Stop. Its schedule is known
 // (Source.NextScrape) when Start returns.
 func (r *Runner) Start(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cancel != nil {
+	if r.cancel != nil || r.stopped {
 		return
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
@@ -65,7 +66,21 @@ func (r *Runner) Start(ctx context.Context) {
 	}()
 }
 
-// Stop ends the scrape loop, waiting for it, and closes the source.
+// Pause ends the scrape loop, waiting for it, and keeps the source and its
+// samples (they age out with the retention): Start scrapes again. A
+// replica pauses the sources of the services another replica drives now.
+func (r *Runner) Pause() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+		r.cancel = nil
+	}
+}
+
+// Stop ends the scrape loop, waiting for it, and closes the source; Start
+// does nothing after it.
 func (r *Runner) Stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -73,6 +88,7 @@ func (r *Runner) Stop() {
 		r.cancel()
 		<-r.done
 	}
+	r.stopped = true
 	_ = r.src.Close()
 }
 

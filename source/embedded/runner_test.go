@@ -16,8 +16,9 @@ import (
 )
 
 // A Runner scrapes once started (a second Start starts nothing more), is
-// the same only for the same settings and retention, and Stop ends the
-// loop and closes the source, started or not.
+// the same only for the same settings and retention, Pause ends the loop
+// and keeps the samples until Start, and Stop ends the loop and closes the
+// source for good, started or not.
 func TestRunner(t *testing.T) {
 	tg := newTarget(t, false)
 	tg.serve()
@@ -56,7 +57,24 @@ func TestRunner(t *testing.T) {
 	if got := single(t, r.Source(), "up", time.Now()); got != 1 {
 		t.Errorf("up = %v, want 1", got)
 	}
+	// Paused: no scrape, the samples kept; started again: it scrapes.
+	r.Pause()
+	paused := testutil.ToFloat64(r.Source().scrapes)
+	if got := single(t, r.Source(), "up", time.Now()); got != 1 {
+		t.Errorf("up after Pause = %v, want 1", got)
+	}
+	r.Start(ctx)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := testutil.ToFloat64(r.Source().scrapes); n < paused+2 {
+			return fmt.Errorf("%g scrapes, %g when paused", n, paused)
+		}
+		return nil
+	}, "scrapes again after Pause and Start")
 	r.Stop()
+	r.Start(ctx)
+	if _, err := r.Source().Query(context.Background(), "up", time.Now()); !errors.Is(err, ErrClosed) {
+		t.Errorf("query after Stop and Start: %v, want ErrClosed", err)
+	}
 	if _, err := r.Source().Query(context.Background(), "up", time.Now()); !errors.Is(err, ErrClosed) {
 		t.Errorf("query after Stop: %v, want ErrClosed", err)
 	}
