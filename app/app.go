@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -89,6 +87,7 @@ type App struct {
 	loops   map[*service]func() // each running service's stop
 	runners []func()            // each running notify.Runner's stop
 	ready   atomic.Bool
+	driven  atomic.Int64 // services evaluated here now (len(loops))
 }
 
 // state is everything built from one configuration.
@@ -144,6 +143,10 @@ func NewUnloaded(opts Options) *App {
 		stores:  embedded.NewStores(),
 		loops:   map[*service]func(){},
 	}
+	opts.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "guardian_services_driven",
+		Help: "Services this Guardian evaluates now: all of them, or, when replicas share the services out, those of the shards it holds.",
+	}, func() float64 { return float64(a.driven.Load()) }))
 	a.outages = outage.NewMonitor(outage.Options{Registerer: opts.Registry, Logger: opts.Logger.Named("sources"), Now: opts.Now,
 		Store: func() store.Store { return a.st }, Enqueue: func(ctx context.Context, r string, e notify.Event) error { return a.outbox.Enqueue(ctx, r, e) }})
 	a.reloader = config.NewReloader(opts.ConfigFile, a.Apply, opts.Logger.Named("config"), opts.Registry)
@@ -292,20 +295,33 @@ func (a *App) Announce(ctx context.Context, service, version, baseline string) (
 	if !ok {
 		return rollout.Event{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
 	}
+	if !a.owns(service) {
+		return rollout.Event{}, errNotOwner(service)
+	}
 	return s.watch.Announce(ctx, version, baseline, a.now())
 }
 
+// startLoop starts evaluating s, and scraping it with the embedded
+// source, unless another replica drives it; a.mu is held.
 func (a *App) startLoop(s *service) {
+	if !a.owns(s.name) {
+		return
+	}
 	if s.embedded != nil {
 		s.embedded.Start(a.running)
+	}
+	if _, ok := a.loops[s]; !ok {
+		a.driven.Add(1)
 	}
 	a.loops[s] = s.watch.Start(a.running, a.now, s.kwatch)
 }
 
+// stopLoop stops evaluating s and waits for its loop; a.mu is held.
 func (a *App) stopLoop(s *service) {
 	if stop, ok := a.loops[s]; ok {
 		stop()
 		delete(a.loops, s)
+		a.driven.Add(-1)
 	}
 }
 
@@ -419,6 +435,9 @@ func (a *App) startAll(ctx context.Context) {
 	st := a.state.Load()
 	for _, name := range st.order {
 		s := st.services[name]
+		if !a.owns(name) {
+			continue
+		}
 		if err := a.saved().Restore(ctx, s.watch, a.now()); err != nil {
 			s.log.Warn("deploy state not restored", zap.Error(err))
 		}
@@ -445,15 +464,6 @@ func (a *App) stopAll() {
 	a.running = nil
 }
 
-// forward tells the web server where to send a write request when this
-// replica is a follower.
-func (a *App) forward(r *http.Request) (*url.URL, bool, error) {
-	if a.cluster == nil {
-		return nil, false, nil
-	}
-	return a.cluster.Forward(r)
-}
-
 // ErrLostLeadership ends Run when another replica took over: the process
 // exits and, restarted, joins as a follower.
 var ErrLostLeadership = cluster.ErrLostLeadership
@@ -474,6 +484,7 @@ func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier
 			return err
 		}
 		a.cluster, st = cs, cs.Store()
+		cs.OnChange(a.reshard)
 	} else {
 		dir, err := stateDir(cfg)
 		if err != nil {
@@ -490,7 +501,7 @@ func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier
 		return err
 	}
 	ob, err := notify.NewOutbox(st, notifiers, notify.OutboxOptions{Logger: a.log.Named("outbox"), Registerer: a.opts.Registry, Now: a.now,
-		OnGiveUp: a.notificationGivenUp})
+		OnGiveUp: a.notificationGivenUp, Owns: a.ownsFunc()})
 	if err != nil {
 		_ = st.Close()
 		return err
@@ -498,7 +509,7 @@ func (a *App) openState(cfg *config.Config, notifiers map[string]notify.Notifier
 	a.st, a.outbox = st, ob
 	a.incidents = incident.NewManager(incident.Options{
 		Store: st, Env: a, Publisher: notify.Publisher{Outbox: ob, Receivers: a.receivers, ExternalURL: a.ExternalURL}, Reporter: reporter{a},
-		Logger: a.log.Named("incident"), Registry: a.opts.Registry, Now: a.incNow, Fault: a.opts.Fault,
+		Logger: a.log.Named("incident"), Registry: a.opts.Registry, Now: a.incNow, Fault: a.opts.Fault, Owns: a.ownsFunc(),
 	})
 	return nil
 }

@@ -59,6 +59,9 @@ func (a *App) AnnounceChange(ctx context.Context, service, version, baseline str
 	if !ok {
 		return rollout.Event{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
 	}
+	if !a.owns(service) {
+		return rollout.Event{}, errNotOwner(service)
+	}
 	return s.watch.AnnounceChange(ctx, version, baseline, c, a.now())
 }
 

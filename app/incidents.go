@@ -204,6 +204,9 @@ func (a *App) Rollback(ctx context.Context, service, to, reason, by, channel str
 	if !ok {
 		return incident.Record{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
 	}
+	if !a.owns(service) {
+		return incident.Record{}, errNotOwner(service)
+	}
 	if a.incidents == nil {
 		return incident.Record{}, errors.New("incidents are not enabled")
 	}

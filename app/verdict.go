@@ -19,6 +19,9 @@ func (a *App) Verdict(ctx context.Context, service, version, baseline string) (w
 	if !ok {
 		return watch.VersionVerdict{}, fmt.Errorf("%w %q", rollout.ErrUnknownService, service)
 	}
+	if !a.owns(service) {
+		return watch.VersionVerdict{}, errNotOwner(service)
+	}
 	vv := s.watch.Judge(version, baseline, a.now())
 	if a.incidents == nil {
 		return vv, nil

@@ -12,6 +12,12 @@ type ServiceStatus struct {
 	Current string       `json:"current_version"`
 	Serving []string     `json:"serving_versions"`
 	Watch   *WatchStatus `json:"watch,omitempty"`
+	// Owner, when replicas share the services out, is the replica that
+	// drives the service (name|URL, "" while its shard changes hands), and
+	// Shard its shard. Only the owner knows the service's versions and
+	// watch: the other replicas show none.
+	Owner string `json:"owner,omitempty"`
+	Shard *int   `json:"shard,omitempty"`
 }
 
 // WatchStatus is an open watch window after a deploy.

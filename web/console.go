@@ -250,6 +250,8 @@ func (s *Server) consoleIncidentError(w http.ResponseWriter, r *http.Request, u 
 		code = http.StatusConflict
 	case errors.Is(err, incident.ErrInvalidVote):
 		code = http.StatusBadRequest
+	case errors.Is(err, incident.ErrNotOwner):
+		code = http.StatusServiceUnavailable
 	default:
 		s.log.Error("console", zap.Error(err))
 	}

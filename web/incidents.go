@@ -59,6 +59,10 @@ func (s *Server) incidentError(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusConflict, apiError{Error: err.Error()})
 	case errors.Is(err, incident.ErrInvalidVote):
 		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
+	case errors.Is(err, incident.ErrNotOwner):
+		// The service changed hands while the request was on its way.
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error() + ": retry"})
 	default:
 		s.log.Error("incident API", zap.Error(err))
 		writeJSON(w, http.StatusInternalServerError, apiError{Error: err.Error()})

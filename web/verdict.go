@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/rollback-guardian/guardian/incident"
 	"github.com/rollback-guardian/guardian/rollout"
 	"github.com/rollback-guardian/guardian/watch"
 )
@@ -108,6 +109,10 @@ func (s *Server) judge(w http.ResponseWriter, r *http.Request, version, baseline
 	switch {
 	case errors.Is(err, rollout.ErrUnknownService):
 		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
+		return vv, false
+	case errors.Is(err, incident.ErrNotOwner):
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error() + ": retry"})
 		return vv, false
 	case err != nil:
 		writeJSON(w, http.StatusInternalServerError, apiError{Error: err.Error()})

@@ -55,8 +55,9 @@ type Options struct {
 	// Limits bound timeouts and sizes; zero fields take the defaults.
 	Limits Limits
 	// Forward, when it says so, sends a write request (deployments,
-	// approve, deny) to the leader at the URL it returns: followers of a
-	// replicated Guardian do not act themselves.
+	// approve, deny) to the replica at the URL it returns: the leader, or
+	// the replica that drives the request's service when the replicas
+	// share the services out; the others do not act themselves.
 	Forward func(r *http.Request) (leader *url.URL, forward bool, err error)
 	// Slack, when set, serves Slack's button clicks and slash commands at
 	// POST /api/v1/slack/interactions (and /api/v1/slack/commands). It
@@ -161,9 +162,10 @@ func (s *Server) read(level ReadAuth, h http.Handler) http.Handler {
 	})
 }
 
-// toLeader serves h here, or proxies the request to the leader when this
-// replica is a follower. The leader authenticates it: the follower passes
-// the Authorization header through and never acts on it.
+// toLeader serves h here, or proxies the request to the replica that acts
+// on it (the leader, or the owner of the request's service) when Forward
+// says so. That replica authenticates it: this one passes the
+// Authorization header through and never acts on it.
 func (s *Server) toLeader(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.opts.Forward == nil {
@@ -173,16 +175,18 @@ func (s *Server) toLeader(h http.HandlerFunc) http.HandlerFunc {
 		leader, forward, err := s.opts.Forward(r)
 		switch {
 		case err != nil:
-			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "not the leader, and the leader is unknown: " + err.Error()})
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "this replica does not act on this request, and cannot tell which does: " + err.Error()})
 		case !forward:
 			h(w, r)
 		default:
 			if r.Header.Get(forwardedHeader) != "" {
-				writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "forwarding loop: the leader changed, retry"})
+				w.Header().Set("Retry-After", "1")
+				writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "forwarding loop: the replica that acts on this changed, retry"})
 				return
 			}
 			r.Header.Set(forwardedHeader, "1")
-			s.log.Debug("forwarding to the leader", zap.String("path", r.URL.Path), zap.String("leader", leader.String()))
+			s.log.Debug("forwarding", zap.String("path", r.URL.Path), zap.String("to", leader.String()))
 			httputil.NewSingleHostReverseProxy(leader).ServeHTTP(w, r)
 		}
 	}
@@ -419,6 +423,10 @@ func (s *Server) deployments(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, rollout.ErrInvalidVersion), errors.Is(err, rollout.ErrInvalidChange):
 		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
+		return
+	case errors.Is(err, incident.ErrNotOwner):
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error() + ": retry"})
 		return
 	case err != nil:
 		writeJSON(w, http.StatusInternalServerError, apiError{Error: err.Error()})

@@ -483,3 +483,32 @@ func reply(text string, inChannel bool) Reply {
 	}
 	return r
 }
+
+// Target says what a Slack request acts on, read from its body without
+// checking its signature (the replica that serves it checks it): the
+// incident of a button click, or the service of a rollback command; zero
+// values when it names neither. Replicas that share the services out use
+// it to send the request to the replica that drives them.
+func Target(body []byte) (incident int64, service string) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return 0, ""
+	}
+	if p := form.Get("payload"); p != "" {
+		var cb goslack.InteractionCallback
+		if json.Unmarshal([]byte(p), &cb) != nil {
+			return 0, ""
+		}
+		for _, ba := range cb.ActionCallback.BlockActions {
+			if _, ok := clicks[ba.ActionID]; ok {
+				id, _ := strconv.ParseInt(ba.Value, 10, 64)
+				return id, ""
+			}
+		}
+		return 0, ""
+	}
+	if c, err := ParseCommand(form.Get("text")); err == nil && c.Verb == "rollback" {
+		return 0, c.Service
+	}
+	return 0, ""
+}
