@@ -521,9 +521,17 @@ func TestChartConfigLoads(t *testing.T) {
 	t.Run("cluster mode", func(t *testing.T) {
 		for _, tc := range []struct {
 			name, values, lease, prefix string
+			shards                      int
 		}{
-			{"two replicas", "replicas: 2\n", "guardian", "guardian"},
-			{"config keys win", "cluster: {enabled: true}\nconfig: {global: {cluster: {lease_name: guardian-shop}}}\n", "guardian-shop", "guardian"},
+			{"two replicas share the services out", "replicas: 2\n", "guardian", "guardian", 64},
+			{"three replicas", "replicas: 3\n", "guardian", "guardian", 64},
+			{"five replicas", "replicas: 5\n", "guardian", "guardian", 128},
+			{"ten replicas", "replicas: 10\n", "guardian", "guardian", 256},
+			{"shards set", "replicas: 4\ncluster: {shards: 32}\n", "guardian", "guardian", 32},
+			{"leader election asked for", "replicas: 2\ncluster: {shards: 0}\n", "guardian", "guardian", 0},
+			{"one replica in cluster mode leads", "cluster: {enabled: true}\n", "guardian", "guardian", 0},
+			{"config keys win", "cluster: {enabled: true}\nconfig: {global: {cluster: {lease_name: guardian-shop}}}\n", "guardian-shop", "guardian", 0},
+			{"config's shards win", "replicas: 3\nconfig: {global: {cluster: {shards: 16}}}\n", "guardian", "guardian", 16},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				cfg, err := loadRendered(t, chartRender(t, tc.values), t.TempDir())
@@ -531,8 +539,8 @@ func TestChartConfigLoads(t *testing.T) {
 					t.Fatalf("config.yaml in cluster mode does not load: %v", err)
 				}
 				c := cfg.Global.Cluster
-				if c == nil || c.LeaseName != tc.lease || c.StatePrefix != tc.prefix || c.Namespace != chartNamespace {
-					t.Fatalf("global.cluster %+v: want lease %q, state prefix %q, namespace %s", c, tc.lease, tc.prefix, chartNamespace)
+				if c == nil || c.LeaseName != tc.lease || c.StatePrefix != tc.prefix || c.Namespace != chartNamespace || c.Shards != tc.shards {
+					t.Fatalf("global.cluster %+v: want lease %q, state prefix %q, namespace %s, %d shards", c, tc.lease, tc.prefix, chartNamespace, tc.shards)
 				}
 			})
 		}
@@ -1003,8 +1011,9 @@ func TestChartRBAC(t *testing.T) {
 		helmRules = func(s string) []rbacRule {
 			return expand(s, "", []string{"secrets"}, []string{"get", "list", "create", "update", "delete"})
 		}
-		leases     = expand(chartNamespace, "coordination.k8s.io", []string{"leases"}, []string{"get", "create", "update"})
-		configMaps = expand(chartNamespace, "", []string{"configmaps"}, []string{"get", "list", "create", "update", "delete"})
+		leases      = expand(chartNamespace, "coordination.k8s.io", []string{"leases"}, []string{"get", "create", "update"})
+		shardLeases = expand(chartNamespace, "coordination.k8s.io", []string{"leases"}, []string{"get", "list", "create", "update", "delete"})
+		configMaps  = expand(chartNamespace, "", []string{"configmaps"}, []string{"get", "list", "create", "update", "delete"})
 		// client-go's event recorder creates an Event, then patches its count.
 		events = expand(chartNamespace, "", []string{"events"}, []string{"create", "patch"})
 	)
@@ -1028,7 +1037,8 @@ func TestChartRBAC(t *testing.T) {
 		},
 		{name: "leader election", values: "rbac: {leaderElection: true}\n", want: ruleSet(leases)},
 		{name: "cluster mode", values: "cluster: {enabled: true}\n", want: ruleSet(leases, configMaps)},
-		{name: "two replicas imply cluster mode", values: "replicas: 2\n", want: ruleSet(leases, configMaps)},
+		{name: "two replicas imply cluster mode, sharded", values: "replicas: 2\n", want: ruleSet(shardLeases, configMaps)},
+		{name: "two replicas electing a leader", values: "replicas: 2\ncluster: {shards: 0}\n", want: ruleSet(leases, configMaps)},
 		{name: "sidecar replicas are the application's; Events on its pod", values: "mode: sidecar\nreplicas: 2\n", want: ruleSet(events)},
 		{name: "sidecar without Events", values: "mode: sidecar\nsidecar: {events: false}\n"},
 		{name: "slim sidecar: no Events", values: "mode: sidecar\nimage: {slim: true}\n"},

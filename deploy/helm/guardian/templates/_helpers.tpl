@@ -155,6 +155,22 @@ tokens: {{ printf "%s\n" (join "\n" $lines) | b64enc | quote }}
 {{- if and (eq .Values.mode "sidecar") .Values.sidecar.events (not .Values.image.slim) }}true{{ end }}
 {{- end }}
 
+{{/*
+guardian.shards is the number of shards the replicas split the services
+into, "" when one leader drives them all: cluster.shards, or for "auto" with
+several replicas about 20 a replica, rounded up to a multiple of 64 (64 for
+up to 3 replicas, 256 for 10) so that most changes of replicas keep it.
+*/}}
+{{- define "guardian.shards" -}}
+{{- if include "guardian.cluster" . -}}
+{{- $s := toString .Values.cluster.shards -}}
+{{- if eq $s "auto" -}}
+{{- $r := int .Values.replicas -}}
+{{- if gt $r 1 }}{{ mul 64 (div (add (mul 20 $r) 63) 64) }}{{ end -}}
+{{- else if gt (int $s) 0 }}{{ int $s }}{{ end -}}
+{{- end -}}
+{{- end }}
+
 {{- define "guardian.leaderElection" -}}
 {{- if or .Values.rbac.leaderElection (include "guardian.cluster" .) }}true{{ end }}
 {{- end }}
@@ -184,6 +200,9 @@ them out.
 {{- $fullname := include "guardian.fullname" . }}
 {{- $cluster := deepCopy (get $global "cluster" | default dict) }}
 {{- $cluster = merge $cluster (dict "lease_name" $fullname "state_prefix" $fullname "namespace" .Release.Namespace) }}
+{{- with include "guardian.shards" . }}
+{{- $cluster = merge $cluster (dict "shards" (int .)) }}
+{{- end }}
 {{- $_ := set $global "cluster" $cluster }}
 {{- end }}
 {{- $_ := set $cfg "global" $global }}
@@ -264,10 +283,18 @@ release's namespace (the release's own resources come from extraRules).
 {{/* RBAC rules for the release namespace only. */}}
 {{- define "guardian.rbac.localRules" -}}
 {{- if include "guardian.leaderElection" . }}
+{{- if include "guardian.shards" . }}
+# A Lease per shard and per replica: listed together, created, renewed,
+# and a replica's own deleted when it leaves.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "create", "update", "delete"]
+{{- else }}
 # client-go's leader election on a Lease.
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
   verbs: ["get", "create", "update"]
+{{- end }}
 {{- end }}
 {{- if include "guardian.podEvents" . }}
 # guardian run --config.wait-valid: an Event on its pod at each configuration
