@@ -336,8 +336,12 @@ func (o *Outbox) loadLocked(ctx context.Context) error {
 	return nil
 }
 
-// owns reports whether this replica delivers d.
-func (o *Outbox) owns(d *delivery) bool { return o.opts.Owns == nil || o.opts.Owns(d.Event.Service) }
+// owns reports whether this replica delivers d: every event when Owns is
+// nil, else those of the services it owns and those of no service (a
+// metric source's outage), which the replica that enqueued them delivers.
+func (o *Outbox) owns(d *delivery) bool {
+	return o.opts.Owns == nil || d.Event.Service == "" || o.opts.Owns(d.Event.Service)
+}
 
 // Resync follows a change of the services Owns names: it takes up the
 // pending deliveries of the services this replica now owns that are in
@@ -370,8 +374,11 @@ func (o *Outbox) Resync(ctx context.Context) error {
 			continue
 		}
 		d := &delivery{key: kv.Key, rev: kv.Revision}
-		if err := json.Unmarshal(kv.Value, d); err != nil || d.Receiver == "" || !o.owns(d) {
-			continue // unreadable ones are dropped by the replica that loads them first
+		if err := json.Unmarshal(kv.Value, d); err != nil || d.Receiver == "" || d.Event.Service == "" || !o.owns(d) {
+			// Unreadable ones are dropped by the replica that loads them
+			// first; those of no service belong to the replica that
+			// enqueued them.
+			continue
 		}
 		q := o.queues[d.Receiver]
 		// Keys sort in enqueue order; the head may be under way: insert behind it.
@@ -583,7 +590,11 @@ func (o *Outbox) attempt(ctx context.Context, n Notifier, d *delivery) {
 	d.NextAttempt = minDuration(now.Add(wait), deadline)
 	o.log.Warn("Notification failed, will retry", o.fields(d,
 		zap.Time("next_attempt", d.NextAttempt), zap.Error(err))...)
-	o.persist(d)
+	if !o.persist(d) {
+		// Another replica delivered it (and removed it) or took it over.
+		o.log.Info("Another replica delivered or took over a notification", o.fields(d)...)
+		o.forget(d)
+	}
 }
 
 // backoff returns the wait after the given number of failed attempts:
@@ -599,18 +610,24 @@ func (o *Outbox) backoff(attempts int) time.Duration {
 }
 
 // persist records d's attempts, so that the backoff and the error survive a
-// restart. Failing to do so only loses that bookkeeping.
-func (o *Outbox) persist(d *delivery) {
+// restart. Failing to do so only loses that bookkeeping; it reports false
+// when the delivery changed in the store under it: another replica
+// delivered it or recorded an attempt of its own, and keeps it.
+func (o *Outbox) persist(d *delivery) bool {
 	value, err := json.Marshal(d)
 	if err == nil {
 		var rev uint64
 		rev, err = o.st.Put(context.Background(), OutboxBucket, d.key, value, d.rev)
 		if err == nil {
 			d.rev = rev
-			return
+			return true
 		}
 	}
+	if errors.Is(err, store.ErrConflict) {
+		return false
+	}
 	o.log.Error("Recording a notification attempt", o.fields(d, zap.Error(err))...)
+	return true
 }
 
 // finish removes the head delivery d of its receiver with result, logging

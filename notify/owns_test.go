@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"go.uber.org/zap/zaptest"
+
 	"github.com/rollback-guardian/guardian/notify"
 	"github.com/rollback-guardian/guardian/store"
 )
@@ -18,13 +20,30 @@ func TestOwnershipMovesPendingDeliveries(t *testing.T) {
 	st := store.NewMemory()
 	var ownerIsB atomic.Bool
 	down := &fake{fail: func(int, notify.Event) (bool, error) { return true, errDown }}
-	a, regA := newOutbox(t, st, map[string]notify.Notifier{"oncall": down}, notify.OutboxOptions{
+	a, regA := newOutbox(t, st, map[string]notify.Notifier{"oncall": down}, notify.OutboxOptions{Logger: zaptest.NewLogger(t),
 		Owns: func(string) bool { return !ownerIsB.Load() }})
 	up := &fake{}
 	b, regB := newOutbox(t, st, map[string]notify.Notifier{"oncall": up}, notify.OutboxOptions{
 		Owns: func(string) bool { return ownerIsB.Load() }})
+	// Both have read the store (as Run does first) before anything is
+	// enqueued.
+	for _, o := range []*notify.Outbox{a, b} {
+		if err := o.Resync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ra, rb := start(t, a), start(t, b)
 	all := events(1, 4)
+	// An event of no service (a metric source's outage) stays with the
+	// replica that enqueued it.
+	outage := notify.Event{ID: "evt_source_prom_1", Type: all[0].Type, Time: all[0].Time, Text: "prometheus unreachable"}
+	if err := b.Enqueue(context.Background(), "oncall", outage); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the outage delivered by the replica that enqueued it", func() bool { return len(up.got()) == 1 })
+	up.mu.Lock()
+	up.delivered, up.attempts = nil, 0
+	up.mu.Unlock()
 	for _, e := range all[:3] {
 		if err := a.Enqueue(context.Background(), "oncall", e); err != nil {
 			t.Fatal(err)
