@@ -88,6 +88,11 @@ type App struct {
 	runners []func()            // each running notify.Runner's stop
 	ready   atomic.Bool
 	driven  atomic.Int64 // services evaluated here now (len(loops))
+	// When replicas share the services out: the services whose incidents
+	// and state this replica has taken up (their loops may start), and the
+	// wake-up of takeUpLoop.
+	taken      map[string]bool
+	takeUpKick chan struct{}
 }
 
 // state is everything built from one configuration.
@@ -142,6 +147,9 @@ func NewUnloaded(opts Options) *App {
 		engines: embedded.NewEngines(),
 		stores:  embedded.NewStores(),
 		loops:   map[*service]func(){},
+		taken:   map[string]bool{},
+
+		takeUpKick: make(chan struct{}, 1),
 	}
 	opts.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "guardian_services_driven",
@@ -244,6 +252,9 @@ func (a *App) Apply(cfg *config.Config) error {
 		}
 		a.stopRunners()
 		a.startRunners(next)
+		if a.sharded() {
+			a.reshardLater() // services added here are taken up there
+		}
 	}
 	a.log.Info("configuration applied", zap.Int("services", len(next.services)))
 	return nil
@@ -304,8 +315,8 @@ func (a *App) Announce(ctx context.Context, service, version, baseline string) (
 // startLoop starts evaluating s, and scraping it with the embedded
 // source, unless another replica drives it; a.mu is held.
 func (a *App) startLoop(s *service) {
-	if !a.owns(s.name) {
-		return
+	if !a.owns(s.name) || a.sharded() && !a.taken[s.name] {
+		return // another replica's, or not taken up yet (takeUp starts it)
 	}
 	if s.embedded != nil {
 		s.embedded.Start(a.running)
@@ -412,6 +423,10 @@ func (a *App) work(ctx context.Context) error {
 	var g run.Group
 	actor(ctx, &g, a.incidents.Run)
 	actor(ctx, &g, a.outbox.Run)
+	if a.sharded() {
+		actor(ctx, &g, a.takeUpLoop)
+		a.reshardLater()
+	}
 	actor(ctx, &g, func(ctx context.Context) error {
 		a.startAll(ctx)
 		<-ctx.Done()
@@ -435,8 +450,8 @@ func (a *App) startAll(ctx context.Context) {
 	st := a.state.Load()
 	for _, name := range st.order {
 		s := st.services[name]
-		if !a.owns(name) {
-			continue
+		if a.sharded() {
+			break // takeUp restores and starts the services of the shards held
 		}
 		if err := a.saved().Restore(ctx, s.watch, a.now()); err != nil {
 			s.log.Warn("deploy state not restored", zap.Error(err))
@@ -454,6 +469,7 @@ func (a *App) stopAll() {
 	defer a.mu.Unlock()
 	a.ready.Store(false)
 	a.stopRunners()
+	clear(a.taken)
 	st := a.state.Load()
 	for _, s := range st.services {
 		a.stopLoop(s)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,11 +11,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/incident"
 	notifyslack "github.com/rollback-guardian/guardian/notify/slack"
+	"github.com/rollback-guardian/guardian/watch"
 )
 
 // sharded reports whether the replicas share the services out
@@ -40,28 +43,31 @@ func errNotOwner(service string) error {
 	return fmt.Errorf("%w: %s", incident.ErrNotOwner, service)
 }
 
-// reshard follows a change of the shards this replica holds: it stops
-// evaluating (and scraping) the services it no longer drives, hands their
-// incidents and notifications over, takes up those of the services it now
-// drives, and then starts evaluating them. Loops stop before their
-// incidents are let go (a loop declares incidents), and incidents are taken
-// up before loops start (a loop must see its service's open incident). It
-// returns only once nothing of a lost service runs here: the shard's Lease
-// is released after.
+// reshard follows a change of the shards this replica holds; the shard
+// controller calls it, and the shard Leases wait for it, so it does only
+// what must happen before a lost shard's Lease is released: it stops
+// evaluating (and scraping) the services this replica no longer drives
+// and lets their incidents go (their effects under way cancelled and
+// waited for). Their notifications are forgotten by the outbox as they
+// come up. Taking up the services it gained reads the store and may take a
+// while: takeUp does it, in the background.
 func (a *App) reshard() {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.running == nil {
 		// Not started, or stopping: startAll starts what this replica
 		// owns then, and stopAll stops everything.
+		a.mu.Unlock()
 		return
 	}
-	ctx := a.running
 	st := a.state.Load()
-	lost, gained := 0, 0
+	lost := 0
 	for _, name := range st.order {
+		if a.owns(name) {
+			continue
+		}
+		delete(a.taken, name)
 		s := st.services[name]
-		if _, running := a.loops[s]; running && !a.owns(name) {
+		if _, running := a.loops[s]; running {
 			a.stopLoop(s)
 			if s.embedded != nil {
 				s.embedded.Pause()
@@ -69,23 +75,100 @@ func (a *App) reshard() {
 			lost++
 		}
 	}
+	a.mu.Unlock()
+	a.incidents.LetGo()
+	if lost > 0 {
+		a.log.Info("stopped driving the services of the shards this replica no longer holds", zap.Int("services", lost))
+	}
+	a.reshardLater()
+}
+
+// takeUpLoop takes up the services this replica gained whenever reshard
+// asks, until ctx ends.
+func (a *App) takeUpLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.takeUpKick:
+		}
+		a.takeUp(ctx)
+	}
+}
+
+// takeUp takes up the services this replica now drives and does not yet:
+// their pending notifications and their incidents first, then their saved
+// deploy state (one List), and only then it starts evaluating them, so that
+// a loop sees its service's open incident and never declares a second one.
+// A service lost meanwhile is skipped: starting a loop checks ownership
+// under a.mu, which reshard holds while it stops loops.
+func (a *App) takeUp(ctx context.Context) {
+	a.mu.Lock()
+	if a.running == nil {
+		a.mu.Unlock()
+		return // startAll asks again
+	}
+	st := a.state.Load()
+	var gained []*service
+	for _, name := range st.order {
+		if a.owns(name) && !a.taken[name] {
+			gained = append(gained, st.services[name])
+		}
+	}
+	a.mu.Unlock()
+	if len(gained) == 0 {
+		return
+	}
+	select { // the incidents' driver must run to take them up
+	case <-a.incidents.Started():
+	case <-ctx.Done():
+		return
+	}
+	start := time.Now()
 	if err := a.outbox.Resync(ctx); err != nil {
 		a.log.Error("taking up the notifications of the services this replica now drives", zap.Error(err))
 	}
-	if err := a.incidents.Reconcile(ctx); err != nil {
-		a.log.Error("taking up the incidents of the services this replica now drives", zap.Error(err))
+	if err := a.incidents.TakeUp(ctx); err != nil {
+		// The loops would not see the open incidents: retry later.
+		a.log.Error("taking up the incidents of the services this replica now drives; retrying", zap.Error(err))
+		time.AfterFunc(5*time.Second, a.reshardLater)
+		return
 	}
-	for _, name := range st.order {
-		s := st.services[name]
-		if _, running := a.loops[s]; !running && a.owns(name) {
-			if err := a.saved().Restore(ctx, s.watch, a.now()); err != nil {
-				s.log.Warn("deploy state not restored", zap.Error(err))
+	watches := make([]*watch.Service, len(gained))
+	for i, s := range gained {
+		watches[i] = s.watch
+	}
+	for name, err := range a.saved().RestoreAll(ctx, watches, a.now()) {
+		a.log.Warn("deploy state not restored", zap.String("service", name), zap.Error(err))
+	}
+	a.mu.Lock()
+	started := 0
+	if a.running != nil && a.state.Load() == st {
+		for _, s := range gained {
+			if !a.owns(s.name) {
+				continue
 			}
-			a.startLoop(s)
-			gained++
+			a.taken[s.name] = true
+			if _, running := a.loops[s]; !running {
+				a.startLoop(s)
+				started++
+			}
 		}
 	}
-	a.log.Info("services this replica drives changed", zap.Int("started", gained), zap.Int("stopped", lost), zap.Int("driven", len(a.loops)))
+	a.mu.Unlock()
+	a.log.Info("took up the services of the shards this replica now holds", zap.Int("services", started),
+		zap.Duration("took", time.Since(start)))
+	if a.state.Load() != st {
+		a.reshardLater() // a reload came in between: take up the new configuration's
+	}
+}
+
+// reshardLater asks takeUpLoop for another pass.
+func (a *App) reshardLater() {
+	select {
+	case a.takeUpKick <- struct{}{}:
+	default:
+	}
 }
 
 // forward tells the web server where to send a write request: nowhere

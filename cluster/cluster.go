@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
@@ -69,7 +70,16 @@ const identitySep = "|"
 
 // New connects to the API server and the state ConfigMaps of c.
 func New(c config.Cluster, log *zap.Logger, reg prometheus.Registerer) (*Cluster, error) {
-	client, err := kube.Client(c.Kubeconfig)
+	rc, err := kube.Config(c.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	// The state ConfigMaps: every incident transition, notification and
+	// saved deploy state is a request, and a replica that takes over
+	// hundreds of services reads theirs at once. client-go's default of 5
+	// requests a second would throttle it.
+	rc.QPS, rc.Burst = 50, 100
+	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -82,10 +92,7 @@ func New(c config.Cluster, log *zap.Logger, reg prometheus.Registerer) (*Cluster
 	if c.Shards > 0 {
 		// A replica writes about shards/replicas Leases every retry
 		// period: client-go's default of 5 requests a second is too few.
-		rc, err := kube.Config(c.Kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("cluster: %w", err)
-		}
+		rc := rest.CopyConfig(rc)
 		rc.QPS = float32(max(20, c.Shards))
 		rc.Burst = 2 * int(rc.QPS)
 		if cs.shardClient, err = kubernetes.NewForConfig(rc); err != nil {

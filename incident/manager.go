@@ -163,6 +163,9 @@ type Manager struct {
 	// serviceOf is the service of each incident it has seen.
 	driven    map[string]*drivenService
 	serviceOf map[int64]string
+	// started is closed once Run drives incidents.
+	started     chan struct{}
+	startedOnce sync.Once
 }
 
 // drivenService is one service whose incidents a Manager drives: the
@@ -212,7 +215,7 @@ func NewManager(o Options) *Manager {
 	m := &Manager{
 		st: o.Store, env: o.Env, pub: o.Publisher, rep: o.Reporter, log: o.Logger, now: o.Now, fault: o.Fault, owns: o.Owns,
 		open: map[string]int64{}, last: map[string]lastIncident{}, timers: map[string]*pendingTimer{}, running: map[string]bool{},
-		driven: map[string]*drivenService{}, serviceOf: map[int64]string{},
+		driven: map[string]*drivenService{}, serviceOf: map[int64]string{}, started: make(chan struct{}),
 		m: &managerMetrics{
 			declared: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "guardian_incidents_declared_total", Help: "Incidents declared.",
@@ -244,7 +247,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Lock()
 	m.ctx = ctx
 	m.mu.Unlock()
-	if err := m.Reconcile(ctx); err != nil {
+	m.startedOnce.Do(func() { close(m.started) })
+	if err := m.TakeUp(ctx); err != nil {
 		m.mu.Lock()
 		m.ctx = nil
 		m.mu.Unlock()
@@ -271,20 +275,25 @@ func (m *Manager) Run(ctx context.Context) error {
 	return nil
 }
 
-// Reconcile follows a change of the services Owns names: it stops driving
-// the incidents of the services it no longer owns (cancelling their
-// effects under way and waiting for them: another replica resumes them
-// from the store), and resumes those of the services it now owns that
-// have work left. Run calls it at the start; call it again whenever Owns
-// changes. Before Run it does nothing.
+// Started is closed once Run drives incidents: TakeUp does nothing
+// before.
+func (m *Manager) Started() <-chan struct{} { return m.started }
+
+// Reconcile follows a change of the services Owns names: LetGo, then
+// TakeUp. Run calls TakeUp at the start; call Reconcile (or the two) again
+// whenever Owns changes. Before Run it does nothing.
 func (m *Manager) Reconcile(ctx context.Context) error {
-	// Holding the lock while listing: an incident declared meanwhile is
-	// either listed here or driven by Declare, never missed.
+	m.LetGo()
+	return m.TakeUp(ctx)
+}
+
+// LetGo stops driving the incidents of the services Owns no longer names:
+// their pending timers are stopped and their effects under way (a rollback
+// step, a probe) cancelled and waited for; another replica resumes them
+// from the store. It reads nothing from the store: a replica calls it
+// before it releases the services' Leases.
+func (m *Manager) LetGo() {
 	m.mu.Lock()
-	if m.ctx == nil {
-		m.mu.Unlock()
-		return nil
-	}
 	var released []*drivenService
 	for service, d := range m.driven {
 		if !m.owns(service) {
@@ -292,12 +301,26 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.releaseLocked(service, d)
 		}
 	}
+	m.mu.Unlock()
+	for _, d := range released {
+		d.wg.Wait()
+	}
+}
+
+// TakeUp resumes the incidents that have work left (open ones, reports
+// not yet written, events not yet published) of the services Owns names
+// that this Manager does not drive yet, reading them with one List.
+func (m *Manager) TakeUp(ctx context.Context) error {
+	// Holding the lock while listing: an incident declared meanwhile is
+	// either listed here or driven by Declare, never missed.
+	m.mu.Lock()
+	if m.ctx == nil {
+		m.mu.Unlock()
+		return nil
+	}
 	recs, err := m.List(ctx)
 	if err != nil {
 		m.mu.Unlock()
-		for _, d := range released {
-			d.wg.Wait()
-		}
 		return fmt.Errorf("loading incidents: %w", err)
 	}
 	var resume []Record
@@ -324,9 +347,6 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 	}
 	m.mu.Unlock()
-	for _, d := range released {
-		d.wg.Wait()
-	}
 	for _, r := range resume {
 		m.log.Info("resuming incident", zap.Int64("incident", r.ID), zap.String("service", r.Service), zap.String("state", r.State.String()))
 		m.restart(ctx, r.ID)

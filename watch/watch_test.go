@@ -630,3 +630,30 @@ func TestRegressedSurvivesARestart(t *testing.T) {
 		t.Fatalf("after the restart: %+v", vs)
 	}
 }
+
+// RestoreAll reads the saved states with one List and restores each
+// service from its own; a state it cannot read is reported by service.
+func TestRestoreAll(t *testing.T) {
+	ctx := context.Background()
+	st := store.NewMemory()
+	for key, value := range map[string]string{"checkout": savedV2, "billing": `{"detector":`} {
+		if _, err := st.Put(ctx, Bucket, key, []byte(value), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ss := StoreState{Store: func() store.Store { return st }}
+	f := newFixture(t, fixtureOpts{})
+	if errs := ss.RestoreAll(ctx, []*Service{f.svc}, tick(5)); len(errs) != 0 {
+		t.Fatalf("errors %v", errs)
+	}
+	if s := f.svc.Status(); s.Current != "v2" || s.Watch == nil || s.Watch.Baseline != "v1" {
+		t.Fatalf("restored %+v", s)
+	}
+	if _, err := st.Put(ctx, Bucket, "checkout", []byte(`{"detector":`), 1); err != nil {
+		t.Fatal(err)
+	}
+	g := newFixture(t, fixtureOpts{})
+	if errs := ss.RestoreAll(ctx, []*Service{g.svc}, tick(5)); errs["checkout"] == nil || len(errs) != 1 {
+		t.Fatalf("an unreadable state: errors %v", errs)
+	}
+}
