@@ -88,7 +88,7 @@ const shardTriggers = `&triggers
 const shardRollback = `&rollback
       application:
         command:
-          command: [sh, -c, "echo {{.Service}} >> %[1]s/rollbacks"]
+          command: [sh, -c, 'echo "$1" >> %[1]s/rollbacks', sh, "{{.Service}}"]
           timeout: 1m`
 
 // shardConfig is the configuration of replica name.
