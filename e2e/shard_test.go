@@ -388,12 +388,13 @@ func evaluatedOnce(t *testing.T, procs []*guardianProc) map[string]int {
 type shardStatus struct {
 	Name  string `json:"name"`
 	Owner string `json:"owner"`
+	Shard *int   `json:"shard"`
 }
 
 // owners reads /api/v1/status from s and returns the index in procs of
 // each service's owner, after checking that the owner is a replica's
 // identity (its name in names, "|", its URL) and the holder of the
-// service's shard Lease.
+// service's shard Lease, and that the shard is the service's.
 func owners(ctx context.Context, s *stack, k *testenv.Kubernetes, procs []*guardianProc, names []string) (map[string]int, error) {
 	var st []shardStatus
 	if err := s.getJSON("/api/v1/status", &st); err != nil {
@@ -423,7 +424,11 @@ func owners(ctx context.Context, s *stack, k *testenv.Kubernetes, procs []*guard
 		if i < 0 {
 			return nil, fmt.Errorf("service %s: owner %q is none of the replicas", e.Name, e.Owner)
 		}
-		lease := fmt.Sprintf("guardian-shard-%d", shard.ShardOf(e.Name, shardCount))
+		n := shard.ShardOf(e.Name, shardCount)
+		if e.Shard == nil || *e.Shard != n {
+			return nil, fmt.Errorf("service %s: status says shard %v, want %d", e.Name, e.Shard, n)
+		}
+		lease := fmt.Sprintf("guardian-shard-%d", n)
 		if h := holders[lease]; h != e.Owner {
 			return nil, fmt.Errorf("service %s: status says owner %q, Lease %s is held by %q", e.Name, e.Owner, lease, h)
 		}
