@@ -16,6 +16,12 @@ func (a *App) Console() []web.ServiceView {
 	out := make([]web.ServiceView, 0, len(st.order))
 	for _, name := range st.order {
 		w := st.services[name].watch
+		if a.sharded() && !a.owns(name) {
+			// Another replica's: only it knows the versions and the watch.
+			owner, shard := a.ownerOf(name)
+			out = append(out, web.ServiceView{ServiceStatus: watch.ServiceStatus{Name: name, Owner: owner, Shard: &shard}})
+			continue
+		}
 		v := web.ServiceView{ServiceStatus: w.Status(), History: map[string][]watch.Sample{}}
 		for _, tr := range w.TriggerNames() {
 			if h := w.History(tr); h != nil {

@@ -545,3 +545,30 @@ func TestConsoleSecureCookie(t *testing.T) {
 		t.Errorf("sign-in from the external host over http: %d", resp.StatusCode)
 	}
 }
+
+// A service another replica evaluates is shown with that replica, not
+// with this one's stale view.
+func TestConsoleServiceOfAnotherReplica(t *testing.T) {
+	shard := 7
+	s := New(Options{
+		Gatherer: prometheus.NewRegistry(), Logger: zap.NewNop(), Tokens: func() *Tokens { return nil },
+		Services: func() []ServiceView {
+			return []ServiceView{{ServiceStatus: watch.ServiceStatus{Name: "billing", Owner: "guardian-2|http://10.0.0.12:9095", Shard: &shard}}}
+		},
+	})
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	b := (&consoleEnv{t: t, srv: srv}).browser()
+	for _, path := range []string{"/", "/services/billing"} {
+		resp, page := b.get(path)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		if want := `Evaluated by another replica, <b>guardian-2|http://10.0.0.12:9095</b> (shard 7)`; !strings.Contains(page, want) {
+			t.Errorf("GET %s lacks %q", path, want)
+		}
+		if strings.Contains(page, "No open watch") {
+			t.Errorf("GET %s shows this replica's view of another replica's service", path)
+		}
+	}
+}
