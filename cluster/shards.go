@@ -144,6 +144,7 @@ type Shards struct {
 	kick     chan struct{}
 
 	owned       prometheus.Gauge
+	total       prometheus.Gauge
 	transitions *prometheus.CounterVec
 	errs        prometheus.Counter
 }
@@ -191,6 +192,9 @@ func NewShards(client kubernetes.Interface, cfg ShardsConfig, log *zap.Logger, r
 		owned: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "guardian_shards_owned", Help: "Shards whose services this replica drives.",
 		}),
+		total: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "guardian_shards", Help: "Shards the services are split into (the same on every replica).",
+		}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "guardian_shard_lease_transitions_total",
 			Help: "Shard Leases this replica acquired, released, or lost (could not renew in time, or found taken).",
@@ -203,7 +207,8 @@ func NewShards(client kubernetes.Interface, cfg ShardsConfig, log *zap.Logger, r
 		s.transitions.WithLabelValues(a)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.owned, s.transitions, s.errs} {
+		s.total.Set(float64(cfg.Shards))
+		for _, c := range []prometheus.Collector{s.owned, s.total, s.transitions, s.errs} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("shards: registering metrics: %w", err)
 			}
