@@ -192,6 +192,7 @@ services:
 		{"file: bad-on-timeout.bad.yml", "testdata/bad-on-timeout.bad.yml", ""},
 		{"file: deploy-bad-on-progress-deadline.bad.yml", "testdata/deploy-bad-on-progress-deadline.bad.yml", ""},
 		{"file: bad-duration.bad.yml", "testdata/bad-duration.bad.yml", ""},
+		{"file: cluster-bad-shards.bad.yml", "testdata/cluster-bad-shards.bad.yml", ""},
 		{"file: negative-watch-window.bad.yml", "testdata/negative-watch-window.bad.yml", ""},
 		{"file: bad-baseline.bad.yml", "testdata/bad-baseline.bad.yml", ""},
 		{"file: bad-name.bad.yml", "testdata/bad-name.bad.yml", ""},

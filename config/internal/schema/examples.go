@@ -188,7 +188,7 @@ var extraExamples = map[string]map[string]any{
 		"secrets": []any{"Bearer 0123456789abcdef0123"},
 		"files":   []any{"secrets/tenant"},
 	},
-	"Cluster":          {"kubeconfig": "/etc/guardian/kubeconfig"},
+	"Cluster":          {"kubeconfig": "/etc/guardian/kubeconfig", "shards": 64},
 	"KubernetesDeploy": {"kubeconfig": "/etc/guardian/kubeconfig"},
 	"BlueGreen":        {"previous": "blue", "value_template": "{{.Baseline}}"},
 	"HelmExecutor":     {"to_revision": 3},

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -120,6 +121,8 @@ func (g *generator) annotate(root *jsonschema.Schema, strict bool) error {
 	pattern("Cluster", "lease_name", clusterNamePattern)
 	pattern("Cluster", "state_prefix", clusterNamePattern)
 	pattern("Cluster", "advertise_url", httpURLPattern)
+	shards := prop("Cluster", "shards")
+	shards.Minimum, shards.Maximum = "0", json.Number(fmt.Sprint(config.MaxShards))
 
 	// sources
 	required("Source", "name", "prometheus")
