@@ -158,7 +158,8 @@ tokens: {{ printf "%s\n" (join "\n" $lines) | b64enc | quote }}
 {{/*
 guardian.shards is the number of shards the replicas split the services
 into, "" when one leader drives them all: cluster.shards, or for "auto" with
-several replicas about 20 a replica, rounded up to a multiple of 64 (64 for
+several standalone replicas (a sidecar's replicas are the application's)
+about 20 a replica, rounded up to a multiple of 64 (64 for
 up to 3 replicas, 256 for 10) so that most changes of replicas keep it.
 */}}
 {{- define "guardian.shards" -}}
@@ -166,7 +167,7 @@ up to 3 replicas, 256 for 10) so that most changes of replicas keep it.
 {{- $s := toString .Values.cluster.shards -}}
 {{- if eq $s "auto" -}}
 {{- $r := int .Values.replicas -}}
-{{- if gt $r 1 }}{{ mul 64 (div (add (mul 20 $r) 63) 64) }}{{ end -}}
+{{- if and (gt $r 1) (eq .Values.mode "standalone") }}{{ mul 64 (div (add (mul 20 $r) 63) 64) }}{{ end -}}
 {{- else if gt (int $s) 0 }}{{ int $s }}{{ end -}}
 {{- end -}}
 {{- end }}
