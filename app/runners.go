@@ -34,8 +34,9 @@ func (a *App) stopRunners() {
 }
 
 // openEvents returns the events of the open incidents of the services
-// that receiver is configured for now: each incident's first and latest,
-// with links and the team as the Publisher sets them.
+// that receiver is configured for now and this replica drives: each
+// incident's first and latest, with links and the team as the Publisher
+// sets them.
 func (a *App) openEvents(receiver string) notify.OpenFunc {
 	return func(ctx context.Context) ([]notify.Event, error) {
 		recs, err := a.incidents.List(ctx)
@@ -44,8 +45,8 @@ func (a *App) openEvents(receiver string) notify.OpenFunc {
 		}
 		var out []notify.Event
 		for _, rec := range recs {
-			if !rec.State.Open() || len(rec.Timeline) == 0 || !slices.Contains(a.receivers(rec.Service), receiver) {
-				continue
+			if !rec.State.Open() || len(rec.Timeline) == 0 || !slices.Contains(a.receivers(rec.Service), receiver) || !a.owns(rec.Service) {
+				continue // another replica's, when they share the services out
 			}
 			links := notify.LinksFor(a.ExternalURL(), rec.ID)
 			for _, i := range []int{0, len(rec.Timeline) - 1} {
