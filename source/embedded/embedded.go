@@ -155,9 +155,12 @@ func (e *Engines) get(k engineKey) *promql.Engine {
 }
 
 // newEngine makes the engine every Source uses: Prometheus's defaults for
-// lookback, @ and negative offsets, the scrape interval as subquery step.
+// lookback, @ and negative offsets, the scrape interval as subquery step,
+// and a parser that keeps the expressions of the queries asked for again
+// (exprCache).
 func newEngine(k engineKey) *promql.Engine {
 	return promql.NewEngine(promql.EngineOpts{
+		Parser:               newExprCache(),
 		Logger:               slog.New(slog.DiscardHandler),
 		MaxSamples:           k.maxSamples,
 		Timeout:              k.timeout,
