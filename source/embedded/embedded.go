@@ -394,7 +394,10 @@ func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.
 	}
 	defer qry.Close()
 	res := qry.Exec(ctx)
-	warnings, infos := res.Warnings.AsStrings(query, 10, 10)
+	var warnings, infos []string
+	if len(res.Warnings) > 0 { // AsStrings allocates even for none
+		warnings, infos = res.Warnings.AsStrings(query, 10, 10)
+	}
 	if len(warnings) > 0 || len(infos) > 0 {
 		s.logger.Debug("query annotations", zap.String("query", query),
 			zap.Strings("warnings", warnings), zap.Strings("infos", infos))
