@@ -117,6 +117,7 @@ func New(opts Options) (*App, error) {
 // WaitValid must succeed before Run. Until then, only Reload may be called
 // besides them.
 func NewUnloaded(opts Options) *App {
+	noTracing()
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}

@@ -12,10 +12,13 @@ package query
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 	"unicode/utf8"
+	"weak"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -51,13 +54,32 @@ type Template struct {
 // New parses text as a template. Template syntax errors fail here; fields
 // other than Service, Version, Baseline, Window and SinceDeploy fail when
 // rendered (Check renders).
+//
+// Templates of the same name and text share one parse tree while any of
+// them is in use (a template executes safely in parallel): a thousand
+// services with the same triggers keep one tree per query, not a thousand.
 func New(name, text string) (*Template, error) {
+	key := parsedKey{name, text}
+	if w, ok := parsed.Load(key); ok {
+		if t := w.(weak.Pointer[template.Template]).Value(); t != nil {
+			return &Template{text: text, tmpl: t}, nil
+		}
+	}
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("parsing template: %w", err)
 	}
+	w := weak.Make(t)
+	parsed.Store(key, w)
+	runtime.AddCleanup(t, func(key parsedKey) { parsed.CompareAndDelete(key, w) }, key)
 	return &Template{text: text, tmpl: t}, nil
 }
+
+// parsed holds a weak pointer to the parse tree of each template name
+// and text in use; an entry goes when its tree is collected.
+var parsed sync.Map // parsedKey → weak.Pointer[template.Template]
+
+type parsedKey struct{ name, text string }
 
 // Text returns the template as written.
 func (t *Template) Text() string { return t.text }

@@ -185,3 +185,35 @@ func TestCounterValues(t *testing.T) {
 		t.Fatal("a query that does not parse: no error")
 	}
 }
+
+// Templates of the same name and text share their parse tree and render
+// alike; another text or name has its own.
+func TestNewSharesParseTree(t *testing.T) {
+	text := `sum(rate(x{version="{{.Version}}"}[{{.Window}}]))`
+	a, err := New("shared", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New("shared", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.tmpl != b.tmpl {
+		t.Error("same name and text: two parse trees")
+	}
+	for _, other := range []struct{ name, text string }{{"shared", text + " > 0"}, {"other", text}} {
+		c, err := New(other.name, other.text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.tmpl == a.tmpl {
+			t.Errorf("%q %q shares the parse tree of %q %q", other.name, other.text, "shared", text)
+		}
+	}
+	for _, tpl := range []*Template{a, b} {
+		got, err := tpl.Render(Vars{Version: "v2", Window: time.Minute})
+		if want := `sum(rate(x{version="v2"}[1m]))`; err != nil || got != want {
+			t.Errorf("Render = %q, %v; want %q", got, err, want)
+		}
+	}
+}

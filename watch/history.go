@@ -40,20 +40,28 @@ type sample struct {
 	state                      uint8
 }
 
-// history is a preallocated ring of one trigger's latest evaluations.
-// Recording never allocates. Callers hold the Service's mu.
+// history is a ring of one trigger's latest evaluations. It grows as it
+// fills, doubling up to limit slots, then wraps: a watch that has run for a
+// few minutes holds a few minutes of samples, not a full span's. Once full,
+// recording never allocates. Callers hold the Service's mu.
+//
+// While it grows, the ring is linear: next == count == len(buf).
 type history struct {
 	span  time.Duration
+	limit int // slots when full
 	buf   []sample
 	next  int // where the next sample goes
 	count int
 }
 
+// minHistorySlots is a history's first allocation.
+const minHistorySlots = 16
+
 func newHistory(span, interval time.Duration) *history {
 	if span <= 0 {
 		span = DefaultHistorySpan
 	}
-	return &history{span: span, buf: make([]sample, historyPoints(span, interval))}
+	return &history{span: span, limit: historyPoints(span, interval)}
 }
 
 // historyPoints is how many evaluations of one trigger span holds at one
@@ -68,10 +76,27 @@ func historyPoints(span, interval time.Duration) int {
 
 // add records verdict v.
 func (h *history) add(v trigger.Verdict) {
-	s := &h.buf[h.next]
-	s.at = v.At.UnixNano()
-	s.value, s.baseline, s.threshold = nan(v.Evidence.Value), nan(v.Evidence.BaselineValue), threshold(v)
-	s.outcome, s.state = uint8(v.Outcome), uint8(v.State)
+	h.put(sample{
+		at:    v.At.UnixNano(),
+		value: nan(v.Evidence.Value), baseline: nan(v.Evidence.BaselineValue), threshold: threshold(v),
+		outcome: uint8(v.Outcome), state: uint8(v.State),
+	})
+}
+
+// put records s, growing the ring while it is not full.
+func (h *history) put(s sample) {
+	if n := len(h.buf); n < h.limit {
+		if n == cap(h.buf) {
+			grown := make([]sample, n, min(h.limit, max(minHistorySlots, 2*n)))
+			copy(grown, h.buf)
+			h.buf = grown
+		}
+		h.buf = append(h.buf, s)
+		h.count = len(h.buf)
+		h.next = h.count % h.limit
+		return
+	}
+	h.buf[h.next] = s
 	h.next = (h.next + 1) % len(h.buf)
 	h.count = min(h.count+1, len(h.buf))
 }
@@ -114,16 +139,14 @@ func (h *history) appendTo(dst []Sample) []Sample {
 	return dst
 }
 
-// reset forgets every sample.
-func (h *history) reset() { h.next, h.count = 0, 0 }
+// reset forgets every sample, keeping the slots for the next watch.
+func (h *history) reset() { h.buf, h.next, h.count = h.buf[:0], 0, 0 }
 
 // copyFrom takes old's samples, the latest ones when h holds fewer.
 func (h *history) copyFrom(old *history) {
 	h.reset()
 	for i := range old.count {
-		h.buf[h.next] = old.buf[(old.next-old.count+i+len(old.buf))%len(old.buf)]
-		h.next = (h.next + 1) % len(h.buf)
-		h.count = min(h.count+1, len(h.buf))
+		h.put(old.buf[(old.next-old.count+i+len(old.buf))%len(old.buf)])
 	}
 }
 

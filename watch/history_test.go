@@ -52,8 +52,8 @@ func values(ss []Sample) []float64 {
 
 func TestHistoryRing(t *testing.T) {
 	h := newHistory(time.Hour, 12*time.Minute) // five slots
-	if len(h.buf) != 5 || h.appendTo(nil) != nil {
-		t.Fatalf("new ring: %d slots, samples %v", len(h.buf), h.appendTo(nil))
+	if h.limit != 5 || cap(h.buf) != 0 || h.appendTo(nil) != nil {
+		t.Fatalf("new ring: %d slots when full, %d allocated, samples %v", h.limit, cap(h.buf), h.appendTo(nil))
 	}
 	for i := 1; i <= 3; i++ {
 		h.add(verdict(i))
@@ -108,8 +108,39 @@ func TestHistorySpan(t *testing.T) {
 func TestHistoryRecordsWithoutAllocating(t *testing.T) {
 	h := newHistory(DefaultHistorySpan, time.Second)
 	v := verdict(1)
+	for range MaxHistoryPoints {
+		h.add(v)
+	}
 	if n := testing.AllocsPerRun(1000, func() { h.add(v) }); n != 0 {
-		t.Errorf("recording allocates %v times", n)
+		t.Errorf("recording in a full ring allocates %v times", n)
+	}
+}
+
+// A history allocates as it fills, never past its span's slots, and keeps
+// them for the next watch.
+func TestHistoryGrows(t *testing.T) {
+	h := newHistory(DefaultHistorySpan, 5*time.Second) // 180 slots
+	if cap(h.buf) != 0 {
+		t.Fatalf("new history: %d slots allocated, want none", cap(h.buf))
+	}
+	h.add(verdict(1))
+	if c := cap(h.buf); c != minHistorySlots {
+		t.Errorf("after one sample: %d slots, want %d", c, minHistorySlots)
+	}
+	for i := 2; i <= 400; i++ {
+		h.add(verdict(i))
+		if c := cap(h.buf); c > h.limit {
+			t.Fatalf("after %d samples: %d slots, more than the span's %d", i, c, h.limit)
+		}
+	}
+	got := values(h.appendTo(nil))
+	if len(got) != 180 || got[0] != 221 || got[179] != 400 {
+		t.Errorf("full ring: %d samples from %v to %v, want the latest 180 (221 to 400)", len(got), got[0], got[len(got)-1])
+	}
+	h.reset()
+	h.add(verdict(1))
+	if c := cap(h.buf); c != h.limit {
+		t.Errorf("after a reset: %d slots, want the %d kept", c, h.limit)
 	}
 }
 

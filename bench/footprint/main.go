@@ -60,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		guardian = fs.Int("guardian", 0, "run one Guardian watching this many services and print its figures (internal)")
 		target   = fs.String("target", "", "address of the metrics server (internal)")
 		counts   = fs.String("services", "1,10,100,1000", "service counts to measure")
-		builds   = fs.String("builds", "full=,slim=nokubernetes", "builds to measure: name=tags, comma-separated (several tags of one build joined with +)")
+		builds   = fs.String("builds", "full=,slim=nokubernetes", "builds to measure: name=tags[@revision], comma-separated (several tags of one build joined with +; @revision builds that git revision of this repository instead of the working tree, e.g. full-before=@HEAD~3,slim-before=nokubernetes@HEAD~3)")
 		warmup   = fs.Duration("warmup", 15*time.Second, "time before measuring")
 		measure  = fs.Duration("measure", 15*time.Second, "time over which CPU is measured")
 		interval = fs.Duration("interval", 5*time.Second, "scrape and evaluation interval")
@@ -102,40 +102,98 @@ type result struct {
 }
 
 // build is one build flavour: this command and cmd/guardian built with
-// its tags.
+// its tags, from the working tree or from a git revision.
 type build struct {
 	name, tags string
+	revision   string // git revision to build; empty: the working tree
+	commit     string // revision's abbreviated commit
 	bench      string // this command, built with the tags
 	size       int64  // bytes of cmd/guardian, stripped
 }
 
-// parseBuilds reads -builds: "full=,slim=nokubernetes" (tags joined by +).
+// parseBuilds reads -builds: "full=,slim=nokubernetes" (tags joined by +),
+// each optionally followed by @revision ("before=@HEAD~1",
+// "slim-before=nokubernetes@5088f0a").
 func parseBuilds(spec string) ([]build, error) {
 	var bs []build
 	for _, b := range strings.Split(spec, ",") {
 		name, tags, ok := strings.Cut(strings.TrimSpace(b), "=")
 		if !ok || name == "" {
-			return nil, fmt.Errorf("invalid build %q: want name=tags", b)
+			return nil, fmt.Errorf("invalid build %q: want name=tags or name=tags@revision", b)
 		}
-		bs = append(bs, build{name: name, tags: strings.ReplaceAll(tags, "+", ",")})
+		tags, rev, hasRev := strings.Cut(tags, "@")
+		if hasRev && rev == "" {
+			return nil, fmt.Errorf("invalid build %q: empty revision after @", b)
+		}
+		bs = append(bs, build{name: name, tags: strings.ReplaceAll(tags, "+", ","), revision: rev})
 	}
 	return bs, nil
 }
 
+// checkout writes b.revision's tree into a directory under dir (git
+// archive of the repository holding the working directory) and returns
+// it; the working tree's root when b has no revision.
+func (b *build) checkout(dir string, stderr io.Writer) (string, error) {
+	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the repository (run this command inside it): %w", err)
+	}
+	root := strings.TrimSpace(string(top))
+	if b.revision == "" {
+		return root, nil
+	}
+	commit, err := exec.Command("git", "-C", root, "rev-parse", "--short", b.revision+"^{commit}").Output()
+	if err != nil {
+		return "", fmt.Errorf("build %s: unknown git revision %q: %w", b.name, b.revision, err)
+	}
+	b.commit = strings.TrimSpace(string(commit))
+	src := filepath.Join(dir, "src-"+b.commit)
+	if _, err := os.Stat(src); err == nil {
+		return src, nil // another build of the same revision
+	}
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.Command("git", "-C", root, "archive", "--format=tar", b.commit)
+	extract := exec.Command("tar", "-x", "-C", src)
+	archive.Stderr, extract.Stderr = stderr, stderr
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	extract.Stdin = pipe
+	if err := archive.Start(); err != nil {
+		return "", err
+	}
+	if err := extract.Run(); err != nil {
+		_ = archive.Wait()
+		return "", fmt.Errorf("extracting revision %s: %w", b.commit, err)
+	}
+	if err := archive.Wait(); err != nil {
+		return "", fmt.Errorf("git archive %s: %w", b.commit, err)
+	}
+	return src, nil
+}
+
 // compile builds this command (for the measurement) and cmd/guardian (for
 // the executable's size) with b's tags into dir, both stripped as the
-// Dockerfile builds them.
+// Dockerfile builds them, from b's revision or the working tree.
 func (b *build) compile(dir string, stderr io.Writer) error {
+	src, err := b.checkout(dir, stderr)
+	if err != nil {
+		return err
+	}
 	b.bench = filepath.Join(dir, "footprint-"+b.name)
 	guardian := filepath.Join(dir, "guardian-"+b.name)
 	for _, out := range []struct{ path, pkg string }{
-		{b.bench, "github.com/rollback-guardian/guardian/bench/footprint"},
-		{guardian, "github.com/rollback-guardian/guardian/cmd/guardian"},
+		{b.bench, "./bench/footprint"},
+		{guardian, "./cmd/guardian"},
 	} {
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-tags", b.tags, "-o", out.path, out.pkg)
+		cmd.Dir = src
 		cmd.Stdout, cmd.Stderr = stderr, stderr
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("building %s with -tags %q: %w", out.pkg, b.tags, err)
+			return fmt.Errorf("building %s of %s with -tags %q: %w", out.pkg, b.source(), b.tags, err)
 		}
 	}
 	st, err := os.Stat(guardian)
@@ -146,12 +204,25 @@ func (b *build) compile(dir string, stderr io.Writer) error {
 	return nil
 }
 
-// tagsText is the build's tags for the table.
-func (b build) tagsText() string {
-	if b.tags == "" {
-		return "no tags"
+// source is where b was built from, for messages.
+func (b build) source() string {
+	if b.revision == "" {
+		return "the working tree"
 	}
-	return "-tags " + b.tags
+	return "revision " + b.revision
+}
+
+// tagsText is the build's tags, and its commit when built from a
+// revision, for the table.
+func (b build) tagsText() string {
+	t := "no tags"
+	if b.tags != "" {
+		t = "-tags " + b.tags
+	}
+	if b.commit != "" {
+		t = "@" + b.commit + ", " + t
+	}
+	return t
 }
 
 func orchestrate(buildSpec, counts string, warmup, measure, interval time.Duration, heap string, stdout, stderr io.Writer) error {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,9 +104,18 @@ type Options struct {
 // spent a quarter of a GiB on them. Sources with the same sample limit,
 // query timeout and scrape interval (the default step of subqueries) share
 // one. Safe for concurrent use.
+//
+// The Sources sharing Engines also share a bound on the queries evaluated
+// at once (QuerySlots). A query's working set (the series it selected,
+// their samples, the intermediate vectors) is live while it runs: a
+// thousand services whose evaluations fall on the same tick would
+// otherwise hold a thousand working sets at once, for no more throughput
+// than a few CPUs give.
 type Engines struct {
 	mu      sync.Mutex
 	engines map[engineKey]*promql.Engine
+	// slots holds a token per query being evaluated.
+	slots chan struct{}
 }
 
 type engineKey struct {
@@ -113,8 +123,17 @@ type engineKey struct {
 	timeout, interval time.Duration
 }
 
-// NewEngines returns an empty set of shared engines.
-func NewEngines() *Engines { return &Engines{engines: map[engineKey]*promql.Engine{}} }
+// NewEngines returns an empty set of shared engines whose Sources evaluate
+// at most QuerySlots() queries at once.
+func NewEngines() *Engines {
+	return &Engines{engines: map[engineKey]*promql.Engine{}, slots: make(chan struct{}, QuerySlots())}
+}
+
+// QuerySlots is how many queries the Sources sharing Engines evaluate at
+// once: twice GOMAXPROCS (a query is CPU work on in-memory samples; the
+// wait for a scrape under way comes before a query takes its slot), at
+// least 4.
+func QuerySlots() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
 
 // Len is the number of engines made so far.
 func (e *Engines) Len() int {
@@ -136,9 +155,12 @@ func (e *Engines) get(k engineKey) *promql.Engine {
 }
 
 // newEngine makes the engine every Source uses: Prometheus's defaults for
-// lookback, @ and negative offsets, the scrape interval as subquery step.
+// lookback, @ and negative offsets, the scrape interval as subquery step,
+// and a parser that keeps the expressions of the queries asked for again
+// (exprCache).
 func newEngine(k engineKey) *promql.Engine {
 	return promql.NewEngine(promql.EngineOpts{
+		Parser:               newExprCache(),
 		Logger:               slog.New(slog.DiscardHandler),
 		MaxSamples:           k.maxSamples,
 		Timeout:              k.timeout,
@@ -175,6 +197,9 @@ type Source struct {
 
 	engine    *promql.Engine
 	ownEngine bool // not shared through Options.Engines: Close closes it
+	// slots bounds the queries evaluated at once by the Sources sharing
+	// Options.Engines (Engines.slots); nil, no bound.
+	slots     chan struct{}
 	queryable storage.Queryable
 	// floor is the oldest timestamp (ms) queries may see: latest scrape
 	// minus retention.
@@ -311,6 +336,7 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 	key := engineKey{maxSamples: opts.MaxSamples, timeout: opts.QueryTimeout, interval: interval}
 	if opts.Engines != nil {
 		s.engine = opts.Engines.get(key)
+		s.slots = opts.Engines.slots
 	} else {
 		s.engine, s.ownEngine = newEngine(key), true
 	}
@@ -349,6 +375,14 @@ func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.
 	if err := s.awaitScrape(ctx, ts); err != nil {
 		return source.Result{}, fmt.Errorf("embedded source %s: query %q: waiting for the scrape under way: %w", s.shown, query, classify(ctx, err))
 	}
+	if s.slots != nil {
+		select {
+		case s.slots <- struct{}{}:
+			defer func() { <-s.slots }()
+		case <-ctx.Done():
+			return source.Result{}, fmt.Errorf("embedded source %s: query %q: waiting for one of the %d queries under way to end: %w", s.shown, query, cap(s.slots), classify(ctx, ctx.Err()))
+		}
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -360,7 +394,10 @@ func (s *Source) Query(ctx context.Context, query string, ts time.Time) (source.
 	}
 	defer qry.Close()
 	res := qry.Exec(ctx)
-	warnings, infos := res.Warnings.AsStrings(query, 10, 10)
+	var warnings, infos []string
+	if len(res.Warnings) > 0 { // AsStrings allocates even for none
+		warnings, infos = res.Warnings.AsStrings(query, 10, 10)
+	}
 	if len(warnings) > 0 || len(infos) > 0 {
 		s.logger.Debug("query annotations", zap.String("query", query),
 			zap.Strings("warnings", warnings), zap.Strings("infos", infos))

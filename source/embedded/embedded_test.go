@@ -933,3 +933,37 @@ func awaitWaiting(t *testing.T, waiting <-chan struct{}) {
 		t.Fatal("the query did not wait for the scrape under way")
 	}
 }
+
+// The Sources sharing Engines evaluate at most QuerySlots queries at once:
+// with every slot taken, a query waits for one (here until its context
+// ends), and runs once one is free.
+func TestSharedQuerySlots(t *testing.T) {
+	engines := NewEngines()
+	if cap(engines.slots) != QuerySlots() || QuerySlots() < 4 {
+		t.Fatalf("%d slots, want QuerySlots() = %d (at least 4)", cap(engines.slots), QuerySlots())
+	}
+	clk := &clock{}
+	clk.Set(time.Unix(1_700_000_000, 0))
+	tg := newTarget(t, false)
+	tg.serve()
+	s := newSource(t, tg.srv.URL, clk, Options{Engines: engines}, nil)
+	if err := s.ScrapeOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for range QuerySlots() {
+		engines.slots <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	q := `sum(http_requests_total)`
+	if _, err := s.Query(ctx, q, clk.Now()); !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, source.ErrTimeout) {
+		t.Fatalf("query with every slot taken: %v, want its context's deadline", err)
+	}
+	<-engines.slots
+	if got := single(t, s, q, clk.Now()); got != 20 {
+		t.Errorf("with a slot free: %s = %v, want 20", q, got)
+	}
+	if n := len(engines.slots); n != QuerySlots()-1 {
+		t.Errorf("after the query: %d slots taken, want %d (its own given back)", n, QuerySlots()-1)
+	}
+}

@@ -138,9 +138,12 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 	s.scrapeMu.Lock()
 	defer s.scrapeMu.Unlock()
 
+	// Timestamped under inflightMu: a query that found no scrape under way
+	// (awaitScrape) was for a time before this one's, and reads none of
+	// its samples (the head keeps no isolation).
+	s.inflightMu.Lock()
 	ts := s.now()
 	p := &inflightScrape{at: ts, done: make(chan struct{})}
-	s.inflightMu.Lock()
 	s.inflight = p
 	s.inflightMu.Unlock()
 	defer func() {

@@ -97,6 +97,13 @@ func newStore(dir string, logger *zap.Logger) (*store, error) {
 	// A Guardian's series fit in far fewer stripes than a Prometheus
 	// server's default of 16384, which costs memory per head.
 	ho.StripeSize = 1024
+	// Isolation (each reader seeing whole appends only) costs a ring of
+	// append ids per series, about 75 B each. A Source's queries do not
+	// need it: they wait for the scrape under way when it is timestamped at
+	// or before the evaluation (Source.awaitScrape), read no sample after
+	// the evaluation time and see only their own Source's series, so they
+	// never read a scrape still being committed.
+	ho.IsolationDisabled = true
 	head, err := tsdb.NewHead(nil, slog.New(slog.DiscardHandler), nil, nil, ho, nil)
 	if err == nil {
 		err = head.Init(math.MinInt64)
