@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/event"
+	"github.com/rollback-guardian/guardian/testenv"
 )
 
 // shadowDeclared is incident 7 declared for a service in shadow mode.
@@ -208,9 +210,13 @@ func TestManagerShadow(t *testing.T) {
 	if rec.Mode != ModeShadow || entryOf(rec, event.ShadowDecision) == nil {
 		t.Fatalf("mode %s, timeline %v", rec.Mode, types(rec))
 	}
-	if got := testutil.ToFloat64(h.m.m.shadow.WithLabelValues("checkout", "rollback")); got != 1 {
-		t.Fatalf("guardian_shadow_decisions_total = %g", got)
-	}
+	// Counted once the transition is saved, after the record is readable.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if got := testutil.ToFloat64(h.m.m.shadow.WithLabelValues("checkout", "rollback")); got != 1 {
+			return fmt.Errorf("guardian_shadow_decisions_total = %g", got)
+		}
+		return nil
+	}, "the shadow decision counted")
 	if _, err := h.vote(id, true, "token:alice", "go"); !errors.Is(err, ErrShadow) {
 		t.Fatalf("vote: %v, want ErrShadow", err)
 	}

@@ -636,10 +636,13 @@ func TestRegressedSurvivesARestart(t *testing.T) {
 func TestRestoreAll(t *testing.T) {
 	ctx := context.Background()
 	st := store.NewMemory()
+	revs := map[string]uint64{}
 	for key, value := range map[string]string{"checkout": savedV2, "billing": `{"detector":`} {
-		if _, err := st.Put(ctx, Bucket, key, []byte(value), 0); err != nil {
+		rev, err := st.Put(ctx, Bucket, key, []byte(value), 0)
+		if err != nil {
 			t.Fatal(err)
 		}
+		revs[key] = rev
 	}
 	ss := StoreState{Store: func() store.Store { return st }}
 	f := newFixture(t, fixtureOpts{})
@@ -649,7 +652,7 @@ func TestRestoreAll(t *testing.T) {
 	if s := f.svc.Status(); s.Current != "v2" || s.Watch == nil || s.Watch.Baseline != "v1" {
 		t.Fatalf("restored %+v", s)
 	}
-	if _, err := st.Put(ctx, Bucket, "checkout", []byte(`{"detector":`), 1); err != nil {
+	if _, err := st.Put(ctx, Bucket, "checkout", []byte(`{"detector":`), revs["checkout"]); err != nil {
 		t.Fatal(err)
 	}
 	g := newFixture(t, fixtureOpts{})
