@@ -12,6 +12,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/approval"
 	"github.com/rollback-guardian/guardian/executor"
+	"github.com/rollback-guardian/guardian/testenv"
 )
 
 // guardian_rollbacks_total counts each rollback step once it ends, by
@@ -36,9 +37,10 @@ func TestRollbacksTotal(t *testing.T) {
 # TYPE guardian_rollbacks_total counter
 guardian_rollbacks_total{result=%q,service="checkout",step="application"} 1
 `, tc.result)
-			if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "guardian_rollbacks_total"); err != nil {
-				t.Error(err)
-			}
+			// Counted once the transition is saved, after the record is readable.
+			testenv.Eventually(t, 5*time.Second, func() error {
+				return testutil.GatherAndCompare(reg, strings.NewReader(want), "guardian_rollbacks_total")
+			}, "the rollback counted")
 			recs, err := h.m.List(context.Background())
 			if err != nil {
 				t.Fatal(err)
