@@ -157,7 +157,8 @@ func NewUnloaded(opts Options) *App {
 		Help: "Services this Guardian evaluates now: all of them, or, when replicas share the services out, those of the shards it holds.",
 	}, func() float64 { return float64(a.driven.Load()) }))
 	a.outages = outage.NewMonitor(outage.Options{Registerer: opts.Registry, Logger: opts.Logger.Named("sources"), Now: opts.Now,
-		Store: func() store.Store { return a.st }, Enqueue: func(ctx context.Context, r string, e notify.Event) error { return a.outbox.Enqueue(ctx, r, e) }})
+		Store: func() store.Store { return a.st }, Enqueue: func(ctx context.Context, r string, e notify.Event) error { return a.outbox.Enqueue(ctx, r, e) },
+		Tracks: a.tracksSource})
 	a.reloader = config.NewReloader(opts.ConfigFile, a.Apply, opts.Logger.Named("config"), opts.Registry)
 	return a
 }

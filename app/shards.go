@@ -17,6 +17,7 @@ import (
 
 	"github.com/rollback-guardian/guardian/incident"
 	notifyslack "github.com/rollback-guardian/guardian/notify/slack"
+	"github.com/rollback-guardian/guardian/source/outage"
 	"github.com/rollback-guardian/guardian/watch"
 )
 
@@ -36,6 +37,14 @@ func (a *App) ownsFunc() func(string) bool {
 		return nil
 	}
 	return a.owns
+}
+
+// tracksSource says whether this replica tracks and announces a metric
+// source's outages: every source, unless the replicas share the services
+// out; then the replica that drives the source's first service, which
+// queries (or scrapes) it.
+func (a *App) tracksSource(s outage.Source) bool {
+	return !a.sharded() || len(s.Services) == 0 || a.owns(s.Services[0])
 }
 
 // errNotOwner refuses to act on a service another replica drives.

@@ -39,6 +39,11 @@ type Options struct {
 	// Enqueue queues an event for a receiver, persisted (notify.Outbox's
 	// Enqueue).
 	Enqueue func(ctx context.Context, receiver string, e notify.Event) error
+	// Tracks, when set, says whether this Guardian tracks and announces a
+	// source now: replicas that share the services out leave a source to
+	// one of them (the one that drives its first service), which alone
+	// saves its state and announces its outages. Nil tracks every source.
+	Tracks func(s Source) bool
 }
 
 // Monitor keeps a Tracker per metric source of the configuration in force.
@@ -180,6 +185,16 @@ func (m *Monitor) observe(ctx context.Context, id string, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.gone {
+		return
+	}
+	if m.opts.Tracks != nil && !m.opts.Tracks(t.src) {
+		if t.loaded {
+			// Another replica's to track now: start afresh from the
+			// saved state if it comes back here.
+			t.tr = Tracker{After: t.tr.After}
+			t.loaded, t.loadFailed, t.lastErr = false, false, ""
+			m.up.WithLabelValues(id).Set(1)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ioTimeout)
