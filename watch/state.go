@@ -61,12 +61,27 @@ func (s *Service) save(ctx context.Context) {
 	if err != nil || string(b) == s.lastSaved {
 		return
 	}
+	// The versions' traffic shares and last-seen times change at nearly
+	// every tick; alone they are saved at most every TickSaveInterval
+	// (a crash loses that much of them: baselines and forgetting barely
+	// move), everything else at once.
+	st.Detector.Traffic, st.Detector.Seen = nil, nil
+	key, _ := json.Marshal(st)
+	if string(key) == s.lastKey && time.Since(s.savedAt) < TickSaveInterval {
+		return
+	}
 	if err := s.persist(ctx, s.name, b); err != nil {
 		s.log.Warn("saving the deploy state", zap.Error(err))
 		return
 	}
-	s.lastSaved = string(b)
+	s.lastSaved, s.lastKey, s.savedAt = string(b), string(key), time.Now()
 }
+
+// TickSaveInterval is the least time between two saves of a service's
+// state that differ only in its versions' traffic shares and last-seen
+// times. Saving those at every tick would cost a write per service and
+// tick: in a ConfigMap store, the API server's heaviest load.
+const TickSaveInterval = time.Minute
 
 // Restore takes over the state a service saved (through its PersistFunc)
 // before a restart: the versions it had learnt and its open watch, unless
@@ -93,6 +108,9 @@ func (s *Service) Restore(b []byte, now time.Time) error {
 			zap.String("baseline", w.Deploy.Baseline), zap.Time("until", w.Until))
 	}
 	s.lastSaved = string(b)
+	st.Detector.Traffic, st.Detector.Seen = nil, nil
+	key, _ := json.Marshal(st)
+	s.lastKey, s.savedAt = string(key), time.Now()
 	return nil
 }
 

@@ -92,8 +92,10 @@ type Service struct {
 	// lastOutcome per trigger, to log a run of no-data or errors once.
 	lastOutcome map[string]trigger.Outcome
 	lastVQErr   string
-	// lastSaved is what persist saved last.
-	lastSaved string
+	// lastSaved is what persist saved last; lastKey the same without
+	// what changes at every tick (see save), and savedAt when.
+	lastSaved, lastKey string
+	savedAt            time.Time
 }
 
 // window is an open watch window after a deploy.

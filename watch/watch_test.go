@@ -660,3 +660,28 @@ func TestRestoreAll(t *testing.T) {
 		t.Fatalf("an unreadable state: errors %v", errs)
 	}
 }
+
+// The versions' traffic shares change at every tick: alone, they are saved
+// at most every TickSaveInterval; a deploy is saved at once.
+func TestTrafficSavedAtMostEveryInterval(t *testing.T) {
+	f := newFixture(t, fixtureOpts{versionQuery: true})
+	ctx := context.Background()
+	f.src.set(func(s *fakeSource) { s.versions["v1"] = 10; s.versions["v0"] = 1 })
+	f.svc.Tick(ctx, tick(0))
+	saves := len(f.saved)
+	if saves != 1 {
+		t.Fatalf("saved %d times after learning v1, want 1", saves)
+	}
+	for i := 1; i <= 5; i++ {
+		f.src.set(func(s *fakeSource) { s.versions["v1"] = float64(10 + i) })
+		f.svc.Tick(ctx, tick(i))
+	}
+	if len(f.saved) != saves {
+		t.Fatalf("traffic shares alone saved %d times within %s", len(f.saved)-saves, TickSaveInterval)
+	}
+	f.src.set(func(s *fakeSource) { s.versions["v2"] = 5 })
+	f.svc.Tick(ctx, tick(6))
+	if len(f.saved) != saves+1 || !strings.Contains(string(f.saved[len(f.saved)-1]), `"version":"v2"`) {
+		t.Fatalf("the deploy of v2 was not saved at once: %d saves", len(f.saved)-saves)
+	}
+}
