@@ -16,13 +16,13 @@ func (a *App) Console() []web.ServiceView {
 	out := make([]web.ServiceView, 0, len(st.order))
 	for _, name := range st.order {
 		w := st.services[name].watch
-		if a.sharded() && !a.owns(name) {
-			// Another replica's: only it knows the versions and the watch.
-			owner, shard := a.ownerOf(name)
-			out = append(out, web.ServiceView{ServiceStatus: watch.ServiceStatus{Name: name, Owner: owner, Shard: &shard}})
+		ss, driven := a.statusOf(st.services[name])
+		if !driven {
+			out = append(out, web.ServiceView{ServiceStatus: ss})
 			continue
 		}
-		v := web.ServiceView{ServiceStatus: w.Status(), History: map[string][]watch.Sample{}}
+		ss.Owner, ss.Shard = "", nil // the console names the owner only of another replica's services
+		v := web.ServiceView{ServiceStatus: ss, History: map[string][]watch.Sample{}}
 		for _, tr := range w.TriggerNames() {
 			if h := w.History(tr); h != nil {
 				v.History[tr] = h

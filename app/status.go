@@ -10,17 +10,25 @@ func (a *App) Status() []watch.ServiceStatus {
 	st := a.state.Load()
 	out := make([]watch.ServiceStatus, 0, len(st.order))
 	for _, name := range st.order {
-		if !a.sharded() {
-			out = append(out, st.services[name].watch.Status())
-			continue
-		}
-		ss := watch.ServiceStatus{Name: name}
-		if a.owns(name) {
-			ss = st.services[name].watch.Status()
-		}
-		owner, shard := a.ownerOf(name)
-		ss.Owner, ss.Shard = owner, &shard
+		ss, _ := a.statusOf(st.services[name])
 		out = append(out, ss)
 	}
 	return out
+}
+
+// statusOf is s's status and whether this replica drives s. When replicas
+// share the services out it names the replica that drives s, and for a
+// service another replica drives it holds only that: only the owner knows
+// the versions and the watch.
+func (a *App) statusOf(s *service) (watch.ServiceStatus, bool) {
+	if !a.sharded() {
+		return s.watch.Status(), true
+	}
+	ss, driven := watch.ServiceStatus{Name: s.name}, a.owns(s.name)
+	if driven {
+		ss = s.watch.Status()
+	}
+	owner, shard := a.ownerOf(s.name)
+	ss.Owner, ss.Shard = owner, &shard
+	return ss, driven
 }
