@@ -5,7 +5,7 @@
 // It runs three kinds of process so that each measurement sees Guardian
 // alone: the orchestrator (no flags) builds this command once per build
 // flavour (go build -tags ...; the full build and the slim one, -tags
-// nokubernetes, by default) and cmd/guardian likewise (stripped, for the
+// nokubernetes, by default) and cmd/guardian likewise (stripped and without cgo, for the
 // executable's size), starts one synthetic metrics server (-serve: every
 // service's /metrics at /svc/N/metrics, about 250 series each: request
 // counters by version, method and code, a latency histogram, build info and
@@ -191,6 +191,11 @@ func (b *build) compile(dir string, stderr io.Writer) error {
 	} {
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-tags", b.tags, "-o", out.path, out.pkg)
 		cmd.Dir = src
+		// As the Dockerfile builds it: without cgo, a static executable.
+		// With cgo, the Helm SDK's dependency on package plugin makes the
+		// linker export every symbol and keep every exported method: 98 MB
+		// instead of 75, and 25 MiB more of it resident.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stdout, cmd.Stderr = stderr, stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("building %s of %s with -tags %q: %w", out.pkg, b.source(), b.tags, err)
