@@ -69,9 +69,7 @@ type App struct {
 	m      *watch.Metrics
 	srcM   *sourceMetrics
 	// engines are the PromQL engines the embedded sources share.
-	engines *embedded.Engines
-	// stores are the in-memory heads the embedded sources share.
-	stores   *embedded.Stores
+	engines  *embedded.Engines
 	reloader *config.Reloader
 	outages  *outage.Monitor // tells on-call when a metric source is unreachable
 
@@ -146,7 +144,6 @@ func NewUnloaded(opts Options) *App {
 		m:       watch.NewMetrics(opts.Registry),
 		srcM:    newSourceMetrics(opts.Registry),
 		engines: embedded.NewEngines(),
-		stores:  embedded.NewStores(),
 		loops:   map[*service]func(){},
 		taken:   map[string]bool{},
 

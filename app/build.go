@@ -101,10 +101,6 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 			return nil, nil, fmt.Errorf("undefined source %q", sc.Source)
 		}
 	} else {
-		dir, err := stateDir(cfg)
-		if err != nil {
-			return nil, nil, err
-		}
 		var prevRunner *embedded.Runner
 		if prev != nil {
 			prevRunner = prev.embedded
@@ -114,7 +110,7 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 		}
 		var isNew bool
 		s.embedded, isNew, err = embedded.RunnerFor(prevRunner, sc, trigger.DefaultWindow, s.interval, embedded.Options{
-			Filter: s.filter, Dir: dir, Metrics: a.srcM, Engines: a.engines, Stores: a.stores, Target: sc.Name, QueryTimeout: time.Duration(cfg.Global.QueryTimeout), OnScrape: a.outages.ScrapeObserver(sc.Name),
+			Filter: s.filter, Metrics: a.srcM, Engines: a.engines, Target: sc.Name, QueryTimeout: time.Duration(cfg.Global.QueryTimeout), OnScrape: a.outages.ScrapeObserver(sc.Name),
 		}, log.Named("scrape"))
 		if err != nil {
 			return nil, nil, err

@@ -59,7 +59,7 @@ func TestOddVersionLabelIsJudged(t *testing.T) {
 			start := time.Unix(1_700_000_000, 0).UTC()
 			now := start
 			src, err := embedded.New(config.Scrape{URL: srv.URL, Interval: config.Duration(time.Second)},
-				embedded.Options{Dir: t.TempDir(), Now: func() time.Time { return now }}, zaptest.NewLogger(t), prometheus.NewRegistry())
+				embedded.Options{Now: func() time.Time { return now }}, zaptest.NewLogger(t), prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,7 @@
 // Package embedded is Guardian's default metric source, needing nothing but
 // the guarded service: it scrapes the service's /metrics endpoint itself,
-// keeps the samples for a bounded retention in an in-memory TSDB head, and
-// answers PromQL with Prometheus's own engine.
+// keeps the samples for a bounded retention in memory, in Prometheus's own
+// chunk encodings, and answers PromQL with Prometheus's own engine.
 package embedded
 
 import (
@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb"
 	"go.uber.org/zap"
 
 	"github.com/rollback-guardian/guardian/config"
@@ -58,11 +57,6 @@ type Options struct {
 	// the latest scrape minus Retention. Set it to the longest range the
 	// service's queries use plus a margin (see query.MaxRange). Default 10m.
 	Retention time.Duration
-	// Dir is the parent of the head's chunk directory, created by New and
-	// removed by Close (by the last Source's Close with Stores). Default os.TempDir(). The first New with a Dir in
-	// a process removes the chunk directories earlier runs left there (see
-	// RemoveStale).
-	Dir string
 	// Client performs the scrapes. Default: a client of its own, whose idle
 	// connections Close releases.
 	Client *http.Client
@@ -81,9 +75,6 @@ type Options struct {
 	QueryTimeout time.Duration
 	// BodySizeLimit bounds a scraped body in bytes; default 64 MiB.
 	BodySizeLimit int64
-	// Stores, when set, keeps the Source's samples in a head shared with
-	// the other Sources of the same Dir; default a head of its own.
-	Stores *Stores
 	// Engines, when set, lends the Source a PromQL engine shared with the
 	// other Sources of the same settings; default an engine of its own.
 	Engines *Engines
@@ -187,13 +178,10 @@ type Source struct {
 	now           func() time.Time
 	logger        *zap.Logger
 
-	// store holds the samples, in a head of the Source's own or shared
-	// (Options.Stores); the Source's series there carry sourceLabel="id".
-	store *store
-	id    string
-	match *labels.Matcher // sourceLabel="id"
+	// store holds the samples.
+	store *memStore
 	// The series Guardian records about each scrape, as Prometheus does.
-	upLabels, durLabels, samplesLabels labels.Labels
+	upSeries, durSeries, samplesSeries *memSeries
 
 	engine    *promql.Engine
 	ownEngine bool // not shared through Options.Engines: Close closes it
@@ -217,7 +205,7 @@ type Source struct {
 	target   string
 	onScrape func(ctx context.Context, err error)
 
-	// mu guards closed; readers of the head hold it shared.
+	// mu guards closed; queries hold it shared.
 	mu     sync.RWMutex
 	closed bool
 
@@ -237,7 +225,7 @@ type Source struct {
 }
 
 // inflightScrape is a scrape under way: its timestamp, and a channel
-// closed once its samples are in the head or it failed.
+// closed once its samples are in the store or it failed.
 type inflightScrape struct {
 	at   time.Time
 	done chan struct{}
@@ -245,9 +233,9 @@ type inflightScrape struct {
 
 var _ source.Querier = (*Source)(nil)
 
-// New creates a Source scraping cfg.URL every cfg.Interval. It allocates the
-// in-memory head under opts.Dir; call Close to release it. reg registers the
-// source's metrics unless opts.Metrics is set.
+// New creates a Source scraping cfg.URL every cfg.Interval; call Close to
+// release it. reg registers the source's metrics unless opts.Metrics is
+// set.
 func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Registerer) (*Source, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("embedded source: scrape url is required")
@@ -290,20 +278,7 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		opts.Client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 
-	var (
-		st  *store
-		id  string
-		err error
-	)
-	if opts.Stores != nil {
-		st, id, err = opts.Stores.acquire(opts.Dir, opts.Retention, logger)
-	} else if st, err = newStore(opts.Dir, logger); err == nil {
-		id = st.register(opts.Retention)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("embedded source %s: %w", shown, err)
-	}
-
+	st := newMemStore()
 	m := opts.Metrics
 	s := &Source{
 		url:           cfg.URL,
@@ -317,11 +292,9 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		now:           opts.Now,
 		logger:        logger.With(zap.String("target", shown)),
 		store:         st,
-		id:            id,
-		match:         labels.MustNewMatcher(labels.MatchEqual, sourceLabel, id),
-		upLabels:      labels.FromStrings(model.MetricNameLabel, "up", sourceLabel, id),
-		durLabels:     labels.FromStrings(model.MetricNameLabel, "scrape_duration_seconds", sourceLabel, id),
-		samplesLabels: labels.FromStrings(model.MetricNameLabel, "scrape_samples_scraped", sourceLabel, id),
+		upSeries:      st.seriesFor(labels.FromStrings(model.MetricNameLabel, "up")),
+		durSeries:     st.seriesFor(labels.FromStrings(model.MetricNameLabel, "scrape_duration_seconds")),
+		samplesSeries: st.seriesFor(labels.FromStrings(model.MetricNameLabel, "scrape_samples_scraped")),
 		scrapes:       m.scrapes.WithLabelValues(opts.Target),
 		failures:      m.failures.WithLabelValues(opts.Target),
 		duration:      m.duration.WithLabelValues(opts.Target),
@@ -344,20 +317,15 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 	return s, nil
 }
 
-// querier reads the Source's series of the head between mint and maxt,
-// hiding samples older than the retention floor even where truncation has
-// not dropped them yet (see sourceQuerier).
+// querier reads the Source's series between mint and maxt, hiding
+// samples older than the retention floor even where truncation has not
+// dropped them yet.
 func (s *Source) querier(mint, maxt int64) (storage.Querier, error) {
-	floor := s.floor.Load()
-	mint = max(mint, floor)
+	mint = max(mint, s.floor.Load())
 	if mint > maxt {
 		return storage.NoopQuerier(), nil
 	}
-	q, err := tsdb.NewBlockQuerier(tsdb.NewRangeHead(s.store.head, mint, maxt), mint, maxt)
-	if err != nil {
-		return nil, err
-	}
-	return sourceQuerier{Querier: q, match: s.match, floor: floor}, nil
+	return memQuerier{st: s.store, mint: mint, maxt: maxt}, nil
 }
 
 // Query evaluates query at ts over the scraped samples. A scalar result
@@ -457,14 +425,10 @@ func toVector(v parser.Value) (model.Vector, error) {
 	}
 }
 
-// toMetric converts a result's labels, without sourceLabel.
+// toMetric converts a result's labels.
 func toMetric(ls labels.Labels) model.Metric {
 	m := make(model.Metric, ls.Len())
-	ls.Range(func(l labels.Label) {
-		if l.Name != sourceLabel {
-			m[model.LabelName(l.Name)] = model.LabelValue(l.Value)
-		}
-	})
+	ls.Range(func(l labels.Label) { m[model.LabelName(l.Name)] = model.LabelValue(l.Value) })
 	return m
 }
 
@@ -493,8 +457,7 @@ func classify(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %w", source.ErrBadQuery, err)
 }
 
-// Close releases the head and removes its chunk directory (a shared head:
-// when no other Source uses it). Stop Run first;
+// Close releases the samples. Stop Run first;
 // Query and ScrapeOnce return ErrClosed afterwards. The target's
 // guardian_embedded_series gauge is removed; its counters are kept so that a
 // reload building a new Source for the same target continues them.
@@ -505,7 +468,8 @@ func (s *Source) Close() error {
 		return nil
 	}
 	s.closed = true
-	errs := []error{s.store.release(s.id)}
+	s.store = newMemStore()
+	var errs []error
 	if s.ownEngine {
 		errs = append(errs, s.engine.Close())
 	}

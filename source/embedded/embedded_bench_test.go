@@ -82,7 +82,6 @@ func benchSource(b *testing.B, format expfmt.Format, goRuntime bool) (*Source, f
 	b.Cleanup(srv.Close)
 	now := start
 	s, err := New(config.Scrape{URL: srv.URL}, Options{
-		Dir: b.TempDir(),
 		Now: func() time.Time { now = now.Add(time.Second); return now },
 	}, zap.NewNop(), nil)
 	if err != nil {
@@ -115,7 +114,7 @@ func BenchmarkScrapeAndQuery(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(s.store.head.NumSeries()), "series")
+			b.ReportMetric(float64(s.store.len()), "series")
 		})
 	}
 }
@@ -148,9 +147,8 @@ func BenchmarkQuery(b *testing.B) {
 }
 
 // BenchmarkSourceMemory measures the Go heap each of 200 Sources holds
-// after 30 scrapes of a realistic body: every series in a head of each
-// Source's own, then filtered to the request counters and latency buckets
-// a service's triggers read, then those in one head for all (Stores).
+// after 30 scrapes of a realistic body: every series, then filtered to
+// the request counters and latency buckets a service's triggers read.
 func BenchmarkSourceMemory(b *testing.B) {
 	const sources, scrapes = 200, 30
 	format := expfmt.NewFormat(expfmt.TypeTextPlain)
@@ -161,24 +159,18 @@ func BenchmarkSourceMemory(b *testing.B) {
 	}))
 	b.Cleanup(srv.Close)
 	filter := NewFilter("http_requests_total", "http_request_duration_seconds_bucket")
-	for _, c := range []struct{ filtered, shared bool }{{false, false}, {true, false}, {true, true}} {
-		filtered := c.filtered
-		b.Run("filtered="+strconv.FormatBool(filtered)+"/shared="+strconv.FormatBool(c.shared), func(b *testing.B) {
+	for _, filtered := range []bool{false, true} {
+		b.Run("filtered="+strconv.FormatBool(filtered), func(b *testing.B) {
 			for b.Loop() {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				dir := b.TempDir()
 				now := start
 				clock := func() time.Time { return now }
 				engines := NewEngines()
-				var stores *Stores
-				if c.shared {
-					stores = NewStores()
-				}
 				srcs := make([]*Source, sources)
 				for i := range srcs {
-					opts := Options{Dir: dir, Now: clock, Engines: engines, Stores: stores, Metrics: NewMetrics(nil), Target: strconv.Itoa(i)}
+					opts := Options{Now: clock, Engines: engines, Metrics: NewMetrics(nil), Target: strconv.Itoa(i)}
 					if filtered {
 						opts.Filter = filter
 					}

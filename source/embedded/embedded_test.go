@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -32,9 +31,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if parent := os.Getenv(childEnv); parent != "" {
-		os.Exit(child(parent))
-	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -125,9 +121,6 @@ func newSource(t *testing.T, url string, clk *clock, opts Options, logger *zap.L
 	t.Helper()
 	if clk != nil {
 		opts.Now = clk.Now
-	}
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
 	}
 	if logger == nil {
 		logger = zaptest.NewLogger(t)
@@ -321,7 +314,10 @@ func TestRetentionAndStaleness(t *testing.T) {
 		t.Errorf("kept_total = %v, want 100", got)
 	}
 	if after := series(); after != before-1 {
-		t.Errorf("head series = %v after truncation, want %v (old_metric dropped)", after, before-1)
+		t.Errorf("series = %v after truncation, want %v (old_metric dropped)", after, before-1)
+	}
+	if stored := s.store.len(); float64(stored) != before-1 {
+		t.Errorf("series stored = %v after truncation, want %v (old_metric's samples all older than the retention)", stored, before-1)
 	}
 }
 
@@ -498,7 +494,6 @@ func TestScrapeRejects(t *testing.T) {
 			srv := httptest.NewServer(tc.handler)
 			t.Cleanup(srv.Close)
 			opts := tc.opts
-			opts.Dir = t.TempDir()
 			clk := &clock{t: start}
 			opts.Now = clk.Now
 			s, err := New(config.Scrape{URL: srv.URL, Interval: config.Duration(time.Second), Timeout: config.Duration(tc.timeout)},
@@ -717,22 +712,21 @@ func TestNativeHistograms(t *testing.T) {
 
 func TestCloseReleasesEverything(t *testing.T) {
 	tg := newTarget(t, false)
-	dir := t.TempDir()
-	s, err := New(config.Scrape{URL: tg.srv.URL}, Options{Dir: dir}, zap.NewNop(), nil)
+	s, err := New(config.Scrape{URL: tg.srv.URL}, Options{}, zap.NewNop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.ScrapeOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-		t.Fatalf("chunk directories under %s = %v, want one", dir, entries)
+	if n := s.store.len(); n == 0 {
+		t.Fatal("no series stored after a scrape")
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Errorf("Close left %v under %s", entries, dir)
+	if n := s.store.len(); n != 0 {
+		t.Errorf("series kept after Close = %d, want 0", n)
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
@@ -756,7 +750,7 @@ func TestSourcesShareARegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a, b := newTarget(t, false), newTarget(t, true)
 	for _, tg := range []*target{a, b} {
-		s, err := New(config.Scrape{URL: tg.srv.URL}, Options{Dir: t.TempDir()}, zap.NewNop(), reg)
+		s, err := New(config.Scrape{URL: tg.srv.URL}, Options{}, zap.NewNop(), reg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -782,7 +776,7 @@ func TestRun(t *testing.T) {
 	// The timeout is generous: a scrape of the Go collector under the race
 	// detector can take longer than the 20ms interval.
 	s, err := New(config.Scrape{URL: tg.srv.URL, Interval: config.Duration(20 * time.Millisecond), Timeout: config.Duration(10 * time.Second)},
-		Options{Dir: t.TempDir()}, zaptest.NewLogger(t), prometheus.NewRegistry())
+		Options{}, zaptest.NewLogger(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -849,7 +843,7 @@ func TestSharedEngines(t *testing.T) {
 	if got := single(t, b, q, clk.Now()); got != 0 {
 		t.Errorf("after the other source closed: %s = %v", q, got)
 	}
-	s, err := New(config.Scrape{URL: idle.srv.URL, Interval: config.Duration(15 * time.Second)}, Options{Dir: t.TempDir(), Engines: engines}, zap.NewNop(), prometheus.NewRegistry())
+	s, err := New(config.Scrape{URL: idle.srv.URL, Interval: config.Duration(15 * time.Second)}, Options{Engines: engines}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

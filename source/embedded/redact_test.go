@@ -26,7 +26,7 @@ func TestScrapeURLCredentialsNeverShown(t *testing.T) {
 	u := strings.Replace(srv.URL, "://", "://USERSECRET:PASSWORDSECRET@", 1) + "/metrics?token=QUERYSECRET"
 	core, logs := observer.New(zap.DebugLevel)
 	reg := prometheus.NewRegistry()
-	s, err := New(config.Scrape{URL: u, Timeout: config.Duration(2 * time.Second)}, Options{Dir: t.TempDir()}, zap.New(core), reg)
+	s, err := New(config.Scrape{URL: u, Timeout: config.Duration(2 * time.Second)}, Options{}, zap.New(core), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

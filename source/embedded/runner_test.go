@@ -23,7 +23,7 @@ func TestRunner(t *testing.T) {
 	tg := newTarget(t, false)
 	tg.serve()
 	cfg := config.Scrape{URL: tg.srv.URL, Interval: config.Duration(20 * time.Millisecond), Timeout: config.Duration(10 * time.Second)}
-	r, err := NewRunner(cfg, Options{Dir: t.TempDir(), Retention: 7 * time.Minute}, zaptest.NewLogger(t))
+	r, err := NewRunner(cfg, Options{Retention: 7 * time.Minute}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestRunner(t *testing.T) {
 		t.Errorf("query after Stop: %v, want ErrClosed", err)
 	}
 
-	idle, err := NewRunner(cfg, Options{Dir: t.TempDir()}, zaptest.NewLogger(t))
+	idle, err := NewRunner(cfg, Options{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestRunner(t *testing.T) {
 	if _, err := idle.Source().Query(context.Background(), "up", time.Now()); !errors.Is(err, ErrClosed) {
 		t.Errorf("query after Stop of a runner never started: %v, want ErrClosed", err)
 	}
-	if _, err := NewRunner(config.Scrape{}, Options{Dir: t.TempDir()}, zaptest.NewLogger(t)); err == nil {
+	if _, err := NewRunner(config.Scrape{}, Options{}, zaptest.NewLogger(t)); err == nil {
 		t.Error("a runner without a URL was built")
 	}
 }
@@ -206,7 +206,7 @@ func TestSourceRetention(t *testing.T) {
 // The scrape loop scrapes at its start and every interval after it; its
 // schedule is known once Start returns.
 func TestNextScrape(t *testing.T) {
-	r, err := NewRunner(config.Scrape{URL: "http://127.0.0.1:1/metrics", Interval: config.Duration(time.Second)}, Options{Dir: t.TempDir()}, zaptest.NewLogger(t))
+	r, err := NewRunner(config.Scrape{URL: "http://127.0.0.1:1/metrics", Interval: config.Duration(time.Second)}, Options{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

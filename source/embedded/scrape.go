@@ -72,8 +72,7 @@ func (h health) String() string {
 // the body spells it (name and labels), so that a series seen before is
 // appended without parsing its labels again.
 type cacheEntry struct {
-	ref      storage.SeriesRef
-	lset     labels.Labels
+	series   *memSeries
 	lastIter uint64 // latest scrape iteration that appended to it
 	// live: the latest successful scrape appended to the series, which
 	// has no stale marker since.
@@ -87,7 +86,6 @@ type scrapeState struct {
 	iter    uint64
 	cache   map[string]*cacheEntry
 	symbols *labels.SymbolTable
-	builder labels.Builder // adds sourceLabel to a new series' labels
 	// body is the scraped body, from bodies while a scrape runs.
 	body   *bytes.Buffer
 	lset   labels.Labels
@@ -99,7 +97,8 @@ type scrapeState struct {
 	// live the number of live cache entries.
 	dropped, live int
 
-	upRef, durationRef, samplesRef storage.SeriesRef
+	// pending are the samples of the scrape under way, committed at its end.
+	pending []pendingSample
 }
 
 func newScrapeState() scrapeState {
@@ -171,7 +170,7 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 	if s.closed {
 		return fmt.Errorf("scraping %s: %w", s.shown, ErrClosed)
 	}
-	err := s.ingest(ctx, timestamp.FromTime(ts), contentType, scrapeErr, start)
+	err := s.ingest(timestamp.FromTime(ts), contentType, scrapeErr, start)
 
 	s.scrapes.Inc()
 	s.duration.Observe(time.Since(start).Seconds())
@@ -271,32 +270,36 @@ func (e statusError) Is(target error) bool {
 }
 
 // ingest appends one scrape's outcome at t (ms) and commits it.
-func (s *Source) ingest(ctx context.Context, t int64, contentType string, scrapeErr error, start time.Time) error {
+func (s *Source) ingest(t int64, contentType string, scrapeErr error, start time.Time) error {
 	s.iter++
-	app := s.store.head.Appender(ctx)
+	s.pending = s.pending[:0]
 	total := 0
 	if scrapeErr == nil {
-		total, scrapeErr = s.appendBody(app, contentType, t)
+		total, scrapeErr = s.appendBody(contentType)
 		if scrapeErr != nil {
 			// As Prometheus: a body that does not parse adds nothing.
-			if err := app.Rollback(); err != nil {
-				s.logger.Debug("rolling back a failed scrape", zap.Error(err))
-			}
-			app = s.store.head.Appender(ctx)
+			s.pending = s.pending[:0]
 		}
 	}
-	s.appendStaleMarkers(app, t, scrapeErr != nil)
+	s.appendStaleMarkers(scrapeErr != nil)
 
 	up := 1.0
 	if scrapeErr != nil {
 		up = 0
 	}
-	s.upRef = s.appendReport(app, s.upRef, s.upLabels, t, up)
-	s.durationRef = s.appendReport(app, s.durationRef, s.durLabels, t, time.Since(start).Seconds())
-	s.samplesRef = s.appendReport(app, s.samplesRef, s.samplesLabels, t, float64(total))
-	if err := app.Commit(); err != nil {
-		return errors.Join(scrapeErr, fmt.Errorf("committing samples: %w", err))
+	s.pending = append(s.pending,
+		pendingSample{s: s.upSeries, v: up},
+		pendingSample{s: s.durSeries, v: time.Since(start).Seconds()},
+		pendingSample{s: s.samplesSeries, v: float64(total)})
+	if rejected, err := s.store.commit(t, s.pending); rejected > 0 {
+		// As Prometheus: counted and logged, not failing the scrape.
+		s.logger.Debug("samples rejected", zap.Int("count", rejected), zap.Error(err))
 	}
+	clear(s.pending)
+	if cap(s.pending) > 4*len(s.pending)+64 {
+		s.pending = nil // a body far larger than the others
+	}
+	s.pending = s.pending[:0]
 	s.truncate(t)
 	return scrapeErr
 }
@@ -308,13 +311,13 @@ func (s *Source) ingest(ctx context.Context, t int64, contentType string, scrape
 // comments skipped, OpenMetrics _created series of counters, histograms and
 // summaries skipped, native histograms appended as such. It returns the
 // number of samples.
-func (s *Source) appendBody(app storage.Appender, contentType string, t int64) (int, error) {
+func (s *Source) appendBody(contentType string) (int, error) {
 	s.dropped = 0
 	if f := s.filter.Load(); f != s.cacheFilter {
 		// The cached series the new filter drops end at this scrape (the
 		// series it keeps now were never cached).
 		for _, e := range s.cache {
-			e.dropped = !f.Keeps(e.lset.Get(model.MetricNameLabel))
+			e.dropped = !f.Keeps(e.series.lset.Get(model.MetricNameLabel))
 		}
 		s.cacheFilter = f
 	}
@@ -336,8 +339,7 @@ func (s *Source) appendBody(app storage.Appender, contentType string, t int64) (
 			zap.String("content_type", contentType), zap.Error(err))
 	}
 
-	total, rejected := 0, 0
-	var firstRejected error
+	total := 0
 	for {
 		entry, err := p.Next()
 		if err != nil {
@@ -361,32 +363,24 @@ func (s *Source) appendBody(app storage.Appender, contentType string, t int64) (
 			continue
 		}
 		total++
-
-		err = s.appendSample(app, p, series, t, v, h, fh)
-		switch {
-		case err == nil:
-		case errors.Is(err, storage.ErrOutOfOrderSample), errors.Is(err, storage.ErrDuplicateSampleForTimestamp),
-			errors.Is(err, storage.ErrOutOfBounds), errors.Is(err, storage.ErrTooOldSample):
-			// As Prometheus: counted and logged, not failing the scrape.
-			rejected++
-			if firstRejected == nil {
-				firstRejected = err
+		if err := s.appendSample(p, series, v, h, fh); err != nil {
+			if errors.Is(err, storage.ErrDuplicateSampleForTimestamp) {
+				// As Prometheus: counted and logged, not failing the scrape.
+				s.logger.Debug("sample rejected", zap.Error(err))
+				continue
 			}
-		default:
 			return total, err
 		}
-	}
-	if rejected > 0 {
-		s.logger.Debug("samples rejected", zap.Int("count", rejected), zap.Error(firstRejected))
 	}
 	return total, nil
 }
 
-// appendSample appends the parser's current sample, a float v or a native
-// histogram h or fh, of the series spelled series in the body, unless the
-// filter drops its metric name (counted in s.dropped). A series seen before
-// is found in the cache without parsing its labels.
-func (s *Source) appendSample(app storage.Appender, p textparse.Parser, series []byte, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) error {
+// appendSample adds the parser's current sample, a float v or a native
+// histogram h or fh, of the series spelled series in the body, to the
+// scrape's pending samples, unless the filter drops its metric name
+// (counted in s.dropped). A series seen before is found in the cache
+// without parsing its labels.
+func (s *Source) appendSample(p textparse.Parser, series []byte, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) error {
 	e, cached := s.cache[string(series)]
 	if cached && e.dropped {
 		s.dropped++
@@ -409,27 +403,11 @@ func (s *Source) appendSample(app storage.Appender, p textparse.Parser, series [
 			s.dropped++
 			return nil
 		}
-		s.builder.Reset(lset)
-		s.builder.Set(sourceLabel, s.id)
-		e = &cacheEntry{lset: s.builder.Labels()}
-	}
-	var (
-		ref storage.SeriesRef
-		err error
-	)
-	if h != nil || fh != nil {
-		ref, err = app.AppendHistogram(e.ref, e.lset, t, h, fh)
-	} else {
-		ref, err = app.Append(e.ref, e.lset, t, v)
-	}
-	if err != nil {
-		return fmt.Errorf("appending series %s: %w", e.lset, err)
-	}
-	e.ref = ref
-	e.lastIter = s.iter
-	if !cached {
+		e = &cacheEntry{series: s.store.seriesFor(lset.WithoutEmpty())}
 		s.cache[string(series)] = e
 	}
+	e.lastIter = s.iter
+	s.pending = append(s.pending, pendingSample{s: e.series, v: v, h: h, fh: fh})
 	return nil
 }
 
@@ -452,16 +430,14 @@ func (s *Source) parseLabels(p textparse.Parser) (labels.Labels, error) {
 // one has not (all of them when this scrape failed), with Prometheus's stale
 // marker, so that instant queries stop seeing them at once. After a
 // successful scrape it forgets the cache entries the scrape did not use.
-func (s *Source) appendStaleMarkers(app storage.Appender, t int64, failed bool) {
+func (s *Source) appendStaleMarkers(failed bool) {
 	stale := math.Float64frombits(value.StaleNaN)
 	s.live = 0
 	for key, e := range s.cache {
-		// A body that did not parse was rolled back: it appended nothing.
+		// A body that did not parse added nothing.
 		seen := !failed && e.lastIter == s.iter
 		if e.live && !seen {
-			if _, err := app.Append(e.ref, e.lset, t, stale); err != nil {
-				s.logger.Debug("appending stale marker", zap.Stringer("series", e.lset), zap.Error(err))
-			}
+			s.pending = append(s.pending, pendingSample{s: e.series, v: stale})
 		}
 		e.live = seen
 		switch {
@@ -469,40 +445,21 @@ func (s *Source) appendStaleMarkers(app storage.Appender, t int64, failed bool) 
 			s.live++
 		case !failed:
 			delete(s.cache, key)
+			e.series.used = false
 		}
 	}
 }
 
-// appendReport appends one of Guardian's per-scrape series.
-func (s *Source) appendReport(app storage.Appender, ref storage.SeriesRef, lset labels.Labels, t int64, v float64) storage.SeriesRef {
-	ref, err := app.Append(ref, lset, t, v)
-	if err != nil {
-		// The target exposes a series of the same name and no labels.
-		s.logger.Debug("appending scrape report", zap.Stringer("series", lset), zap.Error(err))
-		return 0
-	}
-	return ref
-}
-
-// truncate moves the retention floor to t minus the retention, and lets
-// the head drop samples older than every retention of its Sources. Queries
-// never see samples below the floor.
+// truncate moves the retention floor to t minus the retention and drops
+// the samples older than it. Queries never see samples below the floor.
 func (s *Source) truncate(t int64) {
 	mint := t - s.retention.Milliseconds()
 	if mint > s.floor.Load() {
 		s.floor.Store(mint)
 	}
-	s.store.truncate(t, s.logger)
+	s.store.truncate(mint)
 }
 
 // numSeries is the number of series the latest scrape appended to, its
 // report series included.
-func (s *Source) numSeries() int {
-	n := s.live
-	for _, ref := range []storage.SeriesRef{s.upRef, s.durationRef, s.samplesRef} {
-		if ref != 0 {
-			n++
-		}
-	}
-	return n
-}
+func (s *Source) numSeries() int { return s.live + 3 }
