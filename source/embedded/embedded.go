@@ -305,6 +305,9 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		scrapeState:   newScrapeState(),
 	}
 	s.floor.Store(math.MinInt64)
+	for _, sr := range []*memSeries{s.upSeries, s.durSeries, s.samplesSeries} {
+		sr.refs = 1
+	}
 	s.filter.Store(opts.Filter)
 	key := engineKey{maxSamples: opts.MaxSamples, timeout: opts.QueryTimeout, interval: interval}
 	if opts.Engines != nil {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -51,11 +52,21 @@ type memSeries struct {
 	app    chunkenc.Appender
 	lastT  int64
 	lastV  float64 // the latest float sample, to tell a repeat from a conflict
-	// used: the scrape loop may append to the series (it is in the scrape
-	// cache, or one of Guardian's own series about each scrape). A series
-	// neither used nor with samples left leaves the store. Only the scrape
-	// loop reads and writes it.
-	used bool
+
+	// The fields below are the scrape loop's alone.
+
+	// refs counts the scrape cache's entries appending to the series (one
+	// for Guardian's own series about each scrape). A series without any
+	// and without samples left leaves the store.
+	refs int32
+	// live: the latest scrape appended to the series, which has no stale
+	// marker since.
+	live bool
+	// folded: the series is the sum of scraped series (see fold), sum its
+	// value.
+	folded  bool
+	sum     float64
+	fedIter uint64 // the latest scrape iteration that appended to it
 }
 
 // memChunk is one chunk and the timestamps of its first and last sample.
@@ -65,9 +76,11 @@ type memChunk struct {
 }
 
 // pendingSample is a sample of a scrape not yet committed: a float v, or
-// a native histogram h or fh.
+// a native histogram h or fh, of the series s, or, before the scrape
+// resolves folds (Source.resolve), of the cache entry e.
 type pendingSample struct {
 	s  *memSeries
+	e  *cacheEntry
 	v  float64
 	h  *histogram.Histogram
 	fh *histogram.FloatHistogram
@@ -79,14 +92,13 @@ type pendingSample struct {
 // series Guardian records itself (up, with no labels). Only the scrape
 // loop calls it.
 func (st *memStore) seriesFor(lset labels.Labels) *memSeries {
-	name := lset.Get(labels.MetricName)
+	name := lset.Get(model.MetricNameLabel)
 	for _, s := range st.byName[name] {
 		if labels.Equal(s.lset, lset) {
-			s.used = true
 			return s
 		}
 	}
-	s := &memSeries{lset: lset.Copy(), lastT: math.MinInt64, used: true}
+	s := &memSeries{lset: lset.Copy(), lastT: math.MinInt64}
 	st.mu.Lock()
 	st.byName[name] = append(st.byName[name], s)
 	st.series++
@@ -136,7 +148,7 @@ func (st *memStore) truncate(mint int64) {
 					s.app = nil
 				}
 			}
-			if len(s.chunks) == 0 && !s.used {
+			if len(s.chunks) == 0 && s.refs == 0 {
 				st.series--
 				continue
 			}
@@ -376,7 +388,7 @@ func (st *memStore) each(ms []*labels.Matcher, f func(*memSeries)) {
 		}
 	}
 	for _, m := range ms {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 			visit(st.byName[m.Value])
 			return
 		}

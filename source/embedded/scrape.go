@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -68,33 +69,45 @@ func (h health) String() string {
 	return "unknown"
 }
 
-// cacheEntry is one series of the latest scrapes, keyed by the series as
-// the body spells it (name and labels), so that a series seen before is
-// appended without parsing its labels again.
+// cacheEntry is one series of the latest scrapes, keyed by a hash of the
+// series as the body spells it (name and labels), so that a series seen
+// before is appended without parsing its labels again.
 type cacheEntry struct {
+	// series is where its samples go: the series of its labels, or the
+	// folded series of its metric (see fold).
 	series   *memSeries
-	lastIter uint64 // latest scrape iteration that appended to it
-	// live: the latest successful scrape appended to the series, which
-	// has no stale marker since.
-	live bool
+	lastIter uint64 // latest scrape iteration that had it
+	// folded: series is a fold; last is the entry's latest value, seen
+	// whether it has one.
+	folded bool
+	seen   bool
+	last   float64
 	// dropped: the filter now drops the series (see Source.SetFilter).
 	dropped bool
 }
 
 // scrapeState is what scrapes keep between runs; Source.scrapeMu guards it.
 type scrapeState struct {
-	iter    uint64
-	cache   map[string]*cacheEntry
+	iter uint64
+	// cache holds the series of the latest scrapes by the 64-bit xxhash of
+	// their spelling: the spellings themselves cost a thousand services
+	// about 10 MiB, and two of a target's series sharing a hash (one
+	// chance in 10^15 for a thousand series) is not worth them.
+	cache   map[uint64]*cacheEntry
 	symbols *labels.SymbolTable
 	// body is the scraped body, from bodies while a scrape runs.
 	body   *bytes.Buffer
 	lset   labels.Labels
 	health health
+	// folding builds the labels of folded series; reps holds, by metric
+	// name, the value each class of a fold's labels takes (see fold).
+	folding labels.ScratchBuilder
+	reps    map[string]map[string]string
 
 	// cacheFilter is the filter the cache was filled with.
 	cacheFilter *Filter
 	// dropped is the number of series the latest scrape's filter dropped;
-	// live the number of live cache entries.
+	// live the number of series it appended to, stale markers aside.
 	dropped, live int
 
 	// pending are the samples of the scrape under way, committed at its end.
@@ -103,7 +116,8 @@ type scrapeState struct {
 
 func newScrapeState() scrapeState {
 	return scrapeState{
-		cache:   make(map[string]*cacheEntry),
+		cache:   make(map[uint64]*cacheEntry),
+		reps:    map[string]map[string]string{},
 		symbols: labels.NewSymbolTable(),
 	}
 }
@@ -281,6 +295,7 @@ func (s *Source) ingest(t int64, contentType string, scrapeErr error, start time
 			s.pending = s.pending[:0]
 		}
 	}
+	s.resolve()
 	s.appendStaleMarkers(scrapeErr != nil)
 
 	up := 1.0
@@ -314,12 +329,7 @@ func (s *Source) ingest(t int64, contentType string, scrapeErr error, start time
 func (s *Source) appendBody(contentType string) (int, error) {
 	s.dropped = 0
 	if f := s.filter.Load(); f != s.cacheFilter {
-		// The cached series the new filter drops end at this scrape (the
-		// series it keeps now were never cached).
-		for _, e := range s.cache {
-			e.dropped = !f.Keeps(e.series.lset.Get(model.MetricNameLabel))
-		}
-		s.cacheFilter = f
+		s.refilter(f)
 	}
 	if s.body.Len() == 0 {
 		return 0, nil
@@ -381,7 +391,8 @@ func (s *Source) appendBody(contentType string) (int, error) {
 // (counted in s.dropped). A series seen before is found in the cache
 // without parsing its labels.
 func (s *Source) appendSample(p textparse.Parser, series []byte, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) error {
-	e, cached := s.cache[string(series)]
+	key := xxhash.Sum64(series)
+	e, cached := s.cache[key]
 	if cached && e.dropped {
 		s.dropped++
 		return nil
@@ -399,16 +410,127 @@ func (s *Source) appendSample(p textparse.Parser, series []byte, v float64, h *h
 		if err != nil {
 			return fmt.Errorf("series %s: %w", series, err)
 		}
-		if !s.cacheFilter.Keeps(lset.Get(model.MetricNameLabel)) {
+		name := lset.Get(model.MetricNameLabel)
+		if !s.cacheFilter.Keeps(name) {
 			s.dropped++
 			return nil
 		}
-		e = &cacheEntry{series: s.store.seriesFor(lset.WithoutEmpty())}
-		s.cache[string(series)] = e
+		e = &cacheEntry{}
+		if fd := s.cacheFilter.foldOf(name); fd != nil && h == nil && fh == nil {
+			e.series, e.folded = s.store.seriesFor(s.foldLabels(name, lset, fd)), true
+			e.series.folded = true
+		} else {
+			e.series = s.store.seriesFor(lset.WithoutEmpty())
+		}
+		e.series.refs++
+		s.cache[key] = e
 	}
 	e.lastIter = s.iter
-	s.pending = append(s.pending, pendingSample{s: e.series, v: v, h: h, fh: fh})
+	s.pending = append(s.pending, pendingSample{e: e, v: v, h: h, fh: fh})
 	return nil
+}
+
+// foldLabels returns the labels of the folded series lset, a series of
+// metric name, is summed into (see fold): its name, the labels fd keeps,
+// and for each of fd's classes the value of lset's class (the first value
+// seen in it).
+func (s *Source) foldLabels(name string, lset labels.Labels, fd *fold) labels.Labels {
+	b := &s.folding
+	b.Reset()
+	lset.Range(func(l labels.Label) {
+		if _, keep := fd.keep[l.Name]; keep || l.Name == model.MetricNameLabel {
+			b.Add(l.Name, l.Value)
+		}
+	})
+	reps := s.reps[name]
+	if reps == nil {
+		reps = map[string]string{}
+		s.reps[name] = reps
+	}
+	for label, ms := range fd.classes {
+		v := lset.Get(label)
+		var verdicts uint64
+		for i, m := range ms {
+			if m.Matches(v) {
+				verdicts |= 1 << (i % 64)
+			}
+		}
+		class := label + "\xff" + strconv.FormatUint(verdicts, 16)
+		rep, ok := reps[class]
+		if !ok {
+			rep = strings.Clone(v)
+			reps[class] = rep
+		}
+		if rep != "" {
+			b.Add(label, rep)
+		}
+	}
+	b.Sort()
+	return b.Labels()
+}
+
+// refilter moves the cache to filter f: the series f drops end at this
+// scrape; those whose metric f folds otherwise are parsed again.
+func (s *Source) refilter(f *Filter) {
+	for key, e := range s.cache {
+		name := e.series.lset.Get(model.MetricNameLabel)
+		e.dropped = !f.Keeps(name)
+		if !e.dropped && !f.foldOf(name).equal(s.cacheFilter.foldOf(name)) {
+			delete(s.cache, key)
+			e.series.refs--
+			delete(s.reps, name)
+		}
+	}
+	s.cacheFilter = f
+}
+
+// resolve turns the scrape's pending samples of cache entries into
+// samples of series: an entry's own series, or the folded series it adds
+// to, once whatever its entries add.
+func (s *Source) resolve() {
+	out := s.pending[:0]
+	for _, p := range s.pending {
+		e := p.e
+		if e == nil {
+			out = append(out, p)
+			continue
+		}
+		sr := e.series
+		if !e.folded || p.h != nil || p.fh != nil {
+			sr.fedIter = s.iter
+			out = append(out, pendingSample{s: sr, v: p.v, h: p.h, fh: p.fh})
+			continue
+		}
+		var delta float64
+		switch {
+		case math.IsNaN(p.v):
+		case !e.seen:
+			// A new series starts the fold, or is counted from its next
+			// sample on, as rate counts it.
+			if sr.lastT == math.MinInt64 {
+				delta = p.v
+			}
+		case p.v >= e.last:
+			delta = p.v - e.last
+		default: // a counter reset
+			delta = p.v
+		}
+		if !math.IsNaN(p.v) {
+			e.last, e.seen = p.v, true
+		}
+		sr.sum += delta
+		if sr.fedIter != s.iter {
+			sr.fedIter = s.iter
+			out = append(out, pendingSample{s: sr})
+		}
+	}
+	for i := range out {
+		if p := &out[i]; p.s.folded && p.h == nil && p.fh == nil {
+			p.v = p.s.sum
+		}
+	}
+	clear(s.pending[len(out):])
+	s.pending = out
 }
 
 // parseLabels returns the labels of the parser's current sample and checks
@@ -426,26 +548,37 @@ func (s *Source) parseLabels(p textparse.Parser) (labels.Labels, error) {
 	return lset, nil
 }
 
-// appendStaleMarkers ends the series that the previous scrape had and this
-// one has not (all of them when this scrape failed), with Prometheus's stale
-// marker, so that instant queries stop seeing them at once. After a
-// successful scrape it forgets the cache entries the scrape did not use.
+// appendStaleMarkers ends the series that the previous scrape appended to
+// and this one did not (all of them when this scrape failed), with
+// Prometheus's stale marker, so that instant queries stop seeing them at
+// once. After a successful scrape it forgets the cache entries the scrape
+// did not use.
 func (s *Source) appendStaleMarkers(failed bool) {
 	stale := math.Float64frombits(value.StaleNaN)
 	s.live = 0
-	for key, e := range s.cache {
-		// A body that did not parse added nothing.
-		seen := !failed && e.lastIter == s.iter
-		if e.live && !seen {
-			s.pending = append(s.pending, pendingSample{s: e.series, v: stale})
+	for _, list := range s.store.byName {
+		for _, sr := range list {
+			if sr == s.upSeries || sr == s.durSeries || sr == s.samplesSeries {
+				continue
+			}
+			// A body that did not parse added nothing.
+			fed := !failed && sr.fedIter == s.iter
+			if sr.live && !fed {
+				s.pending = append(s.pending, pendingSample{s: sr, v: stale})
+			}
+			sr.live = fed
+			if fed {
+				s.live++
+			}
 		}
-		e.live = seen
-		switch {
-		case seen:
-			s.live++
-		case !failed:
+	}
+	if failed {
+		return
+	}
+	for key, e := range s.cache {
+		if e.lastIter != s.iter {
 			delete(s.cache, key)
-			e.series.used = false
+			e.series.refs--
 		}
 	}
 }
