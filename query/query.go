@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"text/template"
+	"text/template/parse"
 	"time"
 	"unicode/utf8"
 	"weak"
@@ -49,6 +50,79 @@ type data struct {
 type Template struct {
 	text string
 	tmpl *template.Template
+	// segs is the template as text and plain field references, when it is
+	// nothing else (no pipelines, conditions or other actions): Render
+	// then writes them out without executing the template. nil: Render
+	// executes it.
+	segs []segment
+}
+
+// segment is a piece of a template: text, or (field >= 0) one field of
+// data printed as it is.
+type segment struct {
+	text  string
+	field int
+}
+
+// Fields of data, in order, as segment.field numbers them.
+var fieldNames = [...]string{"Service", "Version", "Baseline", "Window", "SinceDeploy"}
+
+// segments returns t's tree as segments, or nil when it holds anything but
+// text and {{.Field}} actions naming one of data's fields: what
+// text/template prints for those is the text and the field's string, byte
+// for byte.
+func segments(t *template.Template) []segment {
+	if t.Tree == nil || t.Root == nil {
+		return nil
+	}
+	segs := make([]segment, 0, len(t.Root.Nodes))
+	for _, n := range t.Root.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode:
+			segs = append(segs, segment{text: string(n.Text), field: -1})
+		case *parse.ActionNode:
+			f := plainField(n.Pipe)
+			if f < 0 {
+				return nil
+			}
+			segs = append(segs, segment{field: f})
+		default:
+			return nil
+		}
+	}
+	return segs
+}
+
+// plainField returns the number of the field p prints when p is just
+// .Field, else -1.
+func plainField(p *parse.PipeNode) int {
+	if p == nil || len(p.Decl) > 0 || p.IsAssign || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
+		return -1
+	}
+	f, ok := p.Cmds[0].Args[0].(*parse.FieldNode)
+	if !ok || len(f.Ident) != 1 {
+		return -1
+	}
+	for i, name := range fieldNames {
+		if f.Ident[0] == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (d *data) field(i int) string {
+	switch i {
+	case 0:
+		return d.Service
+	case 1:
+		return d.Version
+	case 2:
+		return d.Baseline
+	case 3:
+		return d.Window
+	}
+	return d.SinceDeploy
 }
 
 // New parses text as a template. Template syntax errors fail here; fields
@@ -62,7 +136,7 @@ func New(name, text string) (*Template, error) {
 	key := parsedKey{name, text}
 	if w, ok := parsed.Load(key); ok {
 		if t := w.(weak.Pointer[template.Template]).Value(); t != nil {
-			return &Template{text: text, tmpl: t}, nil
+			return &Template{text: text, tmpl: t, segs: segments(t)}, nil
 		}
 	}
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
@@ -72,7 +146,7 @@ func New(name, text string) (*Template, error) {
 	w := weak.Make(t)
 	parsed.Store(key, w)
 	runtime.AddCleanup(t, func(key parsedKey) { parsed.CompareAndDelete(key, w) }, key)
-	return &Template{text: text, tmpl: t}, nil
+	return &Template{text: text, tmpl: t, segs: segments(t)}, nil
 }
 
 // parsed holds a weak pointer to the parse tree of each template name
@@ -86,7 +160,6 @@ func (t *Template) Text() string { return t.text }
 
 // Render executes the template with v, escaping label values.
 func (t *Template) Render(v Vars) (string, error) {
-	var b bytes.Buffer
 	d := data{
 		Service:     Escape(v.Service),
 		Version:     Escape(v.Version),
@@ -97,6 +170,26 @@ func (t *Template) Render(v Vars) (string, error) {
 	if v.SinceDeploy > 0 {
 		d.SinceDeploy = model.Duration(v.SinceDeploy).String()
 	}
+	if t.segs != nil {
+		n := 0
+		for _, s := range t.segs {
+			n += len(s.text)
+			if s.field >= 0 {
+				n += len(d.field(s.field))
+			}
+		}
+		var b strings.Builder
+		b.Grow(n)
+		for _, s := range t.segs {
+			if s.field >= 0 {
+				b.WriteString(d.field(s.field))
+			} else {
+				b.WriteString(s.text)
+			}
+		}
+		return b.String(), nil
+	}
+	var b bytes.Buffer
 	if err := t.tmpl.Execute(&b, d); err != nil {
 		return "", fmt.Errorf("rendering template: %w", err)
 	}
@@ -392,6 +485,9 @@ func Parse(q string) (parser.Expr, error) {
 // rejects \' inside double quotes and has no escapes in backticks, so
 // templates must put label values in double quotes; Check enforces that.)
 func Escape(s string) string {
+	if plainValue(s) {
+		return s
+	}
 	var b strings.Builder
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
@@ -418,6 +514,17 @@ func Escape(s string) string {
 		i += size
 	}
 	return b.String()
+}
+
+// plainValue reports whether s has nothing Escape changes: printable
+// ASCII other than backslash and double quote.
+func plainValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '\\' || c == '"' {
+			return false
+		}
+	}
+	return true
 }
 
 // MaxRange returns the longest range selector or subquery range (plus its
