@@ -425,7 +425,7 @@ func readBuckets(v model.Vector) (buckets, bool, error) {
 
 // buckets runs a buckets query at ec.at.
 func (ec *evalContext) buckets(ctx context.Context, what, q string, ev *Evidence) (buckets, bool, error) {
-	res, err := ec.query(ctx, q, ec.at)
+	res, err := ec.run(ctx, q)
 	ev.Warnings = append(ev.Warnings, res.Warnings...)
 	if err != nil {
 		return buckets{}, false, fmt.Errorf("trigger %q: %s buckets query at %s: %w", ec.trigger, what, ec.at.UTC().Format(time.RFC3339), err)
