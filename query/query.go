@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"text/template/parse"
 	"time"
@@ -55,6 +56,8 @@ type Template struct {
 	// then writes them out without executing the template. nil: Render
 	// executes it.
 	segs []segment
+	// counter is CounterValues's rewrite of the last render (counter.go).
+	counter atomic.Pointer[counterRewrite]
 }
 
 // segment is a piece of a template: text, or (field >= 0) one field of
@@ -66,6 +69,8 @@ type segment struct {
 
 // Fields of data, in order, as segment.field numbers them.
 var fieldNames = [...]string{"Service", "Version", "Baseline", "Window", "SinceDeploy"}
+
+const sinceDeployField = 4
 
 // segments returns t's tree as segments, or nil when it holds anything but
 // text and {{.Field}} actions naming one of data's fields: what
@@ -160,6 +165,20 @@ func (t *Template) Text() string { return t.text }
 
 // Render executes the template with v, escaping label values.
 func (t *Template) Render(v Vars) (string, error) {
+	d := t.data(v)
+	if t.segs != nil {
+		q, _ := t.write(&d)
+		return q, nil
+	}
+	var b bytes.Buffer
+	if err := t.tmpl.Execute(&b, d); err != nil {
+		return "", fmt.Errorf("rendering template: %w", err)
+	}
+	return b.String(), nil
+}
+
+// data returns what the template sees for v.
+func (t *Template) data(v Vars) data {
 	d := data{
 		Service:     Escape(v.Service),
 		Version:     Escape(v.Version),
@@ -170,30 +189,32 @@ func (t *Template) Render(v Vars) (string, error) {
 	if v.SinceDeploy > 0 {
 		d.SinceDeploy = model.Duration(v.SinceDeploy).String()
 	}
-	if t.segs != nil {
-		n := 0
-		for _, s := range t.segs {
-			n += len(s.text)
-			if s.field >= 0 {
-				n += len(d.field(s.field))
-			}
+	return d
+}
+
+// write writes the segments of t with d, and returns how many of them
+// are {{.SinceDeploy}}.
+func (t *Template) write(d *data) (string, int) {
+	n, since := 0, 0
+	for _, s := range t.segs {
+		n += len(s.text)
+		if s.field >= 0 {
+			n += len(d.field(s.field))
 		}
-		var b strings.Builder
-		b.Grow(n)
-		for _, s := range t.segs {
-			if s.field >= 0 {
-				b.WriteString(d.field(s.field))
-			} else {
-				b.WriteString(s.text)
-			}
+		if s.field == sinceDeployField {
+			since++
 		}
-		return b.String(), nil
 	}
-	var b bytes.Buffer
-	if err := t.tmpl.Execute(&b, d); err != nil {
-		return "", fmt.Errorf("rendering template: %w", err)
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range t.segs {
+		if s.field >= 0 {
+			b.WriteString(d.field(s.field))
+		} else {
+			b.WriteString(s.text)
+		}
 	}
-	return b.String(), nil
+	return b.String(), since
 }
 
 // Check renders the template with sample values and parses the result as
