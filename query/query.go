@@ -56,6 +56,8 @@ type Template struct {
 	// then writes them out without executing the template. nil: Render
 	// executes it.
 	segs []segment
+	// uses has bit i set when segs print field i.
+	uses uint8
 	// counter is CounterValues's rewrite of the last render (counter.go).
 	counter atomic.Pointer[counterRewrite]
 }
@@ -141,7 +143,7 @@ func New(name, text string) (*Template, error) {
 	key := parsedKey{name, text}
 	if w, ok := parsed.Load(key); ok {
 		if t := w.(weak.Pointer[template.Template]).Value(); t != nil {
-			return &Template{text: text, tmpl: t, segs: segments(t)}, nil
+			return newTemplate(text, t), nil
 		}
 	}
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
@@ -151,7 +153,17 @@ func New(name, text string) (*Template, error) {
 	w := weak.Make(t)
 	parsed.Store(key, w)
 	runtime.AddCleanup(t, func(key parsedKey) { parsed.CompareAndDelete(key, w) }, key)
-	return &Template{text: text, tmpl: t, segs: segments(t)}, nil
+	return newTemplate(text, t), nil
+}
+
+func newTemplate(text string, t *template.Template) *Template {
+	tt := &Template{text: text, tmpl: t, segs: segments(t)}
+	for _, s := range tt.segs {
+		if s.field >= 0 {
+			tt.uses |= 1 << s.field
+		}
+	}
+	return tt
 }
 
 // parsed holds a weak pointer to the parse tree of each template name
@@ -178,16 +190,31 @@ func (t *Template) Render(v Vars) (string, error) {
 }
 
 // data returns what the template sees for v.
+// A template executed by text/template gets every field; one written out
+// from its segments only those it prints.
 func (t *Template) data(v Vars) data {
-	d := data{
-		Service:     Escape(v.Service),
-		Version:     Escape(v.Version),
-		Baseline:    Escape(v.Baseline),
-		Window:      model.Duration(v.Window).String(),
-		SinceDeploy: model.Duration(v.Window).String(),
+	uses := func(f int) bool { return t.segs == nil || t.uses&(1<<f) != 0 }
+	var d data
+	if uses(0) {
+		d.Service = Escape(v.Service)
 	}
-	if v.SinceDeploy > 0 {
+	if uses(1) {
+		d.Version = Escape(v.Version)
+	}
+	if uses(2) {
+		d.Baseline = Escape(v.Baseline)
+	}
+	switch since := uses(sinceDeployField); {
+	case since && v.SinceDeploy > 0:
 		d.SinceDeploy = model.Duration(v.SinceDeploy).String()
+		if uses(3) {
+			d.Window = model.Duration(v.Window).String()
+		}
+	case since || uses(3):
+		d.Window = model.Duration(v.Window).String()
+		if since {
+			d.SinceDeploy = d.Window
+		}
 	}
 	return d
 }
