@@ -76,7 +76,7 @@ func newEvalContext(trigger string, d Deploy, at time.Time, q QueryFunc) *evalCo
 // evaluation at the first failure.
 type queryMemo struct {
 	list []memoEntry
-	buf  [6]memoEntry // room for an evaluation's queries without growing
+	buf  [4]memoEntry // room for a threshold evaluation's queries
 }
 
 type memoEntry struct {
