@@ -15,7 +15,9 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
+	"text/template/parse"
 	"time"
 	"unicode/utf8"
 	"weak"
@@ -49,6 +51,85 @@ type data struct {
 type Template struct {
 	text string
 	tmpl *template.Template
+	// segs is the template as text and plain field references, when it is
+	// nothing else (no pipelines, conditions or other actions): Render
+	// then writes them out without executing the template. nil: Render
+	// executes it.
+	segs []segment
+	// uses has bit i set when segs print field i.
+	uses uint8
+	// counter is CounterValues's rewrite of the last render (counter.go).
+	counter atomic.Pointer[counterRewrite]
+}
+
+// segment is a piece of a template: text, or (field >= 0) one field of
+// data printed as it is.
+type segment struct {
+	text  string
+	field int
+}
+
+// Fields of data, in order, as segment.field numbers them.
+var fieldNames = [...]string{"Service", "Version", "Baseline", "Window", "SinceDeploy"}
+
+const sinceDeployField = 4
+
+// segments returns t's tree as segments, or nil when it holds anything but
+// text and {{.Field}} actions naming one of data's fields: what
+// text/template prints for those is the text and the field's string, byte
+// for byte.
+func segments(t *template.Template) []segment {
+	if t.Tree == nil || t.Root == nil {
+		return nil
+	}
+	segs := make([]segment, 0, len(t.Root.Nodes))
+	for _, n := range t.Root.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode:
+			segs = append(segs, segment{text: string(n.Text), field: -1})
+		case *parse.ActionNode:
+			f := plainField(n.Pipe)
+			if f < 0 {
+				return nil
+			}
+			segs = append(segs, segment{field: f})
+		default:
+			return nil
+		}
+	}
+	return segs
+}
+
+// plainField returns the number of the field p prints when p is just
+// .Field, else -1.
+func plainField(p *parse.PipeNode) int {
+	if p == nil || len(p.Decl) > 0 || p.IsAssign || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
+		return -1
+	}
+	f, ok := p.Cmds[0].Args[0].(*parse.FieldNode)
+	if !ok || len(f.Ident) != 1 {
+		return -1
+	}
+	for i, name := range fieldNames {
+		if f.Ident[0] == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (d *data) field(i int) string {
+	switch i {
+	case 0:
+		return d.Service
+	case 1:
+		return d.Version
+	case 2:
+		return d.Baseline
+	case 3:
+		return d.Window
+	}
+	return d.SinceDeploy
 }
 
 // New parses text as a template. Template syntax errors fail here; fields
@@ -62,7 +143,7 @@ func New(name, text string) (*Template, error) {
 	key := parsedKey{name, text}
 	if w, ok := parsed.Load(key); ok {
 		if t := w.(weak.Pointer[template.Template]).Value(); t != nil {
-			return &Template{text: text, tmpl: t}, nil
+			return newTemplate(text, t), nil
 		}
 	}
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
@@ -72,7 +153,17 @@ func New(name, text string) (*Template, error) {
 	w := weak.Make(t)
 	parsed.Store(key, w)
 	runtime.AddCleanup(t, func(key parsedKey) { parsed.CompareAndDelete(key, w) }, key)
-	return &Template{text: text, tmpl: t}, nil
+	return newTemplate(text, t), nil
+}
+
+func newTemplate(text string, t *template.Template) *Template {
+	tt := &Template{text: text, tmpl: t, segs: segments(t)}
+	for _, s := range tt.segs {
+		if s.field >= 0 {
+			tt.uses |= 1 << s.field
+		}
+	}
+	return tt
 }
 
 // parsed holds a weak pointer to the parse tree of each template name
@@ -86,21 +177,71 @@ func (t *Template) Text() string { return t.text }
 
 // Render executes the template with v, escaping label values.
 func (t *Template) Render(v Vars) (string, error) {
+	d := t.data(v)
+	if t.segs != nil {
+		q, _ := t.write(&d)
+		return q, nil
+	}
 	var b bytes.Buffer
-	d := data{
-		Service:     Escape(v.Service),
-		Version:     Escape(v.Version),
-		Baseline:    Escape(v.Baseline),
-		Window:      model.Duration(v.Window).String(),
-		SinceDeploy: model.Duration(v.Window).String(),
-	}
-	if v.SinceDeploy > 0 {
-		d.SinceDeploy = model.Duration(v.SinceDeploy).String()
-	}
 	if err := t.tmpl.Execute(&b, d); err != nil {
 		return "", fmt.Errorf("rendering template: %w", err)
 	}
 	return b.String(), nil
+}
+
+// data returns what the template sees for v.
+// A template executed by text/template gets every field; one written out
+// from its segments only those it prints.
+func (t *Template) data(v Vars) data {
+	uses := func(f int) bool { return t.segs == nil || t.uses&(1<<f) != 0 }
+	var d data
+	if uses(0) {
+		d.Service = Escape(v.Service)
+	}
+	if uses(1) {
+		d.Version = Escape(v.Version)
+	}
+	if uses(2) {
+		d.Baseline = Escape(v.Baseline)
+	}
+	switch since := uses(sinceDeployField); {
+	case since && v.SinceDeploy > 0:
+		d.SinceDeploy = model.Duration(v.SinceDeploy).String()
+		if uses(3) {
+			d.Window = model.Duration(v.Window).String()
+		}
+	case since || uses(3):
+		d.Window = model.Duration(v.Window).String()
+		if since {
+			d.SinceDeploy = d.Window
+		}
+	}
+	return d
+}
+
+// write writes the segments of t with d, and returns how many of them
+// are {{.SinceDeploy}}.
+func (t *Template) write(d *data) (string, int) {
+	n, since := 0, 0
+	for _, s := range t.segs {
+		n += len(s.text)
+		if s.field >= 0 {
+			n += len(d.field(s.field))
+		}
+		if s.field == sinceDeployField {
+			since++
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range t.segs {
+		if s.field >= 0 {
+			b.WriteString(d.field(s.field))
+		} else {
+			b.WriteString(s.text)
+		}
+	}
+	return b.String(), since
 }
 
 // Check renders the template with sample values and parses the result as
@@ -392,6 +533,9 @@ func Parse(q string) (parser.Expr, error) {
 // rejects \' inside double quotes and has no escapes in backticks, so
 // templates must put label values in double quotes; Check enforces that.)
 func Escape(s string) string {
+	if plainValue(s) {
+		return s
+	}
 	var b strings.Builder
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
@@ -418,6 +562,17 @@ func Escape(s string) string {
 		i += size
 	}
 	return b.String()
+}
+
+// plainValue reports whether s has nothing Escape changes: printable
+// ASCII other than backslash and double quote.
+func plainValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '\\' || c == '"' {
+			return false
+		}
+	}
+	return true
 }
 
 // MaxRange returns the longest range selector or subquery range (plus its

@@ -29,7 +29,7 @@ func (t *Trigger) Eval(ctx context.Context, ts time.Time, d Deploy, q QueryFunc)
 	}
 	t.mu.Unlock()
 
-	ec := &evalContext{trigger: t.def.Name, deploy: d, at: ts, query: q}
+	ec := newEvalContext(t.def.Name, d, ts, q)
 	v := Verdict{Trigger: t.def.Name, At: ts, Deploy: d}
 	v.Outcome, v.Err = t.m.judge(ctx, ec, &v.Evidence)
 	v.Breach = t.def.breach(v.Outcome)
@@ -56,5 +56,5 @@ func (t *Trigger) Eval(ctx context.Context, ts time.Time, d Deploy, q QueryFunc)
 // For a sequential trigger it takes the baseline's errors and requests over
 // the baseline window before d.At; value is their ratio.
 func (t *Trigger) Snapshot(ctx context.Context, d Deploy, q QueryFunc) (value float64, ok bool, err error) {
-	return t.m.snapshot(ctx, &evalContext{trigger: t.def.Name, deploy: d, at: d.At, query: q})
+	return t.m.snapshot(ctx, newEvalContext(t.def.Name, d, d.At, q))
 }

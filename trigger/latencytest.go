@@ -425,7 +425,7 @@ func readBuckets(v model.Vector) (buckets, bool, error) {
 
 // buckets runs a buckets query at ec.at.
 func (ec *evalContext) buckets(ctx context.Context, what, q string, ev *Evidence) (buckets, bool, error) {
-	res, err := ec.query(ctx, q, ec.at)
+	res, err := ec.run(ctx, q)
 	ev.Warnings = append(ev.Warnings, res.Warnings...)
 	if err != nil {
 		return buckets{}, false, fmt.Errorf("trigger %q: %s buckets query at %s: %w", ec.trigger, what, ec.at.UTC().Format(time.RFC3339), err)
@@ -438,10 +438,11 @@ func (ec *evalContext) buckets(ctx context.Context, what, q string, ev *Evidence
 }
 
 // capByValues lowers each bucket of the new version's classic histogram
-// h, read with increase() from q, to the same query's reading as counter
-// values when that is smaller (see Latency).
-func (m *latencyTest) capByValues(ctx context.Context, ec *evalContext, h latency.Histogram, q string, le *LatencyEvidence, ev *Evidence) (latency.Histogram, error) {
-	vq, n, err := query.CounterValues(q)
+// h, read with increase() from the buckets query rendered with vars, to
+// the same query's reading as counter values when that is smaller (see
+// Latency).
+func (m *latencyTest) capByValues(ctx context.Context, ec *evalContext, h latency.Histogram, vars query.Vars, le *LatencyEvidence, ev *Evidence) (latency.Histogram, error) {
+	vq, n, err := m.def.Latency.Buckets.CounterValues(vars)
 	if err != nil {
 		return h, fmt.Errorf("trigger %q: reading the buckets query as counter values: %w", m.def.Name, err)
 	}
@@ -487,7 +488,8 @@ func (m *latencyTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) 
 	}
 	since, newRange := sinceDeploy(d, ts), newVersionRange(d, ts)
 	le.SinceDeploy, le.Lead, le.NewRange = since, max(d.Lead, 0), newRange
-	nq, err := l.Buckets.Render(m.vars(d, d.Version, newRange))
+	nv := m.vars(d, d.Version, newRange)
+	nq, err := l.Buckets.Render(nv)
 	if err != nil {
 		return QueryError, fmt.Errorf("trigger %q: rendering the buckets query for %s: %w", m.def.Name, d.Version, err)
 	}
@@ -525,7 +527,7 @@ func (m *latencyTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) 
 		return m.held(st, le, ev)
 	}
 	if !nb.isNative && d.Lead > 0 {
-		if newH, err = m.capByValues(ctx, ec, newH, nq, le, ev); err != nil {
+		if newH, err = m.capByValues(ctx, ec, newH, nv, le, ev); err != nil {
 			return QueryError, err
 		}
 	}

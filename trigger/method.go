@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/rollback-guardian/guardian/source"
 )
 
 // method is how a Trigger judges a deploy: the seam between the state
@@ -51,6 +53,57 @@ type evalContext struct {
 	// at is the evaluation time: queries run at it.
 	at    time.Time
 	query QueryFunc
+	// memo holds the answers of this evaluation so far, shared with the
+	// contexts derived from it (atDeploy); nil: none are kept.
+	memo *queryMemo
+}
+
+// newEvalContext returns the context of one evaluation (or snapshot) at at.
+func newEvalContext(trigger string, d Deploy, at time.Time, q QueryFunc) *evalContext {
+	c := &struct {
+		ec   evalContext
+		memo queryMemo
+	}{}
+	c.ec = evalContext{trigger: trigger, deploy: d, at: at, query: q, memo: &c.memo}
+	return &c.ec
+}
+
+// queryMemo keeps the successful answers of one evaluation, so that a query
+// it sends twice at the same time (a counter-values reading of a query
+// without increase(), a baseline that is the new version, the baseline's
+// live and pre-deploy queries when the evaluation is at the deploy time)
+// runs once. A failed query is not kept: every caller gives up on the
+// evaluation at the first failure.
+type queryMemo struct {
+	list []memoEntry
+	buf  [4]memoEntry // room for a threshold evaluation's queries
+}
+
+type memoEntry struct {
+	q   string
+	at  time.Time
+	res source.Result
+}
+
+// run runs q at ec.at, or returns its answer earlier in this evaluation.
+func (ec *evalContext) run(ctx context.Context, q string) (source.Result, error) {
+	a := ec.memo
+	if a == nil {
+		return ec.query(ctx, q, ec.at)
+	}
+	for _, x := range a.list {
+		if x.q == q && x.at.Equal(ec.at) {
+			return x.res, nil
+		}
+	}
+	res, err := ec.query(ctx, q, ec.at)
+	if err == nil {
+		if a.list == nil {
+			a.list = a.buf[:0]
+		}
+		a.list = append(a.list, memoEntry{q: q, at: ec.at, res: res})
+	}
+	return res, err
 }
 
 // atDeploy returns ec evaluated at the deploy time, where the baseline's
@@ -66,7 +119,7 @@ func (ec *evalContext) atDeploy() *evalContext {
 // ErrSeriesCount (see source.Result.Single). The engine's warnings go to
 // ev.
 func (ec *evalContext) sample(ctx context.Context, what, qs string, ev *Evidence) (float64, bool, error) {
-	res, err := ec.query(ctx, qs, ec.at)
+	res, err := ec.run(ctx, qs)
 	ev.Warnings = append(ev.Warnings, res.Warnings...)
 	if err != nil {
 		return 0, false, fmt.Errorf("trigger %q: %s query at %s: %w", ec.trigger, what, ec.at.UTC().Format(time.RFC3339), err)

@@ -473,16 +473,16 @@ func (ec *evalContext) counts(ctx context.Context, what, errorsQ, requestsQ stri
 }
 
 // capByValues returns the new version's counts c, read with increase()
-// from errorsQ and requestsQ, each lowered to the same query's reading as
+// from the errors and requests queries rendered with vars, each lowered to the same query's reading as
 // counter values when that is smaller (see Sequential, Counts). Queries
 // without increase() keep their count; a value reading without requests
 // data leaves c as it is.
-func (m *countTest) capByValues(ctx context.Context, ec *evalContext, c sequential.Counts, errorsQ, requestsQ string, se *SequentialEvidence, ev *Evidence) (sequential.Counts, error) {
-	veq, ne, err := query.CounterValues(errorsQ)
+func (m *countTest) capByValues(ctx context.Context, ec *evalContext, c sequential.Counts, vars query.Vars, se *SequentialEvidence, ev *Evidence) (sequential.Counts, error) {
+	veq, ne, err := m.def.Sequential.Errors.CounterValues(vars)
 	if err != nil {
 		return c, fmt.Errorf("trigger %q: reading the errors query as counter values: %w", m.def.Name, err)
 	}
-	vrq, nr, err := query.CounterValues(requestsQ)
+	vrq, nr, err := m.def.Sequential.Requests.CounterValues(vars)
 	if err != nil {
 		return c, fmt.Errorf("trigger %q: reading the requests query as counter values: %w", m.def.Name, err)
 	}
@@ -548,7 +548,7 @@ func (m *countTest) judge(ctx context.Context, ec *evalContext, ev *Evidence) (O
 	m.mu.Unlock()
 	nc, ok, err := ec.counts(ctx, "new version", eq, ev.VolumeQuery, ev)
 	if err == nil && ok && d.Lead > 0 {
-		nc, err = m.capByValues(ctx, ec, nc, eq, ev.VolumeQuery, se, ev)
+		nc, err = m.capByValues(ctx, ec, nc, nv, se, ev)
 	}
 	if err != nil {
 		return QueryError, err
