@@ -3,6 +3,7 @@ package embedded
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -212,10 +213,20 @@ func (fs *foldSet) add(q, q2 string) error {
 				fd.keep[m.Name] = struct{}{} // its value depends on the deploy
 				continue
 			}
-			fd.classes[m.Name] = append(fd.classes[m.Name], m)
+			fd.classes[m.Name] = append(fd.classes[m.Name], intern(m))
 		}
 	}
 	return nil
+}
+
+// interned holds the matchers of folds by their text: a thousand services
+// with the same trigger each compiled its code=~"5.." anew.
+var interned sync.Map
+
+// intern returns the matcher of m's text first seen.
+func intern(m *labels.Matcher) *labels.Matcher {
+	got, _ := interned.LoadOrStore(m.String(), m)
+	return got.(*labels.Matcher)
 }
 
 // result returns the folds of the names no query reads but as sums of

@@ -110,7 +110,8 @@ type scrapeState struct {
 	// live the number of series it appended to, stale markers aside.
 	dropped, live int
 
-	// pending are the samples of the scrape under way, committed at its end.
+	// pending are the samples of the scrape under way, committed at its
+	// end; from pendings while a scrape runs.
 	pending []pendingSample
 }
 
@@ -126,6 +127,13 @@ func newScrapeState() scrapeState {
 // a thousand Sources each keeping the buffer of its latest body held tens
 // of MiB.
 var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// pendings are the buffers of scrapes' pending samples, shared by all
+// Sources like bodies.
+var pendings = sync.Pool{New: func() any { return new([]pendingSample) }}
+
+// maxPooledPending is the largest buffer put back into pendings.
+const maxPooledPending = 1 << 14
 
 // maxPooledBody is the largest buffer put back into bodies.
 const maxPooledBody = 1 << 20
@@ -286,7 +294,8 @@ func (e statusError) Is(target error) bool {
 // ingest appends one scrape's outcome at t (ms) and commits it.
 func (s *Source) ingest(t int64, contentType string, scrapeErr error, start time.Time) error {
 	s.iter++
-	s.pending = s.pending[:0]
+	buf := pendings.Get().(*[]pendingSample)
+	s.pending = (*buf)[:0]
 	total := 0
 	if scrapeErr == nil {
 		total, scrapeErr = s.appendBody(contentType)
@@ -311,10 +320,11 @@ func (s *Source) ingest(t int64, contentType string, scrapeErr error, start time
 		s.logger.Debug("samples rejected", zap.Int("count", rejected), zap.Error(err))
 	}
 	clear(s.pending)
-	if cap(s.pending) > 4*len(s.pending)+64 {
-		s.pending = nil // a body far larger than the others
+	if cap(s.pending) <= maxPooledPending {
+		*buf = s.pending[:0]
+		pendings.Put(buf)
 	}
-	s.pending = s.pending[:0]
+	s.pending = nil
 	s.truncate(t)
 	return scrapeErr
 }
