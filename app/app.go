@@ -67,7 +67,9 @@ type App struct {
 	// incNow is the incidents' clock.
 	incNow func() time.Time
 	m      *watch.Metrics
-	srcM   *sourceMetrics
+	// sched runs every service's ticks on a bounded pool of workers.
+	sched *watch.Scheduler
+	srcM  *sourceMetrics
 	// engines are the PromQL engines the embedded sources share.
 	engines *embedded.Engines
 	// stores are the in-memory heads the embedded sources share.
@@ -144,6 +146,7 @@ func NewUnloaded(opts Options) *App {
 		now:     opts.Now,
 		incNow:  incidentNow,
 		m:       watch.NewMetrics(opts.Registry),
+		sched:   watch.NewScheduler(0),
 		srcM:    newSourceMetrics(opts.Registry),
 		engines: embedded.NewEngines(),
 		stores:  embedded.NewStores(),
