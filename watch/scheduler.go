@@ -194,32 +194,48 @@ func (s *Scheduler) timers(p *pool) {
 // worker runs ready ticks until p ends.
 func (s *Scheduler) worker(p *pool) {
 	defer p.wg.Done()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for {
-		for len(s.ready) == 0 && !p.done {
-			p.work.Wait()
-		}
-		if p.done {
+		e := s.take(p)
+		if e == nil {
 			return
 		}
-		e := s.ready[0]
-		s.ready[0] = nil
-		s.ready = s.ready[1:]
-		e.queued, e.running = false, true
-		s.mu.Unlock()
 		if e.ctx.Err() == nil {
 			e.f(e.ctx)
 		}
-		s.mu.Lock()
-		e.running = false
-		switch {
-		case e.stopped:
-			close(e.ended)
-		case e.ctx.Err() == nil:
-			e.next = nextTick(e.next, e.interval, time.Now())
-			s.push(e)
-		}
+		s.done(e)
+	}
+}
+
+// take waits for a ready tick and marks it running; it returns nil when
+// p ends.
+func (s *Scheduler) take(p *pool) *entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.ready) == 0 && !p.done {
+		p.work.Wait()
+	}
+	if p.done {
+		return nil
+	}
+	e := s.ready[0]
+	s.ready[0] = nil
+	s.ready = s.ready[1:]
+	e.queued, e.running = false, true
+	return e
+}
+
+// done schedules the next tick of e, whose tick returned, unless it
+// stopped (then stop is told) or its context ended.
+func (s *Scheduler) done(e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.running = false
+	switch {
+	case e.stopped:
+		close(e.ended)
+	case e.ctx.Err() == nil:
+		e.next = nextTick(e.next, e.interval, time.Now())
+		s.push(e)
 	}
 }
 

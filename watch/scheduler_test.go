@@ -158,6 +158,29 @@ func TestSchedulerSlowServiceHoldsOneWorker(t *testing.T) {
 	}
 }
 
+// stop drops a tick that waits for a worker: it never runs.
+func TestSchedulerStopWhileWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := NewScheduler(1)
+		stuck := s.Schedule(context.Background(), time.Second, 0, func(ctx context.Context) { <-ctx.Done() })
+		synctest.Wait()
+		waiting, other := newTicks(0), newTicks(0)
+		stopWaiting := s.Schedule(context.Background(), 5*time.Second, 0, waiting.tick)
+		stopOther := s.Schedule(context.Background(), 5*time.Second, time.Second, other.tick)
+		time.Sleep(2 * time.Second) // both due, neither run
+		stopWaiting()
+		stuck()
+		time.Sleep(5 * time.Second)
+		stopOther()
+		if got := waiting.times(); len(got) != 0 {
+			t.Errorf("stopped while waiting, ticked at %v", got)
+		}
+		if got, want := other.times(), secs(2, 6); !slices.Equal(got, want) {
+			t.Errorf("the other ticked at %v, want %v", got, want)
+		}
+	})
+}
+
 // When its context ends, a function is no longer called; stop still
 // returns.
 func TestSchedulerContextEnds(t *testing.T) {
