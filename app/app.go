@@ -146,7 +146,7 @@ func NewUnloaded(opts Options) *App {
 		now:     opts.Now,
 		incNow:  incidentNow,
 		m:       watch.NewMetrics(opts.Registry),
-		sched:   watch.NewScheduler(0),
+		sched:   watch.NewScheduler(0, opts.Registry),
 		srcM:    newSourceMetrics(opts.Registry),
 		engines: embedded.NewEngines(),
 		stores:  embedded.NewStores(),

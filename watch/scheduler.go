@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Scheduler runs the ticks of many services on a bounded pool of workers
@@ -25,6 +27,8 @@ import (
 // needs no stopping.
 type Scheduler struct {
 	workers int
+	delay   prometheus.Histogram
+	skipped prometheus.Counter
 
 	mu      sync.Mutex
 	pending entries  // scheduled, by time of the next tick
@@ -57,13 +61,29 @@ type entry struct {
 	ended    chan struct{} // closed when a tick that was running when stopped returns
 }
 
-// NewScheduler returns a scheduler with the given number of workers;
-// workers ≤ 0 means twice GOMAXPROCS.
-func NewScheduler(workers int) *Scheduler {
+// NewScheduler returns a scheduler with the given number of workers
+// (workers ≤ 0 means twice GOMAXPROCS) and registers its metrics with reg
+// unless it is nil: how late ticks start and how many were skipped.
+func NewScheduler(workers int, reg prometheus.Registerer) *Scheduler {
 	if workers <= 0 {
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	return &Scheduler{workers: workers}
+	s := &Scheduler{
+		workers: workers,
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "guardian_tick_delay_seconds",
+			Help:    "How late evaluation ticks start after their time: long delays mean every tick worker is busy (slow queries, or too many services for the CPUs).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "guardian_ticks_skipped_total",
+			Help: "Evaluation ticks skipped because the service's previous tick still ran at their time.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(s.delay, s.skipped)
+	}
+	return s
 }
 
 // Workers returns how many ticks may run at once.
@@ -221,6 +241,7 @@ func (s *Scheduler) take(p *pool) *entry {
 	s.ready[0] = nil
 	s.ready = s.ready[1:]
 	e.queued, e.running = false, true
+	s.delay.Observe(max(time.Since(e.next), 0).Seconds())
 	return e
 }
 
@@ -234,7 +255,11 @@ func (s *Scheduler) done(e *entry) {
 	case e.stopped:
 		close(e.ended)
 	case e.ctx.Err() == nil:
-		e.next = nextTick(e.next, e.interval, time.Now())
+		next := nextTick(e.next, e.interval, time.Now())
+		if skipped := next.Sub(e.next)/e.interval - 1; skipped > 0 {
+			s.skipped.Add(float64(skipped))
+		}
+		e.next = next
 		s.push(e)
 	}
 }

@@ -8,6 +8,10 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // ticks records when a scheduled function is called, relative to a start
@@ -56,24 +60,29 @@ func secs(ss ...float64) []time.Duration {
 // the delay; a tick that falls while the previous one runs is skipped.
 func TestSchedulerTicks(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		delay time.Duration
-		hold  time.Duration // how long each tick runs
-		want  []time.Duration
+		name    string
+		delay   time.Duration
+		hold    time.Duration // how long each tick runs
+		want    []time.Duration
+		skipped float64
 	}{
-		{"at once", 0, 0, secs(0, 5, 10, 15, 20)},
-		{"negative delay", -time.Second, 0, secs(0, 5, 10, 15, 20)},
-		{"aligned", 2 * time.Second, 0, secs(2, 7, 12, 17, 22)},
-		{"slower than the interval", 0, 7 * time.Second, secs(0, 10, 20)},
-		{"as long as the interval", 0, 5 * time.Second, secs(0, 5, 10, 15, 20)},
-		{"aligned and slow", time.Second, 12 * time.Second, secs(1, 16)},
+		{"at once", 0, 0, secs(0, 5, 10, 15, 20), 0},
+		{"negative delay", -time.Second, 0, secs(0, 5, 10, 15, 20), 0},
+		{"aligned", 2 * time.Second, 0, secs(2, 7, 12, 17, 22), 0},
+		{"slower than the interval", 0, 7 * time.Second, secs(0, 10, 20), 2},
+		{"as long as the interval", 0, 5 * time.Second, secs(0, 5, 10, 15, 20), 0},
+		{"aligned and slow", time.Second, 12 * time.Second, secs(1, 16), 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				k := newTicks(tc.hold)
-				stop := NewScheduler(4).Schedule(context.Background(), 5*time.Second, tc.delay, k.tick)
+				s := NewScheduler(4, prometheus.NewRegistry())
+				stop := s.Schedule(context.Background(), 5*time.Second, tc.delay, k.tick)
 				time.Sleep(23 * time.Second)
 				stop()
+				if got := testutil.ToFloat64(s.skipped); got != tc.skipped {
+					t.Errorf("%v ticks skipped, want %v", got, tc.skipped)
+				}
 				if got := k.times(); !slices.Equal(got, tc.want) {
 					t.Errorf("ticks at %v, want %v", got, tc.want)
 				}
@@ -89,7 +98,7 @@ func TestSchedulerTicks(t *testing.T) {
 // follows. Another function keeps the scheduler's goroutines running.
 func TestSchedulerStopWaitsForTheTick(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := NewScheduler(2)
+		s := NewScheduler(2, nil)
 		other := newTicks(0)
 		defer s.Schedule(context.Background(), time.Second, 0, other.tick)()
 		started, release := make(chan struct{}), make(chan struct{})
@@ -138,7 +147,7 @@ func TestSchedulerSlowServiceHoldsOneWorker(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := NewScheduler(tc.workers)
+				s := NewScheduler(tc.workers, nil)
 				stuck := s.Schedule(context.Background(), time.Second, 0, func(ctx context.Context) { <-ctx.Done() })
 				synctest.Wait() // the stuck tick holds its worker
 				b, c := newTicks(0), newTicks(0)
@@ -161,7 +170,7 @@ func TestSchedulerSlowServiceHoldsOneWorker(t *testing.T) {
 // stop drops a tick that waits for a worker: it never runs.
 func TestSchedulerStopWhileWaiting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := NewScheduler(1)
+		s := NewScheduler(1, nil)
 		stuck := s.Schedule(context.Background(), time.Second, 0, func(ctx context.Context) { <-ctx.Done() })
 		synctest.Wait()
 		waiting, other := newTicks(0), newTicks(0)
@@ -178,6 +187,15 @@ func TestSchedulerStopWhileWaiting(t *testing.T) {
 		if got, want := other.times(), secs(2, 6); !slices.Equal(got, want) {
 			t.Errorf("the other ticked at %v, want %v", got, want)
 		}
+		var m dto.Metric
+		if err := s.delay.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		// The stuck tick and the other's second started on time, its first
+		// a second late.
+		if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 3 || sum != 1 {
+			t.Errorf("tick delays: %d, %vs in all; want 3, 1s", n, sum)
+		}
 	})
 }
 
@@ -187,7 +205,7 @@ func TestSchedulerContextEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		k := newTicks(0)
-		stop := NewScheduler(1).Schedule(ctx, 5*time.Second, 0, k.tick)
+		stop := NewScheduler(1, nil).Schedule(ctx, 5*time.Second, 0, k.tick)
 		time.Sleep(7 * time.Second)
 		cancel()
 		time.Sleep(time.Minute)
@@ -202,7 +220,7 @@ func TestSchedulerContextEnds(t *testing.T) {
 // fails the test otherwise) and starts them again for the next one.
 func TestSchedulerRestarts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := NewScheduler(3)
+		s := NewScheduler(3, nil)
 		for range 2 {
 			a, b := newTicks(0), newTicks(0)
 			stopA := s.Schedule(context.Background(), 5*time.Second, 0, a.tick)
@@ -222,10 +240,10 @@ func TestSchedulerRestarts(t *testing.T) {
 }
 
 func TestSchedulerWorkers(t *testing.T) {
-	if got, want := NewScheduler(0).Workers(), 2*runtime.GOMAXPROCS(0); got != want {
+	if got, want := NewScheduler(0, nil).Workers(), 2*runtime.GOMAXPROCS(0); got != want {
 		t.Errorf("default workers %d, want %d", got, want)
 	}
-	if got := NewScheduler(3).Workers(); got != 3 {
+	if got := NewScheduler(3, nil).Workers(); got != 3 {
 		t.Errorf("workers %d, want 3", got)
 	}
 	defer func() {
@@ -233,7 +251,7 @@ func TestSchedulerWorkers(t *testing.T) {
 			t.Error("a zero interval did not panic")
 		}
 	}()
-	NewScheduler(1).Schedule(context.Background(), 0, 0, func(context.Context) {})
+	NewScheduler(1, nil).Schedule(context.Background(), 0, 0, func(context.Context) {})
 }
 
 func TestNextTick(t *testing.T) {

@@ -180,7 +180,7 @@ func (s *Service) Start(ctx context.Context, now func() time.Time, feed Feed) (s
 	}
 	sched := s.sched
 	if sched == nil {
-		sched = NewScheduler(1)
+		sched = NewScheduler(1, nil)
 	}
 	unschedule := sched.Schedule(ctx, s.interval, delay, func(ctx context.Context) { s.Tick(ctx, now()) })
 	return func() {
