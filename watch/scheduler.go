@@ -22,9 +22,8 @@ import (
 // running it. When every worker is busy, a due tick waits for the first
 // free one, in the order the ticks fell.
 //
-// The scheduler runs goroutines only while it has something scheduled:
-// the zero of it (nil) is not usable, but one that nothing is scheduled on
-// needs no stopping.
+// Make one with NewScheduler. It runs goroutines only while something is
+// scheduled on it, so it needs no stopping of its own.
 type Scheduler struct {
 	workers int
 	delay   prometheus.Histogram
@@ -133,6 +132,8 @@ func (s *Scheduler) push(e *entry) {
 	}
 }
 
+// stop is Schedule's stop for e; the last one ends the pool and waits for
+// its goroutines.
 func (s *Scheduler) stop(e *entry) {
 	e.cancel()
 	s.mu.Lock()
