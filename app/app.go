@@ -67,7 +67,9 @@ type App struct {
 	// incNow is the incidents' clock.
 	incNow func() time.Time
 	m      *watch.Metrics
-	srcM   *sourceMetrics
+	// sched runs every service's ticks on a bounded pool of workers.
+	sched *watch.Scheduler
+	srcM  *sourceMetrics
 	// engines are the PromQL engines the embedded sources share.
 	engines  *embedded.Engines
 	reloader *config.Reloader
@@ -142,6 +144,7 @@ func NewUnloaded(opts Options) *App {
 		now:     opts.Now,
 		incNow:  incidentNow,
 		m:       watch.NewMetrics(opts.Registry),
+		sched:   watch.NewScheduler(0, opts.Registry),
 		srcM:    newSourceMetrics(opts.Registry),
 		engines: embedded.NewEngines(),
 		loops:   map[*service]func(){},

@@ -135,7 +135,7 @@ func (a *App) buildService(cfg *config.Config, sc config.Service, named map[stri
 	}
 	s.watch, err = watch.New(watch.Options{
 		Name: sc.Name, Detector: detector, Triggers: evaluators, Querier: s.querier, Align: align,
-		Window: time.Duration(sc.WatchWindow), Interval: s.interval, Metrics: a.m, Logger: log,
+		Window: time.Duration(sc.WatchWindow), Interval: s.interval, Scheduler: a.sched, Metrics: a.m, Logger: log,
 		OnVerdict: a.opts.OnVerdict, OnFiring: a.onFiring, Persist: a.saved().Persist,
 	})
 	if err != nil {

@@ -46,13 +46,17 @@ type Options struct {
 	Querier source.Querier
 	// Window is how long a watch stays open after its deploy.
 	Window time.Duration
-	// Interval is how often Run ticks.
+	// Interval is how often the service ticks once started (Start).
 	Interval time.Duration
-	// Align, when set, times Run's first tick: Run waits as long as it
-	// returns before it starts ticking. The embedded source has it wait
-	// until just after its next scrape, so that each tick reads the latest
-	// scrape at once rather than, every time, the one before it.
+	// Align, when set, times the first tick: Start asks it how long to
+	// wait before the first tick, which otherwise comes at once. The
+	// embedded source has it wait until just after its next scrape, so
+	// that each tick reads the latest scrape at once rather than, every
+	// time, the one before it.
 	Align func() time.Duration
+	// Scheduler runs the ticks, shared by the services of a daemon
+	// (default: one of its own, with one worker).
+	Scheduler *Scheduler
 	// HistorySpan is how far back each trigger's evaluations are kept for
 	// History (default DefaultHistorySpan; at most MaxHistoryPoints).
 	HistorySpan time.Duration
@@ -67,15 +71,16 @@ type Options struct {
 }
 
 // Service is one service's watch stage: its deploy detector, its triggers
-// and the watch window of its latest deploy. One goroutine runs it (Run,
-// or Tick in tests); Announce, Deployed, Learn and Status may be called
-// from others.
+// and the watch window of its latest deploy. Its ticks run one at a time
+// (Start, or Tick in tests); Announce, Deployed, Learn and Status may be
+// called from other goroutines.
 type Service struct {
 	name      string
 	querier   source.Querier
 	window    time.Duration
 	interval  time.Duration
 	align     func() time.Duration
+	sched     *Scheduler
 	m         *Metrics
 	log       *zap.Logger
 	onVerdict VerdictFunc
@@ -123,7 +128,7 @@ func New(o Options) (*Service, error) {
 		hist[i] = newHistory(o.HistorySpan, o.Interval)
 	}
 	return &Service{
-		name: o.Name, querier: o.Querier, window: o.Window, interval: o.Interval, align: o.Align, m: o.Metrics, log: o.Logger,
+		name: o.Name, querier: o.Querier, window: o.Window, interval: o.Interval, align: o.Align, sched: o.Scheduler, m: o.Metrics, log: o.Logger,
 		onVerdict: o.OnVerdict, onFiring: o.OnFiring, persist: o.Persist,
 		detector: o.Detector, triggers: o.Triggers, history: hist, lastOutcome: map[string]trigger.Outcome{},
 	}, nil
@@ -151,9 +156,11 @@ type Feed interface {
 	Run(ctx context.Context) error
 }
 
-// Start runs the service (Run) and, when not nil, its feed, whose deploys
-// open watches (Deployed, Learn), until stop is called; stop returns once
-// both ended.
+// Start ticks the service every Interval on its Scheduler, the first
+// time at once or after Align's wait, at the time now tells, and, when
+// feed is not nil, runs the feed, whose deploys open watches (Deployed,
+// Learn), until ctx ends or stop is called; stop returns once a tick under
+// way and the feed ended.
 func (s *Service) Start(ctx context.Context, now func() time.Time, feed Feed) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -167,40 +174,19 @@ func (s *Service) Start(ctx context.Context, now func() time.Time, feed Feed) (s
 			}
 		}()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.Run(ctx, now)
-	}()
+	var delay time.Duration
+	if s.align != nil {
+		delay = s.align()
+	}
+	sched := s.sched
+	if sched == nil {
+		sched = NewScheduler(1, nil)
+	}
+	unschedule := sched.Schedule(ctx, s.interval, delay, func(ctx context.Context) { s.Tick(ctx, now()) })
 	return func() {
 		cancel()
+		unschedule()
 		wg.Wait()
-	}
-}
-
-// Run ticks every Interval, starting at once (or after Align's wait),
-// until ctx ends; now is the clock.
-func (s *Service) Run(ctx context.Context, now func() time.Time) {
-	if s.align != nil {
-		if d := s.align(); d > 0 {
-			wait := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				wait.Stop()
-				return
-			case <-wait.C:
-			}
-		}
-	}
-	t := time.NewTicker(s.interval)
-	defer t.Stop()
-	for {
-		s.Tick(ctx, now())
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
 }
 

@@ -437,35 +437,28 @@ func TestTickCanceled(t *testing.T) {
 	}
 }
 
-// Run ticks at once and stops with its context.
-func TestRun(t *testing.T) {
+// Started, a service ticks at once; stop ends its ticks.
+func TestStart(t *testing.T) {
 	f := newFixture(t, fixtureOpts{versionQuery: true})
 	f.src.set(func(s *fakeSource) { s.versions["v1"] = 1 })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.svc.Run(ctx, func() time.Time { return t0 })
-	}()
+	stop := f.svc.Start(context.Background(), func() time.Time { return t0 }, nil)
+	defer stop()
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if c := f.svc.Status().Current; c != "v1" {
 			return fmt.Errorf("current %q", c)
 		}
 		return nil
 	}, "the first tick")
-	cancel()
-	<-done
 }
 
-// With Align, Run waits before its first tick: ended during the wait, it
+// With Align, the first tick waits: stopped during the wait, the service
 // has queried nothing.
-func TestRunAligned(t *testing.T) {
+func TestStartAligned(t *testing.T) {
 	asked := 0
 	f := newFixture(t, fixtureOpts{versionQuery: true, align: func() time.Duration { asked++; return time.Hour }})
 	f.src.set(func(s *fakeSource) { s.versions["v1"] = 1 })
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	f.svc.Run(ctx, func() time.Time { return t0 })
+	stop := f.svc.Start(context.Background(), func() time.Time { return t0 }, nil)
+	stop()
 	f.src.set(func(s *fakeSource) {
 		if asked != 1 || len(s.queries) != 0 {
 			t.Errorf("align asked %d times, queries %q; want once and none", asked, s.queries)
