@@ -94,6 +94,8 @@ type result struct {
 	RSSAnon      float64 `json:"rss_anon_mib"`
 	RSSFile      float64 `json:"rss_file_mib"`
 	HeapInuse    float64 `json:"heap_inuse_mib"`
+	HeapAlloc    float64 `json:"heap_alloc_mib"`
+	Stacks       float64 `json:"stacks_mib"`
 	Ticks        float64 `json:"ticks"`
 	CPUPerTick   float64 `json:"cpu_ms_per_tick"`
 	Goroutines   int     `json:"goroutines"`
@@ -316,13 +318,13 @@ func orchestrate(buildSpec, counts string, warmup, measure, interval time.Durati
 	}
 	fmt.Fprintf(stdout, "Footprint: scrape and evaluation every %s, %s warm-up, CPU over %s, GOMAXPROCS %d, %s in all.\n\n",
 		interval, warmup, measure, runtime.GOMAXPROCS(0), time.Since(start).Round(time.Second))
-	fmt.Fprintln(stdout, "| build | executable | services | series scraped | series stored | VmRSS | RssAnon (heap, stacks) | RssFile (mapped binary, chunk files) | Go heap in use | RssAnon per service | CPU per tick | CPU per service per tick | share of one core | trigger evaluations per tick |")
-	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(stdout, "| build | executable | services | series scraped | series stored | VmRSS | RssAnon (heap, stacks) | RssFile (mapped binary) | Go heap in use | Go heap live | goroutine stacks (goroutines) | RssAnon per service | CPU per tick | CPU per service per tick | share of one core | trigger evaluations per tick |")
+	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, x := range rows {
 		r := x.r
-		fmt.Fprintf(stdout, "| %s (%s) | %.1f MB | %d | %d | %.0f | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %s | %.1f ms | %.2f ms | %.2f%% | %.0f |\n",
+		fmt.Fprintf(stdout, "| %s (%s) | %.1f MB | %d | %d | %.0f | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB (%d) | %s | %.1f ms | %.2f ms | %.2f%% | %.0f |\n",
 			x.b.name, x.b.tagsText(), float64(x.b.size)/1e6,
-			r.Services, r.Series, r.Stored, r.RSS, r.RSSAnon, r.RSSFile, r.HeapInuse, perService(r), r.CPUPerTick, r.CPUPerTick/float64(r.Services),
+			r.Services, r.Series, r.Stored, r.RSS, r.RSSAnon, r.RSSFile, r.HeapInuse, r.HeapAlloc, r.Stacks, r.Goroutines, perService(r), r.CPUPerTick, r.CPUPerTick/float64(r.Services),
 			100*r.CPUPerTick/float64(interval.Milliseconds()), r.Evaluations/r.Ticks)
 	}
 	return nil
@@ -535,6 +537,7 @@ func runGuardian(n int, target string, warmup, measure, interval time.Duration, 
 	r := result{
 		Services: n, Series: n * seriesPerService,
 		RSS: rss / 1024, RSSAnon: anon / 1024, RSSFile: file / 1024, HeapInuse: float64(ms.HeapInuse) / (1 << 20),
+		HeapAlloc: float64(ms.HeapAlloc) / (1 << 20), Stacks: float64(ms.StackInuse) / (1 << 20),
 		Ticks:       elapsed.Seconds() / interval.Seconds(),
 		Goroutines:  runtime.NumGoroutine(),
 		Evaluations: evals,
