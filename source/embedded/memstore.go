@@ -77,13 +77,13 @@ type memChunk struct {
 
 // pendingSample is a sample of a scrape not yet committed: a float v, or
 // a native histogram h or fh, of the series s, or, before the scrape
-// resolves folds (Source.resolve), of the cache entry e.
+// resolves folds (Source.resolve), of the cache entry of key (s nil).
 type pendingSample struct {
-	s  *memSeries
-	e  *cacheEntry
-	v  float64
-	h  *histogram.Histogram
-	fh *histogram.FloatHistogram
+	s   *memSeries
+	key uint64
+	v   float64
+	h   *histogram.Histogram
+	fh  *histogram.FloatHistogram
 }
 
 // seriesFor returns the series of lset, creating it with a copy of lset (without samples,

@@ -75,13 +75,12 @@ func (h health) String() string {
 type cacheEntry struct {
 	// series is where its samples go: the series of its labels, or the
 	// folded series of its metric (see fold).
-	series   *memSeries
-	lastIter uint64 // latest scrape iteration that had it
-	// folded: series is a fold; last is the entry's latest value, seen
-	// whether it has one.
-	folded bool
-	seen   bool
-	last   float64
+	series *memSeries
+	// last is the entry's latest value when series is a fold.
+	last     float64
+	lastIter uint32 // latest scrape iteration that had it (its low bits)
+	// folded: series is a fold; seen: last is set.
+	folded, seen bool
 	// dropped: the filter now drops the series (see Source.SetFilter).
 	dropped bool
 }
@@ -93,7 +92,7 @@ type scrapeState struct {
 	// their spelling: the spellings themselves cost a thousand services
 	// about 10 MiB, and two of a target's series sharing a hash (one
 	// chance in 10^15 for a thousand series) is not worth them.
-	cache   map[uint64]*cacheEntry
+	cache   map[uint64]cacheEntry
 	symbols *labels.SymbolTable
 	// body is the scraped body, from bodies while a scrape runs.
 	body   *bytes.Buffer
@@ -117,7 +116,7 @@ type scrapeState struct {
 
 func newScrapeState() scrapeState {
 	return scrapeState{
-		cache:   make(map[uint64]*cacheEntry),
+		cache:   make(map[uint64]cacheEntry),
 		reps:    map[string]map[string]string{},
 		symbols: labels.NewSymbolTable(),
 	}
@@ -407,7 +406,7 @@ func (s *Source) appendSample(p textparse.Parser, series []byte, v float64, h *h
 		s.dropped++
 		return nil
 	}
-	if cached && e.lastIter == s.iter {
+	if cached && e.lastIter == uint32(s.iter) {
 		// The body has the same series twice.
 		return fmt.Errorf("series %s: %w", series, storage.ErrDuplicateSampleForTimestamp)
 	}
@@ -425,7 +424,7 @@ func (s *Source) appendSample(p textparse.Parser, series []byte, v float64, h *h
 			s.dropped++
 			return nil
 		}
-		e = &cacheEntry{}
+		e = cacheEntry{}
 		if fd := s.cacheFilter.foldOf(name); fd != nil && h == nil && fh == nil {
 			e.series, e.folded = s.store.seriesFor(s.foldLabels(name, lset, fd)), true
 			e.series.folded = true
@@ -433,10 +432,10 @@ func (s *Source) appendSample(p textparse.Parser, series []byte, v float64, h *h
 			e.series = s.store.seriesFor(lset.WithoutEmpty())
 		}
 		e.series.refs++
-		s.cache[key] = e
 	}
-	e.lastIter = s.iter
-	s.pending = append(s.pending, pendingSample{e: e, v: v, h: h, fh: fh})
+	e.lastIter = uint32(s.iter)
+	s.cache[key] = e
+	s.pending = append(s.pending, pendingSample{key: key, v: v, h: h, fh: fh})
 	return nil
 }
 
@@ -489,7 +488,9 @@ func (s *Source) refilter(f *Filter) {
 			delete(s.cache, key)
 			e.series.refs--
 			delete(s.reps, name)
+			continue
 		}
+		s.cache[key] = e
 	}
 	s.cacheFilter = f
 }
@@ -500,11 +501,11 @@ func (s *Source) refilter(f *Filter) {
 func (s *Source) resolve() {
 	out := s.pending[:0]
 	for _, p := range s.pending {
-		e := p.e
-		if e == nil {
+		if p.s != nil {
 			out = append(out, p)
 			continue
 		}
+		e := s.cache[p.key]
 		sr := e.series
 		if !e.folded || p.h != nil || p.fh != nil {
 			sr.fedIter = s.iter
@@ -527,6 +528,7 @@ func (s *Source) resolve() {
 		}
 		if !math.IsNaN(p.v) {
 			e.last, e.seen = p.v, true
+			s.cache[p.key] = e
 		}
 		sr.sum += delta
 		if sr.fedIter != s.iter {
@@ -586,7 +588,7 @@ func (s *Source) appendStaleMarkers(failed bool) {
 		return
 	}
 	for key, e := range s.cache {
-		if e.lastIter != s.iter {
+		if e.lastIter != uint32(s.iter) {
 			delete(s.cache, key)
 			e.series.refs--
 		}
