@@ -58,6 +58,7 @@ type Reloader struct {
 	stopped bool
 
 	onWatching func() // called once Watch watches the directory; for tests
+	onAttempt  func() // called after each attempt of WaitValid; for tests
 
 	loadMu  sync.Mutex // serialises loads: LoadInitial and Run
 	lastSum string     // checksum of the applied configuration
@@ -286,6 +287,12 @@ func (r *Reloader) Watch(ctx context.Context) error {
 	}
 	if r.onWatching != nil {
 		r.onWatching()
+	}
+	if r.current.Load() == nil {
+		// Waiting for a valid file (WaitValid), whose first attempt came
+		// before this watch: a fix written in between has no event to come.
+		// One more attempt, skipped if the bytes are those that failed.
+		r.trigger()
 	}
 	debounce := r.Debounce
 	if debounce <= 0 {

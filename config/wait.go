@@ -43,6 +43,9 @@ func (r *Reloader) WaitValid(ctx context.Context, retry time.Duration, onFailure
 		r.loadMu.Lock()
 		attempted, err := r.attempt(force || len(ws) > 0)
 		r.loadMu.Unlock()
+		if r.onAttempt != nil {
+			r.onAttempt()
+		}
 		if cfg := r.current.Load(); cfg != nil {
 			answer(ws, err)
 			return cfg, nil

@@ -178,3 +178,44 @@ func TestPeekListenAddress(t *testing.T) {
 		t.Errorf("a missing file: %q, %v", got, err)
 	}
 }
+
+// TestWaitValidSeesAFixBeforeTheWatch: a file fixed after WaitValid's
+// first attempt but before Watch watches its directory, which no event
+// will report, is tried as soon as Watch starts, not at the next retry.
+func TestWaitValidSeesAFixBeforeTheWatch(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	writeFile(t, path, invalidConfig)
+	app := &applied{}
+	r := NewReloader(path, app.apply, zap.NewNop(), prometheus.NewRegistry())
+	r.Debounce = 20 * time.Millisecond
+	if _, err := r.LoadInitial(); err == nil {
+		t.Fatal("the first load succeeded")
+	}
+	attempted := make(chan struct{}, 10)
+	r.onAttempt = func() { attempted <- struct{}{} }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.WaitValid(ctx, time.Hour, nil)
+		done <- err
+	}()
+	<-attempted
+	renameOver(t, path, serviceConfig("fixed"))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { _ = r.Watch(ctx) })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("WaitValid: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fix written before Watch started was not tried")
+	}
+	if r.Current() == nil {
+		t.Error("no configuration applied")
+	}
+}
