@@ -3,6 +3,9 @@ package embedded
 import (
 	"context"
 	"math"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -219,5 +222,42 @@ func TestMemStoreHistograms(t *testing.T) {
 	}
 	if typ := it.Next(); typ != chunkenc.ValNone {
 		t.Errorf("after the stale marker: %v, want the end", typ)
+	}
+}
+
+// BenchmarkSeriesMemory measures the Go heap a series holds with an
+// hour and a quarter of samples at 5 s, the embedded source's retention
+// for a service with a 1h watch window: request counters growing by a
+// few hundred a scrape, scraped with a few milliseconds of jitter.
+//
+//	go test -run X -bench SeriesMemory ./source/embedded/
+func BenchmarkSeriesMemory(b *testing.B) {
+	const nSeries, nSamples = 1000, 930
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		st := newMemStore()
+		series := make([]*memSeries, nSeries)
+		for i := range series {
+			series[i] = st.seriesFor(labels.FromStrings("__name__", "http_requests_total", "version", "v"+strconv.Itoa(i%2), "code", strconv.Itoa(i)))
+			series[i].refs = 1
+		}
+		rnd := rand.New(rand.NewPCG(1, 2))
+		values := make([]float64, nSeries)
+		batch := make([]pendingSample, nSeries)
+		for k := range nSamples {
+			t := int64(k)*5000 + rnd.Int64N(20)
+			for i, s := range series {
+				values[i] += float64(rnd.IntN(400))
+				batch[i] = pendingSample{s: s, v: values[i]}
+			}
+			st.commit(t, batch)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/nSeries, "B/series")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/nSeries/nSamples, "B/sample")
+		runtime.KeepAlive(series)
 	}
 }
