@@ -166,7 +166,12 @@ type PrometheusSource struct {
 // whose metric names the service's queries select (triggers, volume and
 // sequential queries, deploy.version_query), for as long as they look back;
 // all series when a query selects without a metric name, such as
-// {job="checkout"}. guardian_embedded_series_dropped counts the others.
+// {job="checkout"}. guardian_embedded_series_dropped counts the others. A
+// metric the queries read only as sums of rates or increases, such as
+// sum by (version) (rate(http_requests_total{code=~"5.."}[2m])), is stored
+// folded: the series no query tells apart (here, by method, or by one 5xx
+// code from another) are kept as their sum, counter resets compensated;
+// guardian_embedded_series counts the series stored.
 type Scrape struct {
 	// URL is the service's metrics endpoint, such as
 	// http://127.0.0.1:8080/metrics.

@@ -37,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"target"}),
 		series: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "guardian_embedded_series",
-			Help: "Series the embedded source's latest scrape appended to its in-memory TSDB head, Guardian's own up, scrape_duration_seconds and scrape_samples_scraped included.",
+			Help: "Series the embedded source's latest scrape appended to (a folded series counted once), Guardian's own up, scrape_duration_seconds and scrape_samples_scraped included.",
 		}, []string{"target"}),
 		dropped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "guardian_embedded_series_dropped",
