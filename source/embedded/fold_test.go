@@ -214,3 +214,66 @@ func TestFoldedSumsAgree(t *testing.T) {
 		t.Errorf("series as scraped = %d, want %d", got, want)
 	}
 }
+
+// TestRefoldOnReload: a reload whose queries group by a label the fold
+// dropped (SetFilter) stores the series by that label from the next
+// scrape on, and ends the folded ones with stale markers.
+func TestRefoldOnReload(t *testing.T) {
+	ft := &foldTarget{}
+	srv := httptest.NewServer(ft)
+	t.Cleanup(srv.Close)
+	before, err := FilterFor(foldService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byMethod := foldService
+	byMethod.Triggers = append(slices.Clone(byMethod.Triggers), config.Trigger{Name: "by-method",
+		Query: `max(sum by (method) (rate(http_requests_total{version="{{.Version}}"}[{{.Window}}])))`})
+	after, err := FilterFor(byMethod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fd := after.foldOf("http_requests_total"); fd == nil || !slices.Contains(slices.Collect(mapKeys(fd.keep)), "method") {
+		t.Fatalf("the new filter's fold %v does not keep method", fd)
+	}
+	clk := &clock{t: start}
+	s, err := New(config.Scrape{URL: srv.URL}, Options{Now: clk.Now, Filter: before}, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	scrape := func(k int) {
+		t.Helper()
+		ft.k.Store(int64(k))
+		clk.Set(start.Add(time.Duration(k) * time.Second))
+		if err := s.ScrapeOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(q string) int {
+		t.Helper()
+		res, err := s.Query(context.Background(), q, clk.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(res.Vector)
+	}
+	for k := range 5 {
+		scrape(k)
+	}
+	if got := count(`http_requests_total`); got != 4 {
+		t.Fatalf("series before the reload = %d, want 4 (2 versions x 2 classes of code)", got)
+	}
+	s.SetFilter(after)
+	for k := 5; k < 10; k++ {
+		scrape(k)
+	}
+	// The folded series ended at the reload's scrape; by method: 2
+	// versions x 3 methods x 2 classes.
+	if got := count(`http_requests_total`); got != 12 {
+		t.Errorf("series after the reload = %d, want 12", got)
+	}
+	if got := count(`sum by (method) (rate(http_requests_total{version="v2"}[3s]))`); got != 3 {
+		t.Errorf("rates by method after the reload = %d, want 3", got)
+	}
+}
