@@ -52,3 +52,29 @@ func BenchmarkMetricsFootprint(b *testing.B) {
 	}
 	b.ReportMetric(perService, "heap-B/service")
 }
+
+// BenchmarkMetricsGather is one scrape of the watch metrics of 1,000
+// services set up as in BenchmarkMetricsFootprint.
+//
+//	go test -run '^$' -bench MetricsGather -benchmem ./watch/
+func BenchmarkMetricsGather(b *testing.B) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	for i := range 1000 {
+		svc := fmt.Sprintf("service-%04d", i)
+		m.deploys.WithLabelValues(svc, "api").Inc()
+		m.watching.WithLabelValues(svc).Set(1)
+		m.evalDuration.WithLabelValues(svc).Observe(0.001)
+		for j := range 3 {
+			tr := fmt.Sprintf("trigger-%d", j)
+			m.evaluations.WithLabelValues(svc, tr, "ok").Inc()
+			m.triggerState.WithLabelValues(svc, tr).Set(0)
+			m.triggerValue.WithLabelValues(svc, tr).Set(0.1)
+		}
+	}
+	for b.Loop() {
+		if _, err := reg.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
