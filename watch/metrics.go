@@ -15,77 +15,61 @@ import (
 )
 
 // Metrics are the watch stage's guardian_* metrics, shared by every
-// service of a daemon: register them once with NewMetrics.
+// service of a daemon: register them once with NewMetrics. Their series
+// are kept by service as plain values (see seriesStore) and survive the
+// Services that set them, so that a Service rebuilt by a reload counts on.
 type Metrics struct {
-	evaluations  *prometheus.CounterVec
-	evalDuration *prometheus.HistogramVec
-	queryErrors  *prometheus.CounterVec
-	triggerState *prometheus.GaugeVec
+	st           *seriesStore
+	families     []*family
+	evaluations  *family
+	evalDuration *family
+	queryErrors  *family
+	triggerState *family
 	// triggerValue, triggerThreshold and triggerBaseline are a trigger's
 	// latest evaluation while a watch is open.
-	triggerValue, triggerThreshold, triggerBaseline *prometheus.GaugeVec
-	triggersFired                                   *prometheus.CounterVec
-	deploys                                         *prometheus.CounterVec
-	watching                                        *prometheus.GaugeVec
-	warnings                                        *prometheus.CounterVec
-	versionQueryErr                                 *prometheus.CounterVec
+	triggerValue, triggerThreshold, triggerBaseline *family
+	triggersFired                                   *family
+	deploys                                         *family
+	watching                                        *family
+	warnings                                        *family
+	versionQueryErr                                 *family
 }
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "guardian_evaluations_total",
-			Help: "Trigger evaluations by outcome (ok, violated, not_enough_evidence, no_data, nan, query_error).",
-		}, []string{"service", "trigger", "outcome"}),
-		evalDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "guardian_evaluation_duration_seconds",
-			Help:    "Duration of one evaluation tick of a service: deploy detection and every trigger.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-		}, []string{"service"}),
-		queryErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "guardian_query_errors_total",
-			Help: "Failed metric queries by reason (timeout, unavailable, bad_response, bad_query, canceled, other).",
-		}, []string{"service", "reason"}),
-		triggerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "guardian_trigger_state",
-			Help: "State of each trigger: 0 inactive, 1 pending, 2 firing.",
-		}, []string{"service", "trigger"}),
-		triggerValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "guardian_trigger_value",
-			Help: "The new version's value at a trigger's latest evaluation, while the service's watch window is open (absent without data).",
-		}, []string{"service", "trigger"}),
-		triggerThreshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "guardian_trigger_threshold",
-			Help: "The limit of a trigger's first judged condition at its latest evaluation (baseline × factor for above_baseline), while the watch window is open.",
-		}, []string{"service", "trigger"}),
-		triggerBaseline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "guardian_trigger_baseline",
-			Help: "The baseline version's value at a trigger's latest evaluation, while the watch window is open (absent without a baseline).",
-		}, []string{"service", "trigger"}),
-		triggersFired: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "guardian_triggers_fired_total",
-			Help: "Times a trigger went to firing.",
-		}, []string{"service", "trigger"}),
-		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "guardian_deploys_total",
-			Help: "Fresh deploys seen, by how they were learnt (version_query, api).",
-		}, []string{"service", "source"}),
-		watching: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "guardian_watch_active",
-			Help: "1 while a service's watch window after a deploy is open.",
-		}, []string{"service"}),
-		warnings: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "guardian_query_warnings_total",
-			Help: "Queries that returned warnings.",
-		}, []string{"service"}),
-		versionQueryErr: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "guardian_version_query_failures_total",
-			Help: "Failed deploy-detection (version_query) evaluations.",
-		}, []string{"service"}),
+	m := &Metrics{st: &seriesStore{services: map[string]*serviceSeries{}}}
+	add := func(k kind, name, help string, labels ...string) *family {
+		f := newFamily(m.st, uint8(len(m.families)), k, name, help, labels...)
+		m.families = append(m.families, f)
+		return f
 	}
-	reg.MustRegister(m.evaluations, m.evalDuration, m.queryErrors, m.triggerState, m.triggersFired,
-		m.deploys, m.watching, m.warnings, m.versionQueryErr, m.triggerValue, m.triggerThreshold, m.triggerBaseline)
+	m.evaluations = add(counterKind, "guardian_evaluations_total",
+		"Trigger evaluations by outcome (ok, violated, not_enough_evidence, no_data, nan, query_error).", "service", "trigger", "outcome")
+	m.evalDuration = add(histogramKind, "guardian_evaluation_duration_seconds",
+		"Duration of one evaluation tick of a service: deploy detection and every trigger.", "service")
+	m.queryErrors = add(counterKind, "guardian_query_errors_total",
+		"Failed metric queries by reason (timeout, unavailable, bad_response, bad_query, canceled, other).", "service", "reason")
+	m.triggerState = add(gaugeKind, "guardian_trigger_state",
+		"State of each trigger: 0 inactive, 1 pending, 2 firing.", "service", "trigger")
+	m.triggerValue = add(gaugeKind, "guardian_trigger_value",
+		"The new version's value at a trigger's latest evaluation, while the service's watch window is open (absent without data).", "service", "trigger")
+	m.triggerThreshold = add(gaugeKind, "guardian_trigger_threshold",
+		"The limit of a trigger's first judged condition at its latest evaluation (baseline × factor for above_baseline), while the watch window is open.", "service", "trigger")
+	m.triggerBaseline = add(gaugeKind, "guardian_trigger_baseline",
+		"The baseline version's value at a trigger's latest evaluation, while the watch window is open (absent without a baseline).", "service", "trigger")
+	m.triggersFired = add(counterKind, "guardian_triggers_fired_total",
+		"Times a trigger went to firing.", "service", "trigger")
+	m.deploys = add(counterKind, "guardian_deploys_total",
+		"Fresh deploys seen, by how they were learnt (version_query, api).", "service", "source")
+	m.watching = add(gaugeKind, "guardian_watch_active",
+		"1 while a service's watch window after a deploy is open.", "service")
+	m.warnings = add(counterKind, "guardian_query_warnings_total",
+		"Queries that returned warnings.", "service")
+	m.versionQueryErr = add(counterKind, "guardian_version_query_failures_total",
+		"Failed deploy-detection (version_query) evaluations.", "service")
+	for _, f := range m.families {
+		reg.MustRegister(f)
+	}
 	return m
 }
 
@@ -93,45 +77,36 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // with a trigger name, those of one of its triggers.
 func (m *Metrics) Forget(service, trigger string) {
 	if trigger == "" {
-		for _, v := range []interface {
-			DeletePartialMatch(prometheus.Labels) int
-		}{m.evaluations, m.evalDuration, m.queryErrors, m.triggerState, m.triggersFired, m.deploys, m.watching, m.warnings, m.versionQueryErr,
-			m.triggerValue, m.triggerThreshold, m.triggerBaseline} {
-			v.DeletePartialMatch(prometheus.Labels{"service": service})
-		}
+		m.st.forgetService(service)
 		return
 	}
-	l := prometheus.Labels{"service": service, "trigger": trigger}
-	m.evaluations.DeletePartialMatch(l)
-	m.triggerState.DeletePartialMatch(l)
-	m.triggersFired.DeletePartialMatch(l)
-	m.clearValues(service, trigger)
+	m.st.forgetTrigger(service, trigger, func(fam uint8) bool { return m.families[fam].byTrigger })
 }
 
 // setValues exports the value, threshold and baseline of verdict v of
 // service's trigger; those v lacks are removed rather than left stale.
 func (m *Metrics) setValues(service string, v trigger.Verdict) {
 	for _, g := range []struct {
-		vec *prometheus.GaugeVec
-		v   float64
+		f *family
+		v float64
 	}{
 		{m.triggerValue, nan(v.Evidence.Value)},
 		{m.triggerThreshold, threshold(v)},
 		{m.triggerBaseline, nan(v.Evidence.BaselineValue)},
 	} {
 		if math.IsNaN(g.v) {
-			g.vec.DeleteLabelValues(service, v.Trigger)
+			g.f.delete(service, v.Trigger)
 			continue
 		}
-		g.vec.WithLabelValues(service, v.Trigger).Set(g.v)
+		g.f.set(g.v, service, v.Trigger)
 	}
 }
 
 // clearValues removes the value, threshold and baseline of service's
 // trigger: its watch window closed.
 func (m *Metrics) clearValues(service, trigger string) {
-	for _, vec := range []*prometheus.GaugeVec{m.triggerValue, m.triggerThreshold, m.triggerBaseline} {
-		vec.DeleteLabelValues(service, trigger)
+	for _, f := range []*family{m.triggerValue, m.triggerThreshold, m.triggerBaseline} {
+		f.delete(service, trigger)
 	}
 }
 
@@ -194,7 +169,7 @@ func (c countingQuerier) Query(ctx context.Context, q string, ts time.Time) (sou
 		c.observe(ctx, err)
 	}
 	if err != nil && !canceled {
-		c.m.queryErrors.WithLabelValues(c.service, source.Reason(err)).Inc()
+		c.m.queryErrors.inc(c.service, source.Reason(err))
 		return res, fmt.Errorf("querying %s: %w", c.service, err)
 	}
 	return res, err

@@ -261,7 +261,7 @@ func TestTriggerValueMetrics(t *testing.T) {
 	f.src.set(func(s *fakeSource) { s.values[errV1] = 0.01; s.values[errV2] = 0.2; s.values[latencyV2] = 0.9 })
 	f.svc.Tick(ctx, tick(2))
 	for _, c := range []struct {
-		vec     *prometheus.GaugeVec
+		vec     *family
 		trigger string
 		want    float64
 	}{
@@ -288,7 +288,7 @@ func TestTriggerValueMetrics(t *testing.T) {
 
 	// The window closes.
 	f.svc.Tick(ctx, tick(1).Add(time.Hour))
-	for name, vec := range map[string]*prometheus.GaugeVec{"value": f.m.triggerValue, "threshold": f.m.triggerThreshold, "baseline": f.m.triggerBaseline} {
+	for name, vec := range map[string]*family{"value": f.m.triggerValue, "threshold": f.m.triggerThreshold, "baseline": f.m.triggerBaseline} {
 		if n := testutil.CollectAndCount(vec); n != 0 {
 			t.Errorf("%d %s series after the window closed, want 0", n, name)
 		}

@@ -96,7 +96,7 @@ func (s *Service) Restore(b []byte, now time.Time) error {
 	s.detector.Restore(st.Detector)
 	if w := st.Watch; w != nil && now.Before(w.Until) {
 		s.watch = &window{deploy: w.Deploy, until: w.Until, fired: w.Fired}
-		s.m.watching.WithLabelValues(s.name).Set(1)
+		s.m.watching.set(1, s.name)
 		for _, tr := range s.triggers {
 			if at, ok := w.Regressed[tr.Name()]; ok {
 				if l, ok := tr.(latcher); ok {

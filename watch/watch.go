@@ -198,14 +198,14 @@ func (s *Service) Tick(ctx context.Context, ts time.Time) []trigger.Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := time.Now()
-	defer func() { s.m.evalDuration.WithLabelValues(s.name).Observe(time.Since(start).Seconds()) }()
+	defer func() { s.m.evalDuration.observe(time.Since(start).Seconds(), s.name) }()
 	defer s.save(ctx)
 
 	if s.detector.HasQuery() {
 		ev, err := s.detector.Observe(ctx, ts, s.querier)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			s.m.versionQueryErr.WithLabelValues(s.name).Inc()
+			s.m.versionQueryErr.inc(s.name)
 			if msg := err.Error(); msg != s.lastVQErr {
 				s.log.Warn("deploy detection failed", zap.Error(err))
 				s.lastVQErr = msg
@@ -264,8 +264,8 @@ func (s *Service) startWatch(ctx context.Context, ev rollout.Event) {
 		s.log.Info("new deploy replaces the open watch", zap.String("previous", s.watch.deploy.Version))
 	}
 	s.watch = &window{deploy: ev, until: ev.At.Add(s.window)}
-	s.m.deploys.WithLabelValues(s.name, ev.Origin.String()).Inc()
-	s.m.watching.WithLabelValues(s.name).Set(1)
+	s.m.deploys.inc(s.name, ev.Origin.String())
+	s.m.watching.set(1, s.name)
 	s.log.Info("deploy seen: watching",
 		zap.String("version", ev.Version), zap.String("baseline", ev.Baseline), zap.String("baseline_why", ev.BaselineWhy),
 		zap.Bool("redeploy", ev.Redeploy), zap.String("via", ev.Origin.String()), zap.Time("until", s.watch.until))
@@ -273,7 +273,7 @@ func (s *Service) startWatch(ctx context.Context, ev rollout.Event) {
 	for i, tr := range s.triggers {
 		s.history[i].reset()
 		tr.Reset()
-		s.m.triggerState.WithLabelValues(s.name, tr.Name()).Set(0)
+		s.m.triggerState.set(0, s.name, tr.Name())
 		s.m.clearValues(s.name, tr.Name())
 		// The baseline's value before the deploy, taken now while the
 		// source still has it (the embedded source keeps a short history).
@@ -294,21 +294,21 @@ func (s *Service) startWatch(ctx context.Context, ev rollout.Event) {
 func (s *Service) endWatch(why string) {
 	s.log.Info(why, zap.String("version", s.watch.deploy.Version), zap.Bool("fired", s.watch.fired))
 	s.watch = nil
-	s.m.watching.WithLabelValues(s.name).Set(0)
+	s.m.watching.set(0, s.name)
 	for _, tr := range s.triggers {
 		tr.Reset()
-		s.m.triggerState.WithLabelValues(s.name, tr.Name()).Set(0)
+		s.m.triggerState.set(0, s.name, tr.Name())
 		s.m.clearValues(s.name, tr.Name())
 	}
 }
 
 // record counts, logs and publishes a verdict. Callers hold s.mu.
 func (s *Service) record(ctx context.Context, v trigger.Verdict) {
-	s.m.evaluations.WithLabelValues(s.name, v.Trigger, v.Outcome.String()).Inc()
-	s.m.triggerState.WithLabelValues(s.name, v.Trigger).Set(float64(v.State))
+	s.m.evaluations.inc(s.name, v.Trigger, v.Outcome.String())
+	s.m.triggerState.set(float64(v.State), s.name, v.Trigger)
 	s.m.setValues(s.name, v)
 	if len(v.Evidence.Warnings) > 0 {
-		s.m.warnings.WithLabelValues(s.name).Inc()
+		s.m.warnings.inc(s.name)
 	}
 	fields := []zap.Field{
 		zap.String("trigger", v.Trigger), zap.String("version", s.watch.deploy.Version),
@@ -320,7 +320,7 @@ func (s *Service) record(ctx context.Context, v trigger.Verdict) {
 	switch {
 	case v.Changed && v.State == trigger.Firing:
 		s.watch.fired = true
-		s.m.triggersFired.WithLabelValues(s.name, v.Trigger).Inc()
+		s.m.triggersFired.inc(s.name, v.Trigger)
 		s.log.Warn("trigger firing", append(fields, zap.String("baseline", s.watch.deploy.Baseline))...)
 	case v.Changed:
 		s.log.Info("trigger state changed", append(fields, zap.String("from", v.Previous.String()))...)
