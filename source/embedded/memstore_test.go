@@ -7,7 +7,9 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -228,36 +230,76 @@ func TestMemStoreHistograms(t *testing.T) {
 // BenchmarkSeriesMemory measures the Go heap a series holds with an
 // hour and a quarter of samples at 5 s, the embedded source's retention
 // for a service with a 1h watch window: request counters growing by a
-// few hundred a scrape, scraped with a few milliseconds of jitter.
+// few hundred a scrape, timestamped on the scrape schedule (aligned) or up
+// to 20 ms off it.
 //
 //	go test -run X -bench SeriesMemory ./source/embedded/
 func BenchmarkSeriesMemory(b *testing.B) {
 	const nSeries, nSamples = 1000, 930
-	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		st := newMemStore()
-		series := make([]*memSeries, nSeries)
-		for i := range series {
-			series[i] = st.seriesFor(labels.FromStrings("__name__", "http_requests_total", "version", "v"+strconv.Itoa(i%2), "code", strconv.Itoa(i)))
-			series[i].refs = 1
-		}
-		rnd := rand.New(rand.NewPCG(1, 2))
-		values := make([]float64, nSeries)
-		batch := make([]pendingSample, nSeries)
-		for k := range nSamples {
-			t := int64(k)*5000 + rnd.Int64N(20)
-			for i, s := range series {
-				values[i] += float64(rnd.IntN(400))
-				batch[i] = pendingSample{s: s, v: values[i]}
+	for _, jitter := range []int64{0, 20} {
+		b.Run("jitter="+strconv.FormatInt(jitter, 10)+"ms", func(b *testing.B) {
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				st := newMemStore()
+				series := make([]*memSeries, nSeries)
+				for i := range series {
+					series[i] = st.seriesFor(labels.FromStrings("__name__", "http_requests_total", "version", "v"+strconv.Itoa(i%2), "code", strconv.Itoa(i)))
+					series[i].refs = 1
+				}
+				rnd := rand.New(rand.NewPCG(1, 2))
+				values := make([]float64, nSeries)
+				batch := make([]pendingSample, nSeries)
+				for k := range nSamples {
+					t := int64(k) * 5000
+					if jitter > 0 {
+						t += rnd.Int64N(jitter)
+					}
+					for i, s := range series {
+						values[i] += float64(rnd.IntN(400))
+						batch[i] = pendingSample{s: s, v: values[i]}
+					}
+					st.commit(t, batch)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/nSeries, "B/series")
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/nSeries/nSamples, "B/sample")
+				runtime.KeepAlive(series)
 			}
-			st.commit(t, batch)
+		})
+	}
+}
+
+// TestScrapeTimestampsAligned: a scrape within a hundredth of the interval
+// of its schedule is timestamped on it, as Prometheus does; one further
+// off keeps its own time.
+func TestScrapeTimestampsAligned(t *testing.T) {
+	tg := newTarget(t, false)
+	clk := &clock{t: start}
+	s := newSource(t, tg.srv.URL, clk, Options{}, nil) // 1 s interval: 10 ms of tolerance
+	sched := start
+	s.schedule.Store(&sched)
+	for _, tc := range []struct {
+		at, want time.Duration // after start
+	}{
+		{0, 0},
+		{time.Second + 3*time.Millisecond, time.Second},
+		{2*time.Second - 4*time.Millisecond, 2 * time.Second},
+		{3*time.Second + 30*time.Millisecond, 3*time.Second + 30*time.Millisecond},
+		{4*time.Second + 10*time.Millisecond, 4 * time.Second},
+	} {
+		clk.Set(start.Add(tc.at))
+		if err := s.ScrapeOnce(context.Background()); err != nil {
+			t.Fatal(err)
 		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/nSeries, "B/series")
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/nSeries/nSamples, "B/sample")
-		runtime.KeepAlive(series)
+		res, err := s.Query(context.Background(), `timestamp(up)`, start.Add(max(tc.at, tc.want)+time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Vector) != 1 || res.Vector[0].Value != model.SampleValue(float64(start.Add(tc.want).UnixMilli())/1000) {
+			t.Errorf("scrape at +%s stored at %v, want +%s", tc.at, res.Vector, tc.want)
+		}
 	}
 }

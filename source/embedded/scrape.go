@@ -160,9 +160,9 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 
 	// Timestamped under inflightMu: a query that found no scrape under way
 	// (awaitScrape) was for a time before this one's, and reads none of
-	// its samples (the head keeps no isolation).
+	// its samples (the store keeps no isolation).
 	s.inflightMu.Lock()
-	ts := s.now()
+	ts := s.aligned(s.now())
 	p := &inflightScrape{at: ts, done: make(chan struct{})}
 	s.inflight = p
 	s.inflightMu.Unlock()
@@ -211,6 +211,28 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 	s.health = healthUp
 	return nil
 }
+
+// aligned returns t moved to the scrape loop's schedule (start plus a
+// multiple of the interval) when it is that close to it, as Prometheus
+// does (--scrape.timestamp-tolerance): a timestamp a few milliseconds off
+// its schedule costs two bytes in a chunk, one on it a bit. The tolerance
+// is a hundredth of the interval, at most 25 ms: a rate over a minute moves
+// by 0.04% at most.
+func (s *Source) aligned(t time.Time) time.Time {
+	start := s.schedule.Load()
+	if start == nil {
+		return t
+	}
+	tol := min(s.interval/100, maxTimestampTolerance)
+	at := s.nextScrape(*start, t.Add(-tol))
+	if d := t.Sub(at); d >= -tol && d <= tol {
+		return at
+	}
+	return t
+}
+
+// maxTimestampTolerance bounds how far aligned moves a scrape's timestamp.
+const maxTimestampTolerance = 25 * time.Millisecond
 
 // fetch reads the target's body into s.body and returns its Content-Type.
 func (s *Source) fetch(ctx context.Context) (string, error) {
