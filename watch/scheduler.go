@@ -13,8 +13,11 @@ import (
 // Scheduler runs the ticks of many services on a bounded pool of workers
 // instead of a goroutine each: a service's ticks fall every interval from
 // its first one, as with a time.Ticker, but they share the workers, so a
-// thousand services need a handful of goroutines (and stacks), and at most
-// as many ticks as workers run at once.
+// thousand services need far fewer goroutines (and stacks), and at most as
+// many ticks as workers run at once. A worker is started when a tick falls
+// and every worker is busy, up to the bound: ticks that wait on the network
+// (a remote Prometheus, a scrape under way) take workers of their own,
+// ticks that compute share a few.
 //
 // One service's ticks never overlap: a tick that falls while the service's
 // previous one still runs is skipped, and the next is the first of its
@@ -38,11 +41,13 @@ type Scheduler struct {
 
 // pool is the goroutines of a Scheduler: the timer loop and the workers.
 type pool struct {
-	work *sync.Cond    // on Scheduler.mu: a tick is ready, or quit
-	wake chan struct{} // the earliest pending tick changed
-	quit chan struct{} // closed when the pool should end
-	done bool          // quit is closed
-	wg   sync.WaitGroup
+	workers int           // started
+	idle    int           // waiting for a tick
+	work    *sync.Cond    // on Scheduler.mu: a tick is ready, or quit
+	wake    chan struct{} // the earliest pending tick changed
+	quit    chan struct{} // closed when the pool should end
+	done    bool          // quit is closed
+	wg      sync.WaitGroup
 }
 
 // entry is one scheduled function. It is in one place at a time: pending
@@ -60,12 +65,18 @@ type entry struct {
 	ended    chan struct{} // closed when a tick that was running when stopped returns
 }
 
-// NewScheduler returns a scheduler with the given number of workers
-// (workers ≤ 0 means twice GOMAXPROCS) and registers its metrics with reg
-// unless it is nil: how late ticks start and how many were skipped.
+// DefaultWorkers bounds a Scheduler's workers unless NewScheduler is told
+// otherwise: enough for the ticks of hundreds of services waiting on a slow
+// source at once, a few MiB of stacks at most.
+const DefaultWorkers = 256
+
+// NewScheduler returns a scheduler running at most workers ticks at once
+// (workers ≤ 0 means DefaultWorkers, at least twice GOMAXPROCS) and
+// registers its metrics with reg unless it is nil: how late ticks start and
+// how many were skipped.
 func NewScheduler(workers int, reg prometheus.Registerer) *Scheduler {
 	if workers <= 0 {
-		workers = 2 * runtime.GOMAXPROCS(0)
+		workers = max(DefaultWorkers, 2*runtime.GOMAXPROCS(0))
 	}
 	s := &Scheduler{
 		workers: workers,
@@ -83,6 +94,16 @@ func NewScheduler(workers int, reg prometheus.Registerer) *Scheduler {
 		reg.MustRegister(s.delay, s.skipped)
 	}
 	return s
+}
+
+// started returns how many workers the running pool has started.
+func (s *Scheduler) started() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pool == nil {
+		return 0
+	}
+	return s.pool.workers
 }
 
 // Workers returns how many ticks may run at once.
@@ -114,9 +135,22 @@ func (s *Scheduler) Schedule(ctx context.Context, interval, delay time.Duration,
 func (s *Scheduler) start() {
 	p := &pool{work: sync.NewCond(&s.mu), wake: make(chan struct{}, 1), quit: make(chan struct{})}
 	s.pool = p
-	p.wg.Add(1 + s.workers)
+	p.wg.Add(1)
 	go s.timers(p)
-	for range s.workers {
+}
+
+// enqueue queues e for a worker, starting one when none is idle and the
+// bound allows; s.mu is held.
+func (s *Scheduler) enqueue(p *pool, e *entry) {
+	e.queued = true
+	s.ready = append(s.ready, e)
+	if p.idle > len(s.ready)-1 {
+		p.work.Signal()
+		return
+	}
+	if p.workers < s.workers {
+		p.workers++
+		p.wg.Add(1)
 		go s.worker(p)
 	}
 }
@@ -189,9 +223,7 @@ func (s *Scheduler) timers(p *pool) {
 			if e.ctx.Err() != nil {
 				continue // ended with its context: stop is still to come
 			}
-			e.queued = true
-			s.ready = append(s.ready, e)
-			p.work.Signal()
+			s.enqueue(p, e)
 		}
 		wait := time.Duration(-1)
 		if len(s.pending) > 0 {
@@ -233,7 +265,9 @@ func (s *Scheduler) take(p *pool) *entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.ready) == 0 && !p.done {
+		p.idle++
 		p.work.Wait()
+		p.idle--
 	}
 	if p.done {
 		return nil

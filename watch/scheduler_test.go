@@ -167,6 +167,43 @@ func TestSchedulerSlowServiceHoldsOneWorker(t *testing.T) {
 	}
 }
 
+// With the default bound, ticks waiting on the network (here, forever)
+// take workers of their own and the other services tick on time; ticks
+// that return at once, spread over the interval, share one worker.
+func TestSchedulerWorkersOnDemand(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := NewScheduler(0, nil)
+		var stops []func()
+		for range 20 {
+			stops = append(stops, s.Schedule(context.Background(), time.Second, 0, func(ctx context.Context) { <-ctx.Done() }))
+		}
+		synctest.Wait()
+		if got := s.started(); got != 20 {
+			t.Errorf("%d workers for 20 blocked ticks, want 20", got)
+		}
+		live := newTicks(0)
+		stops = append(stops, s.Schedule(context.Background(), 5*time.Second, 0, live.tick))
+		time.Sleep(12 * time.Second)
+		if got, want := live.times(), secs(0, 5, 10); !slices.Equal(got, want) {
+			t.Errorf("a live service beside 20 blocked ones ticks at %v, want %v", got, want)
+		}
+		for _, stop := range stops {
+			stop()
+		}
+
+		for i := range 50 {
+			stops = append(stops, s.Schedule(context.Background(), time.Second, time.Duration(i)*10*time.Millisecond, func(context.Context) {}))
+		}
+		time.Sleep(3 * time.Second)
+		if got := s.started(); got != 1 {
+			t.Errorf("%d workers for 50 instant ticks spread over the interval, want 1", got)
+		}
+		for _, stop := range stops {
+			stop()
+		}
+	})
+}
+
 // stop drops a tick that waits for a worker: it never runs.
 func TestSchedulerStopWhileWaiting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -240,7 +277,7 @@ func TestSchedulerRestarts(t *testing.T) {
 }
 
 func TestSchedulerWorkers(t *testing.T) {
-	if got, want := NewScheduler(0, nil).Workers(), 2*runtime.GOMAXPROCS(0); got != want {
+	if got, want := NewScheduler(0, nil).Workers(), max(DefaultWorkers, 2*runtime.GOMAXPROCS(0)); got != want {
 		t.Errorf("default workers %d, want %d", got, want)
 	}
 	if got := NewScheduler(3, nil).Workers(); got != 3 {
