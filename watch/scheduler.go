@@ -14,10 +14,12 @@ import (
 // instead of a goroutine each: a service's ticks fall every interval from
 // its first one, as with a time.Ticker, but they share the workers, so a
 // thousand services need far fewer goroutines (and stacks), and at most as
-// many ticks as workers run at once. A worker is started when a tick falls
-// and every worker is busy, up to the bound: ticks that wait on the network
-// (a remote Prometheus, a scrape under way) take workers of their own,
-// ticks that compute share a few.
+// many ticks as workers run at once. Workers are started as ticks fall and
+// find every worker busy: at once up to twice GOMAXPROCS (ticks that
+// compute need no more), then one for each tick that waited spawnAfter,
+// up to the bound: ticks that wait on the network (a slow remote
+// Prometheus, a target slow to answer its scrape) take workers of their
+// own instead of stalling every other service.
 //
 // One service's ticks never overlap: a tick that falls while the service's
 // previous one still runs is skipped, and the next is the first of its
@@ -58,12 +60,17 @@ type entry struct {
 	f        func(context.Context)
 	interval time.Duration
 	next     time.Time // when the next tick falls
+	readyAt  time.Time // when it was queued for a worker
 	index    int       // in Scheduler.pending; -1 when not there
 	queued   bool      // in Scheduler.ready
 	running  bool
 	stopped  bool
 	ended    chan struct{} // closed when a tick that was running when stopped returns
 }
+
+// spawnAfter is how long a due tick waits for a busy pool before a worker
+// beyond twice GOMAXPROCS is started for it.
+const spawnAfter = 50 * time.Millisecond
 
 // DefaultWorkers bounds a Scheduler's workers unless NewScheduler is told
 // otherwise: enough for the ticks of hundreds of services waiting on a slow
@@ -139,20 +146,40 @@ func (s *Scheduler) start() {
 	go s.timers(p)
 }
 
-// enqueue queues e for a worker, starting one when none is idle and the
-// bound allows; s.mu is held.
-func (s *Scheduler) enqueue(p *pool, e *entry) {
-	e.queued = true
+// enqueue queues e for a worker, starting one when none is idle and
+// fewer than twice GOMAXPROCS run; s.mu is held.
+func (s *Scheduler) enqueue(p *pool, e *entry, now time.Time) {
+	e.queued, e.readyAt = true, now
 	s.ready = append(s.ready, e)
 	if p.idle > len(s.ready)-1 {
 		p.work.Signal()
 		return
 	}
-	if p.workers < s.workers {
-		p.workers++
-		p.wg.Add(1)
-		go s.worker(p)
+	if p.workers < min(s.workers, 2*runtime.GOMAXPROCS(0)) {
+		s.spawn(p)
 	}
+}
+
+// spawn starts a worker; s.mu is held.
+func (s *Scheduler) spawn(p *pool) {
+	p.workers++
+	p.wg.Add(1)
+	go s.worker(p)
+}
+
+// spawnForWaiting starts a worker for each ready tick that waited
+// spawnAfter with no worker free, up to the bound, and returns how long
+// until the next one would have (-1: none waits); s.mu is held.
+func (s *Scheduler) spawnForWaiting(p *pool, now time.Time) time.Duration {
+	waiting := len(s.ready) - p.idle // ready ticks no idle worker is about to take
+	for i := 0; i < waiting && p.workers < s.workers; i++ {
+		since := now.Sub(s.ready[len(s.ready)-waiting+i].readyAt)
+		if since < spawnAfter {
+			return spawnAfter - since
+		}
+		s.spawn(p)
+	}
+	return -1
 }
 
 // push adds e to the pending ticks; s.mu is held.
@@ -223,10 +250,10 @@ func (s *Scheduler) timers(p *pool) {
 			if e.ctx.Err() != nil {
 				continue // ended with its context: stop is still to come
 			}
-			s.enqueue(p, e)
+			s.enqueue(p, e, now)
 		}
-		wait := time.Duration(-1)
-		if len(s.pending) > 0 {
+		wait := s.spawnForWaiting(p, now)
+		if len(s.pending) > 0 && (wait < 0 || s.pending[0].next.Sub(now) < wait) {
 			wait = s.pending[0].next.Sub(now)
 		}
 		s.mu.Unlock()
