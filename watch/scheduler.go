@@ -16,7 +16,7 @@ import (
 // thousand services need far fewer goroutines (and stacks), and at most as
 // many ticks as workers run at once. Workers are started as ticks fall and
 // find every worker busy: at once up to twice GOMAXPROCS (ticks that
-// compute need no more), then one for each tick that waited spawnAfter,
+// compute need no more), then one for each tick that waited spawnAfter (a second),
 // up to the bound: ticks that wait on the network (a slow remote
 // Prometheus, a target slow to answer its scrape) take workers of their
 // own instead of stalling every other service.
@@ -69,8 +69,10 @@ type entry struct {
 }
 
 // spawnAfter is how long a due tick waits for a busy pool before a worker
-// beyond twice GOMAXPROCS is started for it.
-const spawnAfter = 50 * time.Millisecond
+// beyond twice GOMAXPROCS is started for it: longer than a burst of
+// computing ticks takes to drain (a thousand services whose scrapes, and
+// so ticks, fall within the same half second), shorter than an interval.
+const spawnAfter = time.Second
 
 // DefaultWorkers bounds a Scheduler's workers unless NewScheduler is told
 // otherwise: enough for the ticks of hundreds of services waiting on a slow
