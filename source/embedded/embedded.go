@@ -330,11 +330,12 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 // samples older than the retention floor even where truncation has not
 // dropped them yet.
 func (s *Source) querier(mint, maxt int64) (storage.Querier, error) {
-	mint = max(mint, s.floor.Load())
+	floor := s.floor.Load()
+	mint = max(mint, floor)
 	if mint > maxt {
 		return storage.NoopQuerier(), nil
 	}
-	return memQuerier{st: s.store, mint: mint, maxt: maxt}, nil
+	return memQuerier{st: s.store, mint: mint, maxt: maxt, floor: floor}, nil
 }
 
 // Query evaluates query at ts over the scraped samples. A scalar result

@@ -316,9 +316,13 @@ func (s *memSeries) close() {
 
 // snapshot returns the series' chunks overlapping [mint, maxt] for a
 // query: the closed ones as they are (never written again) and a copy of
-// the one still appended to. Nil when none overlaps. Call with the
+// the one still appended to; a first chunk reaching back before floor,
+// the retention floor, is copied without its samples older than that
+// (queries never see them, whether or not truncation dropped them yet).
+// Samples of those chunks outside [mint, maxt] are left in: the engine
+// reads only its own ranges. Nil when no chunk overlaps. Call with the
 // store's mu held.
-func (s *memSeries) snapshot(mint, maxt int64) *memSnapshot {
+func (s *memSeries) snapshot(mint, maxt, floor int64) *memSnapshot {
 	first := len(s.chunks)
 	for i, c := range s.chunks {
 		if c.maxt >= mint {
@@ -340,13 +344,41 @@ func (s *memSeries) snapshot(mint, maxt int64) *memSnapshot {
 			open.chunk = c
 		}
 	}
-	return &memSnapshot{lset: s.lset, chunks: chunks, mint: mint, maxt: maxt}
+	if chunks[0].mint < floor {
+		trimmed := trimChunk(chunks[0].chunk, floor)
+		chunks = append(trimmed, chunks[1:]...)
+		if len(chunks) == 0 {
+			return nil
+		}
+	}
+	return &memSnapshot{lset: s.lset, chunks: chunks}
 }
 
-// memQuerier reads a memStore between mint and maxt.
+// trimChunk returns c's samples at or after floor, encoded anew.
+func trimChunk(c chunkenc.Chunk, floor int64) []memChunk {
+	tmp := &memSeries{lastT: math.MinInt64}
+	it := c.Iterator(nil)
+	for typ := it.Seek(floor); typ != chunkenc.ValNone; typ = it.Next() {
+		switch typ {
+		case chunkenc.ValFloat:
+			t, v := it.At()
+			_ = tmp.append(t, v)
+		case chunkenc.ValHistogram:
+			t, h := it.AtHistogram(nil)
+			_ = tmp.appendHistogram(t, h, nil)
+		case chunkenc.ValFloatHistogram:
+			t, fh := it.AtFloatHistogram(nil)
+			_ = tmp.appendHistogram(t, nil, fh)
+		}
+	}
+	return tmp.chunks
+}
+
+// memQuerier reads a memStore between mint and maxt, nothing before
+// floor (the retention floor, at most mint).
 type memQuerier struct {
-	st         *memStore
-	mint, maxt int64
+	st                *memStore
+	mint, maxt, floor int64
 }
 
 // Select implements storage.Querier.
@@ -361,7 +393,7 @@ func (q memQuerier) Select(_ context.Context, sortSeries bool, hints *storage.Se
 	var out []storage.Series
 	q.st.mu.RLock()
 	q.st.each(ms, func(s *memSeries) {
-		if snap := s.snapshot(mint, maxt); snap != nil {
+		if snap := s.snapshot(mint, maxt, q.floor); snap != nil {
 			out = append(out, snap)
 		}
 	})
@@ -465,126 +497,22 @@ func (l *seriesList) At() storage.Series                { return l.series[l.i-1]
 func (l *seriesList) Err() error                        { return nil }
 func (l *seriesList) Warnings() annotations.Annotations { return nil }
 func (l *memSnapshot) Labels() labels.Labels            { return l.lset }
+
+// Iterator implements storage.Series: the chunk's own iterator for one
+// chunk, Prometheus's chain of them for several.
 func (l *memSnapshot) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
-	ci, ok := it.(*chunksIterator)
-	if !ok {
-		ci = &chunksIterator{}
+	if len(l.chunks) == 1 {
+		return l.chunks[0].chunk.Iterator(it)
 	}
-	ci.reset(l)
-	return ci
+	its := make([]chunkenc.Iterator, len(l.chunks))
+	for i, c := range l.chunks {
+		its[i] = c.chunk.Iterator(nil)
+	}
+	return storage.ChainSampleIteratorFromIterators(it, its)
 }
 
-// memSnapshot is a series as a query reads it: its chunks overlapping the
-// query's range, and that range.
+// memSnapshot is a series as a query reads it: its chunks, in order.
 type memSnapshot struct {
-	lset       labels.Labels
-	chunks     []memChunk
-	mint, maxt int64
+	lset   labels.Labels
+	chunks []memChunk
 }
-
-// chunksIterator iterates over a snapshot's samples in [mint, maxt], one
-// chunk after the other.
-type chunksIterator struct {
-	chunks     []memChunk
-	next       int                // index of the chunk after cur's
-	cur        chunkenc.Iterator  // nopIterator before the first chunk
-	spare      chunkenc.Iterator  // a chunk iterator to reuse, or nil
-	typ        chunkenc.ValueType // of the current sample; ValNone before the first
-	done       bool
-	mint, maxt int64
-	err        error
-}
-
-// nopIterator is the chunksIterator's cur before its first chunk.
-var nopIterator = chunkenc.NewNopIterator()
-
-func (it *chunksIterator) reset(s *memSnapshot) {
-	it.chunks, it.next, it.typ, it.done, it.mint, it.maxt, it.err = s.chunks, 0, chunkenc.ValNone, false, s.mint, s.maxt, nil
-	it.drop()
-}
-
-// drop leaves cur for the next chunk's, keeping it to reuse.
-func (it *chunksIterator) drop() {
-	if it.cur != nil && it.cur != nopIterator {
-		it.spare = it.cur
-	}
-	it.cur = nopIterator
-}
-
-// Next implements chunkenc.Iterator.
-func (it *chunksIterator) Next() chunkenc.ValueType {
-	if it.done {
-		return chunkenc.ValNone
-	}
-	return it.advance(false, it.mint)
-}
-
-// Seek implements chunkenc.Iterator.
-func (it *chunksIterator) Seek(t int64) chunkenc.ValueType {
-	if it.done {
-		return chunkenc.ValNone
-	}
-	if it.typ != chunkenc.ValNone && it.cur.AtT() >= t {
-		return it.typ
-	}
-	t = max(t, it.mint)
-	// Skip the chunks after cur's that end before t.
-	for it.next < len(it.chunks) && it.chunks[it.next].maxt < t {
-		it.next++
-		it.drop()
-	}
-	return it.advance(true, t)
-}
-
-// advance moves to the next sample (seek: the first at or after from),
-// through the next chunks when cur's ends, skipping samples before from;
-// past maxt, the iterator is exhausted.
-func (it *chunksIterator) advance(seek bool, from int64) chunkenc.ValueType {
-	for {
-		var typ chunkenc.ValueType
-		if seek {
-			typ = it.cur.Seek(from)
-		} else {
-			typ = it.cur.Next()
-		}
-		for typ != chunkenc.ValNone && it.cur.AtT() < from {
-			typ = it.cur.Next()
-		}
-		if typ != chunkenc.ValNone {
-			if it.cur.AtT() > it.maxt {
-				return it.exhaust()
-			}
-			it.typ = typ
-			return typ
-		}
-		if err := it.cur.Err(); err != nil {
-			it.err = err
-			return it.exhaust()
-		}
-		if it.next >= len(it.chunks) {
-			return it.exhaust()
-		}
-		reuse := it.cur
-		if reuse == nopIterator {
-			reuse = it.spare
-		}
-		it.cur = it.chunks[it.next].chunk.Iterator(reuse)
-		it.next++
-	}
-}
-
-func (it *chunksIterator) exhaust() chunkenc.ValueType {
-	it.typ, it.done = chunkenc.ValNone, true
-	return chunkenc.ValNone
-}
-
-func (it *chunksIterator) At() (int64, float64) { return it.cur.At() }
-func (it *chunksIterator) AtHistogram(h *histogram.Histogram) (int64, *histogram.Histogram) {
-	return it.cur.AtHistogram(h)
-}
-func (it *chunksIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
-	return it.cur.AtFloatHistogram(fh)
-}
-func (it *chunksIterator) AtT() int64  { return it.cur.AtT() }
-func (it *chunksIterator) AtST() int64 { return 0 }
-func (it *chunksIterator) Err() error  { return it.err }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -27,6 +28,9 @@ type sample struct {
 // among them, across many chunks), truncates at random, and reads them
 // back through Select with random ranges and random sequences of Next and
 // Seek: every read must agree with a plain list of the samples appended.
+// A series read holds a run of its samples, in order, none before the
+// retention floor, all those in the query's range among them (the
+// engine reads only its own range of what Select returns).
 func TestMemStoreMatchesAList(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		st := newMemStore()
@@ -63,7 +67,7 @@ func TestMemStoreMatchesAList(t *testing.T) {
 		}
 		mint := rapid.Int64Range(max(floor, -1), ts+1).Draw(t, "mint")
 		maxt := rapid.Int64Range(mint-1, ts+1).Draw(t, "maxt")
-		q := memQuerier{st: st, mint: mint, maxt: maxt}
+		q := memQuerier{st: st, mint: mint, maxt: maxt, floor: floor}
 		set := q.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
 		var it chunkenc.Iterator
 		got := map[string]storage.Series{}
@@ -88,8 +92,32 @@ func TestMemStoreMatchesAList(t *testing.T) {
 				}
 				continue
 			}
+			// The run the series holds.
+			it = sr.Iterator(it)
+			var run []sample
+			for it.Next() == chunkenc.ValFloat {
+				ts, v := it.At()
+				run = append(run, sample{ts, v})
+			}
+			if err := it.Err(); err != nil {
+				t.Fatal(err)
+			}
+			start := slices.IndexFunc(want[i], func(smp sample) bool { return len(run) > 0 && smp.t == run[0].t })
+			switch {
+			case len(run) == 0 || start < 0:
+				t.Fatalf("series %s read %v, none of its samples", s.lset, run)
+			case run[0].t < floor:
+				t.Fatalf("series %s read a sample at %d, before the floor %d", s.lset, run[0].t, floor)
+			case start+len(run) > len(want[i]) || !slices.EqualFunc(run, want[i][start:start+len(run)], func(a, b sample) bool {
+				return a.t == b.t && math.Float64bits(a.v) == math.Float64bits(b.v)
+			}):
+				t.Fatalf("series %s read %v, not a run of its samples", s.lset, run)
+			case len(in) > 0 && (in[0].t < run[0].t || in[len(in)-1].t > run[len(run)-1].t):
+				t.Fatalf("series %s read [%d, %d], not all of [%d, %d]", s.lset, run[0].t, run[len(run)-1].t, mint, maxt)
+			}
+			in = run
 			// A random walk of Next and Seek over the series, checked
-			// against the list at each step.
+			// against the run at each step.
 			it = sr.Iterator(it)
 			pos := -1 // index in `in` of the current sample
 			for step := 0; ; step++ {
@@ -206,7 +234,7 @@ func TestMemStoreHistograms(t *testing.T) {
 	if len(s.chunks) < 3 {
 		t.Errorf("chunks = %d, want at least 3 (120 samples each at most)", len(s.chunks))
 	}
-	it := s.snapshot(math.MinInt64, math.MaxInt64).Iterator(nil)
+	it := s.snapshot(math.MinInt64, math.MaxInt64, math.MinInt64).Iterator(nil)
 	for i, w := range want {
 		if typ := it.Next(); typ != chunkenc.ValHistogram {
 			t.Fatalf("sample %d: %v, want a histogram", i, typ)
