@@ -214,6 +214,13 @@ func (s *Service) setVersions(vs []Version) {
 	}
 	for _, v := range vs {
 		s.buildInfo.WithLabelValues(v.Version).Set(1)
+		// Both codes from the start, at 0, as Prometheus's instrumentation
+		// guidelines advise: a 500 counter created at the first error
+		// counts nothing of that error in increase() until its second
+		// scrape, which delays what an error rate shows.
+		for _, code := range []int{http.StatusOK, http.StatusInternalServerError} {
+			s.requests.WithLabelValues(v.Version, strconv.Itoa(code))
+		}
 	}
 	s.versions = append([]Version(nil), vs...)
 	s.totalWeight = total
