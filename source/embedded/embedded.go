@@ -209,9 +209,8 @@ type Source struct {
 	mu     sync.RWMutex
 	closed bool
 
-	// schedule is when the scrape loop started (nil before): it scrapes
-	// at that time plus multiples of the interval.
-	schedule atomic.Pointer[time.Time]
+	// schedule is the scrape loop's (nil before it started).
+	schedule atomic.Pointer[schedule]
 	// inflightMu guards inflight, the scrape under way (nil when none).
 	inflightMu sync.Mutex
 	inflight   *inflightScrape
@@ -494,33 +493,17 @@ func (s *Source) Close() error {
 	return nil
 }
 
-// Run scrapes every interval, the first time at once, until ctx is done; it
-// then returns nil. Failures are logged once per change of state and
-// counted; they do not stop the loop. NextScrape tells its schedule.
+// Run scrapes at once and then every interval, at times of a phase of the
+// target's own (see NextScrape), until ctx is done; it then returns nil.
+// Failures are logged once per change of state and counted; they do not
+// stop the loop.
 func (s *Source) Run(ctx context.Context) error {
-	start := time.Now()
-	s.schedule.Store(&start)
-	return s.runFrom(ctx, start)
-}
-
-// runFrom scrapes at start and then at start plus every multiple of the
-// interval (a scrape that overruns skips the times it missed), until ctx
-// is done.
-func (s *Source) runFrom(ctx context.Context, start time.Time) error {
-	t := time.NewTimer(s.interval)
-	defer t.Stop()
-	for {
-		if err := s.ScrapeOnce(ctx); errors.Is(err, ErrClosed) {
-			return err
-		}
-		now := time.Now()
-		t.Reset(s.nextScrape(start, now.Add(time.Nanosecond)).Sub(now))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	sc := s.newSchedule(time.Now())
+	s.schedule.Store(sc)
+	l := s.startLoop(ctx, sc)
+	<-ctx.Done()
+	l.stop()
+	return nil
 }
 
 // SetFilter replaces the scrape filter (nil: keep every series) from the
@@ -536,24 +519,32 @@ func (s *Source) Filter() *Filter { return s.filter.Load() }
 func (s *Source) Interval() time.Duration { return s.interval }
 
 // NextScrape returns when the scrape loop scrapes next at or after t, by
-// its schedule (Run, or Runner.Start); zero when it has not started. A
-// daemon evaluating queries at the scrape interval can time its
-// evaluations just after the scrapes, so that each reads the latest scrape
-// as soon as it lands.
+// its schedule (Run, or Runner.Start); zero when it has not started. The
+// loop scrapes as it starts, then at the times of a grid of the interval
+// whose phase is a hash of the target's URL, the first of them at least half
+// an interval after the start. A daemon evaluating queries at the scrape
+// interval can time its evaluations just after the scrapes, so that each
+// reads the latest scrape as soon as it lands.
 func (s *Source) NextScrape(t time.Time) time.Time {
-	start := s.schedule.Load()
-	if start == nil {
+	sc := s.schedule.Load()
+	if sc == nil {
 		return time.Time{}
 	}
-	return s.nextScrape(*start, t)
+	return s.nextScrape(sc, t)
 }
 
-// nextScrape is the first of start, start+interval, start+2×interval, ...
-// at or after t.
-func (s *Source) nextScrape(start, t time.Time) time.Time {
-	if !t.After(start) {
-		return start
+// nextScrape is the first of sc's scrape times at or after t.
+func (s *Source) nextScrape(sc *schedule, t time.Time) time.Time {
+	if !t.After(sc.first) {
+		return sc.first
 	}
-	k := (t.Sub(start) + s.interval - 1) / s.interval
-	return start.Add(k * s.interval)
+	return sc.gridAt(later(t, sc.first.Add(s.interval/2)), s.interval)
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

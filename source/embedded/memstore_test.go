@@ -307,8 +307,8 @@ func TestScrapeTimestampsAligned(t *testing.T) {
 	tg := newTarget(t, false)
 	clk := &clock{t: start}
 	s := newSource(t, tg.srv.URL, clk, Options{}, nil) // 1 s interval: 10 ms of tolerance
-	sched := start
-	s.schedule.Store(&sched)
+	// A grid through start.
+	s.schedule.Store(&schedule{first: start, offset: time.Duration(start.UnixNano() % int64(s.interval))})
 	for _, tc := range []struct {
 		at, want time.Duration // after start
 	}{

@@ -24,7 +24,7 @@ type Runner struct {
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
-	done    chan struct{}
+	loop    *scrapeLoop
 	stopped bool
 }
 
@@ -47,9 +47,10 @@ func (r *Runner) Same(cfg config.Scrape, retention time.Duration) bool {
 	return reflect.DeepEqual(r.cfg, cfg) && r.retention == retention
 }
 
-// Start starts the scrape loop unless it runs or the runner is stopped.
-// The loop runs until ctx ends, Pause or Stop. Its schedule is known
-// (Source.NextScrape) when Start returns.
+// Start starts the scrape loop unless it runs or the runner is stopped: a
+// scrape at once, then on the source's schedule (Source.NextScrape, known
+// when Start returns), until ctx ends, Pause or Stop. Between scrapes the
+// loop holds a timer, not a goroutine.
 func (r *Runner) Start(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -57,37 +58,36 @@ func (r *Runner) Start(ctx context.Context) {
 		return
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
-	r.done = make(chan struct{})
-	start := time.Now()
-	r.src.schedule.Store(&start)
-	go func() {
-		defer close(r.done)
-		_ = r.src.runFrom(ctx, start)
-	}()
+	sc := r.src.newSchedule(time.Now())
+	r.src.schedule.Store(sc)
+	r.loop = r.src.startLoop(ctx, sc)
 }
 
-// Pause ends the scrape loop, waiting for it, and keeps the source and its
-// samples (they age out with the retention): Start scrapes again. A
-// replica pauses the sources of the services another replica drives now.
+// Pause ends the scrape loop, waiting for a scrape under way, and keeps the
+// source and its samples (they age out with the retention): Start scrapes
+// again. A replica pauses the sources of the services another replica
+// drives now.
 func (r *Runner) Pause() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.end()
+}
+
+// end ends the loop, if it runs; r.mu is held.
+func (r *Runner) end() {
 	if r.cancel != nil {
 		r.cancel()
-		<-r.done
-		r.cancel = nil
+		r.loop.stop()
+		r.cancel, r.loop = nil, nil
 	}
 }
 
-// Stop ends the scrape loop, waiting for it, and closes the source; Start
-// does nothing after it.
+// Stop ends the scrape loop, waiting for a scrape under way, and closes the
+// source; Start does nothing after it.
 func (r *Runner) Stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cancel != nil {
-		r.cancel()
-		<-r.done
-	}
+	r.end()
 	r.stopped = true
 	_ = r.src.Close()
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
@@ -206,7 +209,8 @@ func TestSourceRetention(t *testing.T) {
 // The scrape loop scrapes at its start and every interval after it; its
 // schedule is known once Start returns.
 func TestNextScrape(t *testing.T) {
-	r, err := NewRunner(config.Scrape{URL: "http://127.0.0.1:1/metrics", Interval: config.Duration(time.Second)}, Options{}, zaptest.NewLogger(t))
+	const interval = time.Second
+	r, err := NewRunner(config.Scrape{URL: "http://127.0.0.1:1/metrics", Interval: config.Duration(interval)}, Options{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,13 +226,66 @@ func TestNextScrape(t *testing.T) {
 	if first.Before(before) || first.After(after) {
 		t.Fatalf("first scrape at %v, want within Start (%v to %v)", first, before, after)
 	}
+	if got := src.NextScrape(first); !got.Equal(first) {
+		t.Errorf("NextScrape(first) = first+%s, want first", got.Sub(first))
+	}
+	// Then a grid of the interval whose phase is the URL's, from at least
+	// half an interval after the first scrape.
+	second := src.NextScrape(first.Add(time.Nanosecond))
+	if d := second.Sub(first); d < interval/2 || d >= interval*3/2 {
+		t.Fatalf("second scrape first+%s, want within [first+%s, first+%s)", d, interval/2, interval*3/2)
+	}
+	offset := time.Duration(second.UnixNano() % int64(interval))
+	if want := time.Duration(xxhash.Sum64String(src.url) % uint64(interval)); offset != want {
+		t.Errorf("grid's phase %s, want the URL's hash modulo the interval, %s", offset, want)
+	}
 	for _, tc := range []struct {
-		at, want time.Duration // after the first scrape
+		at, want time.Duration // after the second scrape
 	}{
-		{0, 0}, {time.Nanosecond, time.Second}, {time.Second, time.Second}, {2500 * time.Millisecond, 3 * time.Second},
+		{-time.Nanosecond, 0}, {0, 0}, {time.Nanosecond, interval}, {interval, interval}, {5 * interval / 2, 3 * interval},
 	} {
-		if got := src.NextScrape(first.Add(tc.at)); !got.Equal(first.Add(tc.want)) {
-			t.Errorf("NextScrape(first+%s) = first+%s, want first+%s", tc.at, got.Sub(first), tc.want)
+		if got := src.NextScrape(second.Add(tc.at)); !got.Equal(second.Add(tc.want)) {
+			t.Errorf("NextScrape(second+%s) = second+%s, want second+%s", tc.at, got.Sub(second), tc.want)
 		}
 	}
+	// Another URL, another phase.
+	other, err := NewRunner(config.Scrape{URL: "http://127.0.0.1:2/metrics", Interval: config.Duration(interval)}, Options{}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Stop()
+	if a, b := src.newSchedule(first).offset, other.Source().newSchedule(first).offset; a == b {
+		t.Errorf("two URLs share the phase %s", a)
+	}
+}
+
+// Between scrapes a scrape loop holds a timer, not a goroutine.
+func TestIdleLoopsHoldNoGoroutine(t *testing.T) {
+	tg := newTarget(t, false)
+	tg.serve()
+	// No keep-alive connection, whose goroutines would be counted.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	before := runtime.NumGoroutine()
+	const n = 20
+	var runners []*Runner
+	for i := range n {
+		r, err := NewRunner(config.Scrape{URL: fmt.Sprintf("%s/%d", tg.srv.URL, i), Interval: config.Duration(time.Hour)}, Options{Client: client}, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Stop()
+		r.Start(context.Background())
+		runners = append(runners, r)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for i, r := range runners {
+			if n := testutil.ToFloat64(r.Source().scrapes); n != 1 {
+				return fmt.Errorf("runner %d: %g scrapes", i, n)
+			}
+		}
+		if g := runtime.NumGoroutine(); g >= before+n {
+			return fmt.Errorf("%d goroutines, %d before %d loops started", g, before, n)
+		}
+		return nil
+	}, "every loop scraped once and holds no goroutine")
 }

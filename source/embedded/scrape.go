@@ -212,19 +212,19 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 	return nil
 }
 
-// aligned returns t moved to the scrape loop's schedule (start plus a
-// multiple of the interval) when it is that close to it, as Prometheus
+// aligned returns t moved to the scrape loop's schedule (see NextScrape)
+// when it is that close to it, as Prometheus
 // does (--scrape.timestamp-tolerance): a timestamp a few milliseconds off
 // its schedule costs two bytes in a chunk, one on it a bit. The tolerance
 // is a hundredth of the interval, at most 25 ms: a rate over a minute moves
 // by 0.04% at most.
 func (s *Source) aligned(t time.Time) time.Time {
-	start := s.schedule.Load()
-	if start == nil {
+	sc := s.schedule.Load()
+	if sc == nil {
 		return t
 	}
 	tol := min(s.interval/100, maxTimestampTolerance)
-	at := s.nextScrape(*start, t.Add(-tol))
+	at := s.nextScrape(sc, t.Add(-tol))
 	if d := t.Sub(at); d >= -tol && d <= tol {
 		return at
 	}
