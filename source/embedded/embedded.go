@@ -274,13 +274,7 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 	}
 	ownClient := opts.Client == nil
 	if ownClient {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		// A scrape writes a one-line request and reads its body straight
-		// into a buffer of its own (reads larger than the connection's
-		// buffer bypass it): the 4 KiB each way a connection buffers by
-		// default were 8 MiB for a thousand targets.
-		t.WriteBufferSize, t.ReadBufferSize = 512, 1024
-		opts.Client = &http.Client{Transport: t}
+		opts.Client = &http.Client{Transport: newScrapeTransport()}
 	}
 
 	st := newMemStore()
