@@ -77,7 +77,7 @@ func newTwoSample(pre Counts, e Effect) *twoSample {
 			ts.levels = append(ts.levels, baseLevel{r: r, f: levelFloor, lw: math.Log((1-baseNullWeight)*v/float64(len(baseLambdas))) - weightSlack})
 		}
 	} else {
-		ts.reg, ts.healthy = broadPrior(), broadPrior()
+		ts.reg, ts.healthy = broadPrior, broadPrior
 		for k := range liveLevels {
 			r := liveLevelStart * math.Pow(levelStep, float64(k))
 			ts.levels = append(ts.levels, baseLevel{r: r, f: levelFloor, lw: math.Log((1-baseNullWeight)/liveLevels/float64(len(baseLambdas))) - weightSlack})
