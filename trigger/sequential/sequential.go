@@ -295,8 +295,6 @@ type Watch struct {
 	two *twoSample
 	// Shares of alpha of the relative (aRel) and absolute (aAbs) tests.
 	aRel, aAbs float64
-	// abs holds the absolute test's factors.
-	absReg, absHealthy boundaryMix
 }
 
 // Watch starts the test for a deploy. baseline says whether the deploy has
@@ -404,22 +402,23 @@ func (w *Watch) judge(newCounts, live Counts) Result {
 	r := Result{Alpha: cfg.Alpha, New: nc, E: 0, EHealthy: math.Inf(1)}
 	x, n := nc.Errors, nc.Requests
 	regressed, healthy, ran := false, true, false
-
+	mx := getMixes()
 	if w.hasBaseline {
 		ran, r.Relative = true, true
 		base := w.pre.Add(live.Clean())
 		r.Baseline = base
-		lnE, lnH := w.two.evidence(x, n, base)
+		lnE, lnH := w.two.evidence(x, n, base, mx)
 		regressed, healthy = w.combine(&r, lnE, lnH, w.aRel, regressed, healthy)
 	}
 	if lim := cfg.Limit; lim != nil {
 		ran, r.Absolute = true, true
-		w.absReg.reset(w.t.regAbs, x, n, true)
-		w.absHealthy.reset(w.t.healthyAbs, x, n, false)
-		lnE, _ := w.absReg.at(*lim)
-		lnH, _ := w.absHealthy.at(*lim)
+		mx.reg.reset(w.t.regAbs, x, n, true)
+		mx.healthy.reset(w.t.healthyAbs, x, n, false)
+		lnE, _ := mx.reg.at(*lim)
+		lnH, _ := mx.healthy.at(*lim)
 		regressed, healthy = w.combine(&r, lnE, lnH, w.aAbs, regressed, healthy)
 	}
+	putMixes(mx)
 	switch {
 	case !ran:
 		r.EHealthy = 0

@@ -3,6 +3,7 @@ package sequential
 import (
 	"math"
 	"slices"
+	"strconv"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -209,5 +210,75 @@ func TestPriorsMatchTheirReference(t *testing.T) {
 		samePrior(t, "limit regression", regressionPrior(limit, e, 0), refRegressionPrior(limit, e, 0), true, false)
 		samePrior(t, "limit health", limitHealthyPrior(limit, e), refLimitHealthyPrior(limit, e), false, true)
 		samePrior(t, "broad", broadPrior, refBroadPrior(), true, true)
+	})
+}
+
+// refLevels and refActiveLevels are the baseline's levels and their choice
+// as first built, by append.
+func refLevels(pre Counts) []baseLevel {
+	var levels []baseLevel
+	if pre.Requests > 0 {
+		for k, v := range preLevelWeights {
+			r := pre.Requests * math.Pow(levelStep, float64(k))
+			levels = append(levels, baseLevel{r: r, f: levelFloor, lw: math.Log((1-baseNullWeight)*v/float64(len(baseLambdas))) - weightSlack})
+		}
+		return levels
+	}
+	for k := range liveLevels {
+		r := liveLevelStart * math.Pow(levelStep, float64(k))
+		levels = append(levels, baseLevel{r: r, f: levelFloor, lw: math.Log((1-baseNullWeight)/liveLevels/float64(len(baseLambdas))) - weightSlack})
+	}
+	return levels
+}
+
+func refActiveLevels(levels []baseLevel, m float64) []baseLevel {
+	var active []baseLevel
+	size := max(m, 1)
+	nearest, dist := 0, math.Inf(1)
+	for i, lv := range levels {
+		if lv.r <= levelAbove*size && lv.r*levelBelow >= size {
+			active = append(active, lv)
+		}
+		if d := math.Abs(math.Log(lv.r / size)); d < dist {
+			nearest, dist = i, d
+		}
+	}
+	if len(active) == 0 {
+		active = append(active, levels[nearest])
+	}
+	return active
+}
+
+// sameLevels fails t unless got and want hold the same levels bit for bit.
+func sameLevels(t *rapid.T, name string, got, want []baseLevel) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d levels, want %d", name, len(got), len(want))
+	}
+	bits := math.Float64bits
+	for i, w := range want {
+		if g := got[i]; bits(g.r) != bits(w.r) || bits(g.f) != bits(w.f) || bits(g.lw) != bits(w.lw) {
+			t.Fatalf("%s: level %d is %+v, want %+v", name, i, g, w)
+		}
+	}
+}
+
+// TestBaseLevelsMatchTheirReference checks that a two-sample comparison's
+// baseline levels, and those it picks for the baseline's size, are those of
+// their reference construction, bit for bit.
+func TestBaseLevelsMatchTheirReference(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		pre := Counts{}
+		if rapid.Bool().Draw(t, "pre-deploy counts") {
+			pre = countsGen("pre-deploy").Draw(t, "pre")
+		}
+		ts := newTwoSample(pre, effectGen().Draw(t, "effect"))
+		want := refLevels(pre)
+		sameLevels(t, "levels", ts.levels, want)
+		for i := range 5 {
+			m := pre.Requests + countsGen("live").Draw(t, "live "+strconv.Itoa(i)).Requests
+			ts.activeLevels(m)
+			sameLevels(t, "active levels", ts.active, refActiveLevels(want, m))
+		}
 	})
 }
