@@ -295,8 +295,6 @@ type Watch struct {
 	two *twoSample
 	// Shares of alpha of the relative (aRel) and absolute (aAbs) tests.
 	aRel, aAbs float64
-	// abs holds the absolute test's factors.
-	absReg, absHealthy boundaryMix
 }
 
 // Watch starts the test for a deploy. baseline says whether the deploy has
@@ -404,22 +402,23 @@ func (w *Watch) judge(newCounts, live Counts) Result {
 	r := Result{Alpha: cfg.Alpha, New: nc, E: 0, EHealthy: math.Inf(1)}
 	x, n := nc.Errors, nc.Requests
 	regressed, healthy, ran := false, true, false
-
+	mx := getMixes()
 	if w.hasBaseline {
 		ran, r.Relative = true, true
 		base := w.pre.Add(live.Clean())
 		r.Baseline = base
-		lnE, lnH := w.two.evidence(x, n, base)
+		lnE, lnH := w.two.evidence(x, n, base, mx)
 		regressed, healthy = w.combine(&r, lnE, lnH, w.aRel, regressed, healthy)
 	}
 	if lim := cfg.Limit; lim != nil {
 		ran, r.Absolute = true, true
-		w.absReg.reset(w.t.regAbs, x, n, true)
-		w.absHealthy.reset(w.t.healthyAbs, x, n, false)
-		lnE, _ := w.absReg.at(*lim)
-		lnH, _ := w.absHealthy.at(*lim)
+		mx.reg.reset(w.t.regAbs, x, n, true)
+		mx.healthy.reset(w.t.healthyAbs, x, n, false)
+		lnE, _ := mx.reg.at(*lim)
+		lnH, _ := mx.healthy.at(*lim)
 		regressed, healthy = w.combine(&r, lnE, lnH, w.aAbs, regressed, healthy)
 	}
+	putMixes(mx)
 	switch {
 	case !ran:
 		r.EHealthy = 0
@@ -496,10 +495,15 @@ func logLik(x, n, p float64) float64 {
 }
 
 // prior is a discrete mixing distribution over error rates, sorted by rate.
+// It is immutable once built (the broad grid's prior is shared by every
+// watch), and its slices share one array of exactly their size.
 type prior struct {
 	p, lp, lq, lw []float64 // rate, ln rate, ln(1-rate), ln weight
 	// cw[k] is the weight of the rates below p[k], cwAbove[k] that of p[k]
-	// and above (len(p)+1 entries each).
+	// and above (len(p)+1 entries each). Each is kept only when the prior
+	// is used on that side of a boundary (see boundaryMix): cw for
+	// alternatives above it (a regression), cwAbove for those below it
+	// (health); the other is nil.
 	cw, cwAbove []float64
 }
 
@@ -540,12 +544,12 @@ func regressionPrior(ref float64, e Effect, floor float64) *prior {
 		}
 		ps = append(ps, p)
 	}
-	return mixWithBroad(ps)
+	return mixWithBroad(ps, true)
 }
 
 // relativeHealthyPrior targets rates from the baseline's (ratio 1) downwards.
 func relativeHealthyPrior(ref float64) *prior {
-	return mixWithBroad(downFrom(min(ref, maxRate)))
+	return mixWithBroad(downFrom(min(ref, maxRate)), false)
 }
 
 // limitHealthyPrior targets rates from limit/ratio (or limit-delta)
@@ -557,7 +561,7 @@ func limitHealthyPrior(limit float64, e Effect) *prior {
 	} else if limit-e.Delta > 0 {
 		start = limit - e.Delta
 	}
-	return mixWithBroad(downFrom(start))
+	return mixWithBroad(downFrom(start), false)
 }
 
 func downFrom(start float64) []float64 {
@@ -576,21 +580,23 @@ func broadRates() []float64 {
 	return ps
 }
 
-// broadPrior is the broad grid alone, for a baseline without pre-deploy data.
-func broadPrior() *prior {
+// broadPrior is the broad grid alone, for a baseline without pre-deploy
+// data, on either side of a boundary. It is the same for every watch.
+var broadPrior = func() *prior {
 	ps := broadRates()
 	w := make([]float64, len(ps))
 	for i := range w {
 		w[i] = 1 / float64(len(ps))
 	}
-	return newPrior(ps, w)
-}
+	return newPrior(ps, w, true, true)
+}()
 
 // mixWithBroad weighs the targeted rates ps by priorDecay^k, normalised to
-// 1-broadWeight, and adds the broad grid with broadWeight.
-func mixWithBroad(ps []float64) *prior {
+// 1-broadWeight, and adds the broad grid with broadWeight. The prior is
+// for alternatives above a boundary (above) or below it.
+func mixWithBroad(ps []float64, above bool) *prior {
 	if len(ps) == 0 {
-		return broadPrior()
+		return broadPrior
 	}
 	var ws []float64
 	sum, wk := 0.0, 1.0
@@ -607,7 +613,7 @@ func mixWithBroad(ps []float64) *prior {
 		ps = append(ps, p)
 		ws = append(ws, broadWeight/float64(len(broad)))
 	}
-	return newPrior(ps, ws)
+	return newPrior(ps, ws, above, !above)
 }
 
 // weightSlack lowers every log weight a little, so that mixture weights
@@ -615,7 +621,10 @@ func mixWithBroad(ps []float64) *prior {
 // below 1.
 const weightSlack = 1e-12
 
-func newPrior(ps, ws []float64) *prior {
+// newPrior sorts the rates ps with their weights ws into a prior, with
+// the cumulative weights for alternatives above a boundary (above) and
+// below it (below).
+func newPrior(ps, ws []float64, above, below bool) *prior {
 	idx := make([]int, len(ps))
 	for i := range idx {
 		idx[i] = i
@@ -629,22 +638,39 @@ func newPrior(ps, ws []float64) *prior {
 		}
 		return 0
 	})
-	pr := &prior{}
-	for _, i := range idx {
+	m := len(ps)
+	size := 4 * m
+	if above {
+		size += m + 1
+	}
+	if below {
+		size += m + 1
+	}
+	buf := make([]float64, size)
+	next := func(k int) []float64 {
+		s := buf[:k:k]
+		buf = buf[k:]
+		return s
+	}
+	pr := &prior{p: next(m), lp: next(m), lq: next(m), lw: next(m)}
+	for k, i := range idx {
 		p := ps[i]
-		pr.p = append(pr.p, p)
-		pr.lp = append(pr.lp, math.Log(p))
-		pr.lq = append(pr.lq, math.Log1p(-p))
-		lw := math.Log(ws[i]) - weightSlack
-		pr.lw = append(pr.lw, lw)
+		pr.p[k] = p
+		pr.lp[k] = math.Log(p)
+		pr.lq[k] = math.Log1p(-p)
+		pr.lw[k] = math.Log(ws[i]) - weightSlack
 	}
-	m := len(pr.p)
-	pr.cw, pr.cwAbove = make([]float64, m+1), make([]float64, m+1)
-	for k := range m {
-		pr.cw[k+1] = pr.cw[k] + math.Exp(pr.lw[k])
+	if above {
+		pr.cw = next(m + 1)
+		for k := range m {
+			pr.cw[k+1] = pr.cw[k] + math.Exp(pr.lw[k])
+		}
 	}
-	for k := m - 1; k >= 0; k-- {
-		pr.cwAbove[k] = pr.cwAbove[k+1] + math.Exp(pr.lw[k])
+	if below {
+		pr.cwAbove = next(m + 1)
+		for k := m - 1; k >= 0; k-- {
+			pr.cwAbove[k] = pr.cwAbove[k+1] + math.Exp(pr.lw[k])
+		}
 	}
 	return pr
 }

@@ -3,6 +3,7 @@ package sequential
 import (
 	"math"
 	"sort"
+	"sync"
 )
 
 // This file holds the comparison with a baseline known only by its counts:
@@ -56,13 +57,23 @@ type twoSample struct {
 	// The new version's alternatives: above the baseline (regression) and
 	// below it (health).
 	reg, healthy *prior
-	levels       []baseLevel
+	// levels, by increasing r (shared by every watch without pre-deploy
+	// counts), and those of the current call (a part of levels).
+	levels, active []baseLevel
 	// Warm starts: the minimising rates of the previous call, 0 if none.
 	qReg, qHealthy float64
-	// Scratch, reused between calls.
-	active       []baseLevel
-	above, below boundaryMix
 }
+
+// liveBaseLevels are the levels without pre-deploy counts, the same for
+// every watch.
+var liveBaseLevels = func() []baseLevel {
+	levels := make([]baseLevel, liveLevels)
+	for k := range levels {
+		r := liveLevelStart * math.Pow(levelStep, float64(k))
+		levels[k] = baseLevel{r: r, f: levelFloor, lw: math.Log((1-baseNullWeight)/liveLevels/float64(len(baseLambdas))) - weightSlack}
+	}
+	return levels
+}()
 
 // newTwoSample sets up the comparison for the pre-deploy counts pre (zero
 // when unknown), before any data of the new version.
@@ -72,37 +83,50 @@ func newTwoSample(pre Counts, e Effect) *twoSample {
 		ref := (pre.Errors + 0.5) / (pre.Requests + 1)
 		ts.reg = regressionPrior(ref, e, 0)
 		ts.healthy = relativeHealthyPrior(ref)
+		ts.levels = make([]baseLevel, len(preLevelWeights))
 		for k, v := range preLevelWeights {
 			r := pre.Requests * math.Pow(levelStep, float64(k))
-			ts.levels = append(ts.levels, baseLevel{r: r, f: levelFloor, lw: math.Log((1-baseNullWeight)*v/float64(len(baseLambdas))) - weightSlack})
+			ts.levels[k] = baseLevel{r: r, f: levelFloor, lw: math.Log((1-baseNullWeight)*v/float64(len(baseLambdas))) - weightSlack}
 		}
 	} else {
-		ts.reg, ts.healthy = broadPrior(), broadPrior()
-		for k := range liveLevels {
-			r := liveLevelStart * math.Pow(levelStep, float64(k))
-			ts.levels = append(ts.levels, baseLevel{r: r, f: levelFloor, lw: math.Log((1-baseNullWeight)/liveLevels/float64(len(baseLambdas))) - weightSlack})
-		}
+		ts.reg, ts.healthy = broadPrior, broadPrior
+		ts.levels = liveBaseLevels
 	}
 	return ts
 }
 
+// mixes are the new version's factors of one evaluation, against a
+// regression and for health. Their buffers serve only during it, so
+// evaluations take them from mixPool instead of every watch keeping its own.
+type mixes struct{ reg, healthy boundaryMix }
+
+var mixPool = sync.Pool{New: func() any { return new(mixes) }}
+
+func getMixes() *mixes { return mixPool.Get().(*mixes) }
+
+// putMixes returns mx to the pool, without the prior it last pointed to.
+func putMixes(mx *mixes) {
+	mx.reg.pr, mx.healthy.pr = nil, nil
+	mixPool.Put(mx)
+}
+
 // evidence returns the log e-values of a regression and of health for the
 // new version's cleaned counts (x errors in n requests) against the
-// baseline's cleaned counts b, pre-deploy plus live.
-func (ts *twoSample) evidence(x, n float64, b Counts) (lnE, lnH float64) {
+// baseline's cleaned counts b, pre-deploy plus live, with the factors mx.
+func (ts *twoSample) evidence(x, n float64, b Counts, mx *mixes) (lnE, lnH float64) {
 	y, m := b.Errors, b.Requests
 	ts.activeLevels(m)
 	phat := mle(x, n)
 
 	// Regression: inf over q in [0, phat] of ln N(q) + ln B_down(q).
-	ts.above.reset(ts.reg, x, n, true)
-	reg := objective{ts: ts, y: y, m: m}
+	mx.reg.reset(ts.reg, x, n, true)
+	reg := objective{ts: ts, mix: &mx.reg, y: y, m: m}
 	lnE, ts.qReg = reg.minimize(0, phat, ts.qReg)
 
 	// Health: inf over q with bound(q) in [phat, 1] of ln N_h(bound(q)) +
 	// ln B_up(q).
-	ts.below.reset(ts.healthy, x, n, false)
-	h := objective{ts: ts, y: y, m: m, healthy: true}
+	mx.healthy.reset(ts.healthy, x, n, false)
+	h := objective{ts: ts, mix: &mx.healthy, y: y, m: m, healthy: true}
 	lo, hi := phat/ts.effect.Ratio, 1/ts.effect.Ratio
 	if !ts.effect.IsRatio() {
 		lo, hi = max(phat-ts.effect.Delta, 0), 1-ts.effect.Delta
@@ -113,22 +137,24 @@ func (ts *twoSample) evidence(x, n float64, b Counts) (lnE, lnH float64) {
 
 // activeLevels picks the levels near the baseline's current size (m
 // requests, pre-deploy plus live). The choice depends on requests only, so
-// that B stays monotone in the baseline's errors.
+// that B stays monotone in the baseline's errors. As the levels increase in
+// r, those picked follow each other.
 func (ts *twoSample) activeLevels(m float64) {
-	ts.active = ts.active[:0]
 	size := max(m, 1)
+	from, to := len(ts.levels), 0
 	nearest, dist := 0, math.Inf(1)
 	for i, lv := range ts.levels {
 		if lv.r <= levelAbove*size && lv.r*levelBelow >= size {
-			ts.active = append(ts.active, lv)
+			from, to = min(from, i), i+1
 		}
 		if d := math.Abs(math.Log(lv.r / size)); d < dist {
 			nearest, dist = i, d
 		}
 	}
-	if len(ts.active) == 0 {
-		ts.active = append(ts.active, ts.levels[nearest])
+	if from >= to {
+		from, to = nearest, nearest+1
 	}
+	ts.active = ts.levels[from:to:to]
 }
 
 // lnBase returns ln B(q) for the baseline's counts (y errors in m
@@ -276,7 +302,9 @@ func (b *boundaryMix) at(q float64) (float64, float64) {
 // a two-sample log e-value, split into a non-increasing part dec and a
 // non-decreasing part inc.
 type objective struct {
-	ts      *twoSample
+	ts *twoSample
+	// mix is the new version's factor, reset for the counts.
+	mix     *boundaryMix
 	y, m    float64
 	healthy bool
 }
@@ -290,7 +318,7 @@ func (p searchPoint) slope() float64 { return p.ddec + p.dinc }
 func (o *objective) eval(q float64) searchPoint {
 	ts := o.ts
 	if !o.healthy {
-		f, df := ts.above.at(q)
+		f, df := o.mix.at(q)
 		g, dg := ts.lnBase(q, o.y, o.m, false)
 		return searchPoint{q, f, df, g, dg}
 	}
@@ -299,7 +327,7 @@ func (o *objective) eval(q float64) searchPoint {
 		b, db = q*ts.effect.Ratio, ts.effect.Ratio
 	}
 	g, dg := ts.lnBase(q, o.y, o.m, true)
-	f, df := ts.below.at(min(b, 1))
+	f, df := o.mix.at(min(b, 1))
 	return searchPoint{q, g, dg, f, df * db}
 }
 

@@ -199,17 +199,18 @@ func TestSearchCertifiesTheInfimum(t *testing.T) {
 		base := pre.Add(countsGen("live").Draw(t, "live"))
 		nc := countsGen("new").Draw(t, "new")
 		ts := newTwoSample(pre, e)
+		var mx mixes
 		if rapid.Bool().Draw(t, "warm") {
 			warm := countsGen("earlier").Draw(t, "earlier new")
-			ts.evidence(warm.Errors, warm.Requests, base)
+			ts.evidence(warm.Errors, warm.Requests, base, &mx)
 		}
-		lnE, lnH := ts.evidence(nc.Errors, nc.Requests, base)
+		lnE, lnH := ts.evidence(nc.Errors, nc.Requests, base, &mx)
 
 		phat := mle(nc.Errors, nc.Requests)
-		ts.above.reset(ts.reg, nc.Errors, nc.Requests, true)
-		reg := &objective{ts: ts, y: base.Errors, m: base.Requests}
-		ts.below.reset(ts.healthy, nc.Errors, nc.Requests, false)
-		h := &objective{ts: ts, y: base.Errors, m: base.Requests, healthy: true}
+		mx.reg.reset(ts.reg, nc.Errors, nc.Requests, true)
+		reg := &objective{ts: ts, mix: &mx.reg, y: base.Errors, m: base.Requests}
+		mx.healthy.reset(ts.healthy, nc.Errors, nc.Requests, false)
+		h := &objective{ts: ts, mix: &mx.healthy, y: base.Errors, m: base.Requests, healthy: true}
 		lo, hi := phat/e.Ratio, 1/e.Ratio
 		if !e.IsRatio() {
 			lo, hi = max(phat-e.Delta, 0), 1-e.Delta
