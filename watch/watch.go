@@ -7,6 +7,7 @@ package watch
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"sync"
@@ -97,9 +98,11 @@ type Service struct {
 	// lastOutcome per trigger, to log a run of no-data or errors once.
 	lastOutcome map[string]trigger.Outcome
 	lastVQErr   string
-	// lastSaved is what persist saved last; lastKey the same without
-	// what changes at every tick (see save), and savedAt when.
-	lastSaved, lastKey string
+	// lastSaved is the SHA-256 of what persist saved last; lastKey that
+	// of the same without what changes at every tick (see save), and
+	// savedAt when. Sums rather than the JSON itself: compared at every
+	// tick, they need not keep a service's whole state twice.
+	lastSaved, lastKey [sha256.Size]byte
 	savedAt            time.Time
 }
 
