@@ -165,9 +165,10 @@ type Feed interface {
 // Learn), until ctx ends or stop is called; stop returns once a tick under
 // way and the feed ended.
 func (s *Service) Start(ctx context.Context, now func() time.Time, feed Feed) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
+	cancel := func() {} // without a feed, the scheduler's stop cancels the ticks
 	var wg sync.WaitGroup
 	if feed != nil {
+		ctx, cancel = context.WithCancel(ctx)
 		feed.SetEmit(func(ev rollout.Event) { s.Deployed(ctx, ev) }, func(v string) { s.Learn(ctx, v, now()) })
 		wg.Add(1)
 		go func() {
