@@ -172,3 +172,49 @@ func BenchmarkServiceRetained(b *testing.B) {
 	}
 	b.ReportMetric(perService, "heap-B/service")
 }
+
+// BenchmarkTickFootprint is one tick of an open watch of a service with a
+// version query, persisted state and two threshold triggers, as in
+// BenchmarkServiceRetained: what it allocates is the garbage of a tick.
+//
+//	go test -run '^$' -bench TickFootprint -benchmem ./watch/
+func BenchmarkTickFootprint(b *testing.B) {
+	det, err := rollout.NewDetector("checkout", rollout.Config{VersionQuery: `sum by (version) (rate(requests{service="{{.Service}}"}[1m]))`})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var trs []trigger.Evaluator
+	for _, tn := range []string{"error-rate", "latency"} {
+		def, err := trigger.FromSpec(trigger.Spec{Name: tn, Query: `err{service="{{.Service}}",version="{{.Version}}"}`, Above: ptr(0.05)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tr, err := trigger.New(def)
+		if err != nil {
+			b.Fatal(err)
+		}
+		trs = append(trs, tr)
+	}
+	q := &footprintQuerier{}
+	svc, err := New(Options{
+		Name: "checkout", Detector: det, Triggers: trs, Querier: q, Window: 1000 * time.Hour, Interval: 5 * time.Second,
+		Metrics: NewMetrics(prometheus.NewRegistry()), Persist: func(context.Context, string, []byte) error { return nil },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	k := 0
+	for ; k < 200; k++ { // a full history
+		q.v2 = k >= 4
+		svc.Tick(ctx, t0.Add(time.Duration(k)*5*time.Second))
+	}
+	if svc.watch == nil {
+		b.Fatal("no watch open")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		k++
+		svc.Tick(ctx, t0.Add(time.Duration(k)*5*time.Second))
+	}
+}
