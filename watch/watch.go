@@ -314,10 +314,14 @@ func (s *Service) record(ctx context.Context, v trigger.Verdict) {
 	if len(v.Evidence.Warnings) > 0 {
 		s.m.warnings.inc(s.name)
 	}
-	fields := []zap.Field{
-		zap.String("trigger", v.Trigger), zap.String("version", s.watch.deploy.Version),
-		zap.String("outcome", v.Outcome.String()), zap.String("state", v.State.String()),
-		zap.String("evidence", v.Summary()),
+	// The fields (the evidence's summary above all) are built only for
+	// an entry that is written: most ticks log at debug level.
+	fields := func(more ...zap.Field) []zap.Field {
+		return append([]zap.Field{
+			zap.String("trigger", v.Trigger), zap.String("version", s.watch.deploy.Version),
+			zap.String("outcome", v.Outcome.String()), zap.String("state", v.State.String()),
+			zap.String("evidence", v.Summary()),
+		}, more...)
 	}
 	prev, seen := s.lastOutcome[v.Trigger]
 	s.lastOutcome[v.Trigger] = v.Outcome
@@ -325,13 +329,15 @@ func (s *Service) record(ctx context.Context, v trigger.Verdict) {
 	case v.Changed && v.State == trigger.Firing:
 		s.watch.fired = true
 		s.m.triggersFired.inc(s.name, v.Trigger)
-		s.log.Warn("trigger firing", append(fields, zap.String("baseline", s.watch.deploy.Baseline))...)
+		s.log.Warn("trigger firing", fields(zap.String("baseline", s.watch.deploy.Baseline))...)
 	case v.Changed:
-		s.log.Info("trigger state changed", append(fields, zap.String("from", v.Previous.String()))...)
+		s.log.Info("trigger state changed", fields(zap.String("from", v.Previous.String()))...)
 	case isTrouble(v.Outcome) && (!seen || prev != v.Outcome):
-		s.log.Warn("trigger cannot judge", append(fields, zap.Error(v.Err))...)
+		s.log.Warn("trigger cannot judge", fields(zap.Error(v.Err))...)
 	default:
-		s.log.Debug("trigger evaluated", fields...)
+		if ce := s.log.Check(zap.DebugLevel, "trigger evaluated"); ce != nil {
+			ce.Write(fields()...)
+		}
 	}
 	if s.onVerdict != nil {
 		s.onVerdict(ctx, s.watch.deploy, v)
