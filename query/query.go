@@ -49,6 +49,14 @@ type data struct {
 
 // Template is a parsed PromQL template.
 type Template struct {
+	*parsedText // shared by the templates of the same name and text
+	// counter is CounterValues's rewrite of the last render (counter.go).
+	counter atomic.Pointer[counterRewrite]
+}
+
+// parsedText is what New makes of a template's name and text; it never
+// changes.
+type parsedText struct {
 	text string
 	tmpl *template.Template
 	// segs is the template as text and plain field references, when it is
@@ -58,8 +66,6 @@ type Template struct {
 	segs []segment
 	// uses has bit i set when segs print field i.
 	uses uint8
-	// counter is CounterValues's rewrite of the last render (counter.go).
-	counter atomic.Pointer[counterRewrite]
 }
 
 // segment is a piece of a template: text, or (field >= 0) one field of
@@ -136,39 +142,41 @@ func (d *data) field(i int) string {
 // other than Service, Version, Baseline, Window and SinceDeploy fail when
 // rendered (Check renders).
 //
-// Templates of the same name and text share one parse tree while any of
-// them is in use (a template executes safely in parallel): a thousand
-// services with the same triggers keep one tree per query, not a thousand.
+// Templates of the same name and text share one parse tree (and its
+// segments and text) while any of them is in use (a template executes
+// safely in parallel): a thousand services with the same triggers keep one
+// tree per query, not a thousand.
 func New(name, text string) (*Template, error) {
 	key := parsedKey{name, text}
 	if w, ok := parsed.Load(key); ok {
-		if t := w.(weak.Pointer[template.Template]).Value(); t != nil {
-			return newTemplate(text, t), nil
+		if p := w.(weak.Pointer[parsedText]).Value(); p != nil {
+			return &Template{parsedText: p}, nil
 		}
 	}
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("parsing template: %w", err)
 	}
-	w := weak.Make(t)
+	p := newParsed(text, t)
+	w := weak.Make(p)
 	parsed.Store(key, w)
-	runtime.AddCleanup(t, func(key parsedKey) { parsed.CompareAndDelete(key, w) }, key)
-	return newTemplate(text, t), nil
+	runtime.AddCleanup(p, func(key parsedKey) { parsed.CompareAndDelete(key, w) }, key)
+	return &Template{parsedText: p}, nil
 }
 
-func newTemplate(text string, t *template.Template) *Template {
-	tt := &Template{text: text, tmpl: t, segs: segments(t)}
-	for _, s := range tt.segs {
+func newParsed(text string, t *template.Template) *parsedText {
+	p := &parsedText{text: text, tmpl: t, segs: segments(t)}
+	for _, s := range p.segs {
 		if s.field >= 0 {
-			tt.uses |= 1 << s.field
+			p.uses |= 1 << s.field
 		}
 	}
-	return tt
+	return p
 }
 
-// parsed holds a weak pointer to the parse tree of each template name
-// and text in use; an entry goes when its tree is collected.
-var parsed sync.Map // parsedKey → weak.Pointer[template.Template]
+// parsed holds a weak pointer to the parsedText of each template name and
+// text in use; an entry goes when its parsedText is collected.
+var parsed sync.Map // parsedKey → weak.Pointer[parsedText]
 
 type parsedKey struct{ name, text string }
 

@@ -186,8 +186,8 @@ func TestCounterValues(t *testing.T) {
 	}
 }
 
-// Templates of the same name and text share their parse tree and render
-// alike; another text or name has its own.
+// Templates of the same name and text share their parse tree, segments and
+// text, and render alike; another text or name has its own.
 func TestNewSharesParseTree(t *testing.T) {
 	text := `sum(rate(x{version="{{.Version}}"}[{{.Window}}]))`
 	a, err := New("shared", text)
@@ -198,8 +198,11 @@ func TestNewSharesParseTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.tmpl != b.tmpl {
+	if a.tmpl != b.tmpl || a.parsedText != b.parsedText {
 		t.Error("same name and text: two parse trees")
+	}
+	if a == b {
+		t.Error("same name and text: one Template (its counter rewrite is its own)")
 	}
 	for _, other := range []struct{ name, text string }{{"shared", text + " > 0"}, {"other", text}} {
 		c, err := New(other.name, other.text)

@@ -41,7 +41,7 @@ func TestRenderWritesWhatTheTemplateWould(t *testing.T) {
 			if got := tmpl.segs != nil; got != tc.plain {
 				t.Fatalf("rendered without executing: %v, want %v", got, tc.plain)
 			}
-			executed := &Template{text: tmpl.text, tmpl: tmpl.tmpl}
+			executed := &Template{parsedText: &parsedText{text: tmpl.text, tmpl: tmpl.tmpl}}
 			for _, v := range vars {
 				got, gerr := tmpl.Render(v)
 				want, werr := executed.Render(v)

@@ -41,8 +41,10 @@ func (t *Trigger) Eval(ctx context.Context, ts time.Time, d Deploy, q QueryFunc)
 	v.State = t.state
 	v.Changed = v.State != v.Previous
 	v.Evidence.ActiveSince = t.activeAt
-	last := v
-	t.last = &last
+	if t.last == nil {
+		t.last = new(Verdict)
+	}
+	*t.last = v
 	return v
 }
 

@@ -2,6 +2,8 @@ package trigger
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -104,4 +106,62 @@ func BenchmarkEvalFootprint(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(q.n.Load())/float64(ticks), "queries/op")
+}
+
+// cloneSpec returns s with fresh copies of its strings, as each service's
+// triggers have when decoded from a config file.
+func cloneSpec(s Spec) Spec {
+	s.Name, s.Query, s.VolumeQuery = strings.Clone(s.Name), strings.Clone(s.Query), strings.Clone(s.VolumeQuery)
+	if q := s.Sequential; q != nil {
+		c := *q
+		c.Errors, c.Requests = strings.Clone(q.Errors), strings.Clone(q.Requests)
+		s.Sequential = &c
+	}
+	return s
+}
+
+// BenchmarkTriggerRetained reports the heap that bench/footprint's three
+// triggers keep per service, for 1,000 services each built from its own
+// copy of the config, after a baseline snapshot and 20 evaluations of a
+// deploy (the last verdicts, the rendered queries, the tests' state).
+//
+//	go test -run '^$' -bench TriggerRetained -benchtime 3x ./trigger/
+func BenchmarkTriggerRetained(b *testing.B) {
+	const services, ticks = 1000, 20
+	specs := footprintSpecs()
+	var q countingQuerier
+	ctx := context.Background()
+	var perService float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		trs := make([][]*Trigger, services)
+		for i := range trs {
+			dep := Deploy{Service: fmt.Sprintf("service-%04d", i), Version: "v2", Baseline: "v1", At: t0.Add(-time.Minute), Lead: 20 * time.Second}
+			for _, s := range specs {
+				dd, err := FromSpec(cloneSpec(s))
+				if err != nil {
+					b.Fatal(err)
+				}
+				tr := newTrigger(b, dd)
+				if _, _, err := tr.Snapshot(ctx, dep, q.query); err != nil {
+					b.Fatal(err)
+				}
+				trs[i] = append(trs[i], tr)
+			}
+			for k := range ticks {
+				for _, tr := range trs[i] {
+					if v := tr.Eval(ctx, t0.Add(time.Duration(k)*5*time.Second), dep, q.query); v.Outcome == QueryError {
+						b.Fatalf("%s: %v", tr.Name(), v.Err)
+					}
+				}
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perService = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / services
+		runtime.KeepAlive(trs)
+	}
+	b.ReportMetric(perService, "heap-B/service")
 }

@@ -135,7 +135,7 @@ type LatencyEvidence struct {
 // progress (state) and a regressed decision restored after a restart
 // (latch).
 type latencyTest struct {
-	def  Definition
+	def  *Definition // the Trigger's
 	test *latency.Test
 
 	perDeploy[*latSnapshot, *latState]
@@ -166,7 +166,7 @@ type latState struct {
 }
 
 // newLatencyTest returns the latency test of d, which has a Latency test.
-func newLatencyTest(d Definition) (*latencyTest, error) {
+func newLatencyTest(d *Definition) (*latencyTest, error) {
 	test, err := latency.New(d.Latency.testConfig())
 	if err != nil {
 		return nil, fmt.Errorf("trigger %q: %w: %w", d.Name, err, ErrInvalidDefinition)

@@ -132,8 +132,9 @@ func (ec *evalContext) sample(ctx context.Context, what, qs string, ev *Evidence
 }
 
 // newMethod returns the method that judges d: its sequential test or its
-// latency test when it has one, its threshold conditions otherwise.
-func (d Definition) newMethod() (method, error) {
+// latency test when it has one, its threshold conditions otherwise. The
+// method keeps d, which must not change afterwards (the Trigger's own).
+func (d *Definition) newMethod() (method, error) {
 	if d.Sequential != nil {
 		return newCountTest(d)
 	}

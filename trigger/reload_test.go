@@ -250,7 +250,8 @@ func TestEnumStrings(t *testing.T) {
 	}
 }
 
-// TestConcurrentReaders: State, Last and Snapshot may run while Eval does.
+// TestConcurrentReaders: State, Last and Snapshot may run while Eval does,
+// and so may a reload copying the trigger's state into a new one.
 func TestConcurrentReaders(t *testing.T) {
 	tr := newTrigger(t, def(t, above(0.05), ratio(2)))
 	f := newFake(map[string]answer{valueQ: value(0.1), baselineQ: at(deployAt, value(0.01), none)})
@@ -260,6 +261,14 @@ func TestConcurrentReaders(t *testing.T) {
 			_ = tr.State()
 			_, _ = tr.Last()
 			_, _, _ = tr.Snapshot(context.Background(), d, f.query)
+		}
+	})
+	wg.Go(func() {
+		for range 200 {
+			if next := newTrigger(t, def(t, above(0.05), ratio(2))); !next.CopyStateFrom(tr) {
+				t.Error("CopyStateFrom did not copy from an equal definition")
+				return
+			}
 		}
 	})
 	run(tr, f.query, 200)

@@ -196,7 +196,7 @@ type SequentialEvidence struct {
 // per deploy, the pre-deploy baseline counts (snap), the test in progress
 // (state) and a regressed decision restored after a restart (latch).
 type countTest struct {
-	def  Definition
+	def  *Definition // the Trigger's
 	test *sequential.Test
 	// burnRel and burnAbs are the change detectors of SlowBurn, against
 	// the baseline's bound (at Alpha/4) and against Above alone (at
@@ -209,7 +209,7 @@ type countTest struct {
 var _ method = (*countTest)(nil)
 
 // newCountTest returns the count test of d, which has a Sequential test.
-func newCountTest(d Definition) (*countTest, error) {
+func newCountTest(d *Definition) (*countTest, error) {
 	test, err := sequential.New(d.testConfig())
 	if err != nil {
 		return nil, fmt.Errorf("trigger %q: %w: %w", d.Name, err, ErrInvalidDefinition)
@@ -217,8 +217,8 @@ func newCountTest(d Definition) (*countTest, error) {
 	m := &countTest{def: d, test: test}
 	if d.Sequential.SlowBurn {
 		a := d.Sequential.Alpha
-		if m.burnRel, err = newBurnDetector(d, a*burnShare); err == nil {
-			m.burnAbs, err = newBurnDetector(d, a*(1-testShare))
+		if m.burnRel, err = newBurnDetector(*d, a*burnShare); err == nil {
+			m.burnAbs, err = newBurnDetector(*d, a*(1-testShare))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("trigger %q: slow_burn: %w: %w", d.Name, err, ErrInvalidDefinition)

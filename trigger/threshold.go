@@ -27,7 +27,7 @@ import (
 //  5. A Violated outcome whose queries answered with warnings (the source
 //     says its answer may be partial) is NotEnoughEvidence, Incomplete.
 type thresholds struct {
-	def Definition
+	def *Definition // the Trigger's
 
 	mu       sync.Mutex
 	rendered *rendered // the queries of the deploy judged

@@ -301,7 +301,9 @@ type Trigger struct {
 	activeAt time.Time
 	deploy   Deploy
 	bound    bool // deploy is set
-	last     *Verdict
+	// last is the latest verdict, overwritten in place by each Eval: read
+	// it only under mu, and copy it.
+	last *Verdict
 }
 
 // New returns an inactive trigger for def, or an error wrapping
@@ -387,7 +389,14 @@ func (t *Trigger) CopyStateFrom(e Evaluator) bool {
 		return false
 	}
 	old.mu.Lock()
-	state, activeAt, deploy, bound, last := old.state, old.activeAt, old.deploy, old.bound, old.last
+	state, activeAt, deploy, bound := old.state, old.activeAt, old.deploy, old.bound
+	var last *Verdict
+	if old.last != nil {
+		// Copied under old.mu: Eval overwrites old.last in place.
+		l := *old.last
+		l.Trigger = t.def.Name
+		last = &l
+	}
 	old.mu.Unlock()
 
 	t.m.copyFrom(old.m)
@@ -395,9 +404,7 @@ func (t *Trigger) CopyStateFrom(e Evaluator) bool {
 	defer t.mu.Unlock()
 	t.state, t.activeAt, t.deploy, t.bound = state, activeAt, deploy, bound
 	if last != nil {
-		l := *last
-		l.Trigger = t.def.Name
-		t.last = &l
+		t.last = last
 	}
 	return true
 }

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,7 +59,11 @@ func (s *Service) save(ctx context.Context) {
 		}
 	}
 	b, err := json.Marshal(st)
-	if err != nil || string(b) == s.lastSaved {
+	if err != nil {
+		return
+	}
+	sum := sha256.Sum256(b)
+	if sum == s.lastSaved {
 		return
 	}
 	// The versions' traffic shares and last-seen times change at nearly
@@ -67,14 +72,15 @@ func (s *Service) save(ctx context.Context) {
 	// move), everything else at once.
 	st.Detector.Traffic, st.Detector.Seen = nil, nil
 	key, _ := json.Marshal(st)
-	if string(key) == s.lastKey && time.Since(s.savedAt) < TickSaveInterval {
+	keySum := sha256.Sum256(key)
+	if keySum == s.lastKey && time.Since(s.savedAt) < TickSaveInterval {
 		return
 	}
 	if err := s.persist(ctx, s.name, b); err != nil {
 		s.log.Warn("saving the deploy state", zap.Error(err))
 		return
 	}
-	s.lastSaved, s.lastKey, s.savedAt = string(b), string(key), time.Now()
+	s.lastSaved, s.lastKey, s.savedAt = sum, keySum, time.Now()
 }
 
 // TickSaveInterval is the least time between two saves of a service's
@@ -107,10 +113,10 @@ func (s *Service) Restore(b []byte, now time.Time) error {
 		s.log.Info("resuming the watch of a deploy after a restart", zap.String("version", w.Deploy.Version),
 			zap.String("baseline", w.Deploy.Baseline), zap.Time("until", w.Until))
 	}
-	s.lastSaved = string(b)
+	s.lastSaved = sha256.Sum256(b)
 	st.Detector.Traffic, st.Detector.Seen = nil, nil
 	key, _ := json.Marshal(st)
-	s.lastKey, s.savedAt = string(key), time.Now()
+	s.lastKey, s.savedAt = sha256.Sum256(key), time.Now()
 	return nil
 }
 

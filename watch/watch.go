@@ -7,6 +7,7 @@ package watch
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"sync"
@@ -97,9 +98,11 @@ type Service struct {
 	// lastOutcome per trigger, to log a run of no-data or errors once.
 	lastOutcome map[string]trigger.Outcome
 	lastVQErr   string
-	// lastSaved is what persist saved last; lastKey the same without
-	// what changes at every tick (see save), and savedAt when.
-	lastSaved, lastKey string
+	// lastSaved is the SHA-256 of what persist saved last; lastKey that
+	// of the same without what changes at every tick (see save), and
+	// savedAt when. Sums rather than the JSON itself: compared at every
+	// tick, they need not keep a service's whole state twice.
+	lastSaved, lastKey [sha256.Size]byte
 	savedAt            time.Time
 }
 
@@ -162,9 +165,10 @@ type Feed interface {
 // Learn), until ctx ends or stop is called; stop returns once a tick under
 // way and the feed ended.
 func (s *Service) Start(ctx context.Context, now func() time.Time, feed Feed) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
+	cancel := func() {} // without a feed, the scheduler's stop cancels the ticks
 	var wg sync.WaitGroup
 	if feed != nil {
+		ctx, cancel = context.WithCancel(ctx)
 		feed.SetEmit(func(ev rollout.Event) { s.Deployed(ctx, ev) }, func(v string) { s.Learn(ctx, v, now()) })
 		wg.Add(1)
 		go func() {
@@ -310,10 +314,14 @@ func (s *Service) record(ctx context.Context, v trigger.Verdict) {
 	if len(v.Evidence.Warnings) > 0 {
 		s.m.warnings.inc(s.name)
 	}
-	fields := []zap.Field{
-		zap.String("trigger", v.Trigger), zap.String("version", s.watch.deploy.Version),
-		zap.String("outcome", v.Outcome.String()), zap.String("state", v.State.String()),
-		zap.String("evidence", v.Summary()),
+	// The fields (the evidence's summary above all) are built only for
+	// an entry that is written: most ticks log at debug level.
+	fields := func(more ...zap.Field) []zap.Field {
+		return append([]zap.Field{
+			zap.String("trigger", v.Trigger), zap.String("version", s.watch.deploy.Version),
+			zap.String("outcome", v.Outcome.String()), zap.String("state", v.State.String()),
+			zap.String("evidence", v.Summary()),
+		}, more...)
 	}
 	prev, seen := s.lastOutcome[v.Trigger]
 	s.lastOutcome[v.Trigger] = v.Outcome
@@ -321,13 +329,15 @@ func (s *Service) record(ctx context.Context, v trigger.Verdict) {
 	case v.Changed && v.State == trigger.Firing:
 		s.watch.fired = true
 		s.m.triggersFired.inc(s.name, v.Trigger)
-		s.log.Warn("trigger firing", append(fields, zap.String("baseline", s.watch.deploy.Baseline))...)
+		s.log.Warn("trigger firing", fields(zap.String("baseline", s.watch.deploy.Baseline))...)
 	case v.Changed:
-		s.log.Info("trigger state changed", append(fields, zap.String("from", v.Previous.String()))...)
+		s.log.Info("trigger state changed", fields(zap.String("from", v.Previous.String()))...)
 	case isTrouble(v.Outcome) && (!seen || prev != v.Outcome):
-		s.log.Warn("trigger cannot judge", append(fields, zap.Error(v.Err))...)
+		s.log.Warn("trigger cannot judge", fields(zap.Error(v.Err))...)
 	default:
-		s.log.Debug("trigger evaluated", fields...)
+		if ce := s.log.Check(zap.DebugLevel, "trigger evaluated"); ce != nil {
+			ce.Write(fields()...)
+		}
 	}
 	if s.onVerdict != nil {
 		s.onVerdict(ctx, s.watch.deploy, v)
