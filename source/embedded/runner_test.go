@@ -235,8 +235,8 @@ func TestNextScrape(t *testing.T) {
 		t.Fatalf("second scrape first+%s, want within [first+%s, first+%s)", d, interval/2, interval*3/2)
 	}
 	offset := time.Duration(second.UnixNano() % int64(interval))
-	if want := time.Duration(xxhash.Sum64String(src.url) % uint64(interval)); offset != want {
-		t.Errorf("grid's phase %s, want the URL's hash modulo the interval, %s", offset, want)
+	if want := time.Duration(xxhash.Sum64String(src.url)%scrapePhases) * interval / scrapePhases; offset != want {
+		t.Errorf("grid's phase %s, want the URL's hash modulo %d phases, %s", offset, scrapePhases, want)
 	}
 	for _, tc := range []struct {
 		at, want time.Duration // after the second scrape
@@ -247,14 +247,18 @@ func TestNextScrape(t *testing.T) {
 			t.Errorf("NextScrape(second+%s) = second+%s, want second+%s", tc.at, got.Sub(second), tc.want)
 		}
 	}
-	// Another URL, another phase.
-	other, err := NewRunner(config.Scrape{URL: "http://127.0.0.1:2/metrics", Interval: config.Duration(interval)}, Options{}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
+	// Targets spread over every phase.
+	phases := map[time.Duration]bool{}
+	for i := range 64 {
+		o, err := New(config.Scrape{URL: fmt.Sprintf("http://127.0.0.1:%d/metrics", 1000+i), Interval: config.Duration(interval)}, Options{}, zaptest.NewLogger(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		phases[o.newSchedule(first).offset] = true
+		_ = o.Close()
 	}
-	defer other.Stop()
-	if a, b := src.newSchedule(first).offset, other.Source().newSchedule(first).offset; a == b {
-		t.Errorf("two URLs share the phase %s", a)
+	if len(phases) != scrapePhases {
+		t.Errorf("64 targets in %d phases, want %d", len(phases), scrapePhases)
 	}
 }
 
