@@ -168,12 +168,13 @@ func checkNames(t *testing.T, file string, exprs []string) {
 }
 
 // exportedNames lists the metric names the repository's Go code defines
-// (Name: "guardian_..." in client_golang's options, or the watch metrics'
-// add(counterKind, "guardian_...", ...)), and guardian_build_info from the
-// version collector.
+// (Name: "guardian_..." in client_golang's options, prometheus.NewDesc(
+// "guardian_...", ...) for the metrics written at gathering, or the watch
+// metrics' add(counterKind, "guardian_...", ...)), and guardian_build_info
+// from the version collector.
 func exportedNames(t *testing.T) []string {
 	t.Helper()
-	re := regexp.MustCompile(`(?:Name:\s+|\b[a-z]+Kind,\s+)"(guardian_[a-z_]+)"`)
+	re := regexp.MustCompile(`(?:Name:\s+|\b[a-z]+Kind,\s+|NewDesc\(\s*)"(guardian_[a-z_]+)"`)
 	names := []string{"guardian_build_info"}
 	root := filepath.Join("..", "..")
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {

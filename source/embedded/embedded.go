@@ -193,13 +193,8 @@ type Source struct {
 	// minus retention.
 	floor atomic.Int64
 
-	scrapes  prometheus.Counter
-	failures prometheus.Counter
-	duration prometheus.Observer
-	series   *prometheus.GaugeVec
-	// droppedSeries counts the series of the latest scrape the filter
-	// dropped.
-	droppedSeries *prometheus.GaugeVec
+	// stats are the target's metrics (Options.Metrics).
+	stats *targetStats
 	// filter is the scrape filter (nil: keep everything).
 	filter   atomic.Pointer[Filter]
 	target   string
@@ -294,11 +289,7 @@ func New(cfg config.Scrape, opts Options, logger *zap.Logger, reg prometheus.Reg
 		upSeries:      st.seriesFor(labels.FromStrings(model.MetricNameLabel, "up")),
 		durSeries:     st.seriesFor(labels.FromStrings(model.MetricNameLabel, "scrape_duration_seconds")),
 		samplesSeries: st.seriesFor(labels.FromStrings(model.MetricNameLabel, "scrape_samples_scraped")),
-		scrapes:       m.scrapes.WithLabelValues(opts.Target),
-		failures:      m.failures.WithLabelValues(opts.Target),
-		duration:      m.duration.WithLabelValues(opts.Target),
-		series:        m.series,
-		droppedSeries: m.dropped,
+		stats:         m.forTarget(opts.Target),
 		target:        opts.Target,
 		onScrape:      opts.OnScrape,
 		scrapeState:   newScrapeState(),
@@ -479,8 +470,7 @@ func (s *Source) Close() error {
 	if s.ownClient {
 		s.client.CloseIdleConnections()
 	}
-	s.series.DeleteLabelValues(s.target)
-	s.droppedSeries.DeleteLabelValues(s.target)
+	s.stats.release()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("closing embedded source %s: %w", s.shown, err)
 	}

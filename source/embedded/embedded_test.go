@@ -276,7 +276,7 @@ func TestRetentionAndStaleness(t *testing.T) {
 
 	clk := &clock{}
 	s := newSource(t, srv.URL, clk, Options{Retention: 30 * time.Second}, nil)
-	series := func() float64 { return testutil.ToFloat64(s.series.WithLabelValues(s.target)) }
+	series := func() float64 { return float64(s.stats.series.Load()) }
 	at := func(sec int) time.Time { return start.Add(time.Duration(sec) * time.Second) }
 
 	var before float64
@@ -377,10 +377,10 @@ func TestScrapeFailures(t *testing.T) {
 	if got := count("scrape failed"); got != 2 {
 		t.Errorf("logged %d scrape failures, want 2", got)
 	}
-	if got := testutil.ToFloat64(s.failures); got != 3 {
+	if got := float64(s.stats.failures.Load()); got != 3 {
 		t.Errorf("guardian_scrape_failures_total = %v, want 3", got)
 	}
-	if got := testutil.ToFloat64(s.scrapes); got != 5 {
+	if got := float64(s.stats.scrapes.Load()); got != 5 {
 		t.Errorf("guardian_scrapes_total = %v, want 5", got)
 	}
 }
@@ -761,7 +761,7 @@ func TestSourcesShareARegistry(t *testing.T) {
 	}
 	shared := NewMetrics(reg) // a third registration returns the same collectors
 	for _, tg := range []*target{a, b} {
-		if got := testutil.ToFloat64(shared.scrapes.WithLabelValues(tg.srv.URL)); got != 1 {
+		if got := float64(shared.targets[tg.srv.URL].scrapes.Load()); got != 1 {
 			t.Errorf("guardian_scrapes_total{target=%q} = %v, want 1", tg.srv.URL, got)
 		}
 	}
@@ -788,7 +788,7 @@ func TestRun(t *testing.T) {
 
 	// Queries run concurrently with the scrape loop.
 	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(s.scrapes) < 3 {
+	for float64(s.stats.scrapes.Load()) < 3 {
 		if time.Now().After(deadline) {
 			t.Fatal("Run did not scrape three times within 10s")
 		}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/rollback-guardian/guardian/config"
@@ -51,7 +50,7 @@ func TestRunner(t *testing.T) {
 	r.Start(ctx)
 	r.Start(ctx)
 	testenv.Eventually(t, 10*time.Second, func() error {
-		if n := testutil.ToFloat64(r.Source().scrapes); n < 3 {
+		if n := float64(r.Source().stats.scrapes.Load()); n < 3 {
 			return fmt.Errorf("%g scrapes", n)
 		}
 		return nil
@@ -61,13 +60,13 @@ func TestRunner(t *testing.T) {
 	}
 	// Paused: no scrape, the samples kept; started again: it scrapes.
 	r.Pause()
-	paused := testutil.ToFloat64(r.Source().scrapes)
+	paused := float64(r.Source().stats.scrapes.Load())
 	if got := single(t, r.Source(), "up", time.Now()); got != 1 {
 		t.Errorf("up after Pause = %v, want 1", got)
 	}
 	r.Start(ctx)
 	testenv.Eventually(t, 10*time.Second, func() error {
-		if n := testutil.ToFloat64(r.Source().scrapes); n < paused+2 {
+		if n := float64(r.Source().stats.scrapes.Load()); n < paused+2 {
 			return fmt.Errorf("%g scrapes, %g when paused", n, paused)
 		}
 		return nil
@@ -280,7 +279,7 @@ func TestIdleLoopsHoldNoGoroutine(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
 		for i, r := range runners {
-			if n := testutil.ToFloat64(r.Source().scrapes); n != 1 {
+			if n := float64(r.Source().stats.scrapes.Load()); n != 1 {
 				return fmt.Errorf("runner %d: %g scrapes", i, n)
 			}
 		}

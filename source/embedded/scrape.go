@@ -193,12 +193,12 @@ func (s *Source) scrapeOnce(ctx context.Context) error {
 	}
 	err := s.ingest(timestamp.FromTime(ts), contentType, scrapeErr, start)
 
-	s.scrapes.Inc()
-	s.duration.Observe(time.Since(start).Seconds())
-	s.series.WithLabelValues(s.target).Set(float64(s.numSeries()))
-	s.droppedSeries.WithLabelValues(s.target).Set(float64(s.dropped))
+	s.stats.scrapes.Add(1)
+	s.stats.observe(time.Since(start).Seconds())
+	s.stats.series.Store(int64(s.numSeries()))
+	s.stats.dropped.Store(int64(s.dropped))
 	if err != nil {
-		s.failures.Inc()
+		s.stats.failures.Add(1)
 		if s.health != healthDown {
 			s.logger.Warn("scrape failed", zap.String("url", s.shown), zap.Stringer("was", s.health), zap.Error(err))
 		}
