@@ -451,6 +451,7 @@ const serviceTriggers = `&triggers
 // runGuardian runs one Guardian watching n services of the server at
 // target and prints its figures as JSON.
 func runGuardian(n int, target string, warmup, measure, interval time.Duration, heap string, stdout io.Writer) error {
+	app.SetGCDefault() // as guardian run does
 	if heap != "" {
 		// A sample every 16 KiB allocated instead of 512 KiB: a thousand
 		// services' structures of a few KiB each show by their own lines.

@@ -129,6 +129,7 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 			}
 			// guardian_build_info's version label.
 			commonversion.Version = buildVersion()
+			log.Debug("garbage collector target", zap.Int("gogc_percent", app.SetGCDefault()))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			a := app.NewUnloaded(app.Options{ConfigFile: configFile, Logger: log, NoWatch: !watch, Fault: faultHook(log), Web: wf})
