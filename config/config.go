@@ -174,9 +174,14 @@ type PrometheusSource struct {
 // guardian_embedded_series counts the series stored.
 type Scrape struct {
 	// URL is the service's metrics endpoint, such as
-	// http://127.0.0.1:8080/metrics.
+	// http://127.0.0.1:8080/metrics. Scrapes keep one connection to it
+	// alive, ask for an uncompressed body, and go through the proxy the
+	// environment names (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), if any.
 	URL string `yaml:"url"`
-	// Interval is the time between two scrapes (default 5s).
+	// Interval is the time between two scrapes (default 5s). The first
+	// scrape is at start; the next ones fall at one of eight phases of
+	// the interval, chosen from the URL, so that many services' scrapes
+	// (and the evaluations that follow them) spread over it.
 	Interval Duration `yaml:"interval"`
 	// Timeout bounds each scrape; at most the interval (default: the
 	// interval, at most 10s).

@@ -94,10 +94,12 @@ type scrapeState struct {
 	// chance in 10^15 for a thousand series) is not worth them.
 	cache   map[uint64]cacheEntry
 	symbols *labels.SymbolTable
-	// body is the scraped body, from bodies while a scrape runs.
-	body   *bytes.Buffer
-	lset   labels.Labels
-	health health
+	// body is the scraped body, from bodies while a scrape runs;
+	// lastBody the length of the latest.
+	body     *bytes.Buffer
+	lastBody int64
+	lset     labels.Labels
+	health   health
 	// folding builds the labels of folded series; reps holds, by metric
 	// name, the value each class of a fold's labels takes (see fold).
 	folding labels.ScratchBuilder
@@ -257,6 +259,14 @@ func (s *Source) fetch(ctx context.Context) (string, error) {
 		return "", statusError{code: resp.StatusCode, status: resp.Status}
 	}
 	s.body.Reset()
+	// Room for the body at once: its announced length, or the previous
+	// body's and an eighth, rather than the doublings of a growing
+	// buffer (pooled buffers are dropped at every collection).
+	want := resp.ContentLength
+	if want < 0 {
+		want = s.lastBody + s.lastBody/8
+	}
+	s.body.Grow(int(min(want, s.bodySizeLimit)) + bytes.MinRead)
 	n, err := s.body.ReadFrom(io.LimitReader(resp.Body, s.bodySizeLimit+1))
 	if err != nil {
 		return "", fmt.Errorf("reading body: %w", err)
@@ -264,6 +274,7 @@ func (s *Source) fetch(ctx context.Context) (string, error) {
 	if n > s.bodySizeLimit {
 		return "", fmt.Errorf("body exceeds the limit of %d bytes", s.bodySizeLimit)
 	}
+	s.lastBody = n
 	return resp.Header.Get("Content-Type"), nil
 }
 

@@ -222,3 +222,25 @@ func TestScrapeTransportProxy(t *testing.T) {
 		t.Errorf("the proxy saw %d requests for another host, want 1", n)
 	}
 }
+
+// Credentials in the scrape URL reach the target as basic auth, as with
+// net/http's transport.
+func TestScrapeTransportBasicAuth(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "scraper" || p != "s3cret" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintln(w, "up 1")
+	}))
+	defer srv.Close()
+	tr := newScrapeTransport()
+	defer tr.CloseIdleConnections()
+	u := strings.Replace(srv.URL, "http://", "http://scraper:s3cret@", 1)
+	if body, err := get(context.Background(), tr, u); err != nil || body != "up 1\n" {
+		t.Errorf("with credentials in the URL: %q, %v", body, err)
+	}
+	if _, err := get(context.Background(), tr, srv.URL); err == nil {
+		t.Error("without credentials the target answered 200")
+	}
+}
