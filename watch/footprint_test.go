@@ -128,23 +128,9 @@ func BenchmarkServiceRetained(b *testing.B) {
 		svcs := make([]*Service, services)
 		stops := make([]func(), services)
 		for i, name := range names {
-			det, err := rollout.NewDetector(name, rollout.Config{VersionQuery: `sum by (version) (rate(requests{service="{{.Service}}"}[1m]))`})
-			if err != nil {
-				b.Fatal(err)
-			}
-			var trs []trigger.Evaluator
-			for _, tn := range []string{"error-rate", "latency"} {
-				def, err := trigger.FromSpec(trigger.Spec{Name: tn, Query: `err{service="{{.Service}}",version="{{.Version}}"}`, Above: ptr(0.05)})
-				if err != nil {
-					b.Fatal(err)
-				}
-				tr, err := trigger.New(def)
-				if err != nil {
-					b.Fatal(err)
-				}
-				trs = append(trs, tr)
-			}
+			det, trs := footprintParts(b, name)
 			q := &footprintQuerier{}
+			var err error
 			svcs[i], err = New(Options{
 				Name: name, Detector: det, Triggers: trs, Querier: q, Window: time.Hour, Interval: 5 * time.Second,
 				Align: func() time.Duration { return time.Hour }, Scheduler: sched, Metrics: m,
@@ -179,22 +165,7 @@ func BenchmarkServiceRetained(b *testing.B) {
 //
 //	go test -run '^$' -bench TickFootprint -benchmem ./watch/
 func BenchmarkTickFootprint(b *testing.B) {
-	det, err := rollout.NewDetector("checkout", rollout.Config{VersionQuery: `sum by (version) (rate(requests{service="{{.Service}}"}[1m]))`})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var trs []trigger.Evaluator
-	for _, tn := range []string{"error-rate", "latency"} {
-		def, err := trigger.FromSpec(trigger.Spec{Name: tn, Query: `err{service="{{.Service}}",version="{{.Version}}"}`, Above: ptr(0.05)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		tr, err := trigger.New(def)
-		if err != nil {
-			b.Fatal(err)
-		}
-		trs = append(trs, tr)
-	}
+	det, trs := footprintParts(b, "checkout")
 	q := &footprintQuerier{}
 	svc, err := New(Options{
 		Name: "checkout", Detector: det, Triggers: trs, Querier: q, Window: 1000 * time.Hour, Interval: 5 * time.Second,
@@ -217,4 +188,27 @@ func BenchmarkTickFootprint(b *testing.B) {
 		k++
 		svc.Tick(ctx, t0.Add(time.Duration(k)*5*time.Second))
 	}
+}
+
+// footprintParts returns the detector and the two threshold triggers of
+// the footprint benchmarks' service name.
+func footprintParts(b *testing.B, name string) (*rollout.Detector, []trigger.Evaluator) {
+	b.Helper()
+	det, err := rollout.NewDetector(name, rollout.Config{VersionQuery: `sum by (version) (rate(requests{service="{{.Service}}"}[1m]))`})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var trs []trigger.Evaluator
+	for _, tn := range []string{"error-rate", "latency"} {
+		def, err := trigger.FromSpec(trigger.Spec{Name: tn, Query: `err{service="{{.Service}}",version="{{.Version}}"}`, Above: ptr(0.05)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tr, err := trigger.New(def)
+		if err != nil {
+			b.Fatal(err)
+		}
+		trs = append(trs, tr)
+	}
+	return det, trs
 }
